@@ -1,0 +1,198 @@
+"""One interface for every place files are exchanged or stored.
+
+Sensors and assets only talk to `DropZone`: list entries, stream one out, write one atomically,
+move one to an archive or quarantine folder. The embedded default is `LocalDropZone`; the
+Campaign SFTP server (`resources.sftp.SftpDropZone`) and Azure Blob
+(`resources.azure_blob.AzureBlobDropZone`) implement the same contract, and the contract tests
+in `tests/integration/test_drop_zone_contract.py` run the same assertions against all three.
+
+Nothing here deletes: a drop zone can only add, replace atomically and move.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from dagster import ConfigurableResource
+
+# Writers that follow the upload-then-rename convention use names like these while a file is
+# still being written; a reader must never pick them up.
+TEMPORARY_NAME_MARKERS: tuple[str, ...] = (".part", ".tmp", ".filepart", ".partial", ".uploading")
+
+
+class DropZoneError(Exception):
+    """Base class of the errors a drop zone raises on purpose."""
+
+
+class DropZoneUnavailable(DropZoneError):
+    """A transient failure (network, timeout, server restart): try again on the next tick."""
+
+
+class DropZoneAccessDenied(DropZoneError):
+    """Authentication or host-key failure: a person must act, so this must fail loudly."""
+
+
+class UnsafePathError(DropZoneError, ValueError):
+    """A path that would escape the zone's root (absolute, `..`, NUL or backslash)."""
+
+
+@dataclass(frozen=True, order=True)
+class Entry:
+    """One file version in a zone.
+
+    `identity` changes whenever the content may have changed (ETag on Blob, size + mtime on
+    file systems), so `(path, identity)` names one version of one file.
+    """
+
+    path: str
+    size: int
+    modified: datetime
+    identity: str
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
+
+    @property
+    def modified_ts(self) -> float:
+        return self.modified.timestamp()
+
+
+def safe_relpath(path: str) -> str:
+    """Normalise a zone-relative path and refuse anything that could leave the zone.
+
+    File names come from outside (a drop zone is written by other systems), so a name such as
+    `../../etc/passwd` or `/abs` must never reach a file-system or SFTP call.
+    """
+    if not path or "\x00" in path or "\\" in path:
+        raise UnsafePathError(f"unsafe path {path!r}")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or any(part in ("..", "") for part in pure.parts):
+        raise UnsafePathError(f"unsafe path {path!r}")
+    normalised = str(pure)
+    if normalised in (".", ""):
+        raise UnsafePathError(f"unsafe path {path!r}")
+    return normalised
+
+
+def join(*parts: str) -> str:
+    """Join zone-relative path parts with `/`, skipping empty ones."""
+    return "/".join(p.strip("/") for p in parts if p and p.strip("/"))
+
+
+def is_temporary_name(name: str) -> bool:
+    base = PurePosixPath(name).name
+    return base.startswith((".", "~")) or base.lower().endswith(TEMPORARY_NAME_MARKERS)
+
+
+class DropZone(ConfigurableResource):
+    """The contract every zone implements. Paths are relative to the zone's root, `/`-separated."""
+
+    @abstractmethod
+    def list(self, folder: str = "") -> list[Entry]:
+        """Files directly inside `folder` (not recursive), sorted by path."""
+
+    @abstractmethod
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        """A streaming, forward-only binary reader; never the whole file in memory."""
+
+    @abstractmethod
+    def write_atomic(self, path: str, source: Path) -> Entry:
+        """Publish the local file `source` at `path`; readers see the old or the new file, never
+        a part of one."""
+
+    @abstractmethod
+    def move(self, src: str, dst: str) -> None:
+        """Move a file within the zone (archive, quarantine), replacing `dst` if it exists."""
+
+    @abstractmethod
+    def stat(self, path: str) -> Entry | None:
+        """The entry at `path`, or None if there is none."""
+
+    def write_bytes(self, path: str, data: bytes) -> Entry:
+        with tempfile.TemporaryDirectory(prefix="rtcdp-") as tmp:
+            local = Path(tmp) / "payload"
+            local.write_bytes(data)
+            return self.write_atomic(path, local)
+
+    def read_bytes(self, path: str) -> bytes:
+        with self.open_read(path) as fh:
+            return fh.read()
+
+    def describe(self) -> str:
+        """Where this zone points, for logs and metadata (never a secret)."""
+        return type(self).__name__
+
+
+def _entry_from_stat(relpath: str, size: int, mtime_ns: int) -> Entry:
+    modified = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
+    return Entry(path=relpath, size=size, modified=modified, identity=f"{size}-{mtime_ns}")
+
+
+class LocalDropZone(DropZone):
+    """A local folder standing in for SFTP or Blob: the embedded default for newcomers."""
+
+    root: str
+
+    def _abs(self, path: str) -> Path:
+        return Path(self.root) / safe_relpath(path)
+
+    def list(self, folder: str = "") -> list[Entry]:
+        base = Path(self.root) / safe_relpath(folder) if folder else Path(self.root)
+        if not base.is_dir():
+            return []
+        entries = []
+        with os.scandir(base) as it:
+            for item in it:
+                if not item.is_file(follow_symlinks=False):
+                    continue
+                st = item.stat(follow_symlinks=False)
+                entries.append(
+                    _entry_from_stat(join(folder, item.name), st.st_size, st.st_mtime_ns)
+                )
+        return sorted(entries)
+
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        with self._abs(path).open("rb") as fh:
+            yield fh
+
+    def write_atomic(self, path: str, source: Path) -> Entry:
+        target = self._abs(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory, so the final rename never crosses a file system.
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(source, tmp)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+        entry = self.stat(path)
+        assert entry is not None
+        return entry
+
+    def move(self, src: str, dst: str) -> None:
+        target = self._abs(dst)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._abs(src).replace(target)
+
+    def stat(self, path: str) -> Entry | None:
+        p = self._abs(path)
+        try:
+            st = p.stat()
+        except FileNotFoundError:
+            return None
+        return _entry_from_stat(safe_relpath(path), st.st_size, st.st_mtime_ns)
+
+    def describe(self) -> str:
+        return f"local folder {self.root}"

@@ -1,0 +1,57 @@
+"""Pipeline settings: the knobs the pattern leaves to each deployment.
+
+Values marked UNCONFIRMED in shared/reference/adobe-formats.md (numeric codes no public source
+settles, identity namespace codes, time zones of Campaign exports) live here so that a
+deployment can set them from the environment instead of editing code.
+"""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class PipelineSettings(ConfigurableResource):
+    """Deployment-specific settings shared by assets, sensors and checks."""
+
+    campaign_timezone: str = Field(
+        default="UTC",
+        description="Time zone of Campaign timestamps that carry no offset (IANA name).",
+    )
+    campaign_identity_namespace: str = Field(
+        default="external_id",
+        description=(
+            "identityMap namespace code of the Campaign recipient identity (a custom "
+            "namespace in AEP; 'external_id' as in the Campaign Managed Services destination)."
+        ),
+    )
+    campaign_export_folder: str = Field(
+        default="export", description="SFTP folder Campaign export workflows write to."
+    )
+    campaign_import_folder: str = Field(
+        default="import", description="SFTP folder Campaign import workflows read from."
+    )
+    aep_landing_folder: str = Field(
+        default="campaign", description="Folder in the AEP landing container for our output."
+    )
+    file_settle_seconds: float = Field(
+        default=30.0,
+        description=(
+            "A drop-zone file modified more recently than this is treated as still being "
+            "written and is left for a later tick."
+        ),
+    )
+    max_decompressed_bytes: int = Field(
+        default=20 * 1024**3,
+        description="A compressed export that inflates beyond this is refused (gzip bomb).",
+    )
+    max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
+    max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
+    future_tolerance_seconds: int = Field(
+        default=300, description="Clock skew tolerated before a timestamp counts as future."
+    )
+    failure_type_codes: dict[str, str] = Field(
+        # UNCONFIRMED numeric codes (adobe-formats.md §b3): set them to your instance's values.
+        default={"0": "undefined", "1": "soft", "2": "hard", "3": "ignored"},
+        description="broadLog failureType code -> hard / soft / ignored / undefined.",
+    )

@@ -1,0 +1,250 @@
+"""The Campaign SFTP server as a drop zone (paramiko, strict host keys, key authentication).
+
+Why not dagster-ssh's SSHResource: it auto-adds unknown host keys by default and reads only the
+system known_hosts. Here the host key must be in the project's own known_hosts file, and an
+unknown or changed key is refused (`RejectPolicy`), so a spoofed server never receives a login
+or serves files.
+"""
+
+from __future__ import annotations
+
+import socket
+import stat as stat_mod
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+import paramiko
+from pydantic import Field, PrivateAttr
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from resources.drop_zones import (
+    DropZone,
+    DropZoneAccessDenied,
+    DropZoneUnavailable,
+    Entry,
+    _entry_from_stat,
+    join,
+    safe_relpath,
+)
+
+# Errors that say "the network or the server hiccuped": retry, then let a sensor skip the tick.
+_TRANSIENT = (socket.timeout, TimeoutError, ConnectionError, EOFError, OSError)
+
+
+def _classify(exc: BaseException) -> DropZoneUnavailable | DropZoneAccessDenied | None:
+    """Tell a transient failure from one a person must fix.
+
+    A rotated key or a changed host key must not look like "no new files", so those are
+    `DropZoneAccessDenied`; network trouble is `DropZoneUnavailable`.
+    """
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return DropZoneAccessDenied(
+            f"SFTP host key mismatch for {exc.hostname}: the server presented a "
+            f"{exc.key.get_name()} key that differs from the known_hosts entry; refusing to "
+            "connect (possible man-in-the-middle or an unannounced key rotation)"
+        )
+    if isinstance(exc, paramiko.AuthenticationException):
+        return DropZoneAccessDenied(f"SFTP authentication failed: {exc}")
+    if isinstance(exc, paramiko.SSHException):
+        text = str(exc)
+        if "known_hosts" in text:
+            return DropZoneAccessDenied(
+                f"SFTP host key refused: {text}. Add the server's key to the configured "
+                "known_hosts file after verifying it out of band (keys are never auto-added)"
+            )
+        return DropZoneUnavailable(f"SFTP session error: {text}")
+    if isinstance(exc, _TRANSIENT):
+        return DropZoneUnavailable(f"SFTP server unreachable: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _reraise_classified(exc: BaseException) -> None:
+    classified = _classify(exc)
+    if classified is not None:
+        raise classified from exc
+
+
+_retry_transient = retry(
+    retry=retry_if_exception_type(DropZoneUnavailable),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
+
+
+class SftpDropZone(DropZone):
+    """Campaign's SFTP server. Configure from the environment (see `.env.example`)."""
+
+    host: str
+    port: int = 22
+    username: str
+    private_key_path: str = Field(description="Path to the client's private key (no passphrase).")
+    known_hosts_path: str = Field(
+        description="known_hosts file that must already hold the server's host key."
+    )
+    base_path: str = Field(default="", description="Folder on the server all paths are under.")
+    connect_timeout_seconds: float = 10.0
+
+    _client: paramiko.SSHClient | None = PrivateAttr(default=None)
+    _sftp: paramiko.SFTPClient | None = PrivateAttr(default=None)
+
+    # -- connection ------------------------------------------------------------------------
+    def _connect(self) -> paramiko.SFTPClient:
+        if self._sftp is not None and self._client is not None:
+            transport = self._client.get_transport()
+            if transport is not None and transport.is_active():
+                return self._sftp
+            self.close()
+        client = paramiko.SSHClient()
+        known_hosts = Path(self.known_hosts_path)
+        if not known_hosts.is_file():
+            raise DropZoneAccessDenied(f"known_hosts file {known_hosts} does not exist")
+        client.load_host_keys(str(known_hosts))
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            pkey = paramiko.PKey.from_path(self.private_key_path)
+        except (OSError, paramiko.SSHException) as exc:
+            raise DropZoneAccessDenied(
+                f"SFTP private key {self.private_key_path} cannot be loaded: {type(exc).__name__}"
+            ) from exc
+        try:
+            client.connect(
+                self.host,
+                port=self.port,
+                username=self.username,
+                pkey=pkey,
+                look_for_keys=False,
+                allow_agent=False,
+                timeout=self.connect_timeout_seconds,
+                banner_timeout=self.connect_timeout_seconds,
+                auth_timeout=self.connect_timeout_seconds,
+            )
+            sftp = client.open_sftp()
+        except Exception as exc:
+            client.close()
+            _reraise_classified(exc)
+            raise
+        self._client, self._sftp = client, sftp
+        return sftp
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.close()
+        if self._client is not None:
+            self._client.close()
+        self._sftp = None
+        self._client = None
+
+    def teardown_after_execution(self, context: object) -> None:
+        self.close()
+
+    def _remote(self, path: str) -> str:
+        rel = safe_relpath(path)
+        return str(PurePosixPath(self.base_path) / rel) if self.base_path else rel
+
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        try:
+            yield self._connect()
+        except (DropZoneAccessDenied, DropZoneUnavailable):
+            raise
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            # A broken session must not be reused by the next call.
+            self.close()
+            _reraise_classified(exc)
+            raise
+
+    # -- contract --------------------------------------------------------------------------
+    @_retry_transient
+    def list(self, folder: str = "") -> list[Entry]:
+        remote = self._remote(folder) if folder else (self.base_path or ".")
+        with self._session() as sftp:
+            try:
+                attrs = sftp.listdir_attr(remote)
+            except FileNotFoundError:
+                return []
+        entries = []
+        for a in attrs:
+            if a.st_mode is None or not stat_mod.S_ISREG(a.st_mode):
+                continue
+            # SFTP v3 only carries whole seconds; size + mtime is the best identity it offers.
+            mtime_ns = int(a.st_mtime or 0) * 1_000_000_000
+            entries.append(_entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns))
+        return sorted(entries)
+
+    @contextmanager
+    def open_read(self, path: str) -> Iterator[BinaryIO]:
+        remote = self._remote(path)
+        with self._session() as sftp:
+            fh = sftp.open(remote, "rb")
+        try:
+            # Prefetch pipelines the reads; without it paramiko runs at a few MB/s.
+            fh.prefetch()
+            yield fh  # type: ignore[misc]
+        except (TimeoutError, paramiko.SSHException, EOFError, ConnectionError) as exc:
+            # Only the transfer's own failures: a parser error raised by the caller while
+            # reading must keep its own type.
+            self.close()
+            _reraise_classified(exc)
+            raise
+        finally:
+            fh.close()
+
+    @_retry_transient
+    def write_atomic(self, path: str, source: Path) -> Entry:
+        remote = self._remote(path)
+        parent = str(PurePosixPath(remote).parent)
+        tmp = str(PurePosixPath(parent) / f".{PurePosixPath(remote).name}.{uuid.uuid4().hex}.part")
+        with self._session() as sftp:
+            self._makedirs(sftp, parent)
+            sftp.put(str(source), tmp, confirm=True)
+            # posix_rename (OpenSSH extension) replaces atomically; plain SFTP rename cannot
+            # overwrite an existing file.
+            sftp.posix_rename(tmp, remote)
+        entry = self.stat(path)
+        assert entry is not None
+        return entry
+
+    @_retry_transient
+    def move(self, src: str, dst: str) -> None:
+        remote_dst = self._remote(dst)
+        with self._session() as sftp:
+            self._makedirs(sftp, str(PurePosixPath(remote_dst).parent))
+            sftp.posix_rename(self._remote(src), remote_dst)
+
+    @_retry_transient
+    def stat(self, path: str) -> Entry | None:
+        with self._session() as sftp:
+            try:
+                a = sftp.stat(self._remote(path))
+            except FileNotFoundError:
+                return None
+        return _entry_from_stat(safe_relpath(path), a.st_size or 0, int(a.st_mtime or 0) * 10**9)
+
+    @staticmethod
+    def _makedirs(sftp: paramiko.SFTPClient, remote_dir: str) -> None:
+        path = PurePosixPath(remote_dir)
+        missing: list[PurePosixPath] = []
+        for candidate in (path, *path.parents):
+            if str(candidate) in ("", ".", "/"):
+                break
+            try:
+                sftp.stat(str(candidate))
+                break
+            except FileNotFoundError:
+                missing.append(candidate)
+        for folder in reversed(missing):
+            sftp.mkdir(str(folder))
+
+    def describe(self) -> str:
+        return f"sftp://{self.username}@{self.host}:{self.port}/{self.base_path}"

@@ -1,0 +1,795 @@
+"""The shape every Campaign → AEP dataset shares, written once.
+
+A dataset module (broadlog.py, tracking_log.py, ...) describes its export: the file names, the
+columns of each Campaign layout, the validation rules and the XDM mapping. `CampaignExportFlow`
+turns that description into the same Dagster objects for every dataset:
+
+    <dataset>_export_sensor ──▶ <dataset> ──▶ <dataset>_xdm ──▶ <dataset>_published
+      (SFTP export folder)     typed rows      XDM records       AEP landing container
+                               + quarantine    (checked, blocking)
+
+and into the checks that guard them. Files move `export/` → `export/archive/<dataset>/` after
+their rows are safely in the warehouse, or → `export/quarantine/<dataset>/` with a reason when
+they cannot be read at all. Nothing is ever deleted.
+
+No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
+functions (context and resource parameters) at definition time.
+"""
+
+import hashlib
+import json
+import re
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    DefaultSensorStatus,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    TableColumn,
+    TableColumnDep,
+    TableColumnLineage,
+    TableSchema,
+    asset,
+    asset_check,
+    define_asset_job,
+    in_process_executor,
+    multi_asset_check,
+    sensor,
+)
+
+from asset_checks.xdm_conformance import XdmSchema
+from resources.drop_zones import (
+    DropZone,
+    DropZoneUnavailable,
+    Entry,
+    is_temporary_name,
+    join,
+)
+from resources.settings import PipelineSettings
+from resources.warehouse import ParquetSink, Warehouse
+from rtcdp_assets import xdm
+from rtcdp_assets.ingest import (
+    REJECT_SCHEMA,
+    ExportFormat,
+    FileResult,
+    UnreadableFile,
+    ingest_file,
+)
+from rtcdp_assets.masking import mask_text, masked_preview
+from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
+
+XdmMapper = Callable[[pa.RecordBatch, PipelineSettings], pa.RecordBatch]
+RecordKind = Literal["event", "profile"]
+
+SOURCE_FILE_TAG = "rtcdp/source_file"
+SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
+
+
+@dataclass
+class CampaignExportDefinitions:
+    assets: list[AssetsDefinition]
+    asset_checks: list[Any]
+    sensor: Any
+    job: Any
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """The version of one export file a partition is built from, and where it sits now."""
+
+    name: str
+    entry: Entry
+    location: Literal["incoming", "archive", "quarantine"]
+
+
+@dataclass(frozen=True)
+class CampaignExportFlow:
+    """Everything that differs between the Campaign → AEP datasets."""
+
+    fmt: ExportFormat
+    file_prefix: str  # e.g. "broadLog" for broadLog_20261123_0800.csv.gz
+    to_xdm: XdmMapper
+    xdm_class: str
+    xdm_field_groups: tuple[str, ...]
+    record_kind: RecordKind = "event"
+    description: str = ""
+    upstream: tuple[AssetKey, ...] = ()
+    # XDM path -> source columns (canonical names) for `dagster/column_lineage`.
+    column_lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    allowed_codes: Callable[[PipelineSettings], Mapping[str, frozenset[str]]] = lambda _settings: {}
+
+    # -- names ---------------------------------------------------------------------------
+    @property
+    def dataset(self) -> str:
+        return self.fmt.dataset
+
+    @property
+    def xdm_dataset(self) -> str:
+        return f"{self.dataset}_xdm"
+
+    @property
+    def published_name(self) -> str:
+        return f"{self.dataset}_published"
+
+    @property
+    def file_pattern(self) -> re.Pattern[str]:
+        return re.compile(
+            rf"^{re.escape(self.file_prefix)}_(?P<date>\d{{8}})_(?P<time>\d{{4}}(?:\d{{2}})?)"
+            r"(?:_[A-Za-z0-9-]+)?\.csv(?:\.gz)?$",
+            re.IGNORECASE,
+        )
+
+    def partition_for(self, file_name: str) -> str | None:
+        """`broadLog_20261123_0930.csv` → `2026-11-23-08:00` (the 4-hour window of its time)."""
+        m = self.file_pattern.match(file_name)
+        if not m:
+            return None
+        stamp = m["date"] + m["time"][:4]
+        try:
+            when = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+        except ValueError:
+            return None
+        window = when.replace(hour=when.hour - when.hour % 4, minute=0)
+        return window.strftime(PARTITION_KEY_FORMAT)
+
+    # -- folders ---------------------------------------------------------------------------
+    def archive_folder(self, settings: PipelineSettings) -> str:
+        return join(settings.campaign_export_folder, "archive", self.dataset)
+
+    def quarantine_folder(self, settings: PipelineSettings) -> str:
+        return join(settings.campaign_export_folder, "quarantine", self.dataset)
+
+    def xdm_schema(self) -> XdmSchema:
+        return XdmSchema.compose(self.xdm_class, list(self.xdm_field_groups))
+
+    # -- the Dagster objects -------------------------------------------------------------
+    def build(self) -> CampaignExportDefinitions:
+        typed = self._typed_asset()
+        xdm_asset = self._xdm_asset(typed)
+        published = self._published_asset(xdm_asset)
+        job = define_asset_job(
+            f"{self.dataset}_job",
+            selection=AssetSelection.assets(typed, xdm_asset, published),
+            executor_def=in_process_executor,
+            description=f"Ingest, map, check and publish one {self.dataset} partition.",
+        )
+        return CampaignExportDefinitions(
+            assets=[typed, xdm_asset, published],
+            asset_checks=[self._reconciliation_check(typed), self._xdm_checks(xdm_asset)],
+            sensor=self._sensor(job),
+            job=job,
+        )
+
+    def _typed_asset(self) -> AssetsDefinition:
+        flow = self
+        columns = [
+            TableColumn(f.name, str(_arrow_type_name(f.kind)), description=f.description)
+            for f in self.fmt.fields
+        ]
+
+        @asset(
+            name=self.dataset,
+            partitions_def=four_hourly_partitions,
+            group_name="campaign_to_aep",
+            kinds={"sftp", "parquet"},
+            deps=list(self.upstream),
+            description=self.description
+            or f"Typed {self.dataset} rows from Campaign exports, with a quarantine.",
+            metadata={"dagster/column_schema": TableSchema(columns=columns)},
+            pool="campaign_sftp",
+        )
+        def typed_asset(
+            context: AssetExecutionContext,
+            campaign_sftp: DropZone,
+            warehouse: Warehouse,
+            settings: PipelineSettings,
+        ) -> MaterializeResult:
+            manifest = flow.ingest_partition(
+                campaign_sftp, warehouse, settings, context.partition_key, log=context.log
+            )
+            return MaterializeResult(metadata=flow._typed_metadata(manifest, warehouse))
+
+        return typed_asset
+
+    def _xdm_asset(self, typed: AssetsDefinition) -> AssetsDefinition:
+        flow = self
+        lineage = TableColumnLineage(
+            deps_by_column={
+                path: [TableColumnDep(asset_key=typed.key, column_name=c) for c in cols]
+                for path, cols in self.column_lineage.items()
+            }
+        )
+
+        @asset(
+            name=self.xdm_dataset,
+            partitions_def=four_hourly_partitions,
+            group_name="campaign_to_aep",
+            kinds={"parquet"},
+            deps=[typed],
+            description=f"{self.dataset} as XDM records ({self.xdm_class}).",
+            metadata={"dagster/column_lineage": lineage},
+        )
+        def xdm_asset(
+            context: AssetExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+        ) -> MaterializeResult:
+            pk = context.partition_key
+            with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
+                local = Path(tmp) / "data.parquet"
+                sink: ParquetSink | None = None
+                for batch in warehouse.iter_batches(flow.dataset, pk):
+                    mapped = flow.to_xdm(batch, settings)
+                    if sink is None:
+                        sink = ParquetSink(local, mapped.schema)
+                    sink.write(mapped)
+                if sink is None:  # no typed rows: still publish an empty, well-typed dataset
+                    empty = flow.fmt.typed_schema.empty_table().to_batches() or [
+                        pa.RecordBatch.from_pylist([], schema=flow.fmt.typed_schema)
+                    ]
+                    sink = ParquetSink(local, flow.to_xdm(empty[0], settings).schema)
+                sink.close()
+                warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
+                rows = sink.rows
+            return MaterializeResult(
+                metadata={
+                    "dagster/row_count": rows,
+                    "dagster/column_lineage": lineage,
+                    "xdm_class": flow.xdm_class,
+                    "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
+                    "warehouse_path": warehouse.path(flow.xdm_dataset, pk, "data.parquet"),
+                }
+            )
+
+        return xdm_asset
+
+    def landing_paths(self, settings: PipelineSettings, pk: str) -> tuple[str, str]:
+        compact = datetime.strptime(pk, PARTITION_KEY_FORMAT).strftime("%Y%m%d_%H%M")
+        folder = join(settings.aep_landing_folder, self.dataset, compact)
+        return join(folder, f"{self.dataset}_{compact}.json"), join(folder, "_manifest.json")
+
+    def _published_asset(self, xdm_asset: AssetsDefinition) -> AssetsDefinition:
+        flow = self
+
+        @asset(
+            name=self.published_name,
+            partitions_def=four_hourly_partitions,
+            group_name="campaign_to_aep",
+            kinds={"azure", "json"},
+            deps=[xdm_asset],
+            description=(
+                f"{self.dataset} XDM records as JSON Lines in the AEP landing container, read by "
+                "AEP's Azure Blob source connector. Written only after the blocking checks pass."
+            ),
+        )
+        def published_asset(
+            context: AssetExecutionContext,
+            warehouse: Warehouse,
+            aep_landing: DropZone,
+            settings: PipelineSettings,
+        ) -> MaterializeResult:
+            pk = context.partition_key
+            data_path, manifest_path = flow.landing_paths(settings, pk)
+            digest = hashlib.sha256()
+            rows = 0
+            with tempfile.TemporaryDirectory(prefix="rtcdp-pub-") as tmp:
+                local = Path(tmp) / "data.json"
+                with local.open("wb") as out:
+                    for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
+                        chunk = "".join(xdm.dumps(r) + "\n" for r in xdm.to_records(batch)).encode()
+                        digest.update(chunk)
+                        out.write(chunk)
+                        rows += batch.num_rows
+                entry = aep_landing.write_atomic(data_path, local)
+            manifest = {
+                "dataset": flow.dataset,
+                "partition": pk,
+                "xdm_class": flow.xdm_class,
+                "xdm_field_groups": list(flow.xdm_field_groups),
+                "file": data_path.rsplit("/", 1)[-1],
+                "format": "json-lines",
+                "records": rows,
+                "bytes": entry.size,
+                "sha256": digest.hexdigest(),
+            }
+            # The manifest goes last: its presence says the data file is complete.
+            aep_landing.write_bytes(
+                manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
+            )
+            return MaterializeResult(
+                metadata={
+                    "dagster/row_count": rows,
+                    "landing_path": data_path,
+                    "landing_zone": aep_landing.describe(),
+                    "sha256": manifest["sha256"],
+                    "bytes": entry.size,
+                }
+            )
+
+        return published_asset
+
+    # -- ingestion -------------------------------------------------------------------------
+    def resolve_sources(
+        self, zone: DropZone, settings: PipelineSettings, pk: str
+    ) -> list[SourceFile]:
+        """The newest version of each export file of partition `pk`.
+
+        A new version waiting in the export folder wins over archived ones; otherwise the
+        last archived or quarantined version is used, so a re-run reproduces the partition
+        from the same bytes after the files were moved.
+        """
+        chosen: dict[str, SourceFile] = {}
+        for entry in zone.list(settings.campaign_export_folder):
+            if is_temporary_name(entry.name) or self.partition_for(entry.name) != pk:
+                continue
+            chosen[entry.name] = SourceFile(entry.name, entry, "incoming")
+        moved: dict[str, SourceFile] = {}
+        for location, folder in (
+            ("archive", self.archive_folder(settings)),
+            ("quarantine", self.quarantine_folder(settings)),
+        ):
+            for entry in zone.list(folder):
+                if entry.name.endswith(".reason.json") or "@" not in entry.name:
+                    continue
+                original = entry.name.rsplit("@", 1)[0]
+                if self.partition_for(original) != pk or original in chosen:
+                    continue
+                current = moved.get(original)
+                if current is None or entry.modified > current.entry.modified:
+                    moved[original] = SourceFile(original, entry, location)  # type: ignore[arg-type]
+        chosen.update(moved)
+        return [chosen[name] for name in sorted(chosen)]
+
+    def ingest_partition(
+        self,
+        zone: DropZone,
+        warehouse: Warehouse,
+        settings: PipelineSettings,
+        pk: str,
+        log: Any = None,
+    ) -> dict[str, Any]:
+        sources = self.resolve_sources(zone, settings, pk)
+        if not sources:
+            raise Failure(
+                description=(
+                    f"No {self.dataset} export for partition {pk}: expected a file named like "
+                    f"{self.file_prefix}_YYYYMMDD_HHMM.csv[.gz] in "
+                    f"'{settings.campaign_export_folder}' "
+                    f"(or already moved to '{self.archive_folder(settings)}') on {zone.describe()}."
+                )
+            )
+        files: list[dict[str, Any]] = []
+        moves: list[tuple[SourceFile, str, dict[str, Any] | None]] = []
+        with tempfile.TemporaryDirectory(prefix="rtcdp-ingest-") as tmp:
+            tmpdir = Path(tmp)
+            good_parts: list[Path] = []
+            bad_parts: list[Path] = []
+            for i, src in enumerate(sources):
+                good_path, bad_path = tmpdir / f"good-{i}.parquet", tmpdir / f"bad-{i}.parquet"
+                result = FileResult(source_file=src.name, layout="")
+                try:
+                    with (
+                        zone.open_read(src.entry.path) as fh,
+                        ParquetSink(good_path, self.fmt.typed_schema) as good,
+                        ParquetSink(bad_path, REJECT_SCHEMA) as bad,
+                    ):
+                        for part in ingest_file(
+                            fh,
+                            source_file=src.name,
+                            fmt=self.fmt,
+                            tz=settings.campaign_timezone,
+                            allowed_overrides=self.allowed_codes(settings),
+                            max_decompressed_bytes=settings.max_decompressed_bytes,
+                            result=result,
+                        ):
+                            good.write(part.good)
+                            bad.write(part.rejects)
+                except UnreadableFile as exc:
+                    reason = {"reason": exc.reason, "detail": mask_text(exc.detail)}
+                    files.append(
+                        {
+                            "source_file": src.name,
+                            "identity": src.entry.identity,
+                            "status": "quarantined",
+                            **reason,
+                            "rows_in": None,
+                            "rows_out": 0,
+                            "rows_rejected": 0,
+                        }
+                    )
+                    moves.append((src, "quarantine", reason))
+                    if log:
+                        log.warning(f"{src.name} quarantined: {exc.reason}: {reason['detail']}")
+                    continue
+                good_parts.append(good_path)
+                bad_parts.append(_sorted_rejects(bad_path))
+                files.append(
+                    {"identity": src.entry.identity, "status": "processed", **result.as_dict()}
+                )
+                moves.append((src, "archive", None))
+
+            data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
+            rows_out = _concat_parquet(good_parts, data_local, self.fmt.typed_schema)
+            rows_rejected = _concat_parquet(bad_parts, rejects_local, REJECT_SCHEMA)
+            warehouse.put_file(self.dataset, pk, "data.parquet", data_local)
+            warehouse.put_file(self.dataset, pk, "rejects.parquet", rejects_local)
+
+        for src, target, reason in moves:
+            self._move_source(zone, settings, src, target, reason)
+        reasons: Counter[str] = Counter()
+        for f in files:
+            reasons.update(f.get("reasons") or {})
+        manifest = {
+            "dataset": self.dataset,
+            "partition": pk,
+            "files": files,
+            "rows_in": sum(f["rows_in"] or 0 for f in files),
+            "rows_out": rows_out,
+            "rows_rejected": rows_rejected,
+            "reasons": dict(sorted(reasons.items())),
+            "files_quarantined": sum(f["status"] == "quarantined" for f in files),
+        }
+        # Written last: the manifest is what says the partition is complete.
+        warehouse.put_json(self.dataset, pk, "manifest.json", manifest)
+        return manifest
+
+    def _move_source(
+        self,
+        zone: DropZone,
+        settings: PipelineSettings,
+        src: SourceFile,
+        target: Literal["archive", "quarantine"],
+        reason: dict[str, Any] | None,
+    ) -> None:
+        if src.location == target:
+            return
+        folder = (
+            self.archive_folder(settings)
+            if target == "archive"
+            else self.quarantine_folder(settings)
+        )
+        dest = join(folder, f"{src.name}@{src.entry.identity}")
+        if reason is not None:
+            sidecar = {"source_file": src.name, "identity": src.entry.identity, **reason}
+            zone.write_bytes(f"{dest}.reason.json", json.dumps(sidecar, indent=2).encode())
+        zone.move(src.entry.path, dest)
+
+    def _typed_metadata(self, manifest: dict[str, Any], warehouse: Warehouse) -> dict[str, Any]:
+        pk = manifest["partition"]
+        table = warehouse.read_table(self.dataset, pk) if manifest["rows_out"] else None
+        preview = (
+            masked_preview(table, self.fmt.personal_fields) if table is not None else "_no rows_"
+        )
+        file_rows = [
+            f"| {f['source_file']} | {f['status']} | {f.get('layout', '')} | {f['rows_in']} | "
+            f"{f['rows_out']} | {f['rows_rejected']} | {f.get('reason', '')} |"
+            for f in manifest["files"]
+        ]
+        files_md = "\n".join(
+            [
+                "| file | status | layout | rows in | rows out | rejected | reason |",
+                "|---|---|---|---|---|---|---|",
+                *file_rows,
+            ]
+        )
+        return {
+            "dagster/row_count": manifest["rows_out"],
+            "rows_in": manifest["rows_in"],
+            "rows_rejected": manifest["rows_rejected"],
+            "files_quarantined": manifest["files_quarantined"],
+            "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
+            "source_files": MetadataValue.md(files_md),
+            "preview": MetadataValue.md(preview),
+            "warehouse_path": warehouse.path(self.dataset, pk, "data.parquet"),
+            "rejects_path": warehouse.path(self.dataset, pk, "rejects.parquet"),
+        }
+
+    # -- checks ----------------------------------------------------------------------------
+    def _reconciliation_check(self, typed: AssetsDefinition) -> Any:
+        flow = self
+
+        @asset_check(
+            asset=typed,
+            name="reconciliation",
+            blocking=True,
+            partitions_def=four_hourly_partitions,
+            description=(
+                "Per source file: rows in the file = typed rows + quarantined rows, and no file "
+                "was quarantined as unreadable. Blocks publication of an incomplete partition."
+            ),
+        )
+        def reconciliation(
+            context: AssetCheckExecutionContext, warehouse: Warehouse
+        ) -> AssetCheckResult:
+            return flow.reconcile(warehouse, context.partition_key)
+
+        return reconciliation
+
+    def reconcile(self, warehouse: Warehouse, pk: str) -> AssetCheckResult:
+        manifest = warehouse.get_json(self.dataset, pk, "manifest.json")
+        if manifest is None:
+            return AssetCheckResult(passed=False, metadata={"error": "partition has no manifest"})
+        counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
+        for kind, name, col in (
+            ("good", "data.parquet", "_source_file"),
+            ("rejected", "rejects.parquet", "source_file"),
+        ):
+            with warehouse.local_copy(self.dataset, pk, name) as local:
+                if local is None:
+                    continue
+                column = pq.read_table(local, columns=[col]).column(col)
+                for item in pc.value_counts(column).to_pylist():
+                    counted[kind][item["values"]] = item["counts"]
+        mismatches = []
+        for f in manifest["files"]:
+            if f["status"] != "processed":
+                continue
+            good, bad = counted["good"][f["source_file"]], counted["rejected"][f["source_file"]]
+            if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
+                mismatches.append(
+                    f"{f['source_file']}: {f['rows_in']} in, {good} stored + {bad} rejected"
+                )
+        quarantined = [
+            f"{f['source_file']}: {f['reason']}"
+            for f in manifest["files"]
+            if f["status"] == "quarantined"
+        ]
+        rows_in = sum(f["rows_in"] or 0 for f in manifest["files"])
+        stored, rejected = sum(counted["good"].values()), sum(counted["rejected"].values())
+        return AssetCheckResult(
+            passed=not mismatches and not quarantined,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "rows_in": rows_in,
+                "rows_out": stored,
+                "rows_rejected": rejected,
+                "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
+                "files_quarantined": MetadataValue.json(quarantined),
+                "mismatches": MetadataValue.json(mismatches),
+            },
+        )
+
+    def _xdm_checks(self, xdm_asset: AssetsDefinition) -> Any:
+        flow = self
+        key = xdm_asset.key
+        names = ("xdm_conformance", "id_unique", "no_future_timestamp", "record_size")
+        descriptions = {
+            "xdm_conformance": "Every record validates against the official XDM schemas "
+            f"({self.xdm_class} + {len(self.xdm_field_groups)} field groups).",
+            "id_unique": "`_id` is unique within the partition (AEP de-duplicates on it).",
+            "no_future_timestamp": "No `timestamp` lies in the future (XDM requires the past).",
+            "record_size": "Every record fits AEP's limit (10 KB per ExperienceEvent, 100 KB per "
+            "profile record); larger ones are dropped by AEP.",
+        }
+        specs = [
+            AssetCheckSpec(
+                name=n,
+                asset=key,
+                blocking=True,
+                description=descriptions[n],
+                partitions_def=four_hourly_partitions,
+            )
+            for n in names
+        ]
+
+        @multi_asset_check(specs=specs, name=f"{self.xdm_dataset}_checks")
+        def xdm_checks(
+            context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+        ) -> Any:
+            yield from flow.evaluate_xdm(warehouse, settings, context.partition_key)
+
+        return xdm_checks
+
+    def evaluate_xdm(
+        self, warehouse: Warehouse, settings: PipelineSettings, pk: str
+    ) -> list[AssetCheckResult]:
+        """One pass over the XDM partition for every record-level guardrail."""
+        key = AssetKey(self.xdm_dataset)
+        schema = self.xdm_schema()
+        limit = (
+            settings.max_event_bytes if self.record_kind == "event" else settings.max_profile_bytes
+        )
+        now = datetime.now(UTC) + timedelta(seconds=settings.future_tolerance_seconds)
+        checked = invalid = oversize = future = 0
+        examples: list[str] = []
+        kinds: Counter[str] = Counter()
+        ids_seen: set[str] = set()
+        duplicates = 0
+        largest = 0
+        for batch in warehouse.iter_batches(self.xdm_dataset, pk):
+            records = xdm.to_records(batch)
+            report = schema.validate_many(records, max_examples=20)
+            invalid += report.invalid
+            kinds.update(report.error_counts)
+            examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)
+            if "_id" in batch.schema.names:
+                for v in batch.column("_id").to_pylist():
+                    if v in ids_seen:
+                        duplicates += 1
+                    ids_seen.add(v)
+            if "timestamp" in batch.schema.names:
+                ts = batch.column("timestamp")
+                future += (
+                    pc.sum(pc.greater(ts, pa.scalar(now, ts.type)).cast(pa.int64())).as_py() or 0
+                )
+            for r in records:
+                size = len(xdm.dumps(r).encode())
+                largest = max(largest, size)
+                oversize += size > limit
+            checked += batch.num_rows
+        return [
+            AssetCheckResult(
+                asset_key=key,
+                check_name="xdm_conformance",
+                passed=invalid == 0,
+                metadata={
+                    "records_checked": checked,
+                    "records_invalid": invalid,
+                    "errors_by_kind": MetadataValue.json(dict(kinds.most_common(50))),
+                    "examples": MetadataValue.json(examples[:20]),
+                },
+            ),
+            AssetCheckResult(
+                asset_key=key,
+                check_name="id_unique",
+                passed=duplicates == 0,
+                metadata={"records_checked": checked, "duplicate_ids": duplicates},
+            ),
+            AssetCheckResult(
+                asset_key=key,
+                check_name="no_future_timestamp",
+                passed=future == 0,
+                metadata={"records_checked": checked, "future_timestamps": future},
+            ),
+            AssetCheckResult(
+                asset_key=key,
+                check_name="record_size",
+                passed=oversize == 0,
+                metadata={
+                    "records_checked": checked,
+                    "records_over_limit": oversize,
+                    "limit_bytes": limit,
+                    "largest_record_bytes": largest,
+                },
+            ),
+        ]
+
+    # -- sensor ----------------------------------------------------------------------------
+    def _sensor(self, job: Any) -> Any:
+        flow = self
+
+        @sensor(
+            name=f"{self.dataset}_export_sensor",
+            job=job,
+            minimum_interval_seconds=30,
+            default_status=DefaultSensorStatus.RUNNING,
+            description=(
+                f"Watches the Campaign SFTP export folder for {self.file_prefix}_*.csv[.gz] and "
+                "requests one run per file version."
+            ),
+        )
+        def export_sensor(
+            context: SensorEvaluationContext, campaign_sftp: DropZone, settings: PipelineSettings
+        ) -> SensorResult | SkipReason:
+            try:
+                entries = campaign_sftp.list(settings.campaign_export_folder)
+            except DropZoneUnavailable as exc:
+                # The cursor is untouched, so nothing is missed once the server is back.
+                return SkipReason(f"Campaign SFTP unavailable, will retry: {exc}")
+            plan = plan_tick(
+                flow, entries, context.cursor, datetime.now(UTC), settings.file_settle_seconds
+            )
+            for note in plan.notes:
+                context.log.info(note)
+            if not plan.run_requests:
+                return SensorResult(
+                    skip_reason=SkipReason("; ".join(plan.notes) or "no new export files"),
+                    cursor=plan.cursor,
+                )
+            return SensorResult(run_requests=plan.run_requests, cursor=plan.cursor)
+
+        return export_sensor
+
+
+@dataclass
+class TickPlan:
+    run_requests: list[RunRequest]
+    cursor: str
+    notes: list[str]
+
+
+def plan_tick(
+    flow: CampaignExportFlow,
+    entries: Sequence[Entry],
+    cursor: str | None,
+    now: datetime,
+    settle_seconds: float,
+) -> TickPlan:
+    """Decide which file versions to run, from a listing and the cursor alone.
+
+    The cursor is the highest modified time among files already requested plus the run keys
+    requested at exactly that time (several files can share one mtime second), never the
+    wall clock. The run key is the file name plus its content identity, so the same version
+    never runs twice and a new version of the same name always does.
+    """
+    state = json.loads(cursor) if cursor else {}
+    high = float(state.get("mtime", 0.0))
+    keys_at_high = set(state.get("keys", []))
+    requests: list[RunRequest] = []
+    notes: list[str] = []
+    new_high, new_keys = high, set(keys_at_high)
+    unrecognised = []
+    for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
+        if is_temporary_name(entry.name):
+            continue
+        pk = flow.partition_for(entry.name)
+        if pk is None:
+            if not entry.name.lower().startswith(flow.file_prefix.lower()):
+                continue  # another dataset's file
+            unrecognised.append(entry.name)
+            continue
+        run_key = f"{entry.path}@{entry.identity}"
+        ts = entry.modified_ts
+        if ts < high or (ts == high and run_key in keys_at_high):
+            continue
+        if entry.size == 0 or (now.timestamp() - ts) < settle_seconds:
+            notes.append(f"{entry.name} is still being written; waiting")
+            continue
+        requests.append(
+            RunRequest(
+                run_key=run_key,
+                partition_key=pk,
+                tags={SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity},
+            )
+        )
+        if ts > new_high:
+            new_high, new_keys = ts, {run_key}
+        elif ts == new_high:
+            new_keys.add(run_key)
+    if unrecognised:
+        notes.append(
+            f"left alone, name not recognised as {flow.file_prefix}_YYYYMMDD_HHMM.csv[.gz]: "
+            + ", ".join(sorted(unrecognised)[:20])
+        )
+    return TickPlan(requests, json.dumps({"mtime": new_high, "keys": sorted(new_keys)}), notes)
+
+
+def _arrow_type_name(kind: str) -> str:
+    return {"int": "int64", "timestamp": "timestamp", "bool": "boolean"}.get(kind, "string")
+
+
+def _sorted_rejects(path: Path) -> Path:
+    """Rejects in line order, so a re-run writes the same file."""
+    table = pq.read_table(path)
+    if table.num_rows > 1:
+        table = table.sort_by([("line_number", "ascending")])
+        pq.write_table(table, path, compression="zstd")
+    return path
+
+
+def _concat_parquet(parts: Sequence[Path], out: Path, schema: pa.Schema) -> int:
+    with ParquetSink(out, schema) as sink:
+        for part in parts:
+            for batch in pq.ParquetFile(part).iter_batches(batch_size=65536):
+                sink.write(batch)
+    return sink.rows

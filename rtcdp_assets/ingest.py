@@ -1,0 +1,608 @@
+"""Streaming ingestion of Campaign CSV exports: parse, validate, split good rows from bad.
+
+Every Campaign dataset (broadLog, trackingLog, non-deliverables, preferences, profiles) goes
+through `ingest_file`: the file is streamed with pyarrow (never whole in memory), every value is
+read as text and validated with compute kernels, and each row ends up in exactly one of two
+places: the typed batches or the rejects, with a reason code and its CSV record number. A file
+that cannot be read at all raises `UnreadableFile` with a reason, so the caller can quarantine
+it. Nothing in this module touches Dagster; the benchmarks in `bench/` drive it directly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import BinaryIO, Literal
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+FieldKind = Literal["int", "string", "timestamp", "email", "bool"]
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "string": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "email": pa.string(),
+    "bool": pa.bool_(),
+}
+
+SOURCE_FILE = "_source_file"
+LINE_NUMBER = "_line_number"
+
+REJECT_SCHEMA = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("line_number", pa.int64()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("column", pa.string()),
+        pa.field("raw", pa.string()),
+    ]
+)
+
+_INT_RE = r"^[+-]?[0-9]{1,18}$"
+# ISO 8601 date-times as Campaign writes them: `2026-11-23 08:00:00`, with an optional `T`,
+# fraction and offset. A missing offset means the configured Campaign time zone.
+_TS_RE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,6})?(Z|[+-][0-9]{2}:?[0-9]{2})?$"
+)
+_TS_OFFSET_RE = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"
+_EMAIL_RE = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+_BOOL_TRUE = ["1", "true", "yes", "y"]
+_BOOL_FALSE = ["0", "false", "no", "n", ""]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One canonical field of a dataset, whatever the source layout calls it."""
+
+    name: str
+    kind: FieldKind
+    required: bool = False
+    allowed: frozenset[str] | None = None  # allowed raw values (after trimming), e.g. codes
+    personal: bool = False  # masked in every preview and metadata shown in the UI
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one Campaign flavour names the columns: source header -> canonical field name."""
+
+    name: str
+    columns: Mapping[str, str]
+
+    def matches(self, header: Sequence[str], required: set[str]) -> bool:
+        present = {self.columns[h] for h in header if h in self.columns}
+        return required <= present
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    delimiter: str = ","
+    quote_char: str = '"'
+    encoding: str = "utf-8"
+    # Campaign export workflows write one record per line. With True, quoted values may span
+    # lines and line numbers become CSV record numbers.
+    newlines_in_values: bool = True
+    block_size: int = 4 << 20  # peak memory follows the block size (performance-notes.md)
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """Everything needed to read one Campaign export dataset."""
+
+    dataset: str
+    fields: tuple[FieldSpec, ...]
+    layouts: tuple[Layout, ...]
+    csv: CsvOptions = field(default_factory=CsvOptions)
+
+    @property
+    def required(self) -> set[str]:
+        return {f.name for f in self.fields if f.required}
+
+    @property
+    def personal_fields(self) -> set[str]:
+        return {f.name for f in self.fields if f.personal}
+
+    @property
+    def typed_schema(self) -> pa.Schema:
+        cols = [pa.field(f.name, ARROW_TYPES[f.kind], nullable=not f.required) for f in self.fields]
+        cols += [
+            pa.field(SOURCE_FILE, pa.string(), nullable=False),
+            pa.field(LINE_NUMBER, pa.int64(), nullable=False),
+        ]
+        return pa.schema(cols)
+
+    def field(self, name: str) -> FieldSpec:
+        return next(f for f in self.fields if f.name == name)
+
+
+class UnreadableFile(Exception):
+    """The file as a whole cannot be ingested; `reason` is a stable code for the quarantine."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class FileResult:
+    """What became of one file: the counts reconcile as rows_in == rows_out + rows_rejected."""
+
+    source_file: str
+    layout: str
+    rows_in: int = 0
+    rows_out: int = 0
+    rows_rejected: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    bytes_in: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source_file": self.source_file,
+            "layout": self.layout,
+            "rows_in": self.rows_in,
+            "rows_out": self.rows_out,
+            "rows_rejected": self.rows_rejected,
+            "reasons": dict(sorted(self.reasons.items())),
+            "bytes_in": self.bytes_in,
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Byte streams: decompression with a bomb guard, and a reader that replays a peeked header.
+# --------------------------------------------------------------------------------------------
+class _GuardedStream(io.RawIOBase):
+    """Decompresses gzip on the fly (if asked), counts bytes and refuses a gzip bomb."""
+
+    def __init__(self, raw: BinaryIO, gzip: bool, max_bytes: int) -> None:
+        self._raw = raw
+        self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16) if gzip else None
+        self._max = max_bytes
+        self._pending = b""
+        self._eof = False
+        self.bytes_out = 0
+        self.bytes_in = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def _fill(self, want: int) -> None:
+        while len(self._pending) < want and not self._eof:
+            chunk = self._raw.read(max(want, 1 << 20))
+            self.bytes_in += len(chunk)
+            if self._inflate is None:
+                if not chunk:
+                    self._eof = True
+                self._pending += chunk
+                continue
+            if chunk:
+                # Bound the output of each step so one tiny compressed chunk cannot expand
+                # into gigabytes in memory before the limit is checked.
+                data = self._inflate.decompress(chunk, 1 << 24)
+                while self._inflate.unconsumed_tail:
+                    self._pending += data
+                    self._check()
+                    data = self._inflate.decompress(self._inflate.unconsumed_tail, 1 << 24)
+                self._pending += data
+            else:
+                if not self._inflate.eof:
+                    raise UnreadableFile(
+                        "truncated_gzip", "the gzip stream ends before its end marker"
+                    )
+                self._eof = True
+            if self._inflate.eof and self._inflate.unused_data:
+                # A concatenated gzip member follows (gzip allows several): keep going.
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+                self._pending += self._inflate.decompress(rest)
+            self._check()
+
+    def _check(self) -> None:
+        if self.bytes_out + len(self._pending) > self._max:
+            raise UnreadableFile(
+                "decompressed_size_exceeded",
+                f"the file inflates beyond {self._max} bytes (possible gzip bomb)",
+            )
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while True:
+                part = self.read(1 << 20)
+                if not part:
+                    return b"".join(chunks)
+                chunks.append(part)
+        try:
+            self._fill(size)
+        except zlib.error as exc:
+            raise UnreadableFile("corrupt_gzip", str(exc)) from exc
+        out, self._pending = self._pending[:size], self._pending[size:]
+        self.bytes_out += len(out)
+        return out
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _Replay(io.RawIOBase):
+    """Yields `prefix` first, then the rest of `stream`: lets us peek at the header."""
+
+    def __init__(self, prefix: bytes, stream: _GuardedStream) -> None:
+        self._prefix = prefix
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if self._prefix:
+            if size is None or size < 0:
+                out, self._prefix = self._prefix + self._stream.read(), b""
+                return out
+            out, self._prefix = self._prefix[:size], self._prefix[size:]
+            return out
+        return self._stream.read(size)
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_header(stream: _GuardedStream, opts: CsvOptions) -> tuple[list[str], bytes]:
+    """Read up to the first line break; return the parsed header names and the bytes read."""
+    buf = b""
+    while b"\n" not in buf:
+        chunk = stream.read(64 * 1024)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > 1 << 20:
+            raise UnreadableFile("header_too_long", "no line break in the first MiB")
+    if not buf.strip():
+        raise UnreadableFile("empty_file", "the file has no header row")
+    line = buf.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        text = line.decode(opts.encoding)
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile("bad_encoding", f"header is not {opts.encoding}") from exc
+    text = text.lstrip("\ufeff")  # a UTF-8 BOM is legal and common in exports from Windows tools
+    import csv
+
+    header = next(csv.reader([text], delimiter=opts.delimiter, quotechar=opts.quote_char))
+    return [h.strip() for h in header], buf
+
+
+def detect_layout(fmt: ExportFormat, header: Sequence[str]) -> Layout:
+    for layout in fmt.layouts:
+        if layout.matches(header, fmt.required):
+            return layout
+    names = ", ".join(layout.name for layout in fmt.layouts)
+    missing = {
+        layout.name: sorted(
+            fmt.required - {layout.columns[h] for h in header if h in layout.columns}
+        )
+        for layout in fmt.layouts
+    }
+    raise UnreadableFile(
+        "unknown_layout",
+        f"header matches none of the {fmt.dataset} layouts ({names}); missing required "
+        f"columns per layout: {json.dumps(missing)}",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Validation with compute kernels
+# --------------------------------------------------------------------------------------------
+def _first_reason(
+    reason: pa.Array, column: pa.Array, failed: pa.Array, code: str, col: str
+) -> tuple[pa.Array, pa.Array]:
+    """Keep the first failing rule of each row: later rules never overwrite a reason."""
+    take = pc.and_(pc.is_null(reason), pc.fill_null(failed, False))
+    return (
+        pc.if_else(take, pa.scalar(code), reason),
+        pc.if_else(take, pa.scalar(col), column),
+    )
+
+
+def _parse_timestamps(values: pa.Array, tz: str) -> pa.Array:
+    """Strings already matching `_TS_RE` -> timestamp[us, UTC]; impossible dates -> null."""
+    has_offset = pc.match_substring_regex(values, _TS_OFFSET_RE)
+    normalised = pc.replace_substring(values, " ", "T", max_replacements=1)
+    try:
+        naive = pc.cast(
+            pc.if_else(has_offset, pa.scalar(None, pa.string()), normalised), pa.timestamp("us")
+        )
+        local = pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="earliest")
+        aware = pc.cast(
+            pc.if_else(has_offset, normalised, pa.scalar(None, pa.string())),
+            pa.timestamp("us", tz="UTC"),
+        )
+        return pc.coalesce(pc.cast(local, pa.timestamp("us", tz="UTC")), aware)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Rare: a well-formed but impossible date (2026-02-30) fails the whole vectorised
+        # cast; fall back to the strict per-value path for this batch only.
+        zone = ZoneInfo(tz)
+        out: list[datetime | None] = []
+        for v in values.to_pylist():
+            if v is None:
+                out.append(None)
+                continue
+            try:
+                d = datetime.fromisoformat(v.replace("Z", "+00:00"))
+            except ValueError:
+                out.append(None)
+                continue
+            out.append((d if d.tzinfo else d.replace(tzinfo=zone)).astimezone(UTC))
+        return pa.array(out, type=pa.timestamp("us", tz="UTC"))
+
+
+def validate_batch(
+    batch: pa.RecordBatch,
+    fmt: ExportFormat,
+    layout: Layout,
+    *,
+    tz: str = "UTC",
+    allowed_overrides: Mapping[str, frozenset[str]] | None = None,
+) -> tuple[pa.RecordBatch, pa.Array, pa.Array]:
+    """Type every canonical field; return (typed batch, reason per row, failing column per row).
+
+    Rows with a null reason are good. The typed batch has a row for every input row (values of
+    bad rows are undefined); the caller filters.
+    """
+    n = batch.num_rows
+    by_canonical = {
+        layout.columns[name]: name for name in batch.schema.names if name in layout.columns
+    }
+    reason: pa.Array = pa.nulls(n, pa.string())
+    column: pa.Array = pa.nulls(n, pa.string())
+    typed: list[pa.Array] = []
+    overrides = allowed_overrides or {}
+    for f in fmt.fields:
+        src = by_canonical.get(f.name)
+        if src is None:
+            typed.append(pa.nulls(n, ARROW_TYPES[f.kind]))
+            continue
+        raw = pc.utf8_trim_whitespace(batch.column(src))
+        empty = pc.equal(pc.utf8_length(raw), 0)
+        if f.required:
+            reason, column = _first_reason(reason, column, empty, "missing_required_value", src)
+        present = pc.invert(empty)
+        allowed = overrides.get(f.name, f.allowed)
+        if allowed is not None:
+            bad = pc.and_(present, pc.invert(pc.is_in(raw, value_set=pa.array(sorted(allowed)))))
+            reason, column = _first_reason(reason, column, bad, f"unknown_code:{f.name}", src)
+        nulled = pc.if_else(present, raw, pa.scalar(None, pa.string()))
+        if f.kind == "int":
+            ok = pc.match_substring_regex(nulled, _INT_RE)
+            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_integer", src)
+            values = pc.cast(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), pa.int64())
+        elif f.kind == "timestamp":
+            ok = pc.match_substring_regex(nulled, _TS_RE)
+            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_timestamp", src)
+            values = _parse_timestamps(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), tz)
+            impossible = pc.and_(ok, pc.is_null(values))
+            reason, column = _first_reason(reason, column, impossible, "invalid_timestamp", src)
+        elif f.kind == "email":
+            lowered = pc.utf8_lower(nulled)
+            ok = pc.match_substring_regex(lowered, _EMAIL_RE)
+            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_email", src)
+            values = lowered
+        elif f.kind == "bool":
+            low = pc.utf8_lower(raw)
+            is_true = pc.is_in(low, value_set=pa.array(_BOOL_TRUE))
+            ok = pc.or_(is_true, pc.is_in(low, value_set=pa.array(_BOOL_FALSE)))
+            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_boolean", src)
+            values = is_true
+        else:
+            values = nulled
+        typed.append(values)
+    names = [f.name for f in fmt.fields]
+    typed_batch = pa.RecordBatch.from_arrays(typed, names=names)
+    return typed_batch, reason, column
+
+
+# --------------------------------------------------------------------------------------------
+# One file, end to end
+# --------------------------------------------------------------------------------------------
+@dataclass
+class IngestedBatch:
+    good: pa.RecordBatch  # typed_schema
+    rejects: pa.RecordBatch  # REJECT_SCHEMA
+
+
+def _record_numbers(valid_index: np.ndarray, invalid_sorted: np.ndarray) -> np.ndarray:
+    """CSV record numbers (header = 1) of well-formed rows, given the malformed ones.
+
+    The j-th well-formed row (0-based) sits at record r = j + 2 + #{i : w_i <= j + 2} with
+    w_i = v_i - i for the sorted malformed record numbers v_i.
+    """
+    base = valid_index + 2
+    if invalid_sorted.size == 0:
+        return base
+    w = invalid_sorted - np.arange(invalid_sorted.size)
+    return base + np.searchsorted(w, base, side="right")
+
+
+def ingest_file(
+    raw: BinaryIO,
+    *,
+    source_file: str,
+    fmt: ExportFormat,
+    tz: str = "UTC",
+    allowed_overrides: Mapping[str, frozenset[str]] | None = None,
+    max_decompressed_bytes: int = 20 * 1024**3,
+    result: FileResult | None = None,
+) -> Iterator[IngestedBatch]:
+    """Stream one export file; yields typed good rows and rejects batch by batch.
+
+    `result` (filled while iterating) holds the counts when the iterator is exhausted.
+    Raises `UnreadableFile` when the file as a whole cannot be read.
+    """
+    res = result if result is not None else FileResult(source_file=source_file, layout="")
+    is_gzip = source_file.lower().endswith(".gz")
+    stream = _GuardedStream(raw, gzip=is_gzip, max_bytes=max_decompressed_bytes)
+    try:
+        header, peeked = _read_header(stream, fmt.csv)
+    except zlib.error as exc:
+        raise UnreadableFile("corrupt_gzip", str(exc)) from exc
+    if len(set(header)) != len(header):
+        dupes = sorted(h for h, c in Counter(header).items() if c > 1)
+        raise UnreadableFile("duplicate_columns", f"header repeats {dupes}")
+    layout = detect_layout(fmt, header)
+    res.layout = layout.name
+
+    malformed: list[tuple[int | None, str, int, int]] = []
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        malformed.append((row.number, row.text, row.expected_columns, row.actual_columns))
+        return "skip"
+
+    reader_opts = pacsv.ReadOptions(
+        block_size=fmt.csv.block_size,
+        encoding=fmt.csv.encoding,
+        use_threads=False,  # keeps row numbers known to the malformed-row handler
+        column_names=header,
+        skip_rows=1,
+    )
+    parse_opts = pacsv.ParseOptions(
+        delimiter=fmt.csv.delimiter,
+        quote_char=fmt.csv.quote_char,
+        newlines_in_values=fmt.csv.newlines_in_values,
+        invalid_row_handler=on_invalid,
+    )
+    convert_opts = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(header, pa.string()),
+        strings_can_be_null=False,
+        quoted_strings_can_be_null=False,
+    )
+    try:
+        reader = pacsv.open_csv(
+            _Replay(peeked, stream),
+            read_options=reader_opts,
+            parse_options=parse_opts,
+            convert_options=convert_opts,
+        )
+    except pa.ArrowInvalid as exc:
+        raise _unreadable_from_arrow(exc) from exc
+
+    valid_seen = 0
+    invalid_numbers: list[int] = []
+    emitted_malformed = 0
+    typed_schema = fmt.typed_schema
+    while True:
+        try:
+            batch = reader.read_next_batch()
+        except StopIteration:
+            batch = None
+        except pa.ArrowInvalid as exc:
+            raise _unreadable_from_arrow(exc) from exc
+        # Malformed rows the handler saw so far: their record numbers are exact.
+        new_bad = malformed[emitted_malformed:]
+        emitted_malformed = len(malformed)
+        for number, _text, _exp, _act in new_bad:
+            if number is not None:
+                invalid_numbers.append(number)
+        bad_batch = _malformed_rejects(source_file, new_bad)
+        if batch is None:
+            if bad_batch.num_rows:
+                res.rows_in += bad_batch.num_rows
+                res.rows_rejected += bad_batch.num_rows
+                res.reasons.update(bad_batch.column("reason").to_pylist())
+                yield IngestedBatch(good=_empty_batch(typed_schema), rejects=bad_batch)
+            break
+        n = batch.num_rows
+        numbers = _record_numbers(
+            np.arange(valid_seen, valid_seen + n, dtype=np.int64),
+            np.asarray(sorted(invalid_numbers), dtype=np.int64),
+        )
+        valid_seen += n
+        typed, reason, column = validate_batch(
+            batch, fmt, layout, tz=tz, allowed_overrides=allowed_overrides
+        )
+        good_mask = pc.is_null(reason)
+        line_numbers = pa.array(numbers, pa.int64())
+        good = typed.append_column(SOURCE_FILE, pa.array([source_file] * n, pa.string()))
+        good = good.append_column(LINE_NUMBER, line_numbers).filter(good_mask)
+        bad_mask = pc.invert(good_mask)
+        n_bad = pc.sum(bad_mask.cast(pa.int64())).as_py() or 0
+        if n_bad:
+            raw_json = _rows_as_json(batch.filter(bad_mask))
+            invalid = pa.RecordBatch.from_arrays(
+                [
+                    pa.array([source_file] * n_bad, pa.string()),
+                    line_numbers.filter(bad_mask),
+                    reason.filter(bad_mask),
+                    column.filter(bad_mask),
+                    raw_json,
+                ],
+                schema=REJECT_SCHEMA,
+            )
+            bad_batch = pa.concat_batches([bad_batch, invalid]) if bad_batch.num_rows else invalid
+        res.rows_in += n + len(new_bad)
+        res.rows_out += good.num_rows
+        res.rows_rejected += bad_batch.num_rows
+        if bad_batch.num_rows:
+            res.reasons.update(bad_batch.column("reason").to_pylist())
+        yield IngestedBatch(good=good.cast(typed_schema), rejects=bad_batch)
+    res.bytes_in = stream.bytes_in
+
+
+def _unreadable_from_arrow(exc: pa.ArrowInvalid) -> UnreadableFile:
+    text = str(exc)
+    if "UTF8" in text or "UTF-8" in text or "decode" in text.lower():
+        return UnreadableFile(
+            "bad_encoding",
+            "the file contains bytes that are not valid text in the configured encoding",
+        )
+    return UnreadableFile("csv_parse_error", text.splitlines()[0][:300])
+
+
+def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist([], schema=schema)
+
+
+def _malformed_rejects(
+    source_file: str, rows: list[tuple[int | None, str, int, int]]
+) -> pa.RecordBatch:
+    if not rows:
+        return _empty_batch(REJECT_SCHEMA)
+    return pa.RecordBatch.from_pydict(
+        {
+            "source_file": [source_file] * len(rows),
+            "line_number": [r[0] for r in rows],
+            "reason": ["wrong_column_count"] * len(rows),
+            "column": [f"expected {r[2]} columns, found {r[3]}" for r in rows],
+            "raw": [r[1] for r in rows],
+        },
+        schema=REJECT_SCHEMA,
+    )
+
+
+def _rows_as_json(batch: pa.RecordBatch) -> pa.Array:
+    """The original text values of rejected rows, so they can be corrected and replayed."""
+    names = batch.schema.names
+    cols = [batch.column(i).to_pylist() for i in range(batch.num_columns)]
+    return pa.array(
+        [
+            json.dumps(dict(zip(names, values, strict=True)), ensure_ascii=False)
+            for values in zip(*cols, strict=True)
+        ],
+        pa.string(),
+    )
+
+
+RowFilter = Callable[[pa.RecordBatch], pa.RecordBatch]
