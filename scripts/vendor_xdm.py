@@ -1,0 +1,91 @@
+"""Vendor the XDM schema files the conformance validator needs.
+
+Copies, unchanged, the closure of ``asset_checks.xdm_conformance.VENDORED_ROOTS`` (every
+``$ref`` and ``meta:extends``, transitively) from the official adobe/xdm tree into
+``asset_checks/xdm_schemas/``, keeping the tree's relative paths, plus its LICENSE and a README
+naming the source. Files of an earlier run that are no longer in the closure are removed, so the
+folder stays as small as the closure.
+
+Usage (from the repository root)::
+
+    python scripts/vendor_xdm.py [--source ../shared/xdm] [--dest asset_checks/xdm_schemas]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    # Runnable as a plain script without installing the project.
+    sys.path.insert(0, str(REPO_ROOT))
+
+from asset_checks.xdm_conformance import (  # noqa: E402 - needs the sys.path line above
+    VENDORED_ROOT,
+    VENDORED_ROOTS,
+    schema_closure,
+)
+
+SOURCE_REPOSITORY = "adobe/xdm"
+SOURCE_COMMIT = "4a4fc5f8dd175cd81f2419b85130a6fc25053890"
+DEFAULT_SOURCE = REPO_ROOT.parent / "shared" / "xdm"
+
+
+def readme(roots: tuple[str, ...], files: list[str]) -> str:
+    root_lines = "\n".join(f"- `{root}`" for root in roots)
+    return f"""# Vendored XDM schemas
+
+Files used by `asset_checks/xdm_conformance.py` to check records against the official
+Experience Data Model.
+
+- Source: the public repository {SOURCE_REPOSITORY}, commit {SOURCE_COMMIT}.
+- License: Creative Commons Attribution 4.0 International (CC BY 4.0), see `LICENSE` in this
+  folder. Copyright Adobe; the files carry their own `meta:license` notice.
+- Changes: none. The {len(files)} schema files are copied unchanged, at the same relative paths
+  as in the source tree. The validator converts them to the Experience Platform dataset form in
+  memory when it loads them.
+- Selection: the closure (every `$ref` and `meta:extends`, transitively) of the roots below,
+  which is `VENDORED_ROOTS` in `asset_checks/xdm_conformance.py`. Regenerate with
+  `python scripts/vendor_xdm.py` after changing that list; do not edit files here by hand.
+
+Roots:
+
+{root_lines}
+"""
+
+
+def vendor(source: Path, dest: Path) -> list[str]:
+    """Copy the closure into ``dest``; returns the copied paths, relative to ``source``."""
+    closure = schema_closure(source.resolve(), VENDORED_ROOTS)
+    files = sorted(path.relative_to(source.resolve()).as_posix() for path in closure.values())
+    dest.mkdir(parents=True, exist_ok=True)
+    for stale in dest.rglob("*.schema.json"):
+        if stale.relative_to(dest).as_posix() not in files:
+            stale.unlink()
+    for directory in sorted((p for p in dest.rglob("*") if p.is_dir()), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    for relative in files:
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / relative, target)
+    shutil.copyfile(source / "LICENSE", dest / "LICENSE")
+    (dest / "README.md").write_text(readme(VENDORED_ROOTS, files), encoding="utf-8")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, default=DEFAULT_SOURCE, help="adobe/xdm checkout")
+    parser.add_argument("--dest", type=Path, default=VENDORED_ROOT, help="vendored folder")
+    args = parser.parse_args(argv)
+    files = vendor(args.source, args.dest)
+    print(f"vendored {len(files)} schema files from {args.source} into {args.dest}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
