@@ -34,6 +34,15 @@ class PipelineSettings(ConfigurableResource):
     aep_landing_folder: str = Field(
         default="campaign", description="Folder in the AEP landing container for our output."
     )
+    campaign_org_unit: str = Field(
+        default="default",
+        description="The one Campaign organizational unit this deployment serves.",
+    )
+    cadence_severity: str = Field(
+        default="WARN",
+        description="Severity of the export-cadence check: WARN (default) or ERROR.",
+        pattern="^(WARN|ERROR)$",
+    )
     file_settle_seconds: float = Field(
         default=30.0,
         description=(

@@ -23,18 +23,13 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -52,13 +47,12 @@ from dagster import (
     TableColumnLineage,
     TableSchema,
     asset,
-    asset_check,
     define_asset_job,
     in_process_executor,
-    multi_asset_check,
     sensor,
 )
 
+from asset_checks.campaign_exports import build_typed_checks, build_xdm_checks
 from asset_checks.xdm_conformance import XdmSchema
 from resources.drop_zones import (
     DropZone,
@@ -119,6 +113,8 @@ class CampaignExportFlow:
     # XDM path -> source columns (canonical names) for `dagster/column_lineage`.
     column_lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allowed_codes: Callable[[PipelineSettings], Mapping[str, frozenset[str]]] = lambda _settings: {}
+    # Dataset-specific checks: each builder gets the flow and its typed asset.
+    extra_checks: tuple[Callable[["CampaignExportFlow", AssetsDefinition], Any], ...] = ()
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -140,6 +136,11 @@ class CampaignExportFlow:
             r"(?:_[A-Za-z0-9-]+)?\.csv(?:\.gz)?$",
             re.IGNORECASE,
         )
+
+    def export_stamp(self, file_name: str) -> str | None:
+        """The export time in a file name (`20261123_0930`); split parts share it."""
+        m = self.file_pattern.match(file_name)
+        return f"{m['date']}_{m['time']}" if m else None
 
     def partition_for(self, file_name: str) -> str | None:
         """`broadLog_20261123_0930.csv` → `2026-11-23-08:00` (the 4-hour window of its time)."""
@@ -177,7 +178,11 @@ class CampaignExportFlow:
         )
         return CampaignExportDefinitions(
             assets=[typed, xdm_asset, published],
-            asset_checks=[self._reconciliation_check(typed), self._xdm_checks(xdm_asset)],
+            asset_checks=[
+                build_typed_checks(self, typed),
+                build_xdm_checks(self, xdm_asset),
+                *[build(self, typed) for build in self.extra_checks],
+            ],
             sensor=self._sensor(job),
             job=job,
         )
@@ -503,176 +508,6 @@ class CampaignExportFlow:
             "warehouse_path": warehouse.path(self.dataset, pk, "data.parquet"),
             "rejects_path": warehouse.path(self.dataset, pk, "rejects.parquet"),
         }
-
-    # -- checks ----------------------------------------------------------------------------
-    def _reconciliation_check(self, typed: AssetsDefinition) -> Any:
-        flow = self
-
-        @asset_check(
-            asset=typed,
-            name="reconciliation",
-            blocking=True,
-            partitions_def=four_hourly_partitions,
-            description=(
-                "Per source file: rows in the file = typed rows + quarantined rows, and no file "
-                "was quarantined as unreadable. Blocks publication of an incomplete partition."
-            ),
-        )
-        def reconciliation(
-            context: AssetCheckExecutionContext, warehouse: Warehouse
-        ) -> AssetCheckResult:
-            return flow.reconcile(warehouse, context.partition_key)
-
-        return reconciliation
-
-    def reconcile(self, warehouse: Warehouse, pk: str) -> AssetCheckResult:
-        manifest = warehouse.get_json(self.dataset, pk, "manifest.json")
-        if manifest is None:
-            return AssetCheckResult(passed=False, metadata={"error": "partition has no manifest"})
-        counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
-        for kind, name, col in (
-            ("good", "data.parquet", "_source_file"),
-            ("rejected", "rejects.parquet", "source_file"),
-        ):
-            with warehouse.local_copy(self.dataset, pk, name) as local:
-                if local is None:
-                    continue
-                column = pq.read_table(local, columns=[col]).column(col)
-                for item in pc.value_counts(column).to_pylist():
-                    counted[kind][item["values"]] = item["counts"]
-        mismatches = []
-        for f in manifest["files"]:
-            if f["status"] != "processed":
-                continue
-            good, bad = counted["good"][f["source_file"]], counted["rejected"][f["source_file"]]
-            if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
-                mismatches.append(
-                    f"{f['source_file']}: {f['rows_in']} in, {good} stored + {bad} rejected"
-                )
-        quarantined = [
-            f"{f['source_file']}: {f['reason']}"
-            for f in manifest["files"]
-            if f["status"] == "quarantined"
-        ]
-        rows_in = sum(f["rows_in"] or 0 for f in manifest["files"])
-        stored, rejected = sum(counted["good"].values()), sum(counted["rejected"].values())
-        return AssetCheckResult(
-            passed=not mismatches and not quarantined,
-            severity=AssetCheckSeverity.ERROR,
-            metadata={
-                "rows_in": rows_in,
-                "rows_out": stored,
-                "rows_rejected": rejected,
-                "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
-                "files_quarantined": MetadataValue.json(quarantined),
-                "mismatches": MetadataValue.json(mismatches),
-            },
-        )
-
-    def _xdm_checks(self, xdm_asset: AssetsDefinition) -> Any:
-        flow = self
-        key = xdm_asset.key
-        names = ("xdm_conformance", "id_unique", "no_future_timestamp", "record_size")
-        descriptions = {
-            "xdm_conformance": "Every record validates against the official XDM schemas "
-            f"({self.xdm_class} + {len(self.xdm_field_groups)} field groups).",
-            "id_unique": "`_id` is unique within the partition (AEP de-duplicates on it).",
-            "no_future_timestamp": "No `timestamp` lies in the future (XDM requires the past).",
-            "record_size": "Every record fits AEP's limit (10 KB per ExperienceEvent, 100 KB per "
-            "profile record); larger ones are dropped by AEP.",
-        }
-        specs = [
-            AssetCheckSpec(
-                name=n,
-                asset=key,
-                blocking=True,
-                description=descriptions[n],
-                partitions_def=four_hourly_partitions,
-            )
-            for n in names
-        ]
-
-        @multi_asset_check(specs=specs, name=f"{self.xdm_dataset}_checks")
-        def xdm_checks(
-            context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
-        ) -> Any:
-            yield from flow.evaluate_xdm(warehouse, settings, context.partition_key)
-
-        return xdm_checks
-
-    def evaluate_xdm(
-        self, warehouse: Warehouse, settings: PipelineSettings, pk: str
-    ) -> list[AssetCheckResult]:
-        """One pass over the XDM partition for every record-level guardrail."""
-        key = AssetKey(self.xdm_dataset)
-        schema = self.xdm_schema()
-        limit = (
-            settings.max_event_bytes if self.record_kind == "event" else settings.max_profile_bytes
-        )
-        now = datetime.now(UTC) + timedelta(seconds=settings.future_tolerance_seconds)
-        checked = invalid = oversize = future = 0
-        examples: list[str] = []
-        kinds: Counter[str] = Counter()
-        ids_seen: set[str] = set()
-        duplicates = 0
-        largest = 0
-        for batch in warehouse.iter_batches(self.xdm_dataset, pk):
-            records = xdm.to_records(batch)
-            report = schema.validate_many(records, max_examples=20)
-            invalid += report.invalid
-            kinds.update(report.error_counts)
-            examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)
-            if "_id" in batch.schema.names:
-                for v in batch.column("_id").to_pylist():
-                    if v in ids_seen:
-                        duplicates += 1
-                    ids_seen.add(v)
-            if "timestamp" in batch.schema.names:
-                ts = batch.column("timestamp")
-                future += (
-                    pc.sum(pc.greater(ts, pa.scalar(now, ts.type)).cast(pa.int64())).as_py() or 0
-                )
-            for r in records:
-                size = len(xdm.dumps(r).encode())
-                largest = max(largest, size)
-                oversize += size > limit
-            checked += batch.num_rows
-        return [
-            AssetCheckResult(
-                asset_key=key,
-                check_name="xdm_conformance",
-                passed=invalid == 0,
-                metadata={
-                    "records_checked": checked,
-                    "records_invalid": invalid,
-                    "errors_by_kind": MetadataValue.json(dict(kinds.most_common(50))),
-                    "examples": MetadataValue.json(examples[:20]),
-                },
-            ),
-            AssetCheckResult(
-                asset_key=key,
-                check_name="id_unique",
-                passed=duplicates == 0,
-                metadata={"records_checked": checked, "duplicate_ids": duplicates},
-            ),
-            AssetCheckResult(
-                asset_key=key,
-                check_name="no_future_timestamp",
-                passed=future == 0,
-                metadata={"records_checked": checked, "future_timestamps": future},
-            ),
-            AssetCheckResult(
-                asset_key=key,
-                check_name="record_size",
-                passed=oversize == 0,
-                metadata={
-                    "records_checked": checked,
-                    "records_over_limit": oversize,
-                    "limit_bytes": limit,
-                    "largest_record_bytes": largest,
-                },
-            ),
-        ]
 
     # -- sensor ----------------------------------------------------------------------------
     def _sensor(self, job: Any) -> Any:

@@ -69,10 +69,13 @@ def test_good_file_is_typed_checked_and_published(env):
     checks = checks_by_name(result)
     assert set(checks) == {
         "reconciliation",
+        "single_org_unit",
+        "export_cadence",
         "xdm_conformance",
         "id_unique",
         "no_future_timestamp",
         "record_size",
+        "identity_count",
     }
     assert all(c.passed for c in checks.values())
 
