@@ -43,6 +43,16 @@ class PipelineSettings(ConfigurableResource):
         description="Severity of the export-cadence check: WARN (default) or ERROR.",
         pattern="^(WARN|ERROR)$",
     )
+    orphan_lookback_hours: int = Field(
+        default=7 * 24,
+        description="How far back a trackingLog row's broadLog is searched before it is an orphan.",
+    )
+    freshness_grace_minutes: int = Field(
+        default=60, description="How late an export may be after its 4-hour window."
+    )
+    freshness_lookback_windows: int = Field(
+        default=6, description="How many recent due windows the freshness check looks at."
+    )
     file_settle_seconds: float = Field(
         default=30.0,
         description=(
@@ -58,6 +68,16 @@ class PipelineSettings(ConfigurableResource):
     max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
     future_tolerance_seconds: int = Field(
         default=300, description="Clock skew tolerated before a timestamp counts as future."
+    )
+    address_status_codes: dict[str, str] = Field(
+        # Only 2 = Valid has a public source (adobe-formats.md §b5): set your instance's codes.
+        default={"1": "with_errors", "2": "valid", "3": "quarantine", "4": "denylisted"},
+        description="nms:address status code -> valid / with_errors / quarantine / denylisted.",
+    )
+    address_channel_codes: dict[str, str] = Field(
+        # NmsService iType numbering (0 email, 1 SMS, 2 phone, 3 direct mail, 4 fax).
+        default={"0": "email", "1": "sms", "2": "phone", "3": "direct_mail", "4": "fax"},
+        description="nms:address channel (iType) code -> channel label.",
     )
     failure_type_codes: dict[str, str] = Field(
         # UNCONFIRMED numeric codes (adobe-formats.md §b3): set them to your instance's values.

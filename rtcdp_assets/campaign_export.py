@@ -610,7 +610,9 @@ def plan_tick(
 
 
 def _arrow_type_name(kind: str) -> str:
-    return {"int": "int64", "timestamp": "timestamp", "bool": "boolean"}.get(kind, "string")
+    return {"int": "int64", "timestamp": "timestamp", "date": "date", "bool": "boolean"}.get(
+        kind, "string"
+    )
 
 
 def _sorted_rejects(path: Path) -> Path:

@@ -1,18 +1,42 @@
-"""The one `Definitions` of the code location (workspace.yaml loads this module)."""
+"""The one `Definitions` of the code location (workspace.yaml loads this module).
 
-from __future__ import annotations
+Each Campaign dataset module builds its sensor, assets, checks and job from the shared
+`CampaignExportFlow`; this module only gathers them and picks the resources for the
+environment (`RTCDP_ENV`, see resources/__init__.py).
+"""
 
-from dagster import Definitions
+import warnings
 
-from resources import environment_resources
-from rtcdp_assets.broadlog import broadlog_defs
+from dagster import Definitions, PreviewWarning
 
-CAMPAIGN_EXPORTS = [broadlog_defs]
+# Partitioned asset checks are a preview feature in Dagster 1.13; they are what makes one check
+# result per 4-hour partition possible, so the warning is expected here.
+warnings.filterwarnings("ignore", category=PreviewWarning)
+
+from asset_checks.freshness import build_freshness_check, freshness_automation  # noqa: E402
+from resources import environment_resources  # noqa: E402
+from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
+from rtcdp_assets.preferences import preferences_defs  # noqa: E402
+from rtcdp_assets.profiles import profiles_defs  # noqa: E402
+from rtcdp_assets.tracking_log import tracking_log_defs  # noqa: E402
+
+CAMPAIGN_EXPORTS = [
+    broadlog_defs,
+    tracking_log_defs,
+    non_deliverables_defs,
+    preferences_defs,
+    profiles_defs,
+]
+
+freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
+freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
 defs = Definitions(
-    assets=[a for flow in CAMPAIGN_EXPORTS for a in flow.assets],
-    asset_checks=[c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks],
+    assets=[*(a for flow in CAMPAIGN_EXPORTS for a in flow.assets), suppression_list],
+    asset_checks=[*(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks), *freshness_checks],
     sensors=[flow.sensor for flow in CAMPAIGN_EXPORTS],
-    jobs=[flow.job for flow in CAMPAIGN_EXPORTS],
+    jobs=[*(flow.job for flow in CAMPAIGN_EXPORTS), freshness_job],
+    schedules=[freshness_schedule],
     resources=environment_resources(),
 )

@@ -25,12 +25,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-FieldKind = Literal["int", "string", "timestamp", "email", "bool"]
+FieldKind = Literal["int", "string", "timestamp", "date", "email", "bool"]
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
     "string": pa.string(),
     "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
     "email": pa.string(),
     "bool": pa.bool_(),
 }
@@ -396,6 +397,19 @@ def validate_batch(
             values = _parse_timestamps(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), tz)
             impossible = pc.and_(ok, pc.is_null(values))
             reason, column = _first_reason(reason, column, impossible, "invalid_timestamp", src)
+        elif f.kind == "date":
+            ok = pc.match_substring_regex(nulled, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_date", src)
+            values = pc.strptime(
+                pc.if_else(ok, nulled, pa.scalar(None, pa.string())),
+                format="%Y-%m-%d",
+                unit="s",
+                error_is_null=True,
+            ).cast(pa.date32())
+            # strptime rolls 2026-02-30 over to March; a round trip catches impossible dates.
+            roundtrip = pc.strftime(values, format="%Y-%m-%d")
+            impossible = pc.and_(ok, pc.invert(pc.fill_null(pc.equal(roundtrip, nulled), False)))
+            reason, column = _first_reason(reason, column, impossible, "invalid_date", src)
         elif f.kind == "email":
             lowered = pc.utf8_lower(nulled)
             ok = pc.match_substring_regex(lowered, _EMAIL_RE)

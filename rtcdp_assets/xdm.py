@@ -80,7 +80,10 @@ def lookup(codes: pa.Array, mapping: Mapping[str, str]) -> pa.Array:
 
 def _clean(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items() if v is not None}
+        # Drop nulls and objects left empty by them: AEP treats absent and null alike, and an
+        # empty object would only add bytes.
+        cleaned = {k: _clean(v) for k, v in value.items() if v is not None}
+        return {k: v for k, v in cleaned.items() if v != {}}
     if isinstance(value, list):
         if value and isinstance(value[0], tuple):  # Arrow map<> comes back as pairs
             return {k: _clean(v) for k, v in value if v is not None}
