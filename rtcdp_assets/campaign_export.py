@@ -170,19 +170,23 @@ class CampaignExportFlow:
         typed = self._typed_asset()
         xdm_asset = self._xdm_asset(typed)
         published = self._published_asset(xdm_asset)
+        checks = [
+            build_typed_checks(self, typed),
+            build_xdm_checks(self, xdm_asset),
+            *[build(self, typed) for build in self.extra_checks],
+        ]
+        # Only this flow's partitioned checks run with a partition; window-spanning checks such
+        # as export freshness run on their own schedule.
         job = define_asset_job(
             f"{self.dataset}_job",
-            selection=AssetSelection.assets(typed, xdm_asset, published),
+            selection=AssetSelection.assets(typed, xdm_asset, published).without_checks()
+            | AssetSelection.checks(*checks),
             executor_def=in_process_executor,
             description=f"Ingest, map, check and publish one {self.dataset} partition.",
         )
         return CampaignExportDefinitions(
             assets=[typed, xdm_asset, published],
-            asset_checks=[
-                build_typed_checks(self, typed),
-                build_xdm_checks(self, xdm_asset),
-                *[build(self, typed) for build in self.extra_checks],
-            ],
+            asset_checks=checks,
             sensor=self._sensor(job),
             job=job,
         )

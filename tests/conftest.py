@@ -1,15 +1,21 @@
-"""Session fixtures: the real services the integration tests talk to."""
+"""Shared pytest fixtures. Keep each kind of fixture in its own section below."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import pytest
 
 from tests.services import AzuriteServer, SshdServer
 
+# ---- real services (session-scoped) ----------------------------------------------------------
+# One sshd and one Azurite for the whole run: starting them costs about a second each. A test
+# that stops a service must start it again in a `finally` (start() is a no-op when running).
+# The try/finally here stops the processes even when a test or the session fails.
 
-# ---- real services ------------------------------------------------------------------------
+
 @pytest.fixture(scope="session")
-def sshd(tmp_path_factory):
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     server = SshdServer(
         root=tmp_path_factory.mktemp("sftp_root"), workdir=tmp_path_factory.mktemp("sshd")
     )
@@ -21,7 +27,7 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory):
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
     server = AzuriteServer(workdir=tmp_path_factory.mktemp("azurite"))
     server.start()
     try:

@@ -1,235 +1,481 @@
-"""Real test services: OpenSSH sshd as the Campaign SFTP server, Azurite as Azure Blob.
+"""The real services that integration tests, benchmarks and the demo run against.
 
-Plain Python (no pytest), so tests, benchmarks and fault-injection suites can start them.
-Both bind 127.0.0.1 on a free high port and keep their state in a work folder, so `stop()` and
-`start()` on the same object restart the same server on the same port (fault tests use this).
-Missing binaries raise with the command that installs them; nothing is ever skipped.
+`SshdServer` is OpenSSH's sshd standing in for the Adobe Campaign SFTP server; `AzuriteServer` is
+Microsoft's Azure Blob API emulator standing in for the AEP landing zone and the warehouse. Both
+listen on a free port on 127.0.0.1 and keep everything they own under a work folder.
+
+Plain Python on purpose (no pytest import) so that `bench/` and the demo can start the same
+services the tests use. Both classes are context managers: `with SshdServer(...) as sshd: ...`.
+Install the binaries with `scripts/install_test_services.sh`; a missing binary raises
+`RuntimeError` rather than letting a test skip, because a skipped integration test proves nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import os
-import shutil
+import pwd
 import signal
 import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
 
 from azure.storage.blob import BlobServiceClient
 
-REPO = Path(__file__).resolve().parents[1]
-SSHD = Path("/usr/sbin/sshd")
-AZURITE = REPO / "tests" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-INSTALL_HINT = "run scripts/install_test_services.sh (installs openssh-server and Azurite)"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+INSTALL_SCRIPT = "scripts/install_test_services.sh"
 
-AZURITE_ACCOUNT = "devstoreaccount1"
-# Azurite's well-known development key, public in Azure's documentation: not a secret.
-AZURITE_KEY = (
+SSHD_BINARY = Path("/usr/sbin/sshd")
+SSH_KEYGEN_BINARY = Path("/usr/bin/ssh-keygen")
+SFTP_BINARY = Path("/usr/bin/sftp")
+AZURITE_BLOB_BINARY = REPO_ROOT / "tests" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+
+LOOPBACK = "127.0.0.1"
+
+# Azurite's fixed development account, published in Microsoft's Azurite documentation; it is
+# not a secret and only works against the emulator.
+AZURITE_ACCOUNT_NAME = "devstoreaccount1"
+AZURITE_ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+STARTUP_TIMEOUT_SECONDS = 20.0
+STOP_TIMEOUT_SECONDS = 10.0
 
 
-def _wait_for_port(port: int, timeout: float, check: object = None) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                if check is None or check(conn):  # type: ignore[operator]
-                    return
-        except OSError as exc:
-            last = exc
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing answered on 127.0.0.1:{port} within {timeout}s ({last})")
+# --------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------
 
 
-def _keygen(path: Path) -> None:
+def require_binary(path: Path, what: str) -> Path:
+    """Fail loudly (never skip) when a service binary is missing."""
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise RuntimeError(
+            f"{what} not found at {path}: run `bash {INSTALL_SCRIPT}` "
+            "(as root) to install the real test services"
+        )
+    return path
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that was free a moment ago; the tiny race is acceptable on a test machine."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def generate_ed25519_key(path: Path, comment: str = "rtcdp-test") -> str:
+    """Create `path` (private, 0600) and `path.pub`; return the public key line.
+
+    paramiko cannot generate ed25519 keys, so this goes through ssh-keygen.
+    """
+    keygen = require_binary(SSH_KEYGEN_BINARY, "ssh-keygen (openssh-client)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in (path, path.with_name(path.name + ".pub")):
+        stale.unlink(missing_ok=True)  # ssh-keygen would otherwise ask whether to overwrite
     subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "rtcdp-test", "-f", str(path)],
+        [str(keygen), "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
         check=True,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
     )
+    return path.with_name(path.name + ".pub").read_text().strip()
+
+
+def _wait_until(
+    ready: Callable[[], bool], timeout: float, what: str, diagnostics: Callable[[], str]
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if ready():
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not ready after {timeout:.0f} s\n{diagnostics()}")
+        time.sleep(0.05)
+
+
+def _pid_alive(pid: int) -> bool:
+    # The machine's init may not reap orphans, so a killed daemon can linger as a zombie:
+    # that counts as gone.
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: trust kill(0)
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+        children.setdefault(ppid, []).append(int(entry.name))
+    return children
+
+
+def _descendants(pid: int) -> list[int]:
+    if not Path("/proc").is_dir():
+        return []
+    tree = _children_by_parent()
+    found: list[int] = []
+    todo = list(tree.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(tree.get(child, []))
+    return found
+
+
+def _tail(path: Path, max_chars: int = 4000) -> str:
+    try:
+        return path.read_text(errors="replace")[-max_chars:]
+    except FileNotFoundError:
+        return ""
+
+
+# --------------------------------------------------------------------------------------------
+# OpenSSH sshd: the Campaign SFTP server
+# --------------------------------------------------------------------------------------------
 
 
 class SshdServer:
-    """OpenSSH's sshd serving SFTP only, key authentication only, rooted at `root`."""
+    """A private OpenSSH sshd on 127.0.0.1 that only speaks SFTP, rooted at `root`.
 
-    def __init__(self, root: Path, workdir: Path) -> None:
-        if not SSHD.exists() or shutil.which("ssh-keygen") is None:
-            raise RuntimeError(f"OpenSSH server not installed: {INSTALL_HINT}")
-        self.root = root.resolve()
-        self.workdir = workdir.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.host = "127.0.0.1"
-        self.port = free_port()
-        self.username = os.environ.get("USER") or "root"
-        self.host_key_path = self.workdir / "host_key"
-        self.client_key_path = self.workdir / "client_key"
-        self.known_hosts_path = self.workdir / "known_hosts"
-        self.config_path = self.workdir / "sshd_config"
-        self.pid_path = self.workdir / "sshd.pid"
-        self.log_path = self.workdir / "sshd.log"
-        _keygen(self.host_key_path)
-        _keygen(self.client_key_path)
-        keys = self.workdir / "authorized_keys"
-        keys.mkdir(exist_ok=True)
-        (keys / self.username).write_text(Path(f"{self.client_key_path}.pub").read_text())
-        host_pub = Path(f"{self.host_key_path}.pub").read_text().split()
-        self.host_public_key = f"[{self.host}]:{self.port} {host_pub[0]} {host_pub[1]}"
-        self.known_hosts_path.write_text(self.host_public_key + "\n")
-        self.config_path.write_text(
-            "\n".join(
-                [
-                    f"Port {self.port}",
-                    f"ListenAddress {self.host}",
-                    f"HostKey {self.host_key_path}",
-                    f"PidFile {self.pid_path}",
-                    f"AuthorizedKeysFile {keys}/%u",
-                    "PubkeyAuthentication yes",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "PermitRootLogin prohibit-password",
-                    "UsePAM no",
-                    # the work folder lives under /tmp, which StrictModes would refuse
-                    "StrictModes no",
-                    "AllowTcpForwarding no",
-                    "X11Forwarding no",
-                    "PermitTTY no",
-                    "Subsystem sftp internal-sftp",
-                    f"ForceCommand internal-sftp -d {self.root}",
-                    "",
-                ]
-            )
-        )
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege-separation directory
-        subprocess.run([str(SSHD), "-t", "-f", str(self.config_path)], check=True)
-        self._pid: int | None = None
+    Logs in as the current OS user (root on the test machines) with an ed25519 client key; no
+    password, no PAM, no shell, no forwarding. `ForceCommand internal-sftp -d <root>` makes every
+    session start in `root`, so relative SFTP paths land under it. There is deliberately no
+    chroot: sshd requires every component of a chroot path to be root-owned and not writable by
+    others, which pytest's folders under /tmp never are.
+    """
 
-    def start(self) -> None:
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege-separation directory
-        self.pid_path.unlink(missing_ok=True)
-        subprocess.run(
-            [str(SSHD), "-f", str(self.config_path), "-E", str(self.log_path)], check=True
-        )
-        _wait_for_port(self.port, 10, lambda conn: conn.recv(64).startswith(b"SSH-"))
-        self._pid = int(self.pid_path.read_text().strip())
+    host: str = LOOPBACK
 
-    def stop(self) -> None:
-        if self._pid is None:
-            return
-        try:
-            os.kill(self._pid, signal.SIGTERM)
-            for _ in range(100):
-                os.kill(self._pid, 0)
-                time.sleep(0.05)
-        except ProcessLookupError:
-            pass
-        self._pid = None
+    def __init__(
+        self,
+        root: Path,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        sshd_binary: Path = SSHD_BINARY,
+    ) -> None:
+        self._sshd = require_binary(sshd_binary, "sshd (openssh-server)")
+        require_binary(SSH_KEYGEN_BINARY, "ssh-keygen (openssh-client)")
+        root.mkdir(parents=True, exist_ok=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.root: Path = root.resolve()
+        self.workdir: Path = workdir.resolve()
+        for path in (self.root, self.workdir):
+            # sshd_config has no quoting that survives ForceCommand's argument split, and
+            # sftp-server -d expands %-tokens.
+            if any(ch.isspace() for ch in str(path)) or "%" in str(path):
+                raise ValueError(f"sshd paths may not contain whitespace or '%': {path}")
+        self.port: int = port if port is not None else free_port()
+        self.username: str = pwd.getpwuid(os.geteuid()).pw_name
 
-    @property
-    def running(self) -> bool:
-        return self._pid is not None
+        self.host_key_path: Path = self.workdir / "host_key"
+        self.client_key_path: Path = self.workdir / "client_key"
+        self.known_hosts_path: Path = self.workdir / "known_hosts"
+        self.config_path: Path = self.workdir / "sshd_config"
+        self.pid_path: Path = self.workdir / "sshd.pid"
+        self.log_path: Path = self.workdir / "sshd.log"
+        self._authorized_keys_dir: Path = self.workdir / "authorized_keys"
 
-    def log_text(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
+        host_pub = generate_ed25519_key(self.host_key_path, "rtcdp-test-host")
+        client_pub = generate_ed25519_key(self.client_key_path, "rtcdp-test-client")
+        self._authorized_keys_dir.mkdir(exist_ok=True)
+        (self._authorized_keys_dir / self.username).write_text(client_pub + "\n")
 
-    def write_known_hosts(self, path: Path, key_line: str | None) -> Path:
-        """A known_hosts file with `key_line` (None = empty: the host is unknown)."""
-        path.write_text("" if key_line is None else key_line + "\n")
-        return path
+        key_type, key_b64 = host_pub.split()[:2]
+        # Non-default ports are written "[host]:port" in known_hosts; paramiko and OpenSSH look
+        # the server up under exactly that name.
+        self.host_public_key: str = f"[{self.host}]:{self.port} {key_type} {key_b64}"
+        self.write_known_hosts(self.known_hosts_path, self.host_public_key)
+        self._write_config()
 
-    def other_host_key_line(self, scratch: Path) -> str:
-        """A valid ed25519 key under this server's name that is NOT its key (a spoofed host)."""
-        other = scratch / "other_host_key"
-        if not other.exists():
-            _keygen(other)
-        kind, b64 = Path(f"{other}.pub").read_text().split()[:2]
-        return f"[{self.host}]:{self.port} {kind} {b64}"
+    # -- context manager ------------------------------------------------------------------
 
-    def __enter__(self) -> SshdServer:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _config_text(self, *, penalties_option: bool) -> str:
+        lines = [
+            f"Port {self.port}",
+            f"ListenAddress {self.host}",
+            f"HostKey {self.host_key_path}",
+            f"PidFile {self.pid_path}",
+            f"AuthorizedKeysFile {self._authorized_keys_dir}/%u",
+            "AuthenticationMethods publickey",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            "UsePAM no",
+            # pytest's folders sit under world-writable /tmp, which StrictModes refuses.
+            "StrictModes no",
+            "AllowTcpForwarding no",
+            "AllowAgentForwarding no",
+            "X11Forwarding no",
+            "PermitTTY no",
+            "PermitUserRC no",
+            # Concurrency tests open many connections at once; the default 10:30:100 starts
+            # dropping unauthenticated connections at random.
+            "MaxStartups 100",
+            "MaxSessions 100",
+            "LoginGraceTime 30",
+            # VERBOSE names the key that authenticated (or failed), which is what one needs in
+            # log_text() when a test fails.
+            "LogLevel VERBOSE",
+            "Subsystem sftp internal-sftp",
+            f"ForceCommand internal-sftp -d {self.root}",
+        ]
+        if penalties_option:
+            # OpenSSH >= 9.8 penalises addresses with failed logins; tests fail logins from
+            # 127.0.0.1 on purpose and must not lock out the tests that follow.
+            lines.append("PerSourcePenalties no")
+        return "\n".join(lines) + "\n"
+
+    def _write_config(self) -> None:
+        self.config_path.write_text(self._config_text(penalties_option=True))
+        check = self._check_config()
+        if check.returncode != 0 and "PerSourcePenalties" in check.stderr:
+            self.config_path.write_text(self._config_text(penalties_option=False))
+            check = self._check_config()
+        if check.returncode != 0:
+            raise RuntimeError(f"sshd rejected {self.config_path}:\n{check.stderr}")
+
+    def _check_config(self) -> subprocess.CompletedProcess[str]:
+        self._ensure_privsep_dir()
+        return subprocess.run(
+            [str(self._sshd), "-t", "-f", str(self.config_path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+
+    @staticmethod
+    def _ensure_privsep_dir() -> None:
+        # Compiled-in privilege-separation directory; Debian creates it only from the service
+        # unit, which never runs here.
+        with contextlib.suppress(PermissionError):
+            Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+
+    @property
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_path.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        return pid if _pid_alive(pid) else None
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    @property
+    def running(self) -> bool:
+        return self.is_running()
+
+    def start(self) -> None:
+        """Start sshd (again) on the same port with the same keys; a no-op when running."""
+        if self.is_running():
+            return
+        self._ensure_privsep_dir()
+        self.pid_path.unlink(missing_ok=True)
+        # sshd binds before it daemonizes, so once this returns 0 the port is listening (or it
+        # failed, e.g. the port was taken meanwhile).
+        result = subprocess.run(
+            [str(self._sshd), "-f", str(self.config_path), "-E", str(self.log_path)],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"sshd failed to start on {self.host}:{self.port} (exit {result.returncode})\n"
+                f"{result.stderr}\n{self.log_text()}"
+            )
+        try:
+            _wait_until(
+                lambda: self.is_running() and self._banner_ok(),
+                STARTUP_TIMEOUT_SECONDS,
+                f"sshd on {self.host}:{self.port}",
+                self.log_text,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _banner_ok(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=2) as sock:
+                sock.settimeout(2)
+                banner = b""
+                while not banner.endswith(b"\n") and len(banner) < 256:
+                    chunk = sock.recv(256)
+                    if not chunk:
+                        break
+                    banner += chunk
+        except OSError:
+            return False
+        return banner.startswith(b"SSH-2.0-")
+
+    def stop(self, *, drop_connections: bool = True) -> None:
+        """Stop sshd; by default also end the open sessions, like a real server outage.
+
+        sshd's per-connection processes run in their own sessions and outlive the listener, so
+        they are found through /proc before the listener goes away.
+        """
+        pid = self.pid
+        if pid is None:
+            self.pid_path.unlink(missing_ok=True)
+            return
+        victims = [pid, *(_descendants(pid) if drop_connections else [])]
+        for victim in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(victim, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+        while any(_pid_alive(v) for v in victims) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for victim in victims:
+            if _pid_alive(victim):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(victim, signal.SIGKILL)
+        while any(_pid_alive(v) for v in victims) and time.monotonic() < deadline + 5:
+            time.sleep(0.02)
+        self.pid_path.unlink(missing_ok=True)
+
+    # -- known_hosts helpers -----------------------------------------------------------------
+
+    def write_known_hosts(self, path: Path, key_line: str | None) -> Path:
+        """Write a known_hosts file holding `key_line`; None or "" writes an empty file (the
+        host is unknown). `host_public_key` is the right line, `other_host_key_line()` a wrong
+        one."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key_line + "\n" if key_line else "")
+        return path
+
+    def other_host_key_line(self, scratch_dir: Path) -> str:
+        """A known_hosts line naming this server with a freshly generated, WRONG ed25519 key:
+        what a man in the middle would present."""
+        pub = generate_ed25519_key(scratch_dir / "other_host_key", "rtcdp-test-wrong-host")
+        key_type, key_b64 = pub.split()[:2]
+        return f"[{self.host}]:{self.port} {key_type} {key_b64}"
+
+    def write_wrong_known_hosts(self, path: Path) -> Path:
+        return self.write_known_hosts(path, self.other_host_key_line(path.parent))
+
+    def write_empty_known_hosts(self, path: Path) -> Path:
+        return self.write_known_hosts(path, None)
+
+    # -- OpenSSH client ---------------------------------------------------------------------
+
+    def sftp_command(self, batch_file: Path | str = "-") -> list[str]:
+        """argv for OpenSSH's `sftp` client in batch mode with strict host-key checking and only
+        this server's client key (no ~/.ssh config, agent or default keys)."""
+        sftp = require_binary(SFTP_BINARY, "sftp (openssh-client)")
+        return [
+            str(sftp),
+            "-q",
+            "-F",
+            "/dev/null",
+            "-b",
+            str(batch_file),
+            "-P",
+            str(self.port),
+            "-i",
+            str(self.client_key_path),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "IdentityAgent=none",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts_path}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+            f"{self.username}@{self.host}",
+        ]
+
+    def log_text(self) -> str:
+        return _tail(self.log_path, max_chars=1_000_000)
+
+    def __repr__(self) -> str:
+        return f"SshdServer({self.username}@{self.host}:{self.port}, root={self.root})"
+
+
+# --------------------------------------------------------------------------------------------
+# Azurite: the Azure Blob API
+# --------------------------------------------------------------------------------------------
 
 
 class AzuriteServer:
-    """Azurite's Blob service, data on disk in `workdir` so a restart keeps the blobs."""
+    """Azurite's blob service on 127.0.0.1, persisting to `workdir` so that data survives a
+    stop()/start() (fault tests restart it)."""
 
-    account_name = AZURITE_ACCOUNT
-    account_key = AZURITE_KEY
+    host: str = LOOPBACK
+    account_name: str = AZURITE_ACCOUNT_NAME
+    account_key: str = AZURITE_ACCOUNT_KEY
 
-    def __init__(self, workdir: Path) -> None:
-        if not AZURITE.exists():
-            raise RuntimeError(f"Azurite not installed: {INSTALL_HINT}")
-        self.workdir = workdir.resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.account_url = f"http://127.0.0.1:{self.port}/{self.account_name}"
-        self.connection_string = (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};"
-            f"AccountKey={self.account_key};BlobEndpoint={self.account_url};"
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        azurite_binary: Path = AZURITE_BLOB_BINARY,
+    ) -> None:
+        self._binary = require_binary(azurite_binary, "Azurite (npm package azurite)")
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir: Path = workdir.resolve()
+        self.data_dir: Path = self.workdir / "data"
+        self.data_dir.mkdir(exist_ok=True)
+        self.log_path: Path = self.workdir / "azurite.log"
+        self.port: int = port if port is not None else free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def account_url(self) -> str:
+        return f"http://{self.host}:{self.port}/{self.account_name}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            "DefaultEndpointsProtocol=http;"
+            f"AccountName={self.account_name};"
+            f"AccountKey={self.account_key};"
+            f"BlobEndpoint={self.account_url};"
         )
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._log = None
-
-    def start(self) -> None:
-        self._log = (self.workdir / "azurite.log").open("ab")
-        self._proc = subprocess.Popen(
-            [
-                str(AZURITE),
-                "--blobHost",
-                "127.0.0.1",
-                "--blobPort",
-                str(self.port),
-                "--location",
-                str(self.workdir / "data"),
-                # the SDK speaks a newer API version than Azurite knows
-                "--skipApiVersionCheck",
-                "--loose",
-                # no outside network here: telemetry would only log failed lookups
-                "--disableTelemetry",
-                "--silent",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"Azurite exited with {self._proc.returncode}, see its log")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=1)
-                return
-            except urllib.error.HTTPError:
-                return  # it answered (with an error for an anonymous request): it is up
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("Azurite did not answer within 20 s")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
-            self._proc = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     def blob_service_client(self) -> BlobServiceClient:
         return BlobServiceClient(
@@ -237,9 +483,111 @@ class AzuriteServer:
             credential={"account_name": self.account_name, "account_key": self.account_key},
         )
 
-    def __enter__(self) -> AzuriteServer:
+    # -- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
         self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.is_running() and self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def running(self) -> bool:
+        return self.is_running()
+
+    def start(self) -> None:
+        """Start Azurite (again) on the same port over the same data; a no-op when running."""
+        if self.is_running():
+            return
+        self._close_log()
+        # A log file rather than pipes: nobody would drain a pipe, and an unclosed pipe makes
+        # pytest warn at teardown.
+        self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(self._binary),
+                "--blobHost",
+                self.host,
+                "--blobPort",
+                str(self.port),
+                "--location",
+                str(self.data_dir),
+                # The SDK sends a newer API version than Azurite knows; without this flag every
+                # request fails.
+                "--skipApiVersionCheck",
+                "--loose",
+                # There is no outside network; telemetry would only log failed lookups.
+                "--disableTelemetry",
+                "--silent",
+            ],
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until(
+                self._answers_http,
+                STARTUP_TIMEOUT_SECONDS,
+                f"Azurite on {self.host}:{self.port}",
+                self.log_text,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers_http(self) -> bool:
+        if not self.is_running():
+            assert self._process is not None
+            raise RuntimeError(
+                f"Azurite exited with code {self._process.returncode} during startup\n"
+                f"{self.log_text()}"
+            )
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            # Any HTTP answer (an auth error here) proves the blob service is serving.
+            conn.request("GET", f"/{self.account_name}?comp=list")
+            conn.getresponse().read()
+        except OSError:
+            return False
+        finally:
+            conn.close()
+        return True
+
+    def stop(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            # SIGTERM lets Azurite flush its metadata database to --location.
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        return _tail(self.log_path)
+
+    def __repr__(self) -> str:
+        return f"AzuriteServer({self.account_url}, data={self.data_dir})"

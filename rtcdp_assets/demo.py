@@ -1,0 +1,225 @@
+"""The newcomer's demo on the embedded default (`scripts/demo.sh`).
+
+Writes sample Campaign exports into the local stand-in for the Campaign SFTP server, then either
+
+- starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
+  partitions, check results and published files while you watch; or
+- with `--headless`, does what the sensor daemon would do once: evaluates every sensor, runs
+  each requested partition, prints a summary (asset, partition, rows, checks passed and
+  failed) and exits non-zero if anything failed unexpectedly.
+
+Everything lives under `--data-dir` (default `.rtcdp/demo`): the drop zones, the warehouse,
+and `dagster_home/` with the SQLite instance, so the UI afterwards shows the headless runs too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# The summary is the demo's output; Dagster's step-by-step event log stays in the instance
+# (and the UI) instead of the terminal.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+@dataclass
+class RunSummary:
+    partition: str
+    job: str
+    success: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    checks_passed: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="rtcdp-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--headless", action="store_true", help="process once, print, exit")
+    p.add_argument("--data-dir", type=Path, default=ROOT / ".rtcdp" / "demo")
+    p.add_argument("--windows", type=int, default=6, help="4-hour windows of sample data")
+    p.add_argument("--rows-per-file", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--port", type=int, default=3000, help="UI port (not headless)")
+    p.add_argument("--fresh", action="store_true", help="wipe --data-dir first")
+    return p.parse_args(argv)
+
+
+def _prepare(args: argparse.Namespace) -> Path:
+    data_dir: Path = args.data_dir.resolve()
+    if args.fresh and data_dir.exists():
+        import shutil
+
+        shutil.rmtree(data_dir)
+    home = data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        # Defaults otherwise (SQLite storage in this folder); there is no outside network for
+        # telemetry to reach.
+        config.write_text("telemetry:\n  enabled: false\n")
+    os.environ["RTCDP_ENV"] = "embedded"
+    os.environ["RTCDP_DATA_DIR"] = str(data_dir)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return data_dir
+
+
+def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: int) -> list[str]:
+    from rtcdp_assets.sample_data import DATASETS, write_dataset_files
+
+    now = datetime.now(UTC)
+    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
+    start = end - timedelta(hours=4 * windows)
+    written: list[str] = []
+    for dataset in DATASETS:
+        files = write_dataset_files(
+            dataset,
+            data_dir / "campaign_sftp",
+            start=start,
+            end=end,
+            rows_per_file=rows_per_file,
+            seed=seed,
+            now=now,
+        )
+        written += [f.name for f in files]
+    # Files written a moment ago are "still being written" for the sensor's settle window.
+    past = now.timestamp() - 60
+    for path in (data_dir / "campaign_sftp").rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    return written
+
+
+def run_headless(data_dir: Path) -> list[RunSummary]:
+    """One sensor evaluation per sensor, then each requested run, in this process."""
+    from dagster import DagsterInstance, SensorResult, build_sensor_context
+
+    from rtcdp_assets.definitions import defs
+
+    instance = DagsterInstance.get()
+    summaries: list[RunSummary] = []
+    for sensor_def in defs.sensors or []:
+        state_key = f"demo-cursor-{sensor_def.name}"
+        cursor_file = data_dir / "dagster_home" / f"{state_key}.json"
+        cursor = cursor_file.read_text() if cursor_file.exists() else None
+        resources = {k: defs.resources[k] for k in sensor_def.required_resource_keys}
+        with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+            result = sensor_def(ctx)
+        if not isinstance(result, SensorResult) or not result.run_requests:
+            continue
+        job = defs.resolve_job_def(sensor_def.job_name)
+        for request in result.run_requests:
+            summaries.append(_execute(job, request, instance))
+        if result.cursor:
+            cursor_file.write_text(result.cursor)
+    if not summaries:
+        return summaries
+    # What the automation would do next: refresh the suppression list from the new partitions.
+    summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
+    return summaries
+
+
+def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
+    from dagster import AssetKey, materialize
+
+    asset_def = defs.resolve_assets_def(AssetKey(name))
+    # resolved asset definitions already carry the code location's resources
+    outcome = materialize([asset_def], instance=instance, raise_on_error=False, run_config=QUIET)
+    return _summarize(outcome, partition="-", job=name)
+
+
+def _execute(job: object, request: object, instance: object) -> RunSummary:
+    pk = request.partition_key  # type: ignore[attr-defined]
+    outcome = job.execute_in_process(  # type: ignore[attr-defined]
+        partition_key=pk,
+        instance=instance,
+        run_config=QUIET,
+        tags=request.tags,
+        raise_on_error=False,  # type: ignore[attr-defined]
+    )
+    return _summarize(outcome, partition=pk, job=job.name)  # type: ignore[attr-defined]
+
+
+def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
+    summary = RunSummary(partition=partition, job=job, success=outcome.success)
+    for mat in outcome.get_asset_materialization_events():
+        meta = mat.materialization.metadata
+        rows = meta.get("dagster/row_count")
+        summary.rows[mat.asset_key.to_user_string()] = int(rows.value) if rows else 0
+    for ev in outcome.get_asset_check_evaluations():
+        name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
+        (summary.checks_passed if ev.passed else summary.checks_failed).append(name)
+        summary.rows.setdefault(ev.asset_key.to_user_string(), 0)
+    if not outcome.success:
+        failure = next(
+            (e for e in outcome.all_events if e.event_type_value == "STEP_FAILURE"), None
+        )
+        summary.error = str(failure.event_specific_data.error.message) if failure else "failed"
+    return summary
+
+
+def print_summary(summaries: list[RunSummary]) -> None:
+    print(f"{'asset':<28} {'partition':<18} {'rows':>8}  checks")
+    for s in sorted(summaries, key=lambda s: (s.job, s.partition)):
+        for asset_name, rows in s.rows.items():  # in materialization order
+            passed = sum(c.startswith(f"{asset_name}:") for c in s.checks_passed)
+            failed = sum(c.startswith(f"{asset_name}:") for c in s.checks_failed)
+            checks = f"{passed} passed, {failed} failed" if passed or failed else "-"
+            print(f"{asset_name:<28} {s.partition:<18} {rows:>8}  {checks}")
+        for failed in s.checks_failed:
+            print(f"  FAILED CHECK {failed} ({s.partition})")
+        if not s.success:
+            print(f"  RUN FAILED {s.job} {s.partition}: {s.error}")
+    runs = len(summaries)
+    failed_runs = sum(not s.success for s in summaries)
+    failed_checks = sum(len(s.checks_failed) for s in summaries)
+    passed_checks = sum(len(s.checks_passed) for s in summaries)
+    print(
+        f"\n{runs} runs, {failed_runs} failed; "
+        f"{passed_checks} checks passed, {failed_checks} failed"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    data_dir = _prepare(args)
+    if (data_dir / "campaign_sftp").exists():
+        print(f"sample data already in {data_dir / 'campaign_sftp'} (use --fresh to start over)")
+    else:
+        written = write_sample_data(data_dir, args.windows, args.rows_per_file, args.seed)
+        print(f"sample data: {len(written)} files in {data_dir / 'campaign_sftp'}")
+    if args.headless:
+        summaries = run_headless(data_dir)
+        print_summary(summaries)
+        if not summaries:
+            print("no runs were requested: nothing new in the drop zones")
+        bad = [s for s in summaries if not s.success or s.checks_failed]
+        return 1 if bad else 0
+    print(f"Dagster UI: http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    return subprocess.call(cmd, cwd=ROOT)  # noqa: S603 - fixed argv, no shell
+
+
+if __name__ == "__main__":
+    sys.exit(main())

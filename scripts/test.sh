@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The one test command: sets up a fresh machine (venv, openssh-server, Azurite) and runs the
+# whole suite, integration tests against the real sshd and Azurite included.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/install_test_services.sh
+.venv/bin/ruff check .
+.venv/bin/python -m dagster definitions validate -w workspace.yaml >/dev/null
+exec .venv/bin/python -m pytest "$@"
