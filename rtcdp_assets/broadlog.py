@@ -157,8 +157,8 @@ def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
         pc.if_else(soft, "directMarketing.emailBouncedSoft", "directMarketing.emailSent"),
     )
     event_ts = pc.cast(batch.column("event_date"), pa.int64())
-    ids = xdm.sha256_ids(
-        "campaign.broadlog", batch.column("broadlog_id"), batch.column("status"), event_ts
+    ids = xdm.event_ids(
+        "campaign-broadlog", batch.column("broadlog_id"), batch.column("status"), event_ts
     )
     recipient_identity = pc.coalesce(
         batch.column("external_id"), xdm.as_text(batch.column("recipient_id"))
@@ -187,7 +187,7 @@ def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
             "externalID": recipient_identity,
             "campaignID": batch.column("campaign_id"),
             "deliveryLabel": batch.column("delivery_label"),
-            "channel": pa.array(["email"] * n, pa.string()),
+            "channel": xdm.constant("email", n),
             "status": status,
             "reason": xdm.lookup(batch.column("failure_reason"), FAILURE_REASONS),
             "quarantine": hard,
@@ -198,7 +198,7 @@ def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
             ids,
             batch.column("event_date"),
             event_type,
-            pa.array(["system"] * n, pa.string()),
+            xdm.constant("system", n),
             identity_map,
             direct_marketing,
             xdm.struct({"campaign": campaign}),

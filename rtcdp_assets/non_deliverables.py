@@ -121,8 +121,8 @@ def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -
     address = batch.column("address")
     email = pc.utf8_lower(address)
     columns: dict[str, pa.Array] = {
-        "_id": xdm.sha256_ids(
-            "campaign.address",
+        "_id": xdm.event_ids(
+            "campaign-address",
             batch.column("address_id"),
             pc.cast(batch.column("last_modified"), pa.int64()),
         )

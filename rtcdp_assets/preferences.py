@@ -104,8 +104,8 @@ def preferences_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.
     recipient_identity = pc.coalesce(batch.column("external_id"), batch.column("recipient_id"))
     return pa.RecordBatch.from_arrays(
         [
-            xdm.sha256_ids(
-                "campaign.preferences",
+            xdm.event_ids(
+                "campaign-preferences",
                 batch.column("recipient_id"),
                 pc.cast(time, pa.int64()),
             ),

@@ -131,8 +131,8 @@ def profiles_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
     )
     return pa.RecordBatch.from_arrays(
         [
-            xdm.sha256_ids(
-                "campaign.profile",
+            xdm.event_ids(
+                "campaign-profile",
                 batch.column("recipient_id"),
                 pc.cast(batch.column("last_modified"), pa.int64()),
             ),

@@ -44,7 +44,9 @@ CSV helpers and defect machinery, and register a `Dataset` in `DATASETS` for `--
 from __future__ import annotations
 
 import argparse
+import bisect
 import gzip as gzip_module
+import itertools
 import sys
 import warnings
 import zlib
@@ -66,11 +68,19 @@ from resources.settings import PipelineSettings
 from rtcdp_assets.ingest import Layout
 
 with warnings.catch_warnings():
-    # Building the broadLog Dagster definitions warns about preview features; that noise is
+    # Building the datasets' Dagster definitions warns about preview features; that noise is
     # the pipeline's business, not something a user of this CLI can act on.
     warnings.simplefilter("ignore", dagster.PreviewWarning)
     warnings.simplefilter("ignore", dagster.BetaWarning)
-    from rtcdp_assets.broadlog import CLASSIC, FAILURE_REASONS, STANDARD, STATUS_LABELS
+    from rtcdp_assets import non_deliverables, preferences, profiles, tracking_log
+    from rtcdp_assets.broadlog import (
+        CLASSIC,
+        FAILURE_REASONS,
+        STANDARD,
+        STATUS_LABELS,
+        broadlog_flow,
+    )
+    from rtcdp_assets.campaign_export import CampaignExportFlow
 
 WINDOW = timedelta(hours=4)
 WINDOW_SECONDS = int(WINDOW.total_seconds())
@@ -88,7 +98,26 @@ DEFAULT_BENCH_WINDOW = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 
 _T = TypeVar("_T")
 
-LAYOUTS: dict[str, Layout] = {"classic": CLASSIC, "standard": STANDARD}
+LAYOUTS: dict[str, Layout] = {"classic": CLASSIC, "standard": STANDARD}  # broadLog's
+# The pipeline's own Layout objects: a renamed column there renames it here too.
+DATASET_LAYOUTS: dict[str, dict[str, Layout]] = {
+    "broadlog": LAYOUTS,
+    "tracking_log": {"classic": tracking_log.CLASSIC, "standard": tracking_log.STANDARD},
+    "non_deliverables": {
+        "classic": non_deliverables.CLASSIC,
+        "standard": non_deliverables.STANDARD,
+    },
+    "preferences": {"classic": preferences.CLASSIC, "standard": preferences.STANDARD},
+    "profiles": {"classic": profiles.CLASSIC, "standard": profiles.STANDARD},
+}
+# The pipeline flows the files are generated for: their file prefixes, formats and allowed codes.
+FLOWS: dict[str, CampaignExportFlow] = {
+    "broadlog": broadlog_flow,
+    "tracking_log": tracking_log.tracking_log_flow,
+    "non_deliverables": non_deliverables.non_deliverables_flow,
+    "preferences": preferences.preferences_flow,
+    "profiles": profiles.profiles_flow,
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -353,6 +382,10 @@ class RecipientPool:
     external_ids: pa.Array  # `CUST-00012345`, or "" for profiles created without one
     emails: pa.Array  # lower case, as Campaign stores them (§b2: Lower(@email))
     emails_mixed_case: pa.Array  # the same address as a CRM might have sent it
+    # Indices into _FIRST_NAMES / _LAST_NAMES the addresses were made from, so that profiles
+    # name the person their address suggests.
+    first_name_idx: np.ndarray = field(repr=False, compare=False)
+    last_name_idx: np.ndarray = field(repr=False, compare=False)
 
     @property
     def size(self) -> int:
@@ -424,6 +457,236 @@ def recipient_pool(seed: int, size: int = POOL_SIZE) -> RecipientPool:
         external_ids=pa.array(external, pa.string()),
         emails=pa.array(emails, pa.string()),
         emails_mixed_case=pa.array(mixed, pa.string()),
+        first_name_idx=np.asarray(first, dtype=np.int64),
+        last_name_idx=np.asarray(last, dtype=np.int64),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# What nms:recipient holds about each person of the pool beyond identifiers (profiles, phones)
+# --------------------------------------------------------------------------------------------
+# Names as the CRM spells them; the addresses above only use the ASCII forms.
+_DISPLAY_NAMES = {
+    "amelie": "Amélie",
+    "chloe": "Chloé",
+    "ines": "Inès",
+    "zoe": "Zoé",
+    "muller": "Müller",
+    "garcia": "García",
+    "lopez": "López",
+    "fernandez": "Fernández",
+    "martinez": "Martínez",
+    "sanchez": "Sánchez",
+    "perez": "Pérez",
+}
+_FEMALE_NAMES = frozenset(
+    "anna chloe emma grace ines karin maria olivia rosa tara vera xenia zoe amelie clara elena "
+    "fatima hannah julia laura nina priya sofia lucia aiko".split()
+)
+_UNISEX_NAMES = frozenset({"quinn", "wen"})
+
+
+@dataclass(frozen=True)
+class _City:
+    name: str
+    zip_lo: int = 0  # postal codes are drawn from [zip_lo, zip_hi] ...
+    zip_hi: int = 0
+    outward: tuple[str, ...] = ()  # ... or, in GB, from these outward codes
+    area: str = ""  # US area code for the city's phone numbers
+
+
+# Share of the pool per country, and a few cities per country (first ones more populous).
+_COUNTRIES: dict[str, tuple[float, tuple[_City, ...]]] = {
+    "FR": (
+        0.32,
+        (
+            _City("Paris", 75001, 75020),
+            _City("Lyon", 69001, 69009),
+            _City("Marseille", 13001, 13016),
+            _City("Toulouse", 31000, 31500),
+            _City("Nantes", 44000, 44300),
+            _City("Lille", 59000, 59800),
+            _City("Bordeaux", 33000, 33800),
+        ),
+    ),
+    "GB": (
+        0.17,
+        (
+            _City("London", outward=("E1", "EC1A", "N1", "NW1", "SE1", "SW1A", "W1A", "WC2N")),
+            _City("Manchester", outward=("M1", "M2", "M3", "M4")),
+            _City("Birmingham", outward=("B1", "B2", "B3")),
+            _City("Edinburgh", outward=("EH1", "EH2", "EH3")),
+            _City("Bristol", outward=("BS1", "BS2")),
+        ),
+    ),
+    "US": (
+        0.17,
+        (
+            _City("New York", 10001, 10282, area="212"),
+            _City("Chicago", 60601, 60661, area="312"),
+            _City("San Francisco", 94102, 94134, area="415"),
+            _City("Seattle", 98101, 98199, area="206"),
+            _City("Boston", 2108, 2137, area="617"),
+            _City("Austin", 78701, 78759, area="512"),
+        ),
+    ),
+    "DE": (
+        0.14,
+        (
+            _City("Berlin", 10115, 14199),
+            _City("Hamburg", 20095, 22769),
+            _City("München", 80331, 81929),
+            _City("Köln", 50667, 51149),
+            _City("Frankfurt am Main", 60306, 60599),
+        ),
+    ),
+    "ES": (
+        0.07,
+        (
+            _City("Madrid", 28001, 28055),
+            _City("Barcelona", 8001, 8042),
+            _City("Valencia", 46001, 46026),
+            _City("Sevilla", 41001, 41020),
+        ),
+    ),
+    "IT": (
+        0.06,
+        (
+            _City("Roma", 118, 199),
+            _City("Milano", 20121, 20162),
+            _City("Torino", 10121, 10156),
+            _City("Napoli", 80121, 80147),
+        ),
+    ),
+    "NL": (
+        0.04,
+        (
+            _City("Amsterdam", 1011, 1109),
+            _City("Rotterdam", 3011, 3089),
+            _City("Utrecht", 3511, 3585),
+        ),
+    ),
+    "BE": (
+        0.03,
+        (
+            _City("Bruxelles", 1000, 1210),
+            _City("Antwerpen", 2000, 2660),
+            _City("Gent", 9000, 9052),
+            _City("Liège", 4000, 4032),
+        ),
+    ),
+}
+_ZIP_DIGITS = {"NL": 4, "BE": 4}
+_POSTCODE_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # letters of the inward part of GB postcodes
+_MOBILE_SHARE = 0.85  # people with a mobile number, where the country has a fiction range
+
+
+def _mobile_number(country: str, city: _City, number: int) -> str:
+    """A mobile number from a range reserved for fiction, or "" where we know of none:
+    ARCEP 06 39 98 xx xx (FR), Ofcom 07700 900xxx (GB), NANP 555-0100..0199 (US)."""
+    if country == "FR":
+        return f"+3363998{number % 10_000:04d}"
+    if country == "GB":
+        return f"+447700900{number % 1_000:03d}"
+    if country == "US":
+        return f"+1{city.area}55501{number % 100:02d}"
+    return ""
+
+
+def _zip_code(country: str, city: _City, number: int) -> str:
+    letters = (
+        _POSTCODE_LETTERS[number % 20] + _POSTCODE_LETTERS[number // 20 % 20]
+    )  # two letters
+    if city.outward:
+        return f"{city.outward[number % len(city.outward)]} {number % 9 + 1}{letters}"
+    code = city.zip_lo + number % (city.zip_hi - city.zip_lo + 1)
+    text = f"{code:0{_ZIP_DIGITS.get(country, 5)}d}"
+    return f"{text} {letters}" if country == "NL" else text
+
+
+@dataclass(frozen=True)
+class RecipientDetails:
+    """Profile attributes per person of the pool (same order): a person keeps the same name,
+    phone and city in every file and every dataset."""
+
+    first_names: pa.Array
+    last_names: pa.Array
+    middle_names: pa.Array  # mostly ""
+    mobile_phones: pa.Array  # E.164, or "" (no number, or no fiction range for the country)
+    genders: pa.Array  # 0/1/2 (§b2), from the first name where it tells
+    birth_dates: pa.Array  # YYYY-MM-DD or ""
+    email_formats: pa.Array  # 0 unknown, 1 text, 2 HTML
+    country_codes: pa.Array
+    cities: pa.Array
+    zip_codes: pa.Array
+    created: np.ndarray = field(repr=False, compare=False)  # epoch s of the recipient's creation
+    with_mobile: np.ndarray = field(repr=False, compare=False)  # pool indices with a mobile
+
+
+_BIRTH_FIRST = np.datetime64("1941-01-01")
+_BIRTH_LAST = np.datetime64("2008-12-31")
+_CREATED_FIRST = _epoch_seconds(datetime(2015, 1, 1, tzinfo=UTC))
+_CREATED_LAST = _epoch_seconds(datetime(2026, 10, 31, tzinfo=UTC))
+
+
+@lru_cache(maxsize=8)
+def recipient_details(seed: int, size: int = POOL_SIZE) -> RecipientDetails:
+    """Profile attributes of `recipient_pool(seed, size)`, from a stream of their own so that
+    the pool (and every broadLog byte) stays as it was."""
+    pool = recipient_pool(seed, size)
+    rng = rng_for(seed, "recipient-details")
+    codes = list(_COUNTRIES)
+    country = weighted_choice(rng, size, [_COUNTRIES[c][0] for c in codes]).tolist()
+    city_pick = rng.random(size).tolist()
+    number = rng.integers(0, 1 << 40, size).tolist()
+    has_mobile = (rng.random(size) < _MOBILE_SHARE).tolist()
+    gender_unknown = rng.random(size) < 0.08
+    has_middle = rng.random(size) < 0.06
+    middle_idx = rng.integers(0, len(_FIRST_NAMES), size)
+    birth = _BIRTH_FIRST + rng.integers(0, (_BIRTH_LAST - _BIRTH_FIRST).astype(np.int64) + 1, size)
+    no_birth = rng.random(size) < 0.22
+    email_format = weighted_choice(rng, size, (0.12, 0.05, 0.83))
+    created = rng.integers(_CREATED_FIRST, _CREATED_LAST, size, dtype=np.int64)
+
+    # Bigger cities first: weights 1, 1/2, 1/3, ... (cumulative, for a bisection per person).
+    city_weights = {
+        c: list(itertools.accumulate(1 / (k + 1) for k in range(len(_COUNTRIES[c][1]))))
+        for c in codes
+    }
+    cities: list[str] = []
+    zips: list[str] = []
+    mobiles: list[str] = []
+    for i in range(size):
+        code = codes[country[i]]
+        weights = city_weights[code]
+        city = _COUNTRIES[code][1][bisect.bisect_right(weights, city_pick[i] * weights[-1])]
+        cities.append(city.name)
+        zips.append(_zip_code(code, city, number[i]))
+        mobiles.append(_mobile_number(code, city, number[i] >> 20) if has_mobile[i] else "")
+
+    def display(names: Sequence[str], idx: np.ndarray) -> pa.Array:
+        vocab = pa.array([_DISPLAY_NAMES.get(n, n.capitalize()) for n in names])
+        return vocab.take(pa.array(idx))
+
+    name_gender = np.array(
+        ["0" if n in _UNISEX_NAMES else "2" if n in _FEMALE_NAMES else "1" for n in _FIRST_NAMES]
+    )
+    genders = np.where(gender_unknown, "0", name_gender[pool.first_name_idx])
+    middle = display(_FIRST_NAMES, middle_idx)
+    mobile_arr = pa.array(mobiles, pa.string())
+    return RecipientDetails(
+        first_names=display(_FIRST_NAMES, pool.first_name_idx),
+        last_names=display(_LAST_NAMES, pool.last_name_idx),
+        middle_names=pc.if_else(pa.array(has_middle), middle, ""),
+        mobile_phones=mobile_arr,
+        genders=pa.array(genders.tolist(), pa.string()),
+        birth_dates=pc.if_else(pa.array(no_birth), "", pc.cast(pa.array(birth), pa.string())),
+        email_formats=pa.array(email_format.astype(str).tolist(), pa.string()),
+        country_codes=pa.array([codes[c] for c in country], pa.string()),
+        cities=pa.array(cities, pa.string()),
+        zip_codes=pa.array(zips, pa.string()),
+        created=created,
+        with_mobile=np.flatnonzero(np.asarray(mobiles, dtype=object) != ""),
     )
 
 

@@ -136,8 +136,8 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
             unsubscribed, "directMarketing.emailUnsubscribed", "directMarketing.emailClicked"
         ),
     )
-    ids = xdm.sha256_ids(
-        "campaign.trackinglog",
+    ids = xdm.event_ids(
+        "campaign-trackinglog",
         batch.column("tracking_log_id"),
         pc.cast(batch.column("log_date"), pa.int64()),
     )
@@ -154,7 +154,7 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
             "externalID": recipient_identity,
             "url": batch.column("url"),
             "urlCategory": batch.column("url_category"),
-            "channel": pa.array(["email"] * n, pa.string()),
+            "channel": xdm.constant("email", n),
         }
     )
     return pa.RecordBatch.from_arrays(
@@ -162,7 +162,7 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
             ids,
             batch.column("log_date"),
             event_type,
-            pa.array(["self"] * n, pa.string()),
+            xdm.constant("self", n),
             xdm.struct(
                 {
                     settings.campaign_identity_namespace: xdm.identities(

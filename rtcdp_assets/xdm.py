@@ -8,12 +8,12 @@ exactly what is published.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,35 +39,43 @@ def identities(values: pa.Array, *, primary: bool, state: str = "ambiguous") -> 
     items = struct(
         {
             "id": values,
-            "authenticatedState": pa.array([state] * n, pa.string()),
-            "primary": pa.array([primary] * n, pa.bool_()),
+            "authenticatedState": constant(state, n),
+            "primary": constant(primary, n, pa.bool_()),
         }
     )
-    offsets = pa.array(range(n + 1), pa.int32())
-    lists = pa.ListArray.from_arrays(offsets, items)
-    return pc.if_else(pc.is_null(values), pa.scalar(None, lists.type), lists)
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
+    # A validity mask instead of if_else: if_else on nested lists is orders of magnitude slower.
+    return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(values))
+
+
+def constant(value: object, n: int, type_: pa.DataType | None = None) -> pa.Array:
+    """`value` repeated n times, without building a Python list of n items."""
+    return pa.repeat(pa.scalar(value, type_), n)
 
 
 def measure(flag: pa.Array) -> pa.Array:
     """`{value: 1}` where flag is true, null elsewhere (an absent measure, not a zero)."""
-    ones = struct({"value": pa.array([1.0] * len(flag), pa.float64())})
-    return pc.if_else(pc.fill_null(flag, False), ones, pa.scalar(None, MEASURE))
+    ones = constant(1.0, len(flag), pa.float64())
+    return pa.StructArray.from_arrays(
+        [ones], names=["value"], mask=pc.invert(pc.fill_null(flag, False))
+    )
 
 
 def as_text(values: pa.Array) -> pa.Array:
     return pc.cast(values, pa.string())
 
 
-def sha256_ids(prefix: str, *columns: pa.Array) -> pa.Array:
-    """Deterministic `_id`s from source keys, following Adobe's advice for ExperienceEvent
-    `_id`: concatenate what makes the event unique, then SHA-256. Only keys go in, never
-    personal data, so the same event always gets the same `_id` and AEP de-duplicates."""
-    parts = [as_text(c).to_pylist() for c in columns]
-    out = []
-    for values in zip(*parts, strict=True):
-        key = prefix + "|" + "|".join("" if v is None else v for v in values)
-        out.append(hashlib.sha256(key.encode()).hexdigest())
-    return pa.array(out, pa.string())
+def event_ids(prefix: str, *columns: pa.Array) -> pa.Array:
+    """Deterministic `_id`s from source keys only, never personal data: the same event always
+    gets the same `_id`, so re-runs and AEP's de-duplication agree.
+
+    Adobe suggests concatenating what makes the event unique, without `:` (the field is a
+    uri-reference), then hashing. The readable concatenation (`campaign-broadlog-123-1-…`) is
+    kept instead of a hash: equally unique and deterministic, traceable to the Campaign row by
+    an analyst, and vectorised (hashing row by row cost more than the rest of the mapping).
+    """
+    parts = [pc.replace_substring(as_text(c), ":", "") for c in columns]
+    return pc.binary_join_element_wise(constant(prefix, len(columns[0])), *parts, "-")
 
 
 def lookup(codes: pa.Array, mapping: Mapping[str, str]) -> pa.Array:
