@@ -264,6 +264,8 @@ class CampaignExportFlow:
                 metadata={
                     "dagster/row_count": rows,
                     "dagster/column_lineage": lineage,
+                    "dagster/column_schema": table_schema(sink.schema),
+                    "preview": MetadataValue.md(_xdm_preview(warehouse, flow.xdm_dataset, pk)),
                     "xdm_class": flow.xdm_class,
                     "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
                     "warehouse_path": warehouse.path(flow.xdm_dataset, pk, "data.parquet"),
@@ -485,10 +487,8 @@ class CampaignExportFlow:
 
     def _typed_metadata(self, manifest: dict[str, Any], warehouse: Warehouse) -> dict[str, Any]:
         pk = manifest["partition"]
-        table = warehouse.read_table(self.dataset, pk) if manifest["rows_out"] else None
-        preview = (
-            masked_preview(table, self.fmt.personal_fields) if table is not None else "_no rows_"
-        )
+        head = _head(warehouse, self.dataset, pk)
+        preview = masked_preview(head, self.fmt.personal_fields) if head else "_no rows_"
         file_rows = [
             f"| {f['source_file']} | {f['status']} | {f.get('layout', '')} | {f['rows_in']} | "
             f"{f['rows_out']} | {f['rows_rejected']} | {f.get('reason', '')} |"
@@ -509,6 +509,7 @@ class CampaignExportFlow:
             "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
             "source_files": MetadataValue.md(files_md),
             "preview": MetadataValue.md(preview),
+            "dagster/column_schema": table_schema(self.fmt.typed_schema),
             "warehouse_path": warehouse.path(self.dataset, pk, "data.parquet"),
             "rejects_path": warehouse.path(self.dataset, pk, "rejects.parquet"),
         }
@@ -611,6 +612,25 @@ def plan_tick(
             + ", ".join(sorted(unrecognised)[:20])
         )
     return TickPlan(requests, json.dumps({"mtime": new_high, "keys": sorted(new_keys)}), notes)
+
+
+def table_schema(schema: pa.Schema) -> TableSchema:
+    """Top-level columns with their Arrow types (nested XDM structs shown whole)."""
+    return TableSchema(columns=[TableColumn(f.name, str(f.type)) for f in schema])
+
+
+def _head(warehouse: Warehouse, dataset: str, pk: str, rows: int = 5) -> pa.Table | None:
+    """The first rows only: a preview must not load a multi-gigabyte partition."""
+    batch = next(iter(warehouse.iter_batches(dataset, pk, batch_size=rows)), None)
+    return pa.Table.from_batches([batch]) if batch is not None and batch.num_rows else None
+
+
+def _xdm_preview(warehouse: Warehouse, dataset: str, pk: str) -> str:
+    head = _head(warehouse, dataset, pk, rows=3)
+    if head is None:
+        return "_no records_"
+    lines = [mask_text(xdm.dumps(r)) for r in xdm.to_records(head)]
+    return "```json\n" + "\n".join(lines) + "\n```"
 
 
 def _arrow_type_name(kind: str) -> str:

@@ -14,7 +14,9 @@ import pyarrow as pa
 # Bounded repetitions keep matching linear: an unbounded local part backtracks quadratically
 # on a long run of letters (a 100 KB field took minutes).
 _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9\-]{1,63}){1,8}")
-_PHONE = re.compile(r"\+?\d[\d \-().]{6,20}\d")
+# International (+…) or national (0…) numbers; a plain digit run such as a date or an ID is not
+# a phone number and stays readable.
+_PHONE = re.compile(r"(?:\+|\b0)\d[\d \-().]{6,18}\d")
 PREVIEW_CELL_CHARS = 80
 
 

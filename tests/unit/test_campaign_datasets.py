@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import time
 from datetime import UTC, datetime
 
@@ -183,6 +184,25 @@ BROADLOG_ROWS = [
 ]
 
 
+RAW_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+RAW_PHONE = re.compile(r"\+\d{8,15}")
+
+
+def assert_no_personal_data_in_metadata(result):
+    """What the UI shows (materialization and check metadata) never holds a raw address."""
+    texts = [
+        json.dumps({k: str(v.value) for k, v in m.metadata.items()})
+        for m in [e.materialization for e in result.get_asset_materialization_events()]
+    ]
+    texts += [
+        json.dumps({k: str(v.value) for k, v in e.metadata.items()})
+        for e in result.get_asset_check_evaluations()
+    ]
+    for text in texts:
+        assert not RAW_EMAIL.search(text), RAW_EMAIL.search(text).group(0)
+        assert not RAW_PHONE.search(text), RAW_PHONE.search(text).group(0)
+
+
 def to_csv(flow, rows, layout_index=0) -> str:
     layout = flow.fmt.layouts[layout_index]
     by_canonical = {v: k for k, v in layout.columns.items()}
@@ -244,6 +264,7 @@ def test_dataset_flows_end_to_end_in_both_layouts(env, dataset, layout_index):
     assert [schema.errors(r) for r in records] == [[] for _ in records]
     mat = result.asset_materializations_for_node(dataset)[0]
     assert mat.metadata["rows_in"].value == len(ROWS[dataset])
+    assert_no_personal_data_in_metadata(result)
     layout = flow.fmt.layouts[layout_index].name
     assert layout in mat.metadata["source_files"].value
 
