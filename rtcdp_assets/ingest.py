@@ -308,20 +308,42 @@ def detect_layout(fmt: ExportFormat, header: Sequence[str]) -> Layout:
 # --------------------------------------------------------------------------------------------
 # Validation with compute kernels
 # --------------------------------------------------------------------------------------------
-def _first_reason(
-    reason: pa.Array, column: pa.Array, failed: pa.Array, code: str, col: str
-) -> tuple[pa.Array, pa.Array]:
-    """Keep the first failing rule of each row: later rules never overwrite a reason."""
-    take = pc.and_(pc.is_null(reason), pc.fill_null(failed, False))
+Rule = tuple[pa.Array, str, str]  # (failed mask, reason code, source column)
+
+
+def _first_reasons(rules: list[Rule], n: int) -> tuple[pa.Array, pa.Array]:
+    """Reason and column of each row's first failing rule, in rule order.
+
+    Almost every row is good, so the rules are OR-ed once and the first failing rule is only
+    worked out for the few bad rows (an if_else per rule over every row cost more than the
+    validation itself).
+    """
+    none = pa.nulls(n, pa.string())
+    masks = [pc.fill_null(mask, False) for mask, _, _ in rules]
+    if not masks:
+        return none, none
+    bad = masks[0]
+    for mask in masks[1:]:
+        bad = pc.or_(bad, mask)
+    if not pc.any(bad).as_py():
+        return none, none
+    rows = pc.indices_nonzero(bad)
+    reasons: list[str | None] = [None] * len(rows)
+    columns: list[str | None] = [None] * len(rows)
+    for mask, (_, code, src) in zip(masks, rules, strict=True):
+        for i, failed in enumerate(pc.take(mask, rows).to_pylist()):
+            if failed and reasons[i] is None:
+                reasons[i], columns[i] = code, src
     return (
-        pc.if_else(take, pa.scalar(code), reason),
-        pc.if_else(take, pa.scalar(col), column),
+        pc.replace_with_mask(none, bad, pa.array(reasons, pa.string())),
+        pc.replace_with_mask(none, bad, pa.array(columns, pa.string())),
     )
 
 
 def _parse_timestamps(values: pa.Array, tz: str) -> pa.Array:
     """Strings already matching `_TS_RE` -> timestamp[us, UTC]; impossible dates -> null."""
-    has_offset = pc.match_substring_regex(values, _TS_OFFSET_RE)
+    # Only the tail can hold an offset; matching 6 characters beats scanning whole strings.
+    has_offset = pc.match_substring_regex(pc.utf8_slice_codeunits(values, -6), _TS_OFFSET_RE)
     normalised = pc.replace_substring(values, " ", "T", max_replacements=1)
     try:
         naive = pc.cast(
@@ -368,8 +390,7 @@ def validate_batch(
     by_canonical = {
         layout.columns[name]: name for name in batch.schema.names if name in layout.columns
     }
-    reason: pa.Array = pa.nulls(n, pa.string())
-    column: pa.Array = pa.nulls(n, pa.string())
+    rules: list[Rule] = []
     typed: list[pa.Array] = []
     overrides = allowed_overrides or {}
     for f in fmt.fields:
@@ -380,26 +401,26 @@ def validate_batch(
         raw = pc.utf8_trim_whitespace(batch.column(src))
         empty = pc.equal(pc.utf8_length(raw), 0)
         if f.required:
-            reason, column = _first_reason(reason, column, empty, "missing_required_value", src)
+            rules.append((empty, "missing_required_value", src))
         present = pc.invert(empty)
         allowed = overrides.get(f.name, f.allowed)
         if allowed is not None:
             bad = pc.and_(present, pc.invert(pc.is_in(raw, value_set=pa.array(sorted(allowed)))))
-            reason, column = _first_reason(reason, column, bad, f"unknown_code:{f.name}", src)
+            rules.append((bad, f"unknown_code:{f.name}", src))
         nulled = pc.if_else(present, raw, pa.scalar(None, pa.string()))
         if f.kind == "int":
             ok = pc.match_substring_regex(nulled, _INT_RE)
-            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_integer", src)
+            rules.append((pc.invert(ok), "invalid_integer", src))
             values = pc.cast(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), pa.int64())
         elif f.kind == "timestamp":
             ok = pc.match_substring_regex(nulled, _TS_RE)
-            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_timestamp", src)
+            rules.append((pc.invert(ok), "invalid_timestamp", src))
             values = _parse_timestamps(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), tz)
             impossible = pc.and_(ok, pc.is_null(values))
-            reason, column = _first_reason(reason, column, impossible, "invalid_timestamp", src)
+            rules.append((impossible, "invalid_timestamp", src))
         elif f.kind == "date":
             ok = pc.match_substring_regex(nulled, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_date", src)
+            rules.append((pc.invert(ok), "invalid_date", src))
             values = pc.strptime(
                 pc.if_else(ok, nulled, pa.scalar(None, pa.string())),
                 format="%Y-%m-%d",
@@ -409,23 +430,24 @@ def validate_batch(
             # strptime rolls 2026-02-30 over to March; a round trip catches impossible dates.
             roundtrip = pc.strftime(values, format="%Y-%m-%d")
             impossible = pc.and_(ok, pc.invert(pc.fill_null(pc.equal(roundtrip, nulled), False)))
-            reason, column = _first_reason(reason, column, impossible, "invalid_date", src)
+            rules.append((impossible, "invalid_date", src))
         elif f.kind == "email":
             lowered = pc.utf8_lower(nulled)
             ok = pc.match_substring_regex(lowered, _EMAIL_RE)
-            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_email", src)
+            rules.append((pc.invert(ok), "invalid_email", src))
             values = lowered
         elif f.kind == "bool":
             low = pc.utf8_lower(raw)
             is_true = pc.is_in(low, value_set=pa.array(_BOOL_TRUE))
             ok = pc.or_(is_true, pc.is_in(low, value_set=pa.array(_BOOL_FALSE)))
-            reason, column = _first_reason(reason, column, pc.invert(ok), "invalid_boolean", src)
+            rules.append((pc.invert(ok), "invalid_boolean", src))
             values = is_true
         else:
             values = nulled
         typed.append(values)
     names = [f.name for f in fmt.fields]
     typed_batch = pa.RecordBatch.from_arrays(typed, names=names)
+    reason, column = _first_reasons(rules, n)
     return typed_batch, reason, column
 
 
