@@ -10,13 +10,16 @@ it. Nothing in this module touches Dagster; the benchmarks in `bench/` drive it 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from queue import Empty, Queue
 from typing import BinaryIO, Literal
 from zoneinfo import ZoneInfo
 
@@ -539,9 +542,10 @@ def ingest_file(
     invalid_numbers: list[int] = []
     emitted_malformed = 0
     typed_schema = fmt.typed_schema
+    batches = _prefetch(reader)
     while True:
         try:
-            batch = reader.read_next_batch()
+            batch = next(batches)
         except StopIteration:
             batch = None
         except pa.ArrowInvalid as exc:
@@ -595,6 +599,39 @@ def ingest_file(
             res.reasons.update(bad_batch.column("reason").to_pylist())
         yield IngestedBatch(good=good.cast(typed_schema), rejects=bad_batch)
     res.bytes_in = stream.bytes_in
+
+
+def _prefetch(reader: pacsv.CSVStreamingReader, depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Parse the next blocks in a background thread while the caller validates and writes.
+
+    The reader itself parses serially (so malformed rows keep their numbers); Arrow releases
+    the GIL while parsing, so on two cores reading and processing overlap.
+    """
+    done = object()
+    queue: Queue[object] = Queue(maxsize=depth)
+
+    def produce() -> None:
+        try:
+            for batch in reader:
+                queue.put(batch)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            queue.put(exc)
+        finally:
+            queue.put(done)
+
+    thread = threading.Thread(target=produce, name="csv-prefetch", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        # Unblock the producer if the consumer stops early, then wait for it.
+        while thread.is_alive():
+            with contextlib.suppress(Empty):
+                queue.get(timeout=0.1)
+        thread.join()
 
 
 def _unreadable_from_arrow(exc: pa.ArrowInvalid) -> UnreadableFile:
