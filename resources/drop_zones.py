@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -59,11 +60,12 @@ class Entry:
     modified: datetime
     identity: str
 
+    # Sensors evaluate these for every file of a zone on every tick: keep them cheap.
     @property
     def name(self) -> str:
-        return PurePosixPath(self.path).name
+        return self.path.rsplit("/", 1)[-1]
 
-    @property
+    @cached_property
     def modified_ts(self) -> float:
         return self.modified.timestamp()
 

@@ -147,13 +147,12 @@ class CampaignExportFlow:
         m = self.file_pattern.match(file_name)
         if not m:
             return None
-        stamp = m["date"] + m["time"][:4]
-        try:
-            when = datetime.strptime(stamp, "%Y%m%d%H%M").replace(tzinfo=UTC)
+        d, t = m["date"], m["time"]
+        try:  # datetime() validates the calendar; strptime is ten times slower
+            when = datetime(int(d[:4]), int(d[4:6]), int(d[6:8]), int(t[:2]), int(t[2:4]))
         except ValueError:
             return None
-        window = when.replace(hour=when.hour - when.hour % 4, minute=0)
-        return window.strftime(PARTITION_KEY_FORMAT)
+        return f"{when:%Y-%m-%d}-{when.hour - when.hour % 4:02d}:00"
 
     # -- folders ---------------------------------------------------------------------------
     def archive_folder(self, settings: PipelineSettings) -> str:
@@ -580,8 +579,9 @@ def plan_tick(
     new_high, new_keys = high, set(keys_at_high)
     unrecognised = []
     for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
-        if is_temporary_name(entry.name):
-            continue
+        ts = entry.modified_ts
+        if ts < high or is_temporary_name(entry.name):
+            continue  # an idle tick ends here for every file: no parsing of names
         pk = flow.partition_for(entry.name)
         if pk is None:
             if not entry.name.lower().startswith(flow.file_prefix.lower()):
@@ -589,8 +589,7 @@ def plan_tick(
             unrecognised.append(entry.name)
             continue
         run_key = f"{entry.path}@{entry.identity}"
-        ts = entry.modified_ts
-        if ts < high or (ts == high and run_key in keys_at_high):
+        if ts == high and run_key in keys_at_high:
             continue
         if entry.size == 0 or (now.timestamp() - ts) < settle_seconds:
             notes.append(f"{entry.name} is still being written; waiting")

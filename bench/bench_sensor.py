@@ -1,0 +1,87 @@
+"""Export-sensor tick time over a drop zone with many files (local folder and real sshd).
+
+    .venv/bin/python bench/bench_sensor.py --files 10000
+
+Writes N broadLog-named files (tiny, distinct windows), then times the broadLog sensor's first
+tick (every file new) and a second tick with nothing new, the way the daemon calls it
+(`build_sensor_context` + the sensor). Baseline in the same run: the zone's bare listing, so
+the ratio shows what the sensor's own work adds. Target (issue 7): first tick < 10 s, an idle
+tick < 1 s at 10,000 files.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import warnings
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+warnings.filterwarnings("ignore")
+
+from dagster import DagsterInstance, build_sensor_context  # noqa: E402
+
+from resources import LocalDropZone, PipelineSettings  # noqa: E402
+from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
+from tests.integration.zones import sftp_zone  # noqa: E402
+from tests.services import SshdServer  # noqa: E402
+
+
+def populate(root: Path, files: int) -> None:
+    export = root / "export"
+    export.mkdir(parents=True, exist_ok=True)
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    past = time.time() - 3600
+    for i in range(files):
+        # distinct 4-hour windows, several files per window via the optional suffix
+        when = start + timedelta(hours=4 * (i // 3))
+        path = export / f"broadLog_{when:%Y%m%d_%H%M}_{i % 3}.csv"
+        path.write_bytes(b"iBroadLogId\n1\n")
+        os.utime(path, (past + i * 1e-3, past + i * 1e-3))
+
+
+def tick(zone: object, cursor: str | None) -> tuple[float, int, str | None]:
+    resources = {"campaign_sftp": zone, "settings": PipelineSettings(file_settle_seconds=0)}
+    start = time.perf_counter()
+    with build_sensor_context(
+        instance=DagsterInstance.ephemeral(), cursor=cursor, resources=resources
+    ) as ctx:
+        result = broadlog_defs.sensor(ctx)
+    seconds = time.perf_counter() - start
+    requests = getattr(result, "run_requests", None) or []
+    return seconds, len(requests), getattr(result, "cursor", cursor)
+
+
+def bench(name: str, zone: object) -> None:
+    t0 = time.perf_counter()
+    listed = len(zone.list("export"))  # type: ignore[attr-defined]
+    listing = time.perf_counter() - t0
+    first, n_first, cursor = tick(zone, None)
+    idle, n_idle, _ = tick(zone, cursor)
+    print(
+        f"{name:<6} files={listed:>6}  bare listing {listing:6.2f} s  "
+        f"first tick {first:6.2f} s ({n_first} runs, {first / listing:4.1f}x listing)  "
+        f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=10_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sensor-") as tmp:
+        root = Path(tmp) / "zone"
+        populate(root, args.files)
+        bench("local", LocalDropZone(root=str(root)))
+        with SshdServer(root=root, workdir=Path(tmp) / "sshd") as sshd:
+            zone = sftp_zone(sshd, base_path="")
+            bench("sftp", zone)
+            zone.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
