@@ -343,21 +343,38 @@ def _first_reasons(rules: list[Rule], n: int) -> tuple[pa.Array, pa.Array]:
     )
 
 
+_NULL_STRING = pa.scalar(None, pa.string())
+
+
+def _keep(values: pa.Array, ok: pa.Array) -> pa.Array:
+    """`values` where `ok`, null elsewhere; no copy in the common case where all are ok."""
+    if pc.all(pc.fill_null(ok, True)).as_py():
+        return values
+    return pc.if_else(ok, values, pa.scalar(None, values.type))
+
+
 def _parse_timestamps(values: pa.Array, tz: str) -> pa.Array:
     """Strings already matching `_TS_RE` -> timestamp[us, UTC]; impossible dates -> null."""
     # Only the tail can hold an offset; matching 6 characters beats scanning whole strings.
     has_offset = pc.match_substring_regex(pc.utf8_slice_codeunits(values, -6), _TS_OFFSET_RE)
     normalised = pc.replace_substring(values, " ", "T", max_replacements=1)
+    utc = pa.timestamp("us", tz="UTC")
     try:
-        naive = pc.cast(
-            pc.if_else(has_offset, pa.scalar(None, pa.string()), normalised), pa.timestamp("us")
-        )
+        # Campaign writes one form per export: usually all without offset, sometimes all with.
+        if not pc.any(has_offset).as_py():
+            naive = pc.cast(normalised, pa.timestamp("us"))
+            if tz == "UTC":
+                return pc.cast(naive, pa.timestamp("us")).cast(utc)
+            local = pc.assume_timezone(
+                naive, timezone=tz, ambiguous="earliest", nonexistent="earliest"
+            )
+            return pc.cast(local, utc)
+        if pc.all(pc.fill_null(has_offset, True)).as_py():
+            return pc.cast(normalised, utc)
+        naive = pc.cast(_keep(normalised, pc.invert(has_offset)), pa.timestamp("us"))
         local = pc.assume_timezone(naive, timezone=tz, ambiguous="earliest", nonexistent="earliest")
-        aware = pc.cast(
-            pc.if_else(has_offset, normalised, pa.scalar(None, pa.string())),
-            pa.timestamp("us", tz="UTC"),
-        )
-        return pc.coalesce(pc.cast(local, pa.timestamp("us", tz="UTC")), aware)
+        aware = pc.cast(_keep(normalised, has_offset), utc)
+        return pc.coalesce(pc.cast(local, utc), aware)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         # Rare: a well-formed but impossible date (2026-02-30) fails the whole vectorised
         # cast; fall back to the strict per-value path for this batch only.
@@ -410,22 +427,25 @@ def validate_batch(
         if allowed is not None:
             bad = pc.and_(present, pc.invert(pc.is_in(raw, value_set=pa.array(sorted(allowed)))))
             rules.append((bad, f"unknown_code:{f.name}", src))
-        nulled = pc.if_else(present, raw, pa.scalar(None, pa.string()))
+        nulled = _keep(raw, present)
         if f.kind == "int":
-            ok = pc.match_substring_regex(nulled, _INT_RE)
-            rules.append((pc.invert(ok), "invalid_integer", src))
-            values = pc.cast(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), pa.int64())
+            try:  # fast path: a column of clean integers casts in one go
+                values = pc.cast(nulled, pa.int64())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                ok = pc.match_substring_regex(nulled, _INT_RE)
+                rules.append((pc.invert(ok), "invalid_integer", src))
+                values = pc.cast(_keep(nulled, ok), pa.int64())
         elif f.kind == "timestamp":
             ok = pc.match_substring_regex(nulled, _TS_RE)
             rules.append((pc.invert(ok), "invalid_timestamp", src))
-            values = _parse_timestamps(pc.if_else(ok, nulled, pa.scalar(None, pa.string())), tz)
+            values = _parse_timestamps(_keep(nulled, ok), tz)
             impossible = pc.and_(ok, pc.is_null(values))
             rules.append((impossible, "invalid_timestamp", src))
         elif f.kind == "date":
             ok = pc.match_substring_regex(nulled, r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
             rules.append((pc.invert(ok), "invalid_date", src))
             values = pc.strptime(
-                pc.if_else(ok, nulled, pa.scalar(None, pa.string())),
+                _keep(nulled, ok),
                 format="%Y-%m-%d",
                 unit="s",
                 error_is_null=True,
