@@ -20,6 +20,7 @@ from dagster_azure.blob import (
     AzureBlobStorageSASTokenCredential,
 )
 
+from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from resources.azure_blob import AzureBlobDropZone
 from resources.drop_zones import (
     DropZone,
@@ -34,6 +35,8 @@ from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
 
 __all__ = [
+    "AepDestinationOptions",
+    "AudienceSettings",
     "AzureBlobDropZone",
     "DropZone",
     "DropZoneAccessDenied",
@@ -67,6 +70,7 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
         "aep_destination": LocalDropZone(root=str(base / "aep_destination")),
         "warehouse": Warehouse(zone=LocalDropZone(root=str(base / "warehouse"))),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
+        "audience_settings": AudienceSettings(),
     }
 
 
@@ -110,6 +114,10 @@ def production_resources() -> dict[str, Any]:
             campaign_identity_namespace=os.environ.get(
                 "RTCDP_CAMPAIGN_IDENTITY_NAMESPACE", "external_id"
             ),
+        ),
+        "audience_settings": AudienceSettings(
+            destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
+            join_identity=os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITY", "external_id"),
         ),
     }
 

@@ -19,6 +19,7 @@ from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
+from rtcdp_assets.segments import audience_defs  # noqa: E402
 from rtcdp_assets.tracking_log import tracking_log_defs  # noqa: E402
 
 CAMPAIGN_EXPORTS = [
@@ -33,10 +34,18 @@ freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAI
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
 defs = Definitions(
-    assets=[*(a for flow in CAMPAIGN_EXPORTS for a in flow.assets), suppression_list],
-    asset_checks=[*(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks), *freshness_checks],
-    sensors=[flow.sensor for flow in CAMPAIGN_EXPORTS],
-    jobs=[*(flow.job for flow in CAMPAIGN_EXPORTS), freshness_job],
+    assets=[
+        *(a for flow in CAMPAIGN_EXPORTS for a in flow.assets),
+        suppression_list,
+        *audience_defs.assets,
+    ],
+    asset_checks=[
+        *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
+        *freshness_checks,
+        *audience_defs.asset_checks,
+    ],
+    sensors=[*(flow.sensor for flow in CAMPAIGN_EXPORTS), *audience_defs.sensors],
+    jobs=[*(flow.job for flow in CAMPAIGN_EXPORTS), freshness_job, *audience_defs.jobs],
     schedules=[freshness_schedule],
     resources=environment_resources(),
 )

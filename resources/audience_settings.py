@@ -1,0 +1,163 @@
+"""Settings of the AEP audience → Campaign import flow (segments.py, campaign_import.py).
+
+Every guardrail limit is a setting with the documented Adobe value as its default, so a
+deployment whose contract or Campaign options differ (e.g. `NmsCdp_Aep_Audience_List_Limit`)
+changes configuration, not code. The CSV options of an AEP batch destination are chosen per
+destination connection in AEP's activation UI, so they are configured per destination name (the
+`%DESTINATION%` part of the file name), with `default_destination` for any other name.
+"""
+
+from dagster import Config, ConfigurableResource
+from pydantic import Field
+
+AEP_ROWS_PER_FILE = 5_000_000  # AEP splits exported files at 5,000,000 rows (adobe-formats §a1)
+
+
+class AepDestinationOptions(Config):
+    """How one AEP destination connection writes its files (adobe-formats §a2, §a3, §a5)."""
+
+    kind: str = Field(
+        default="batch",
+        pattern="^(batch|campaign_managed_services)$",
+        description=(
+            "'campaign_managed_services' for the Adobe Campaign Managed Cloud Services "
+            "destination (at most `max_audiences_campaign_destination` audiences), else 'batch'."
+        ),
+    )
+    export_mode: str = Field(
+        default="full",
+        pattern="^(full|incremental)$",
+        description=(
+            "'full': every file holds the whole audience (it replaces the membership); "
+            "'incremental': the first file is a full backfill, later files hold only changes "
+            "(realized / existing / exited)."
+        ),
+    )
+    delimiter: str = Field(default=",", description="One of , ; : | or a tab.")
+    quote_char: str = Field(
+        default='"',
+        description="'\"' (double quotes) or '' for AEP's 'Null Character' (no quoting).",
+    )
+    escape_char: str = Field(
+        default="\\",
+        description="Escape of a quote inside a quoted value: '\\' (AEP default) or \"'\".",
+    )
+    null_value: str = Field(
+        default="",
+        description=(
+            "What AEP writes for a null value: '' (empty), '\"\"' or 'NULL' (AEP's `null` option)."
+        ),
+    )
+    empty_value: str = Field(
+        default="", description="What AEP writes for an empty string: '', '\"\"' or 'NULL'."
+    )
+    header: bool = Field(default=True, description="First line holds the column names.")
+    columns: list[str] = Field(
+        default_factory=list, description="Column names when `header` is false, in file order."
+    )
+    encoding: str = Field(
+        default="utf-8",
+        pattern="^(utf-8|utf-16|utf-16-le|utf-16-be)$",
+        description="UTF-8 (default) or UTF-16.",
+    )
+    manifest_required: bool = Field(
+        default=False,
+        description=(
+            "The 'Include manifest file' toggle is on: an export is complete only once a "
+            "manifest lists every file with its size."
+        ),
+    )
+    rows_per_file: int = Field(
+        default=AEP_ROWS_PER_FILE,
+        description="AEP's split size (maxFileRowCount): every part but the last holds this many.",
+    )
+    external_id_column: str = Field(
+        default="external_id",
+        description="Column holding the Campaign external ID (e.g. `crmId` if renamed).",
+    )
+    email_column: str = Field(
+        default="personalEmail_address", description="Column holding the email address."
+    )
+    status_column: str = Field(
+        default="",
+        description=(
+            "Column of the membership status; '' = `segmentMembership_ups_<audience id>_status` "
+            "or `segmentMembershipStatus` (Campaign Managed Services). Without the column every "
+            "row counts as realized."
+        ),
+    )
+    qualification_time_column: str = Field(
+        default="",
+        description="'' = `segmentMembership_ups_<audience id>_lastQualificationTime`.",
+    )
+
+
+class AudienceSettings(ConfigurableResource):
+    """Deployment settings and guardrail limits of the audience flow."""
+
+    destination_folder: str = Field(
+        default="",
+        description="Folder of the AEP destination container AEP writes the exports to.",
+    )
+    destinations: dict[str, AepDestinationOptions] = Field(
+        default_factory=dict,
+        description="Per destination name (the first part of the file name): its file options.",
+    )
+    default_destination: AepDestinationOptions = Field(
+        default_factory=AepDestinationOptions,
+        description="Options of every destination not listed in `destinations`.",
+    )
+    join_identity: str = Field(
+        default="external_id",
+        pattern="^(external_id|email)$",
+        description=(
+            "How an AEP member finds its Campaign profile: 'external_id' (Campaign external ID, "
+            "recommended by Adobe for the Campaign destination) or 'email' (lower-cased)."
+        ),
+    )
+    audience_names: dict[str, str] = Field(
+        default_factory=dict, description="Audience ID -> name, written to the import file."
+    )
+    campaign_import_subfolder: str = Field(
+        default="aep_audiences",
+        description="Subfolder of settings.campaign_import_folder for the audience import files.",
+    )
+    max_audiences_campaign_destination: int = Field(
+        default=25,
+        description="Audiences per Campaign Managed Services destination "
+        "(Campaign option NmsCdp_Aep_Audience_List_Limit).",
+    )
+    max_audiences_per_sandbox: int = Field(
+        default=4000, description="AEP guardrail: batch audiences per sandbox."
+    )
+    max_fields_per_audience: int = Field(
+        default=20, description="Fields per audience export (NmsCdp_Aep_Destinations_Max_Columns)."
+    )
+    allowed_cadence_hours: list[int] = Field(
+        default_factory=lambda: [3, 6, 8, 12, 24],
+        description="Incremental exports every 3, 6, 8 or 12 h; full exports daily (24).",
+    )
+    cadence_grace_minutes: int = Field(
+        default=90, description="Tolerance around the expected interval between two exports."
+    )
+    cadence_lookback_exports: int = Field(
+        default=10, description="How many recent exports of an audience the cadence check reads."
+    )
+    max_rows_per_file: int = Field(
+        default=AEP_ROWS_PER_FILE,
+        description="Rows per file the platform writes (Campaign import).",
+    )
+    max_runs_per_tick: int = Field(
+        default=100,
+        description=(
+            "Run requests per sensor tick; the rest waits for the next tick (AEP's soft limit is "
+            "100 audiences exported per hour)."
+        ),
+    )
+    pending_expiry_hours: float = Field(
+        default=48.0,
+        description="How long the sensor keeps re-checking an incomplete export before giving up.",
+    )
+
+    def destination(self, name: str) -> AepDestinationOptions:
+        return self.destinations.get(name, self.default_destination)
