@@ -28,6 +28,23 @@ ROOT = Path(__file__).resolve().parents[1]
 # The summary is the demo's output; Dagster's step-by-step event log stays in the instance
 # (and the UI) instead of the terminal.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# SQLite storage under dagster_home (the default). Two cores: at most three runs at once, and
+# one run at a time per audience so its exports apply in order. No outside network for
+# telemetry to reach.
+DEMO_INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 3
+    tag_concurrency_limits:
+      - key: "rtcdp/audience_id"
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
 
 
 @dataclass
@@ -65,9 +82,7 @@ def _prepare(args: argparse.Namespace) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
     if not config.exists():
-        # Defaults otherwise (SQLite storage in this folder); there is no outside network for
-        # telemetry to reach.
-        config.write_text("telemetry:\n  enabled: false\n")
+        config.write_text(DEMO_INSTANCE_CONFIG)
     os.environ["RTCDP_ENV"] = "embedded"
     os.environ["RTCDP_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_HOME"] = str(home)
