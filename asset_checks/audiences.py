@@ -28,7 +28,6 @@ Each spec carries `guardrail/*` metadata (source, limit) like asset_checks/campa
 The result functions take plain arguments and are unit-tested without Dagster runs.
 """
 
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import pairwise
@@ -52,6 +51,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.campaign_exports import recount_files
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone
 from resources.warehouse import Warehouse
@@ -104,24 +104,9 @@ def export_reconciliation_result(
     warehouse: Warehouse, audience_id: str, stamp: str
 ) -> AssetCheckResult:
     record = read_export_record(warehouse, audience_id, stamp)
-    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
-    for kind, name, col in (
-        ("good", "data.parquet", "_source_file"),
-        ("rejected", "rejects.parquet", "source_file"),
-    ):
-        with warehouse.local_copy(SEGMENT_EXPORTS, f"{audience_id}/{stamp}", name) as local:
-            if local is None:
-                continue
-            column = pq.read_table(local, columns=[col]).column(col)
-            for item in pc.value_counts(column).to_pylist():
-                counted[kind][item["values"]] = item["counts"]
-    mismatches = []
-    for f in record["files"]:
-        if f["status"] != "processed":
-            continue
-        good, bad = counted["good"][f["name"]], counted["rejected"][f["name"]]
-        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
-            mismatches.append(f"{f['name']}: {f['rows_in']} in, {good} stored + {bad} rejected")
+    counted, mismatches = recount_files(
+        warehouse, SEGMENT_EXPORTS, f"{audience_id}/{stamp}", record["files"], "name"
+    )
     return AssetCheckResult(
         asset_key=EXPORTS_KEY,
         check_name="export_reconciliation",

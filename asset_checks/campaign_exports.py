@@ -117,26 +117,7 @@ def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
             passed=False,
             metadata={"error": "partition has no manifest"},
         )
-    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
-    for kind, name, col in (
-        ("good", "data.parquet", "_source_file"),
-        ("rejected", "rejects.parquet", "source_file"),
-    ):
-        with warehouse.local_copy(dataset, pk, name) as local:
-            if local is None:
-                continue
-            column = pq.read_table(local, columns=[col]).column(col)
-            for item in pc.value_counts(column).to_pylist():
-                counted[kind][item["values"]] = item["counts"]
-    mismatches = []
-    for f in manifest["files"]:
-        if f["status"] != "processed":
-            continue
-        good, bad = counted["good"][f["source_file"]], counted["rejected"][f["source_file"]]
-        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
-            mismatches.append(
-                f"{f['source_file']}: {f['rows_in']} in, {good} stored + {bad} rejected"
-            )
+    counted, mismatches = recount_files(warehouse, dataset, pk, manifest["files"], "source_file")
     quarantined = [
         f"{f['source_file']}: {f['reason']}"
         for f in manifest["files"]
@@ -156,6 +137,36 @@ def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
             "mismatches": MetadataValue.json(mismatches),
         },
     )
+
+
+def recount_files(
+    warehouse: Warehouse,
+    dataset: str,
+    pk: str,
+    files: list[dict[str, Any]],
+    name_key: str,
+) -> tuple[dict[str, Counter[str]], list[str]]:
+    """Rows actually stored per source file (typed and rejected), and every processed file
+    whose stored rows differ from the counts its manifest entry claims."""
+    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
+    for kind, name, col in (
+        ("good", "data.parquet", "_source_file"),
+        ("rejected", "rejects.parquet", "source_file"),
+    ):
+        with warehouse.local_copy(dataset, pk, name) as local:
+            if local is None:
+                continue
+            column = pq.read_table(local, columns=[col]).column(col)
+            for item in pc.value_counts(column).to_pylist():
+                counted[kind][item["values"]] = item["counts"]
+    mismatches = []
+    for f in files:
+        if f["status"] != "processed":
+            continue
+        good, bad = counted["good"][f[name_key]], counted["rejected"][f[name_key]]
+        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
+            mismatches.append(f"{f[name_key]}: {f['rows_in']} in, {good} stored + {bad} rejected")
+    return counted, mismatches
 
 
 def org_unit_result(

@@ -10,9 +10,9 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from asset_checks.xdm_conformance import XdmSchema
-from resources import DropZoneAccessDenied, PipelineSettings, Warehouse
+from resources import DropZoneAccessDenied, PipelineSettings
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
-from tests.integration.zones import blob_zone, sftp_zone
+from tests.integration.zones import sftp_zone
 
 pytestmark = pytest.mark.integration
 
@@ -27,19 +27,6 @@ ROWS = [
     for i in range(1, 301)
 ]
 BAD = ["301,77,1301,,broken-address,1,0,0,2026-11-23 09:00:00", "302,77,1302"]
-
-
-@pytest.fixture
-def services(sshd, azurite):
-    sftp = sftp_zone(sshd)
-    resources = {
-        "campaign_sftp": sftp,
-        "aep_landing": blob_zone(azurite),
-        "warehouse": Warehouse(zone=blob_zone(azurite)),
-        "settings": PipelineSettings(file_settle_seconds=0),
-    }
-    yield resources
-    sftp.close()
 
 
 def materialize_partition(resources, instance, pk=PK):

@@ -12,14 +12,12 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from asset_checks.xdm_conformance import XdmSchema
-from resources import PipelineSettings, Warehouse
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.non_deliverables import non_deliverables_defs, non_deliverables_flow
 from rtcdp_assets.preferences import preferences_defs, preferences_flow
 from rtcdp_assets.profiles import profiles_defs, profiles_flow
 from rtcdp_assets.sample_data import write_dataset_files
 from rtcdp_assets.tracking_log import tracking_log_defs, tracking_log_flow
-from tests.integration.zones import blob_zone, sftp_zone
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +30,6 @@ FLOWS = {
     "preferences": (preferences_flow, preferences_defs),
     "profiles": (profiles_flow, profiles_defs),
 }
-
-
-@pytest.fixture
-def services(sshd, azurite):
-    sftp = sftp_zone(sshd)
-    resources = {
-        "campaign_sftp": sftp,
-        "aep_landing": blob_zone(azurite),
-        "warehouse": Warehouse(zone=blob_zone(azurite)),
-        "settings": PipelineSettings(file_settle_seconds=0),
-    }
-    yield resources
-    sftp.close()
 
 
 @pytest.mark.parametrize("layout", ["classic", "standard"])
