@@ -7,7 +7,13 @@ environment (`RTCDP_ENV`, see resources/__init__.py).
 
 import warnings
 
-from dagster import Definitions, PreviewWarning
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    Definitions,
+    PreviewWarning,
+)
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what makes one check
 # result per 4-hour partition possible, so the warning is expected here.
@@ -30,6 +36,15 @@ CAMPAIGN_EXPORTS = [
     profiles_defs,
 ]
 
+# Evaluates the automation conditions (suppression_list: eager after new quarantine or
+# preference partitions); on by default like the export sensors.
+automation_sensor = AutomationConditionSensorDefinition(
+    "suppression_list_automation",
+    target=AssetSelection.assets(suppression_list),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
+
 freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
@@ -44,7 +59,11 @@ defs = Definitions(
         *freshness_checks,
         *audience_defs.asset_checks,
     ],
-    sensors=[*(flow.sensor for flow in CAMPAIGN_EXPORTS), *audience_defs.sensors],
+    sensors=[
+        *(flow.sensor for flow in CAMPAIGN_EXPORTS),
+        *audience_defs.sensors,
+        automation_sensor,
+    ],
     jobs=[*(flow.job for flow in CAMPAIGN_EXPORTS), freshness_job, *audience_defs.jobs],
     schedules=[freshness_schedule],
     resources=environment_resources(),

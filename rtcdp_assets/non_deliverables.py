@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetExecutionContext,
     AssetKey,
+    AutomationCondition,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -186,6 +187,9 @@ non_deliverables_defs = non_deliverables_flow.build()
     group_name="campaign_to_aep",
     kinds={"parquet"},
     deps=[AssetKey("non_deliverables"), AssetKey("preferences")],
+    # Rebuilt whenever a non-deliverables or preferences partition lands, by the daemon's
+    # automation sensor, so the audience import always excludes the latest suppressions.
+    automation_condition=AutomationCondition.eager(),
     description=(
         "Addresses that must never be targeted: the latest quarantine status of every address "
         "(quarantined or denylisted) and recipients' channel opt-outs (preferences). The import "
