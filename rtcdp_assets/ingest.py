@@ -16,7 +16,7 @@ import json
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from queue import Empty, Queue
@@ -697,5 +697,3 @@ def _rows_as_json(batch: pa.RecordBatch) -> pa.Array:
         pa.string(),
     )
 
-
-RowFilter = Callable[[pa.RecordBatch], pa.RecordBatch]

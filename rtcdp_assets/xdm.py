@@ -9,7 +9,7 @@ exactly what is published.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -109,8 +109,3 @@ def to_records(batch: pa.RecordBatch | pa.Table) -> list[dict[str, Any]]:
 def dumps(record: Mapping[str, Any]) -> str:
     """Canonical JSON: sorted keys, no spaces, so a re-run gives byte-identical output."""
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def iter_json_lines(batches: Iterator[pa.RecordBatch]) -> Iterator[bytes]:
-    for batch in batches:
-        yield "".join(dumps(r) + "\n" for r in to_records(batch)).encode()
