@@ -62,13 +62,14 @@ def data_dir() -> Path:
 def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, Any]:
     """Local folders for every zone: what a newcomer runs and most tests use."""
     base = (root or data_dir()).resolve()
-    for name in ("campaign_sftp", "aep_landing", "aep_destination", "warehouse"):
+    for name in ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source"):
         (base / name).mkdir(parents=True, exist_ok=True)
     return {
         "campaign_sftp": LocalDropZone(root=str(base / "campaign_sftp")),
         "aep_landing": LocalDropZone(root=str(base / "aep_landing")),
         "aep_destination": LocalDropZone(root=str(base / "aep_destination")),
         "warehouse": Warehouse(zone=LocalDropZone(root=str(base / "warehouse"))),
+        "customer_source": LocalDropZone(root=str(base / "customer_source")),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
         "audience_settings": AudienceSettings(),
     }
@@ -108,6 +109,9 @@ def production_resources() -> dict[str, Any]:
         ),
         "warehouse": Warehouse(
             zone=AzureBlobDropZone(storage=storage, container=EnvVar("WAREHOUSE_CONTAINER"))
+        ),
+        "customer_source": AzureBlobDropZone(
+            storage=storage, container=EnvVar("CUSTOMER_SOURCE_CONTAINER")
         ),
         "settings": PipelineSettings(
             campaign_timezone=os.environ.get("RTCDP_CAMPAIGN_TIMEZONE", "UTC"),

@@ -22,9 +22,11 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from asset_checks.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
+from rtcdp_assets.reach import reach_defs  # noqa: E402
 from rtcdp_assets.segments import audience_defs  # noqa: E402
 from rtcdp_assets.tracking_log import tracking_log_defs  # noqa: E402
 
@@ -53,18 +55,29 @@ defs = Definitions(
         *(a for flow in CAMPAIGN_EXPORTS for a in flow.assets),
         suppression_list,
         *audience_defs.assets,
+        *reach_defs.assets,
+        *customer_import_defs.assets,
     ],
     asset_checks=[
         *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
         *freshness_checks,
         *audience_defs.asset_checks,
+        *reach_defs.asset_checks,
+        *customer_import_defs.asset_checks,
     ],
     sensors=[
         *(flow.sensor for flow in CAMPAIGN_EXPORTS),
         *audience_defs.sensors,
+        *customer_import_defs.sensors,
         automation_sensor,
     ],
-    jobs=[*(flow.job for flow in CAMPAIGN_EXPORTS), freshness_job, *audience_defs.jobs],
+    jobs=[
+        *(flow.job for flow in CAMPAIGN_EXPORTS),
+        freshness_job,
+        *audience_defs.jobs,
+        *reach_defs.jobs,
+        *customer_import_defs.jobs,
+    ],
     schedules=[freshness_schedule],
     resources=environment_resources(),
 )

@@ -4,9 +4,14 @@ Writes sample Campaign exports into the local stand-in for the Campaign SFTP ser
 
 - starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
   partitions, check results and published files while you watch; or
-- with `--headless`, does what the sensor daemon would do once: evaluates every sensor, runs
-  each requested partition, prints a summary (asset, partition, rows, checks passed and
-  failed) and exits non-zero if anything failed unexpectedly.
+- with `--headless`, does what the sensor daemon would do once: evaluates every Campaign export
+  sensor, runs each requested partition and refreshes the suppression list; then writes one
+  sample AEP audience export (members drawn from the Campaign recipients just materialized:
+  most in Campaign, some unknown to Campaign, a few exited, a few without the join identity,
+  plus a manifest) into the `aep_destination` zone, evaluates the audience sensor the same way
+  and runs its request, so the AEP → Campaign import file lands in the SFTP import folder.
+  It prints a summary (asset, partition, rows, checks passed and failed) and exits non-zero if
+  anything failed unexpectedly.
 
 Everything lives under `--data-dir` (default `.rtcdp/demo`): the drop zones, the warehouse,
 and `dagster_home/` with the SQLite instance, so the UI afterwards shows the headless runs too.
@@ -33,6 +38,8 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # telemetry to reach.
 DEMO_INSTANCE_CONFIG = """\
 telemetry:
+  enabled: false
+nux:
   enabled: false
 run_coordinator:
   module: dagster.core.run_coordinator
@@ -115,33 +122,141 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
     return written
 
 
+AUDIENCE_SENSOR = "aep_audience_export_sensor"
+# A fixed audience and destination name: a second demo run recognises its own export and does
+# not write another one, so "nothing new" stays true.
+DEMO_AUDIENCE_ID = "5e1f0c2a-7d4b-4c3e-9f8a-0b1c2d3e4f50"
+DEMO_DESTINATION = "Demo_Blob"
+
+
 def run_headless(data_dir: Path) -> list[RunSummary]:
     """One sensor evaluation per sensor, then each requested run, in this process."""
-    from dagster import DagsterInstance, SensorResult, build_sensor_context
+    from dagster import AutomationConditionSensorDefinition, DagsterInstance
 
     from rtcdp_assets.definitions import defs
 
     instance = DagsterInstance.get()
     summaries: list[RunSummary] = []
     for sensor_def in defs.sensors or []:
-        state_key = f"demo-cursor-{sensor_def.name}"
-        cursor_file = data_dir / "dagster_home" / f"{state_key}.json"
-        cursor = cursor_file.read_text() if cursor_file.exists() else None
-        resources = {k: defs.resources[k] for k in sensor_def.required_resource_keys}
-        with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
-            result = sensor_def(ctx)
-        if not isinstance(result, SensorResult) or not result.run_requests:
+        # The audience sensor goes last: its export is drawn from the profiles processed here.
+        # Automation-condition sensors only run inside the daemon; what they would request
+        # (the suppression list) is materialized below instead.
+        if sensor_def.name == AUDIENCE_SENSOR or isinstance(
+            sensor_def, AutomationConditionSensorDefinition
+        ):
             continue
-        job = defs.resolve_job_def(sensor_def.job_name)
+        summaries += _tick_and_run(sensor_def, defs, instance, data_dir)
+    if summaries:
+        # What the automation would do next: refresh the suppression list from the new
+        # partitions (the audience import refuses to run without it).
+        summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
+    write_sample_audience_export(data_dir, defs, instance)
+    summaries += _tick_and_run(defs.resolve_sensor_def(AUDIENCE_SENSOR), defs, instance, data_dir)
+    return summaries
+
+
+def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> list[RunSummary]:
+    """One tick the way the daemon does it: partitions, runless check results, runs, cursor."""
+    from dagster import SensorResult, build_sensor_context, partition_loading_context
+
+    state_key = f"demo-cursor-{sensor_def.name}"
+    cursor_file = data_dir / "dagster_home" / f"{state_key}.json"
+    cursor = cursor_file.read_text() if cursor_file.exists() else None
+    resources = {k: defs.resources[k] for k in sensor_def.required_resource_keys}
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+        result = sensor_def(ctx)
+    if not isinstance(result, SensorResult) or not result.run_requests:
+        return []
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+    summaries = []
+    for event in result.asset_events or []:
+        instance.report_runless_asset_event(event)
+        check = f"{event.asset_key.to_user_string()}:{event.check_name}"
+        summaries.append(
+            RunSummary(
+                partition="-",
+                job=sensor_def.name,
+                success=True,
+                checks_passed=[check] if event.passed else [],
+                checks_failed=[] if event.passed else [check],
+            )
+        )
+    job = defs.resolve_job_def(sensor_def.job_name)
+    # Dynamic partition keys (audiences) are resolved against the instance, as in the daemon.
+    with partition_loading_context(dynamic_partitions_store=instance):
         for request in result.run_requests:
             summaries.append(_execute(job, request, instance))
-        if result.cursor:
-            cursor_file.write_text(result.cursor)
-    if not summaries:
-        return summaries
-    # What the automation would do next: refresh the suppression list from the new partitions.
-    summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
+    if result.cursor:
+        cursor_file.write_text(result.cursor)
     return summaries
+
+
+def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> list[str]:
+    """One AEP audience export (+ manifest) drawn from the Campaign recipients in the warehouse.
+
+    Returns the names written; nothing when the demo audience was exported already or no
+    profiles partition is materialized yet.
+    """
+    from dagster import AssetKey
+
+    from rtcdp_assets import sample_audiences
+
+    folder = data_dir / "aep_destination" / defs.resources["audience_settings"].destination_folder
+    prefix = f"{DEMO_DESTINATION}_{DEMO_AUDIENCE_ID}_"
+    if folder.exists() and any(p.name.startswith(prefix) for p in folder.iterdir()):
+        return []
+    recipients = _campaign_recipients(
+        defs.resources["warehouse"], instance.get_materialized_partitions(AssetKey("profiles"))
+    )
+    if not recipients:
+        return []
+    in_campaign = min(200, max(2, len(recipients) // 2))
+    members = sample_audiences.audience_members(
+        recipients,
+        in_campaign=in_campaign,
+        not_in_campaign=max(1, in_campaign // 10),
+        exited=max(1, in_campaign // 40),
+        without_identity=max(1, in_campaign // 50),
+    )
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    files = sample_audiences.export_files(
+        members, destination=DEMO_DESTINATION, audience_id=DEMO_AUDIENCE_ID, when=when
+    )
+    manifest_name, manifest_data = sample_audiences.manifest(files, scheduled=when)
+    files[manifest_name] = manifest_data
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written "a minute ago" so the sensor does not take them for files still being written.
+    past = datetime.now(UTC).timestamp() - 60
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+        os.utime(folder / name, (past, past))
+    return sorted(files)
+
+
+def _campaign_recipients(warehouse: Any, partitions: set[str]) -> list[dict[str, str]]:
+    """Latest version of each materialized recipient that has the join identity and an email."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    columns = ["recipient_id", "external_id", "email", "first_name", "last_name", "last_modified"]
+    frames = []
+    for pk in sorted(partitions):
+        with warehouse.local_copy("profiles", pk, "data.parquet") as local:
+            if local is not None:
+                frames.append(pq.read_table(local, columns=columns).to_pandas())
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    df = df.sort_values(["last_modified", "recipient_id"], kind="stable")
+    df = df.drop_duplicates("recipient_id", keep="last").sort_values("recipient_id")
+    # Campaign external IDs must be unique to be a join identity (ambiguous ones are refused).
+    df = df[df["external_id"].notna() & (df["external_id"] != "") & df["email"].notna()]
+    df = df.drop_duplicates("external_id", keep=False)
+    return [
+        {k: "" if pd.isna(v) else str(v) for k, v in row.items()}
+        for row in df[columns[:5]].to_dict("records")
+    ]
 
 
 def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
@@ -184,13 +299,13 @@ def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
 
 
 def print_summary(summaries: list[RunSummary]) -> None:
-    print(f"{'asset':<28} {'partition':<18} {'rows':>8}  checks")
+    print(f"{'asset':<36} {'partition':<36} {'rows':>8}  checks")
     for s in sorted(summaries, key=lambda s: (s.job, s.partition)):
         for asset_name, rows in s.rows.items():  # in materialization order
             passed = sum(c.startswith(f"{asset_name}:") for c in s.checks_passed)
             failed = sum(c.startswith(f"{asset_name}:") for c in s.checks_failed)
             checks = f"{passed} passed, {failed} failed" if passed or failed else "-"
-            print(f"{asset_name:<28} {s.partition:<18} {rows:>8}  {checks}")
+            print(f"{asset_name:<36} {s.partition:<36} {rows:>8}  {checks}")
         for failed in s.checks_failed:
             print(f"  FAILED CHECK {failed} ({s.partition})")
         if not s.success:

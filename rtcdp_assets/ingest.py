@@ -696,4 +696,3 @@ def _rows_as_json(batch: pa.RecordBatch) -> pa.Array:
         ],
         pa.string(),
     )
-

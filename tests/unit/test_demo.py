@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,6 +39,27 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
         assert sum(line.startswith(f"{dataset} ") for line in out.splitlines()) == 2
     published = list((tmp_path / "aep_landing").rglob("*.json"))
     assert any(p.name.startswith("broadlog_") for p in published)
+
+    # The AEP → Campaign audience path ran on an export drawn from the demo's own profiles.
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    for asset in (
+        "segment_exports",
+        "audience_membership",
+        "campaign_audience_import",
+        "campaign_audience_import_published",
+    ):
+        assert asset in lines, out
+    (import_file,) = (tmp_path / "campaign_sftp" / "import").glob("aep_audience_*.csv")
+    marker = json.loads(import_file.with_name(import_file.name + ".done").read_text())
+    data_rows = len(import_file.read_bytes().splitlines()) - 1  # minus the header
+    assert 0 < data_rows == marker["rows"]
+    # The summary shows the import file's row count, and the export had more rows than that
+    # (people Campaign does not know, rows without the join identity, exited members).
+    assert int(lines["campaign_audience_import_published"][2]) == data_rows
+    assert int(lines["segment_exports"][2]) > data_rows
+    (export,) = (tmp_path / "aep_destination").glob("*.csv")
+    assert export.name.split("_")[2] == marker["audience_id"]
+    assert list((tmp_path / "aep_destination").glob("manifest-*.json"))
     # a second run finds nothing new: every file version runs exactly once
     again = subprocess.run(
         [
@@ -60,3 +82,5 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
     )
     assert again.returncode == 0
     assert "no runs were requested" in again.stdout
+    # ... and the demo's audience export is not written a second time.
+    assert len(list((tmp_path / "aep_destination").glob("*.csv"))) == 1
