@@ -78,7 +78,7 @@ from dagster import (
 )
 
 from resources.audience_settings import AudienceSettings
-from resources.drop_zones import DropZone, join
+from resources.drop_zones import DropZone, Entry, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.masking import masked_preview
@@ -468,6 +468,33 @@ def campaign_audience_import(
     )
 
 
+def upload_verified(
+    warehouse: Warehouse,
+    campaign_sftp: DropZone,
+    staged: tuple[str, str, str],
+    target: str,
+    sha256: str,
+    marker: Mapping[str, Any],
+) -> Entry:
+    """Upload a staged import file to Campaign only if its bytes are still the ones the checks
+    passed, atomically, then its `.done` marker (the marker says the file is complete)."""
+    dataset, folder, name = staged
+    with warehouse.local_copy(dataset, folder, name) as local:
+        if local is None:
+            raise Failure(description=f"Staged import file {name} is missing.")
+        digest = hashlib.sha256(local.read_bytes()).hexdigest()
+        if digest != sha256:
+            raise Failure(
+                description=f"Staged {name} changed after it was checked "
+                f"(SHA-256 {digest} != {sha256}); not uploading it."
+            )
+        entry = campaign_sftp.write_atomic(target, local)
+    campaign_sftp.write_bytes(
+        f"{target}.done", json.dumps(dict(marker), indent=2, sort_keys=True).encode()
+    )
+    return entry
+
+
 def publish_import(
     warehouse: Warehouse,
     campaign_sftp: DropZone,
@@ -479,16 +506,6 @@ def publish_import(
     published = []
     for f in manifest["files"]:
         target = join(settings.campaign_import_folder, f["name"])
-        with warehouse.local_copy(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", f["name"]) as local:
-            if local is None:
-                raise Failure(description=f"Staged import file {f['name']} is missing.")
-            digest = hashlib.sha256(local.read_bytes()).hexdigest()
-            if digest != f["sha256"]:
-                raise Failure(
-                    description=f"Staged {f['name']} changed after it was checked "
-                    f"(SHA-256 {digest} != {f['sha256']}); not uploading it."
-                )
-            entry = campaign_sftp.write_atomic(target, local)
         marker = {
             "file": f["name"],
             "rows": f["rows"],
@@ -502,9 +519,13 @@ def publish_import(
             "export_time": manifest["export_time"],
             "columns": manifest["columns"],
         }
-        # The marker goes after its file: its presence says the file is complete.
-        campaign_sftp.write_bytes(
-            f"{target}.done", json.dumps(marker, indent=2, sort_keys=True).encode()
+        entry = upload_verified(
+            warehouse,
+            campaign_sftp,
+            (CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", f["name"]),
+            target,
+            f["sha256"],
+            marker,
         )
         published.append({"path": target, "rows": f["rows"], "bytes": entry.size})
     return published

@@ -93,7 +93,7 @@ from dagster import (
 from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
-from rtcdp_assets.campaign_import import csv_bytes
+from rtcdp_assets.campaign_import import csv_bytes, upload_verified
 from rtcdp_assets.ingest import (
     LINE_NUMBER,
     REJECT_SCHEMA,
@@ -450,17 +450,6 @@ def upload_staged(
 ) -> Entry:
     """Verify the staged bytes against the manifest, upload atomically, then the marker."""
     f = manifest["file"]
-    target = join(settings.campaign_import_folder, f["name"])
-    with warehouse.local_copy(asset_name, manifest["snapshot_id"], f["name"]) as local:
-        if local is None:
-            raise Failure(description=f"Staged import file {f['name']} is missing.")
-        digest = hashlib.sha256(local.read_bytes()).hexdigest()
-        if digest != f["sha256"]:
-            raise Failure(
-                description=f"Staged {f['name']} changed after it was written "
-                f"(SHA-256 {digest} != {f['sha256']}); not uploading it."
-            )
-        entry = campaign_sftp.write_atomic(target, local)
     marker = {
         "file": f["name"],
         "rows": f["rows"],
@@ -473,11 +462,14 @@ def upload_staged(
         "source_files": sorted(s["source_file"] for s in manifest["source_files"]),
         "columns": manifest["columns"],
     }
-    # The marker goes after its file: its presence says the file is complete.
-    campaign_sftp.write_bytes(
-        f"{target}.done", json.dumps(marker, indent=2, sort_keys=True).encode()
+    return upload_verified(
+        warehouse,
+        campaign_sftp,
+        (asset_name, manifest["snapshot_id"], f["name"]),
+        join(settings.campaign_import_folder, f["name"]),
+        f["sha256"],
+        marker,
     )
-    return entry
 
 
 def run_import(
