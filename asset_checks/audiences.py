@@ -52,6 +52,7 @@ from dagster import (
 )
 
 from asset_checks.campaign_exports import recount_files
+from asset_checks.governance import usage_policy_result
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone
 from resources.warehouse import Warehouse
@@ -514,5 +515,28 @@ def campaign_audience_import_checks(
     yield import_reconciliation_result(warehouse, staged, audience_id, stamp)
 
 
-PARTITIONED_AUDIENCE_CHECKS = [segment_exports_checks, campaign_audience_import_checks]
+@asset_check(
+    asset=IMPORT_KEY,
+    name="data_usage_policy",
+    blocking=True,
+    partitions_def=audience_partitions,
+    description=(
+        "The data-usage policies of asset_checks/governance.yaml allow exporting every field of "
+        "the import file for the destination's marketing actions; each violation names the "
+        "field, label, policy and marketing action. Blocks the upload."
+    ),
+    metadata={
+        "guardrail/source": "pattern: data-usage labels enforced on destinations (§e4, §e5)",
+        "guardrail/limit": "0 policy violations",
+    },
+)
+def campaign_import_usage_policy() -> AssetCheckResult:
+    return usage_policy_result(CAMPAIGN_IMPORT, IMPORT_COLUMNS)
+
+
+PARTITIONED_AUDIENCE_CHECKS = [
+    segment_exports_checks,
+    campaign_audience_import_checks,
+    campaign_import_usage_policy,
+]
 UNPARTITIONED_AUDIENCE_CHECKS = [audience_count]
