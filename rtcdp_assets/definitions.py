@@ -23,6 +23,7 @@ from asset_checks.freshness import build_freshness_check, freshness_automation  
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
+from rtcdp_assets.data_quality import build_data_quality_report  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
@@ -47,6 +48,12 @@ automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=60,
 )
 
+# Every partitioned check of the Campaign datasets, summarised per partition for reviewers.
+data_quality_report = build_data_quality_report(
+    [flow.assets[0].key.to_user_string() for flow in CAMPAIGN_EXPORTS],
+    [spec.key for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks for spec in c.check_specs],
+)
+
 freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
@@ -54,6 +61,7 @@ defs = Definitions(
     assets=[
         *(a for flow in CAMPAIGN_EXPORTS for a in flow.assets),
         suppression_list,
+        data_quality_report,
         *audience_defs.assets,
         *reach_defs.assets,
         *customer_import_defs.assets,

@@ -1,0 +1,185 @@
+"""The data-quality review: one report per 4-hour partition for people who act on check results.
+
+`data_quality_report` gathers the latest result of every partitioned check of the Campaign →
+AEP datasets for its partition (passed, failed with severity, or not run), the counts behind
+each failure, and a sample of quarantined rows per dataset with their source file, line and
+reason, addresses and phone numbers masked. It is shown as a Markdown table in the UI and
+written as a standalone HTML page (`data_quality_report/<partition>/report.html` in the
+warehouse) for reviewers outside Dagster. Nothing in it shows raw personal data.
+
+No `from __future__ import annotations` here: Dagster reads the decorated function's annotations.
+"""
+
+import html
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dagster import (
+    AssetCheckKey,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+from dagster._core.event_api import PartitionKeyFilter
+
+from resources.warehouse import Warehouse
+from rtcdp_assets.masking import mask_text
+from rtcdp_assets.partitions import four_hourly_partitions
+
+SAMPLE_REJECTS = 5
+# Metadata entries worth showing a reviewer next to a check outcome (counts, never values).
+EVIDENCE_KEYS = (
+    "rows_in",
+    "rows_rejected",
+    "rejects_by_reason",
+    "files_quarantined",
+    "mismatches",
+    "rows_outside_org_unit",
+    "exports_in_window",
+    "orphan_rows",
+    "orphan_rate",
+    "records_invalid",
+    "errors_by_kind",
+    "duplicate_ids",
+    "future_timestamps",
+    "records_over_limit",
+)
+
+
+def _evidence(metadata: dict[str, Any]) -> str:
+    parts = []
+    for key in EVIDENCE_KEYS:
+        if key in metadata:
+            value = getattr(metadata[key], "value", metadata[key])
+            if value in (0, [], {}, None):
+                continue
+            parts.append(f"{key}={json.dumps(value, default=str, sort_keys=True)}")
+    return mask_text("; ".join(parts))[:400]
+
+
+def build_data_quality_report(datasets: Sequence[str], check_keys: Sequence[AssetCheckKey]) -> Any:
+    @asset(
+        name="data_quality_report",
+        partitions_def=four_hourly_partitions,
+        group_name="data_quality",
+        kinds={"html"},
+        deps=[AssetKey(d) for d in datasets],
+        description=(
+            "Per 4-hour partition: every check outcome of every Campaign dataset with its "
+            "evidence, and masked samples of quarantined rows; Markdown in the UI, an HTML page "
+            "in the warehouse for reviewers outside Dagster."
+        ),
+    )
+    def data_quality_report(
+        context: AssetExecutionContext, warehouse: Warehouse
+    ) -> MaterializeResult:
+        pk = context.partition_key
+        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+            list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
+        )
+        rows = []
+        for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+            record = latest.get(key)
+            evaluation = record.evaluation if record is not None else None
+            if evaluation is None:
+                outcome, severity, evidence = "not run", "", ""
+            else:
+                outcome = "passed" if evaluation.passed else "FAILED"
+                severity = evaluation.severity.value if not evaluation.passed else ""
+                evidence = "" if evaluation.passed else _evidence(dict(evaluation.metadata))
+            rows.append((key.asset_key.to_user_string(), key.name, outcome, severity, evidence))
+        samples = {d: _reject_sample(warehouse, d, pk) for d in datasets}
+        markdown = _markdown(pk, rows, samples)
+        page = _html(pk, rows, samples)
+        with tempfile.TemporaryDirectory(prefix="rtcdp-dq-") as tmp:
+            local = Path(tmp) / "report.html"
+            local.write_text(page, encoding="utf-8")
+            entry = warehouse.put_file("data_quality_report", pk, "report.html", local)
+        failed = sum(r[2] == "FAILED" for r in rows)
+        return MaterializeResult(
+            metadata={
+                "checks": len(rows),
+                "checks_failed": failed,
+                "checks_not_run": sum(r[2] == "not run" for r in rows),
+                "report": MetadataValue.md(markdown),
+                "html_report": warehouse.path("data_quality_report", pk, "report.html"),
+                "html_bytes": entry.size,
+            }
+        )
+
+    return data_quality_report
+
+
+def _reject_sample(warehouse: Warehouse, dataset: str, pk: str) -> list[dict[str, Any]]:
+    batch = next(
+        iter(warehouse.iter_batches(dataset, pk, "rejects.parquet", batch_size=SAMPLE_REJECTS)),
+        None,
+    )
+    if batch is None:
+        return []
+    return [
+        {
+            "source_file": r["source_file"],
+            "line": r["line_number"],
+            "reason": r["reason"],
+            "column": r["column"],
+            "values": mask_text(r["raw"] or "")[:200],
+        }
+        for r in batch.to_pylist()
+    ]
+
+
+def _markdown(pk: str, rows: list[tuple[str, ...]], samples: dict[str, list[dict]]) -> str:
+    lines = [
+        f"### Data quality, partition {pk}",
+        "",
+        "| asset | check | outcome | severity | evidence |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {c} | {o} | {s} | {e.replace('|', '/')} |" for a, c, o, s, e in rows]
+    for dataset, sample in samples.items():
+        if not sample:
+            continue
+        lines += ["", f"**{dataset}: quarantined rows (sample)**", ""]
+        lines += ["| file | line | reason | column | values (masked) |", "|---|---|---|---|---|"]
+        lines += [
+            f"| {r['source_file']} | {r['line']} | {r['reason']} | {r['column']} | "
+            f"{r['values'].replace('|', '/')} |"
+            for r in sample
+        ]
+    return "\n".join(lines)
+
+
+def _html(pk: str, rows: list[tuple[str, ...]], samples: dict[str, list[dict]]) -> str:
+    def table(header: Sequence[str], body: list[Sequence[Any]]) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        cells = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+            for row in body
+        )
+        return f"<table><tr>{head}</tr>{cells}</table>"
+
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>Data quality {html.escape(pk)}</title>",
+        "<style>body{font-family:sans-serif}td,th{border:1px solid #ccc;padding:4px}"
+        "table{border-collapse:collapse;margin-bottom:1em}</style></head><body>",
+        f"<h1>Data quality, partition {html.escape(pk)}</h1>",
+        table(("asset", "check", "outcome", "severity", "evidence"), rows),
+    ]
+    for dataset, sample in samples.items():
+        if sample:
+            parts.append(f"<h2>{html.escape(dataset)}: quarantined rows (sample)</h2>")
+            parts.append(
+                table(
+                    ("file", "line", "reason", "column", "values (masked)"),
+                    [list(r.values()) for r in sample],
+                )
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
