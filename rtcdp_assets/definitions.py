@@ -24,6 +24,7 @@ from resources import environment_resources  # noqa: E402
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
 from rtcdp_assets.data_quality import build_data_quality_report  # noqa: E402
+from rtcdp_assets.destinations import destination_defs  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
@@ -63,6 +64,7 @@ defs = Definitions(
         suppression_list,
         data_quality_report,
         *audience_defs.assets,
+        *destination_defs.assets,
         *reach_defs.assets,
         *customer_import_defs.assets,
     ],
@@ -70,6 +72,7 @@ defs = Definitions(
         *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
         *freshness_checks,
         *audience_defs.asset_checks,
+        *destination_defs.asset_checks,
         *reach_defs.asset_checks,
         *customer_import_defs.asset_checks,
     ],
@@ -83,6 +86,7 @@ defs = Definitions(
         *(flow.job for flow in CAMPAIGN_EXPORTS),
         freshness_job,
         *audience_defs.jobs,
+        *destination_defs.jobs,
         *reach_defs.jobs,
         *customer_import_defs.jobs,
     ],
