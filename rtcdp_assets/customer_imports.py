@@ -90,6 +90,7 @@ from dagster import (
     sensor,
 )
 
+from asset_checks import governance
 from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -503,6 +504,15 @@ def run_import(
             f"unreadable files {rec['unreadable_files']}, counts balanced: {rec['balanced']}. "
             "Fix or remove the files in the customer source folder.",
             metadata={"reconciliation": MetadataValue.json(rec)},
+        )
+    # Data-usage policies gate the upload: the file never reaches Campaign when a policy denies
+    # exporting one of its fields for the destination's marketing actions.
+    violations = governance.load().evaluate(dataset.asset_name, manifest["columns"])
+    if violations:
+        raise Failure(
+            description=f"{dataset.asset_name} snapshot {snapshot.snapshot_id} is not uploaded: "
+            + "; ".join(v.explain() for v in violations),
+            metadata={"violations": MetadataValue.json([v.explain() for v in violations])},
         )
     upload_staged(warehouse, campaign_sftp, settings, dataset.asset_name, manifest)
     return manifest

@@ -99,3 +99,36 @@ def test_a_violation_blocks_the_upload_to_campaign(monkeypatch, tmp_path):
         assert "Email Targeting" in explanation and "C4" in explanation
     finally:
         load.cache_clear()
+
+
+def test_a_violation_stops_a_customer_import_before_upload(monkeypatch, tmp_path):
+    """profile_import: a policy that denies its fields stops the run; nothing reaches SFTP."""
+    import yaml
+    from dagster import materialize
+
+    from asset_checks.governance import DEFAULT_FILE
+    from resources import embedded_resources
+    from rtcdp_assets.customer_imports import profile_import
+
+    doc = yaml.safe_load(DEFAULT_FILE.read_text())
+    doc["labels"]["profile_import"] = {"_dataset": ["I1", "C12"]}
+    custom = tmp_path / "governance.yaml"
+    custom.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("RTCDP_GOVERNANCE_FILE", str(custom))
+    load.cache_clear()
+    try:
+        resources = embedded_resources(tmp_path / "zones")
+        folder = tmp_path / "zones/customer_source/profiles"
+        folder.mkdir(parents=True)
+        (folder / "profiles.csv").write_text("external_id,email\nCUST-1,a@example.com\n")
+        old = 1_700_000_000
+        import os
+
+        os.utime(folder / "profiles.csv", (old, old))
+        result = materialize([profile_import], resources=resources, raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        assert "Restrict data export" in str(failure.event_specific_data.error)
+        assert not list((tmp_path / "zones/campaign_sftp").rglob("*.csv"))
+    finally:
+        load.cache_clear()
