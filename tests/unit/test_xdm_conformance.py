@@ -7,7 +7,10 @@ always provides; a missing tree is a failure, not a skip.
 from __future__ import annotations
 
 import copy
+import io
 import json
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,10 @@ from asset_checks.xdm_conformance import (
     dataset_form_path,
     schema_closure,
 )
+from resources.settings import PipelineSettings
+from rtcdp_assets import broadlog as broadlog_module
+from rtcdp_assets import non_deliverables, preferences, profiles, sample_data, tracking_log, xdm
+from rtcdp_assets.ingest import ingest_file
 
 SHARED_XDM = (Path(__file__).parents[2] / "../shared/xdm").resolve()
 CAMPAIGN = "extensions/adobe/experience/campaign"
@@ -664,3 +671,194 @@ def test_all_of_folding_keeps_branches_that_could_interact() -> None:
         "type": "string",
         "allOf": [{"type": "number"}],
     }
+
+
+# --- fast path of validate_many: same report as plain jsonschema ------------------------------
+# Records come from the real pipeline (generated export -> ingest -> the flow's XDM mapping ->
+# to_records), so the shapes are the ones production sees; mutated copies add every kind of
+# defect at random positions. The fast report must equal the plain one field for field, with
+# room for every message as an example, so each message of each record is compared.
+
+FAST_PATH_WINDOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+FAST_PATH_NOW = datetime(2026, 11, 23, 19, 46, 47, tzinfo=UTC)
+FAST_PATH_FLOWS = {
+    "broadlog": broadlog_module.broadlog_flow,
+    "tracking_log": tracking_log.tracking_log_flow,
+    "non_deliverables": non_deliverables.non_deliverables_flow,
+    "preferences": preferences.preferences_flow,
+    "profiles": profiles.profiles_flow,
+}
+# Replacement values of every JSON type (both float kinds, NaN included) and a non-JSON one.
+ODD_VALUES: list[Any] = [
+    "x", "", "not a uri reference", "2024-02-30T09:15:27Z", 7, -1, 0, 1.0, 1.5, float("nan"),
+    True, False, None, [], [1], ["a", "a"], {}, {"a": 1}, datetime(2024, 1, 1),
+]  # fmt: skip
+BAD_TEXT = [
+    "2024-05-02 09:15:27", "2024-02-30T09:15:27Z", "France", "fr", "F", "AUTHENTICATED",
+    "maybe", "has space", "x" * 300, "1234", "",
+]  # fmt: skip
+
+
+def pipeline_records(dataset: str, rows: int, seed: int) -> list[dict[str, Any]]:
+    flow = FAST_PATH_FLOWS[dataset]
+    settings = PipelineSettings()
+    generated = sample_data.generate_dataset(
+        dataset, FAST_PATH_WINDOW, rows, seed=seed, now=FAST_PATH_NOW
+    )
+    records: list[dict[str, Any]] = []
+    for part in ingest_file(
+        io.BytesIO(generated.content),
+        source_file=generated.name,
+        fmt=flow.fmt,
+        allowed_overrides=flow.allowed_codes(settings),
+    ):
+        if part.good.num_rows:
+            records.extend(xdm.to_records(flow.to_xdm(part.good, settings)))
+    return records
+
+
+def positions(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path inside a record (objects' keys and arrays' indices)."""
+    found = [path] if path else []
+    if isinstance(value, dict):
+        for key, sub in value.items():
+            found.extend(positions(sub, (*path, key)))
+    elif isinstance(value, list):
+        for index, sub in enumerate(value):
+            found.extend(positions(sub, (*path, index)))
+    return found
+
+
+def mutate(record: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    """A copy with one to three defects, each at a random position."""
+    record = copy.deepcopy(record)
+    for _ in range(rng.randint(1, 3)):
+        paths = positions(record)
+        if not paths:
+            record["unknownTopLevel"] = 1
+            continue
+        *parents, last = rng.choice(paths)
+        target: Any = record
+        for part in parents:
+            target = target[part]
+        kind = rng.randrange(6)
+        if kind == 0:  # wrong type (or a non-JSON value) at a random position
+            target[last] = copy.deepcopy(rng.choice(ODD_VALUES))
+        elif kind == 1 and isinstance(target, dict):  # missing field, required or not
+            del target[last]
+        elif kind == 2 and isinstance(target, dict):  # unknown field beside a real one
+            target[f"{last}X"] = copy.deepcopy(rng.choice(ODD_VALUES[:8]))
+        elif kind == 3 and isinstance(target[last], str):  # bad enum/format/pattern value
+            target[last] = rng.choice(BAD_TEXT)
+        elif kind == 4 and isinstance(target[last], dict):  # unknown field inside an object
+            target[last]["unknownField"] = "x"
+        else:
+            target[last] = rng.choice(BAD_TEXT)
+    return record
+
+
+# (dotted path, bad value, whether to add the field when its parent object exists)
+TARGETED_DEFECTS: list[tuple[str, Any, bool]] = [
+    ("timestamp", "2024-02-30T09:15:27Z", False),
+    ("timestamp", "yesterday", False),
+    ("_id", "not a uri reference", False),
+    ("homeAddress.countryCode", "France", False),
+    ("mobilePhone.countryCode", "0033", True),
+    ("person.gender", "m", False),
+    ("consents.marketing.email.val", "maybe", False),
+    ("personalEmail.address", "no-at-sign", False),
+    ("person.birthDate", "1960-02-30", False),
+    ("person.birthYear", 0, True),  # numeric bounds
+    ("person.birthYear", 40000, True),
+    ("person.birthYear", False, True),
+    ("homeAddress._schema", {"latitude": 91.5, "longitude": -180}, True),
+]
+
+
+def targeted_defects(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The defects the brief names, wherever the dataset has the field (or its parent)."""
+    out: list[dict[str, Any]] = []
+    for record in records[:50]:
+        for dotted, value, add in TARGETED_DEFECTS:
+            *parents, leaf = dotted.split(".")
+            changed = copy.deepcopy(record)
+            target: Any = changed
+            if all(isinstance(target := target.get(p), dict) for p in parents) and (
+                add or leaf in target
+            ):
+                target[leaf] = value
+                out.append(changed)
+        if record.get("identityMap"):
+            changed = copy.deepcopy(record)
+            for identities in changed["identityMap"].values():
+                identities[0]["authenticatedState"] = "AUTHENTICATED"
+            out.append(changed)
+        for required in ("_id", "timestamp"):
+            if required in record:
+                out.append({k: v for k, v in record.items() if k != required})
+    return out
+
+
+@pytest.mark.parametrize("dataset", sorted(FAST_PATH_FLOWS))
+def test_fast_validate_many_equals_plain_jsonschema(dataset: str) -> None:
+    flow = FAST_PATH_FLOWS[dataset]
+    schema = flow.xdm_schema()
+    assert schema._shape_split_ok  # else the comparison below would compare the plain path
+    records = pipeline_records(dataset, 3000, seed=11)
+    assert len(records) > 2500
+    rng = random.Random(f"{dataset}-mutations")
+    mutated_records = [mutate(record, rng) for record in rng.sample(records, 2500)]
+    batch: list[Any] = [
+        *records,
+        *mutated_records,
+        *targeted_defects(records),
+        [],  # not an object
+        {"identityMap": {"ECID": ({"id": "1"},)}},  # a tuple is not a JSON array
+    ]
+    rng.shuffle(batch)
+
+    # The fast path really serves the pipeline's records (no silent fallback).
+    check = xc._ShapeCheck(schema)
+    assert all(check.messages(record) == [] for record in records[:200])
+
+    plain = schema.validate_many(batch, max_examples=10**9, fast=False)
+    fast = schema.validate_many(batch, max_examples=10**9)
+    assert fast == plain
+    assert list(fast.error_counts.items()) == list(plain.error_counts.items())  # order too
+    assert plain.invalid > 2000 and len(plain.error_counts) > 20
+    # The default example budget cuts the same messages.
+    assert schema.validate_many(batch) == schema.validate_many(batch, fast=False)
+    # Record by record too: the fast messages are errors()'s, not just the same report.
+    for record in batch[:1500]:
+        messages = check.messages(record)
+        assert messages is None or messages == schema.errors(record), record
+
+
+def test_fast_path_routes_non_json_values_to_the_plain_path(broadlog: XdmSchema) -> None:
+    check = xc._ShapeCheck(broadlog)
+    assert check.messages(broadlog_record()) == []
+    for odd in (datetime(2024, 5, 2), ("a",), {1: "x"}):
+        record = mutated(_set("timestamp", odd))
+        assert check.messages(record) is None
+        report = broadlog.validate_many([record])
+        assert report == broadlog.validate_many([record], fast=False)
+        assert report.invalid == 1
+
+
+def test_fast_path_distinguishes_values_equal_across_types(profile: XdmSchema) -> None:
+    # 0 == 0.0 == False as dict keys, but minimum skips booleans (a type error instead): the
+    # value memo must not hand False's verdict to 0.
+    records = [{"person": {"birthYear": value}} for value in (False, 0, 0.0, True, 1, 1.0, 1.5)]
+    fast = profile.validate_many(records, max_examples=100)
+    assert fast == profile.validate_many(records, max_examples=100, fast=False)
+    assert fast.error_counts == {
+        "person.birthYear: expected type 'integer', got boolean": 2,
+        "person.birthYear: is less than the minimum of 1": 2,
+        "person.birthYear: expected type 'integer', got number": 1,
+    }
+
+
+def test_opaque_keywords_are_detected() -> None:
+    assert xc._has_key({"properties": {"a": {"anyOf": [{}]}}}, xc._OPAQUE_KEYWORDS)
+    assert xc._has_key([{"items": {"not": {}}}], xc._OPAQUE_KEYWORDS)
+    assert not xc._has_key({"properties": {"a": {"enum": [1]}}}, xc._OPAQUE_KEYWORDS)
