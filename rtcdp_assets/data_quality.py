@@ -14,6 +14,7 @@ import html
 import json
 import tempfile
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,24 @@ from dagster import (
     AssetCheckKey,
     AssetExecutionContext,
     AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
     asset,
+    define_asset_job,
+    in_process_executor,
+    schedule,
 )
 from dagster._core.event_api import PartitionKeyFilter
 
 from resources.warehouse import Warehouse
 from rtcdp_assets.masking import mask_text
-from rtcdp_assets.partitions import four_hourly_partitions
+from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 SAMPLE_REJECTS = 5
 # Metadata entries worth showing a reviewer next to a check outcome (counts, never values).
@@ -183,3 +193,36 @@ def _html(pk: str, rows: list[tuple[str, ...]], samples: dict[str, list[dict]]) 
             )
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def last_closed_window(now: datetime) -> str:
+    """The partition key of the most recent 4-hour window that has ended."""
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
+    start = start.replace(hour=start.hour - start.hour % 4)
+    return start.strftime(PARTITION_KEY_FORMAT)
+
+
+def build_data_quality_schedule(report: AssetsDefinition) -> tuple[Any, ScheduleDefinition]:
+    """Every hour, the report of the last closed window: late exports and re-runs of that
+    window land within the hour, and the report shows their checks too."""
+    job = define_asset_job(
+        "data_quality_report_job",
+        selection=AssetSelection.assets(report),
+        executor_def=in_process_executor,
+        description="Refresh the data-quality report of the last closed 4-hour window.",
+    )
+
+    @schedule(
+        name="data_quality_report_schedule",
+        job=job,
+        cron_schedule="45 * * * *",
+        execution_timezone="UTC",
+        default_status=DefaultScheduleStatus.RUNNING,
+    )
+    def data_quality_report_schedule(context: ScheduleEvaluationContext) -> RunRequest:
+        pk = last_closed_window(context.scheduled_execution_time.astimezone(UTC))
+        return RunRequest(
+            run_key=f"data_quality_report:{pk}:{context.scheduled_execution_time}", partition_key=pk
+        )
+
+    return job, data_quality_report_schedule

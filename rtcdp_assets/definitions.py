@@ -23,7 +23,10 @@ from asset_checks.freshness import build_freshness_check, freshness_automation  
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
-from rtcdp_assets.data_quality import build_data_quality_report  # noqa: E402
+from rtcdp_assets.data_quality import (  # noqa: E402
+    build_data_quality_report,
+    build_data_quality_schedule,
+)
 from rtcdp_assets.destinations import destination_defs  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
@@ -54,6 +57,7 @@ data_quality_report = build_data_quality_report(
     [flow.assets[0].key.to_user_string() for flow in CAMPAIGN_EXPORTS],
     [spec.key for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks for spec in c.check_specs],
 )
+data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 
 freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
@@ -85,11 +89,12 @@ defs = Definitions(
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),
         freshness_job,
+        data_quality_job,
         *audience_defs.jobs,
         *destination_defs.jobs,
         *reach_defs.jobs,
         *customer_import_defs.jobs,
     ],
-    schedules=[freshness_schedule],
+    schedules=[freshness_schedule, data_quality_schedule],
     resources=environment_resources(),
 )

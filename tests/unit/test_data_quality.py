@@ -44,3 +44,24 @@ def test_report_lists_every_check_with_evidence_and_masked_rejects(tmp_path):
     assert "<table>" in page and "invalid_email" in page
     for text in (markdown, page):
         assert not RAW_EMAIL.search(text) and not RAW_PHONE.search(text)
+
+
+def test_the_schedule_reports_the_last_closed_window(monkeypatch, tmp_path):
+    from datetime import UTC, datetime
+
+    from dagster import build_schedule_context
+
+    from rtcdp_assets.data_quality import last_closed_window
+
+    assert last_closed_window(datetime(2026, 11, 23, 9, 45, tzinfo=UTC)) == "2026-11-23-04:00"
+    assert last_closed_window(datetime(2026, 11, 23, 12, 0, tzinfo=UTC)) == "2026-11-23-08:00"
+    assert last_closed_window(datetime(2026, 11, 24, 0, 45, tzinfo=UTC)) == "2026-11-23-20:00"
+    monkeypatch.setenv("RTCDP_DATA_DIR", str(tmp_path))
+    from rtcdp_assets.definitions import defs
+
+    schedule_def = defs.resolve_schedule_def("data_quality_report_schedule")
+    context = build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 23, 13, 45, tzinfo=UTC)
+    )
+    request = schedule_def(context)
+    assert request.partition_key == "2026-11-23-08:00"
