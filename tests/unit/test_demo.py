@@ -36,27 +36,22 @@ def assert_no_personal_data_in_the_instance(dagster_home: Path) -> None:
     assert scanned > 100  # the scan really saw the sample run
 
 
-def test_headless_demo_processes_the_sample_partitions(tmp_path):
+def run_demo(data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """The README's headless command, in a clean environment, on a small sample."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RTCDP_", "DAGSTER_"))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rtcdp_assets.demo",
-            "--headless",
-            "--data-dir",
-            str(tmp_path),
-            "--windows",
-            "2",
-            "--rows-per-file",
-            "300",
-        ],
+    argv = ["--headless", "--data-dir", str(data_dir), "--windows", "2", "--rows-per-file", "300"]
+    return subprocess.run(
+        [sys.executable, "-m", "rtcdp_assets.demo", *argv],
         cwd=REPO,
         env=env,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_headless_demo_processes_the_sample_partitions(tmp_path):
+    result = run_demo(tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_no_personal_data_in_the_instance(tmp_path / "dagster_home")
     out = result.stdout
@@ -87,25 +82,7 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
     assert export.name.split("_")[2] == marker["audience_id"]
     assert list((tmp_path / "aep_destination").glob("manifest-*.json"))
     # a second run finds nothing new: every file version runs exactly once
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rtcdp_assets.demo",
-            "--headless",
-            "--data-dir",
-            str(tmp_path),
-            "--windows",
-            "2",
-            "--rows-per-file",
-            "300",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    again = run_demo(tmp_path)
     assert again.returncode == 0
     assert "no runs were requested" in again.stdout
     # ... and the demo's audience export is not written a second time.
