@@ -30,6 +30,7 @@ from resources.drop_zones import (
     Entry,
     LocalDropZone,
 )
+from resources.ledger import FileLedger
 from resources.settings import PipelineSettings
 from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
@@ -43,6 +44,7 @@ __all__ = [
     "DropZoneError",
     "DropZoneUnavailable",
     "Entry",
+    "FileLedger",
     "LocalDropZone",
     "PipelineSettings",
     "SftpDropZone",
@@ -70,6 +72,7 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
         "aep_destination": LocalDropZone(root=str(base / "aep_destination")),
         "warehouse": Warehouse(zone=LocalDropZone(root=str(base / "warehouse"))),
         "customer_source": LocalDropZone(root=str(base / "customer_source")),
+        "file_ledger": FileLedger(url=f"sqlite:///{base / 'ledger.sqlite'}"),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
         "audience_settings": AudienceSettings(),
     }
@@ -113,11 +116,15 @@ def production_resources() -> dict[str, Any]:
         "customer_source": AzureBlobDropZone(
             storage=storage, container=EnvVar("CUSTOMER_SOURCE_CONTAINER")
         ),
+        # The ledger belongs beside Dagster's own storage (the deployment's Postgres).
+        "file_ledger": FileLedger(url=EnvVar("RTCDP_LEDGER_URL")),
         "settings": PipelineSettings(
             campaign_timezone=os.environ.get("RTCDP_CAMPAIGN_TIMEZONE", "UTC"),
             campaign_identity_namespace=os.environ.get(
                 "RTCDP_CAMPAIGN_IDENTITY_NAMESPACE", "external_id"
             ),
+            stability_window_seconds=float(os.environ.get("RTCDP_STABILITY_WINDOW_SECONDS", 0)),
+            completion_marker_suffix=os.environ.get("RTCDP_COMPLETION_MARKER_SUFFIX", ""),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

@@ -60,6 +60,25 @@ class PipelineSettings(ConfigurableResource):
             "written and is left for a later tick."
         ),
     )
+    stability_window_seconds: float = Field(
+        default=0.0,
+        description=(
+            "For Campaign servers whose writers cannot upload under a temporary name and "
+            "rename: a file must be seen with the same size and modification time by sensor "
+            "ticks this far apart before it is read. 0 turns the window off."
+        ),
+    )
+    completion_marker_suffix: str = Field(
+        default="",
+        description=(
+            "When set (e.g. '.done'), an export file is read only once a marker file named "
+            "like it plus this suffix sits beside it."
+        ),
+    )
+    ledger_pending_alert_hours: float = Field(
+        default=8.0,
+        description="A file version still pending after this long is flagged by the ledger check.",
+    )
     max_decompressed_bytes: int = Field(
         default=20 * 1024**3,
         description="A compressed export that inflates beyond this is refused (gzip bomb).",

@@ -61,6 +61,7 @@ from resources.drop_zones import (
     is_temporary_name,
     join,
 )
+from resources.ledger import FileLedger, FileVersion, LedgerRow
 from resources.settings import PipelineSettings
 from resources.warehouse import ParquetSink, Warehouse
 from rtcdp_assets import xdm
@@ -87,6 +88,7 @@ class CampaignExportDefinitions:
     asset_checks: list[Any]
     sensor: Any
     job: Any
+    flow: "CampaignExportFlow"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ class SourceFile:
     name: str
     entry: Entry
     location: Literal["incoming", "archive", "quarantine"]
+
+    @property
+    def identity(self) -> str:
+        """The content identity the version arrived with (kept in the archived name, since a
+        move can change an object store's ETag)."""
+        if self.location == "incoming":
+            return self.entry.identity
+        return self.entry.name.rsplit("@", 1)[1]
 
 
 @dataclass(frozen=True)
@@ -188,6 +198,7 @@ class CampaignExportFlow:
             asset_checks=checks,
             sensor=self._sensor(job),
             job=job,
+            flow=self,
         )
 
     def _typed_asset(self) -> AssetsDefinition:
@@ -213,9 +224,16 @@ class CampaignExportFlow:
             campaign_sftp: DropZone,
             warehouse: Warehouse,
             settings: PipelineSettings,
+            file_ledger: FileLedger,
         ) -> MaterializeResult:
             manifest = flow.ingest_partition(
-                campaign_sftp, warehouse, settings, context.partition_key, log=context.log
+                campaign_sftp,
+                warehouse,
+                settings,
+                context.partition_key,
+                log=context.log,
+                ledger=file_ledger,
+                run_id=context.run.run_id,
             )
             return MaterializeResult(metadata=flow._typed_metadata(manifest, warehouse))
 
@@ -310,6 +328,21 @@ class CampaignExportFlow:
                         digest.update(chunk)
                         out.write(chunk)
                         rows += batch.num_rows
+                published = _already_published(aep_landing, data_path, manifest_path, digest)
+                if published is not None:
+                    # AEP ingests every new or rewritten file: sending the same records again
+                    # would duplicate them, so an identical re-run leaves the landing alone.
+                    context.log.info(f"{data_path} already holds these {rows} records")
+                    return MaterializeResult(
+                        metadata={
+                            "dagster/row_count": rows,
+                            "landing_path": data_path,
+                            "landing_zone": aep_landing.describe(),
+                            "sha256": digest.hexdigest(),
+                            "bytes": published.size,
+                            "already_published": True,
+                        }
+                    )
                 entry = aep_landing.write_atomic(data_path, local)
             manifest = {
                 "dataset": flow.dataset,
@@ -321,6 +354,7 @@ class CampaignExportFlow:
                 "records": rows,
                 "bytes": entry.size,
                 "sha256": digest.hexdigest(),
+                "data_identity": entry.identity,
             }
             # The manifest goes last: its presence says the data file is complete.
             aep_landing.write_bytes(
@@ -333,6 +367,7 @@ class CampaignExportFlow:
                     "landing_zone": aep_landing.describe(),
                     "sha256": manifest["sha256"],
                     "bytes": entry.size,
+                    "already_published": False,
                 }
             )
 
@@ -377,6 +412,8 @@ class CampaignExportFlow:
         settings: PipelineSettings,
         pk: str,
         log: Any = None,
+        ledger: FileLedger | None = None,
+        run_id: str | None = None,
     ) -> dict[str, Any]:
         sources = self.resolve_sources(zone, settings, pk)
         if not sources:
@@ -388,8 +425,10 @@ class CampaignExportFlow:
                     f"(or already moved to '{self.archive_folder(settings)}') on {zone.describe()}."
                 )
             )
+        zone_id, folder = zone.describe(), settings.campaign_export_folder
         files: list[dict[str, Any]] = []
-        moves: list[tuple[SourceFile, str, dict[str, Any] | None]] = []
+        outcomes: list[tuple[SourceFile, str, dict[str, Any]]] = []
+        first_by_sha: dict[str, str] = {}
         with tempfile.TemporaryDirectory(prefix="rtcdp-ingest-") as tmp:
             tmpdir = Path(tmp)
             good_parts: list[Path] = []
@@ -397,29 +436,36 @@ class CampaignExportFlow:
             for i, src in enumerate(sources):
                 good_path, bad_path = tmpdir / f"good-{i}.parquet", tmpdir / f"bad-{i}.parquet"
                 result = FileResult(source_file=src.name, layout="")
-                try:
-                    with (
-                        zone.open_read(src.entry.path) as fh,
-                        ParquetSink(good_path, self.fmt.typed_schema) as good,
-                        ParquetSink(bad_path, REJECT_SCHEMA) as bad,
-                    ):
-                        for part in ingest_file(
-                            fh,
-                            source_file=src.name,
-                            fmt=self.fmt,
-                            tz=settings.campaign_timezone,
-                            allowed_overrides=self.allowed_codes(settings),
-                            max_decompressed_bytes=settings.max_decompressed_bytes,
-                            result=result,
+                version = FileVersion(zone_id, folder, src.name, src.identity)
+                error: UnreadableFile | None = None
+                with zone.open_read(src.entry.path) as raw:
+                    fh = _HashingReader(raw)
+                    try:
+                        with (
+                            ParquetSink(good_path, self.fmt.typed_schema) as good,
+                            ParquetSink(bad_path, REJECT_SCHEMA) as bad,
                         ):
-                            good.write(part.good)
-                            bad.write(part.rejects)
-                except UnreadableFile as exc:
-                    reason = {"reason": exc.reason, "detail": mask_text(exc.detail)}
+                            for part in ingest_file(
+                                fh,
+                                source_file=src.name,
+                                fmt=self.fmt,
+                                tz=settings.campaign_timezone,
+                                allowed_overrides=self.allowed_codes(settings),
+                                max_decompressed_bytes=settings.max_decompressed_bytes,
+                                result=result,
+                            ):
+                                good.write(part.good)
+                                bad.write(part.rejects)
+                    except UnreadableFile as exc:
+                        error = exc
+                    fh.drain()  # the ledger's checksum covers every byte, read or not
+                sha = fh.hexdigest()
+                base = {"source_file": src.name, "identity": src.identity, "sha256": sha}
+                if error is not None:
+                    reason = {"reason": error.reason, "detail": mask_text(error.detail)}
                     files.append(
                         {
-                            "source_file": src.name,
-                            "identity": src.entry.identity,
+                            **base,
                             "status": "quarantined",
                             **reason,
                             "rows_in": None,
@@ -427,16 +473,40 @@ class CampaignExportFlow:
                             "rows_rejected": 0,
                         }
                     )
-                    moves.append((src, "quarantine", reason))
+                    outcomes.append((src, "quarantined", {**reason, "sha256": sha}))
                     if log:
-                        log.warning(f"{src.name} quarantined: {exc.reason}: {reason['detail']}")
+                        log.warning(f"{src.name} quarantined: {error.reason}: {reason['detail']}")
                     continue
+                duplicate_of = first_by_sha.get(sha)
+                if duplicate_of is None and ledger is not None:
+                    canonical = ledger.canonical_for(sha, other_than=version)
+                    duplicate_of = str(canonical.version) if canonical else None
+                if duplicate_of is not None:
+                    # The same bytes under another name (a re-delivery): counted once, archived.
+                    files.append(
+                        {
+                            **base,
+                            **result.as_dict(),
+                            "status": "duplicate",
+                            "duplicate_of": duplicate_of,
+                            "rows_duplicate": result.rows_in,
+                            "rows_in": None,
+                            "rows_out": 0,
+                            "rows_rejected": 0,
+                            "reasons": {},
+                        }
+                    )
+                    outcomes.append(
+                        (src, "duplicate", {"sha256": sha, "duplicate_of": duplicate_of})
+                    )
+                    if log:
+                        log.warning(f"{src.name} holds the same bytes as {duplicate_of}: skipped")
+                    continue
+                first_by_sha[sha] = str(version)
                 good_parts.append(good_path)
                 bad_parts.append(_sorted_rejects(bad_path))
-                files.append(
-                    {"identity": src.entry.identity, "status": "processed", **result.as_dict()}
-                )
-                moves.append((src, "archive", None))
+                files.append({**base, "status": "processed", **result.as_dict()})
+                outcomes.append((src, "processed", {"sha256": sha, "rows": result.rows_in}))
 
             data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
             rows_out = _concat_parquet(good_parts, data_local, self.fmt.typed_schema)
@@ -444,8 +514,34 @@ class CampaignExportFlow:
             warehouse.put_file(self.dataset, pk, "data.parquet", data_local)
             warehouse.put_file(self.dataset, pk, "rejects.parquet", rejects_local)
 
-        for src, target, reason in moves:
-            self._move_source(zone, settings, src, target, reason)
+        for src, status, detail in outcomes:
+            target: Literal["archive", "quarantine"] = (
+                "quarantine" if status == "quarantined" else "archive"
+            )
+            dest = self._destination(settings, src, target)
+            if ledger is not None:
+                # Recorded before the move: should the move fail, the ledger still says the
+                # rows are in, and the sensor will not request this version again.
+                ledger.record(
+                    FileVersion(zone_id, folder, src.name, src.identity),
+                    src.entry,
+                    dataset=self.dataset,
+                    status=status,
+                    location=dest,
+                    in_folder=False,
+                    partition=pk,
+                    run_id=run_id,
+                    reason=detail.get("reason"),
+                    duplicate_of=detail.get("duplicate_of"),
+                    sha256=detail["sha256"],
+                    rows=detail.get("rows"),
+                )
+            reason = (
+                {"reason": detail["reason"], "detail": detail["detail"]}
+                if status == "quarantined"
+                else None
+            )
+            self._move_source(zone, src, dest, reason)
         reasons: Counter[str] = Counter()
         for f in files:
             reasons.update(f.get("reasons") or {})
@@ -458,29 +554,31 @@ class CampaignExportFlow:
             "rows_rejected": rows_rejected,
             "reasons": dict(sorted(reasons.items())),
             "files_quarantined": sum(f["status"] == "quarantined" for f in files),
+            "files_duplicate": sum(f["status"] == "duplicate" for f in files),
         }
         # Written last: the manifest is what says the partition is complete.
         warehouse.put_json(self.dataset, pk, "manifest.json", manifest)
         return manifest
 
-    def _move_source(
-        self,
-        zone: DropZone,
-        settings: PipelineSettings,
-        src: SourceFile,
-        target: Literal["archive", "quarantine"],
-        reason: dict[str, Any] | None,
-    ) -> None:
+    def _destination(
+        self, settings: PipelineSettings, src: SourceFile, target: Literal["archive", "quarantine"]
+    ) -> str:
         if src.location == target:
-            return
+            return src.entry.path
         folder = (
             self.archive_folder(settings)
             if target == "archive"
             else self.quarantine_folder(settings)
         )
-        dest = join(folder, f"{src.name}@{src.entry.identity}")
+        return join(folder, f"{src.name}@{src.identity}")
+
+    def _move_source(
+        self, zone: DropZone, src: SourceFile, dest: str, reason: dict[str, Any] | None
+    ) -> None:
+        if src.entry.path == dest:
+            return
         if reason is not None:
-            sidecar = {"source_file": src.name, "identity": src.entry.identity, **reason}
+            sidecar = {"source_file": src.name, "identity": src.identity, **reason}
             zone.write_bytes(f"{dest}.reason.json", json.dumps(sidecar, indent=2).encode())
         zone.move(src.entry.path, dest)
 
@@ -528,21 +626,29 @@ class CampaignExportFlow:
             ),
         )
         def export_sensor(
-            context: SensorEvaluationContext, campaign_sftp: DropZone, settings: PipelineSettings
+            context: SensorEvaluationContext,
+            campaign_sftp: DropZone,
+            settings: PipelineSettings,
+            file_ledger: FileLedger,
         ) -> SensorResult | SkipReason:
+            folder = settings.campaign_export_folder
+            zone_id = campaign_sftp.describe()
             try:
-                entries = campaign_sftp.list(settings.campaign_export_folder)
+                entries = campaign_sftp.list(folder)
             except DropZoneUnavailable as exc:
                 # The cursor is untouched, so nothing is missed once the server is back.
                 return SkipReason(f"Campaign SFTP unavailable, will retry: {exc}")
-            plan = plan_tick(
-                flow, entries, context.cursor, datetime.now(UTC), settings.file_settle_seconds
-            )
+            now = datetime.now(UTC)
+            known = file_ledger.present(zone_id, folder, flow.dataset)
+            plan = plan_tick(flow, entries, known, context.cursor, now, settings)
+            # Recorded before the run requests are returned: if this tick fails, the versions
+            # are simply still pending and the next tick requests them.
+            file_ledger.observe(zone_id, folder, flow.dataset, plan.new, plan.gone, seen_at=now)
             for note in plan.notes:
                 context.log.info(note)
             if not plan.run_requests:
                 return SensorResult(
-                    skip_reason=SkipReason("; ".join(plan.notes) or "no new export files"),
+                    skip_reason=SkipReason("; ".join(plan.notes[:20]) or "no new export files"),
                     cursor=plan.cursor,
                 )
             return SensorResult(run_requests=plan.run_requests, cursor=plan.cursor)
@@ -555,44 +661,77 @@ class TickPlan:
     run_requests: list[RunRequest]
     cursor: str
     notes: list[str]
+    new: list[Entry] = field(default_factory=list)  # versions to record as pending
+    gone: list[FileVersion] = field(default_factory=list)  # no longer in the folder
+
+
+def _request_token(run_key: str) -> str:
+    # The cursor holds the versions requested but not settled yet; short digests keep it small
+    # even when thousands of files arrive at once.
+    return hashlib.sha256(run_key.encode()).hexdigest()[:16]
 
 
 def plan_tick(
     flow: CampaignExportFlow,
     entries: Sequence[Entry],
+    known: Mapping[tuple[str, str], LedgerRow],
     cursor: str | None,
     now: datetime,
-    settle_seconds: float,
+    settings: PipelineSettings,
 ) -> TickPlan:
-    """Decide which file versions to run, from a listing and the cursor alone.
+    """Decide which file versions to run, from a listing, the ledger and the cursor.
 
-    The cursor is the highest modified time among files already requested plus the run keys
-    requested at exactly that time (several files can share one mtime second), never the
-    wall clock. The run key is the file name plus its content identity, so the same version
-    never runs twice and a new version of the same name always does.
+    A version is requested once: when the ledger has no fate for it yet (not processed,
+    quarantined, duplicate or superseded) and the cursor does not hold it as already
+    requested. Neither file times nor the wall clock decide what is new, so a file that
+    arrives late with an old modification time is still picked up. The run key is the path
+    plus the content identity, so a new version of the same name always runs.
+
+    A version is ready when it is not under a temporary name, not empty, not modified within
+    `file_settle_seconds`, seen unchanged for `stability_window_seconds` across ticks (for
+    writers that cannot rename) and, if configured, has its completion marker beside it.
     """
     state = json.loads(cursor) if cursor else {}
-    high = float(state.get("mtime", 0.0))
-    keys_at_high = set(state.get("keys", []))
+    requested = set(state.get("requested", []))
+    still_requested: set[str] = set()
     requests: list[RunRequest] = []
     notes: list[str] = []
-    new_high, new_keys = high, set(keys_at_high)
+    new: list[Entry] = []
+    listed: set[tuple[str, str]] = set()
     unrecognised = []
+    marker = settings.completion_marker_suffix
+    paths = {e.path for e in entries} if marker else set()
     for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
-        ts = entry.modified_ts
-        if ts < high or is_temporary_name(entry.name):
-            continue  # an idle tick ends here for every file: no parsing of names
+        if is_temporary_name(entry.name):
+            continue
         pk = flow.partition_for(entry.name)
         if pk is None:
-            if not entry.name.lower().startswith(flow.file_prefix.lower()):
-                continue  # another dataset's file
-            unrecognised.append(entry.name)
+            if entry.name.lower().startswith(flow.file_prefix.lower()) and not (
+                marker and entry.name.endswith(marker)
+            ):
+                unrecognised.append(entry.name)
             continue
+        listed.add((entry.name, entry.identity))
+        row = known.get((entry.name, entry.identity))
+        if row is None:
+            new.append(entry)
+            first_seen = now
+        elif row.status != "pending":
+            notes.append(
+                f"{entry.name} is already {row.status} (run {row.run_id}); the next run of "
+                f"{row.partition or pk} moves it out of the export folder"
+            )
+            continue
+        else:
+            first_seen = row.first_seen
         run_key = f"{entry.path}@{entry.identity}"
-        if ts == high and run_key in keys_at_high:
+        token = _request_token(run_key)
+        if token in requested:
+            still_requested.add(token)
             continue
-        if entry.size == 0 or (now.timestamp() - ts) < settle_seconds:
-            notes.append(f"{entry.name} is still being written; waiting")
+        waiting = _not_ready(entry, first_seen, now, settings, paths)
+        if waiting:
+            notes.append(f"{entry.name}: {waiting}; waiting")
             continue
         requests.append(
             RunRequest(
@@ -601,16 +740,82 @@ def plan_tick(
                 tags={SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity},
             )
         )
-        if ts > new_high:
-            new_high, new_keys = ts, {run_key}
-        elif ts == new_high:
-            new_keys.add(run_key)
+        still_requested.add(token)
     if unrecognised:
         notes.append(
             f"left alone, name not recognised as {flow.file_prefix}_YYYYMMDD_HHMM.csv[.gz]: "
             + ", ".join(sorted(unrecognised)[:20])
         )
-    return TickPlan(requests, json.dumps({"mtime": new_high, "keys": sorted(new_keys)}), notes)
+    gone = [row.version for key, row in known.items() if key not in listed]
+    return TickPlan(
+        requests,
+        json.dumps({"requested": sorted(still_requested)}),
+        notes,
+        new=new,
+        gone=gone,
+    )
+
+
+def _not_ready(
+    entry: Entry,
+    first_seen: datetime,
+    now: datetime,
+    settings: PipelineSettings,
+    paths: set[str],
+) -> str:
+    """Why a version must wait, or "" when it can be read."""
+    if entry.size == 0:
+        return "empty so far (still being written?)"
+    if now.timestamp() - entry.modified_ts < settings.file_settle_seconds:
+        return "modified moments ago, still being written"
+    window = settings.stability_window_seconds
+    if window > 0 and (now - first_seen).total_seconds() < window:
+        return f"size and time must stay unchanged for {window:g} s across ticks"
+    marker = settings.completion_marker_suffix
+    if marker and f"{entry.path}{marker}" not in paths:
+        return f"no completion marker {entry.name}{marker} yet"
+    return ""
+
+
+def _already_published(
+    zone: DropZone, data_path: str, manifest_path: str, digest: Any
+) -> Entry | None:
+    """The landed data file if it holds exactly these bytes (per its manifest), else None."""
+    current = zone.stat(manifest_path)
+    data = zone.stat(data_path)
+    if current is None or data is None:
+        return None
+    try:
+        manifest = json.loads(zone.read_bytes(manifest_path))
+    except ValueError:
+        return None
+    # The identity ties the manifest to the very data file it was written for: a later run
+    # that replaced the data file and died before its manifest does not count.
+    same = (
+        manifest.get("sha256") == digest.hexdigest()
+        and manifest.get("data_identity") == data.identity
+    )
+    return data if same else None
+
+
+class _HashingReader:
+    """A pass-through reader that computes the SHA-256 of every byte that goes through it."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._sha = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._sha.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
 
 
 def table_schema(schema: pa.Schema) -> TableSchema:

@@ -28,6 +28,11 @@ from rtcdp_assets.data_quality import (  # noqa: E402
     build_data_quality_schedule,
 )
 from rtcdp_assets.destinations import destination_defs  # noqa: E402
+from rtcdp_assets.file_ledger import (  # noqa: E402
+    build_file_ledger_checks,
+    build_file_ledger_schedule,
+    file_ledger_asset,
+)
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
@@ -59,6 +64,9 @@ data_quality_report = build_data_quality_report(
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 
+file_ledger_checks = build_file_ledger_checks([flow.flow for flow in CAMPAIGN_EXPORTS])
+file_ledger_job, file_ledger_schedule = build_file_ledger_schedule(file_ledger_checks)
+
 freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
@@ -67,6 +75,7 @@ defs = Definitions(
         *(a for flow in CAMPAIGN_EXPORTS for a in flow.assets),
         suppression_list,
         data_quality_report,
+        file_ledger_asset,
         *audience_defs.assets,
         *destination_defs.assets,
         *reach_defs.assets,
@@ -75,6 +84,7 @@ defs = Definitions(
     asset_checks=[
         *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
         *freshness_checks,
+        file_ledger_checks,
         *audience_defs.asset_checks,
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
@@ -90,11 +100,12 @@ defs = Definitions(
         *(flow.job for flow in CAMPAIGN_EXPORTS),
         freshness_job,
         data_quality_job,
+        file_ledger_job,
         *audience_defs.jobs,
         *destination_defs.jobs,
         *reach_defs.jobs,
         *customer_import_defs.jobs,
     ],
-    schedules=[freshness_schedule, data_quality_schedule],
+    schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
     resources=environment_resources(),
 )

@@ -152,6 +152,13 @@ def run_headless(data_dir: Path) -> list[RunSummary]:
         summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
     write_sample_audience_export(data_dir, defs, instance)
     summaries += _tick_and_run(defs.resolve_sensor_def(AUDIENCE_SENSOR), defs, instance, data_dir)
+    if summaries:
+        # What the hourly ledger schedule would do: every file version and its fate, checked.
+        ledger_job = defs.resolve_job_def("file_ledger_job")
+        outcome = ledger_job.execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        summaries.append(_summarize(outcome, partition="-", job=ledger_job.name))
     return summaries
 
 

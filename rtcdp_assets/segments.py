@@ -135,6 +135,7 @@ from dagster import (
 
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name
+from resources.ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from resources.warehouse import ParquetSink, Warehouse
 from rtcdp_assets.ingest import (
@@ -1174,6 +1175,7 @@ def segment_exports(
     warehouse: Warehouse,
     audience_settings: AudienceSettings,
     settings: PipelineSettings,
+    file_ledger: FileLedger,
 ) -> MaterializeResult:
     audience_id = context.partition_key
     tags = context.run.tags
@@ -1205,7 +1207,32 @@ def segment_exports(
     record = ingest_export(
         aep_destination, warehouse, audience_settings, settings, export, log=context.log
     )
+    record_in_ledger(file_ledger, aep_destination, export, record, context.run.run_id)
     return MaterializeResult(metadata=_export_metadata(record, warehouse))
+
+
+def record_in_ledger(
+    ledger: FileLedger, zone: DropZone, export: AudienceExport, record: dict[str, Any], run_id: str
+) -> None:
+    """Each part of the export in the file ledger. AEP's files stay where AEP wrote them (its
+    retention removes them), so the location is the file itself."""
+    outcome = {f["name"]: f for f in record["files"]}
+    zone_id = zone.describe()
+    for parsed, entry in export.files:
+        f = outcome[parsed.name]
+        folder = entry.path.rsplit("/", 1)[0] if "/" in entry.path else ""
+        ledger.record(
+            FileVersion(zone_id, folder, parsed.name, entry.identity),
+            entry,
+            dataset=SEGMENT_EXPORTS,
+            status="processed" if f["status"] == "processed" else "quarantined",
+            location=entry.path,
+            in_folder=True,
+            partition=f"{export.audience_id}/{export.stamp}",
+            run_id=run_id,
+            rows=f.get("rows_in"),
+            reason=f.get("reason"),
+        )
 
 
 # --------------------------------------------------------------------------------------------

@@ -2,18 +2,19 @@
 
 import pytest
 
-from resources import PipelineSettings, Warehouse
+from resources import FileLedger, PipelineSettings, Warehouse
 from tests.integration.zones import blob_zone, sftp_zone
 
 
 @pytest.fixture
-def services(sshd, azurite):
+def services(sshd, azurite, tmp_path):
     """Fresh folders and containers per test, so tests never see each other's files."""
     sftp = sftp_zone(sshd)
     resources = {
         "campaign_sftp": sftp,
         "aep_landing": blob_zone(azurite),
         "warehouse": Warehouse(zone=blob_zone(azurite)),
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
         # SFTP mtimes have whole seconds; tests sleep past them instead of waiting 30 s
         "settings": PipelineSettings(file_settle_seconds=0),
     }

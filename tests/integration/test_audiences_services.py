@@ -17,7 +17,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from asset_checks.audiences import PARTITIONED_AUDIENCE_CHECKS
-from resources import PipelineSettings, Warehouse
+from resources import FileLedger, PipelineSettings, Warehouse
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from rtcdp_assets import sample_audiences as sample
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list
@@ -40,10 +40,11 @@ OPTED_OUT = range(60, 120)
 
 
 @pytest.fixture
-def services(sshd, azurite):
+def services(sshd, azurite, tmp_path):
     sftp = sftp_zone(sshd)
     resources = {
         "campaign_sftp": sftp,
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
         "aep_destination": blob_zone(azurite),
         "warehouse": Warehouse(zone=blob_zone(azurite)),
         "settings": PipelineSettings(file_settle_seconds=0),

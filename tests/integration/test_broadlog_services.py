@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from asset_checks.xdm_conformance import XdmSchema
-from resources import DropZoneAccessDenied, PipelineSettings
+from resources import DropZoneAccessDenied, FileLedger, PipelineSettings
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
 from tests.integration.zones import sftp_zone
 
@@ -107,6 +107,7 @@ def test_sensor_fails_loudly_on_a_host_key_problem(sshd, tmp_path):
     resources = {
         "campaign_sftp": sftp_zone(sshd, known_hosts_path=str(empty)),
         "settings": PipelineSettings(),
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
     }
     with (
         build_sensor_context(instance=DagsterInstance.ephemeral(), resources=resources) as ctx,

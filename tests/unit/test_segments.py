@@ -909,6 +909,11 @@ def test_quarantined_export_blocks_membership_and_import(env):
     )
     materialized = {e.asset_key.to_user_string() for e in run.get_asset_materialization_events()}
     assert materialized == {"segment_exports"}
+    # the file ledger knows the export's fate, and nothing was moved or deleted
+    (entry,) = [r for r in resources["file_ledger"].rows() if r.dataset == "segment_exports"]
+    assert (entry.version.name, entry.status) == (name, "quarantined")
+    assert entry.reason == "truncated_gzip"
+    assert (root / "aep_destination" / entry.location).read_bytes() == files[name]
     assert not (root / "campaign_sftp" / "import").exists() or not list(
         (root / "campaign_sftp" / "import").iterdir()
     )

@@ -1,0 +1,309 @@
+"""The file ledger: every file version seen in a drop zone, and what became of it.
+
+A version is one file name in one folder of one zone with one content identity (size + mtime
+on file systems, ETag on object stores). Its fate is one of:
+
+- `pending`: seen by a sensor, not processed yet (still settling, queued or its run failed);
+- `processed`: its rows are in a partition (`partition`, `run_id`, `sha256`, `rows`);
+- `quarantined`: unreadable as a whole (`reason`), moved to the quarantine folder;
+- `duplicate`: the same bytes (SHA-256) were already processed under another name
+  (`duplicate_of`); archived, its rows not counted twice;
+- `superseded`: a newer version of the same name replaced it.
+
+Sensors read the ledger to request each version once and to wait for files to settle; runs
+write the outcome; the `file_ledger` asset and its checks show it to people. It is a SQL table
+(SQLAlchemy Core) so that the sensor daemon and concurrent run processes can update it
+transactionally: a SQLite file in the embedded setup, the deployment's Postgres in production.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from resources.drop_zones import Entry
+
+STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded")
+
+_metadata = sa.MetaData()
+file_versions = sa.Table(
+    "rtcdp_file_versions",
+    _metadata,
+    sa.Column("zone", sa.String(512), primary_key=True),
+    sa.Column("folder", sa.String(1024), primary_key=True),
+    sa.Column("name", sa.String(512), primary_key=True),
+    sa.Column("identity", sa.String(256), primary_key=True),
+    sa.Column("dataset", sa.String(128), nullable=False, index=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("modified", sa.String(40), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    # Whether the version still sits in the folder it arrived in (sensors read only those).
+    sa.Column("in_folder", sa.Boolean, nullable=False, default=True),
+    sa.Column("location", sa.String(2048)),
+    sa.Column("sha256", sa.String(64), index=True),
+    sa.Column("rows", sa.BigInteger),
+    sa.Column("partition", sa.String(64)),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("reason", sa.Text),
+    sa.Column("duplicate_of", sa.Text),
+    sa.Column("first_seen", sa.String(40), nullable=False),
+    sa.Column("updated", sa.String(40), nullable=False),
+)
+
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _engine(url: str) -> sa.Engine:
+    """One engine (and one table creation) per URL and process."""
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            if url.startswith("sqlite"):
+                # The sensor daemon and run processes write concurrently: wait for the lock
+                # instead of failing, and let readers proceed during a write (WAL).
+                engine = sa.create_engine(url, connect_args={"timeout": 60})
+
+                @sa.event.listens_for(engine, "connect")
+                def _wal(dbapi_connection: Any, _record: Any) -> None:
+                    cursor = dbapi_connection.cursor()
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.close()
+
+            else:
+                engine = sa.create_engine(url, pool_pre_ping=True)
+            _metadata.create_all(engine, checkfirst=True)
+            _engines[url] = engine
+        return engine
+
+
+def _insert_ignoring_known(dialect: str) -> Any:
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(file_versions).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(file_versions).on_conflict_do_nothing()
+    raise ValueError(f"the file ledger supports SQLite and PostgreSQL, not {dialect}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """The key of one version: where it arrived, under which name, with which content."""
+
+    zone: str
+    folder: str
+    name: str
+    identity: str
+
+    def __str__(self) -> str:
+        return f"{self.folder}/{self.name}@{self.identity}" if self.folder else self.name
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    version: FileVersion
+    dataset: str
+    status: str
+    first_seen: datetime
+    in_folder: bool
+    sha256: str | None = None
+    rows: int | None = None
+    partition: str | None = None
+    run_id: str | None = None
+    reason: str | None = None
+    duplicate_of: str | None = None
+    location: str | None = None
+
+
+def _row(r: Any) -> LedgerRow:
+    return LedgerRow(
+        version=FileVersion(r.zone, r.folder, r.name, r.identity),
+        dataset=r.dataset,
+        status=r.status,
+        first_seen=datetime.fromisoformat(r.first_seen),
+        in_folder=bool(r.in_folder),
+        sha256=r.sha256,
+        rows=r.rows,
+        partition=r.partition,
+        run_id=r.run_id,
+        reason=r.reason,
+        duplicate_of=r.duplicate_of,
+        location=r.location,
+    )
+
+
+def _key_clause(v: FileVersion) -> Any:
+    c = file_versions.c
+    return sa.and_(
+        c.zone == v.zone, c.folder == v.folder, c.name == v.name, c.identity == v.identity
+    )
+
+
+class FileLedger(ConfigurableResource):
+    """Where every drop-zone file version stands (see the module docstring)."""
+
+    url: str = Field(
+        description=(
+            "SQLAlchemy URL of the ledger database: a SQLite file when embedded, the "
+            "deployment's Postgres in production (postgresql+psycopg2://...)."
+        )
+    )
+
+    @property
+    def _engine(self) -> sa.Engine:
+        return _engine(self.url)
+
+    # -- sensors -----------------------------------------------------------------------------
+    def present(self, zone: str, folder: str, dataset: str) -> dict[tuple[str, str], LedgerRow]:
+        """The versions recorded as still sitting in `folder`, by (name, identity)."""
+        c = file_versions.c
+        query = sa.select(file_versions).where(
+            c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True)
+        )
+        with self._engine.connect() as conn:
+            return {(r.name, r.identity): _row(r) for r in conn.execute(query)}
+
+    def observe(
+        self,
+        zone: str,
+        folder: str,
+        dataset: str,
+        new: Sequence[Entry],
+        gone: Iterable[FileVersion] = (),
+        seen_at: datetime | None = None,
+    ) -> None:
+        """Record versions seen for the first time (pending) and ones no longer in `folder`."""
+        stamp = (seen_at or datetime.now(UTC)).isoformat(timespec="microseconds")
+        rows = [
+            {
+                "zone": zone,
+                "folder": folder,
+                "name": e.name,
+                "identity": e.identity,
+                "dataset": dataset,
+                "size": e.size,
+                "modified": e.modified.isoformat(),
+                "status": "pending",
+                "in_folder": True,
+                "location": e.path,
+                "first_seen": stamp,
+                "updated": stamp,
+            }
+            for e in new
+        ]
+        with self._engine.begin() as conn:
+            if rows:
+                # A version another tick recorded meanwhile stays as it is.
+                conn.execute(_insert_ignoring_known(conn.dialect.name), rows)
+            for v in gone:
+                conn.execute(
+                    sa.update(file_versions)
+                    .where(_key_clause(v))
+                    .values(in_folder=False, updated=stamp)
+                )
+
+    # -- runs ------------------------------------------------------------------------------
+    def get(self, version: FileVersion) -> LedgerRow | None:
+        with self._engine.connect() as conn:
+            r = conn.execute(sa.select(file_versions).where(_key_clause(version))).first()
+        return _row(r) if r is not None else None
+
+    def canonical_for(self, sha256: str, other_than: FileVersion) -> LedgerRow | None:
+        """The earliest processed version with these bytes under another name, if any."""
+        c = file_versions.c
+        query = (
+            sa.select(file_versions)
+            .where(
+                c.sha256 == sha256,
+                c.status == "processed",
+                sa.not_(sa.and_(c.zone == other_than.zone, c.name == other_than.name)),
+            )
+            .order_by(c.updated, c.name)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            r = conn.execute(query).first()
+        return _row(r) if r is not None else None
+
+    def record(
+        self,
+        version: FileVersion,
+        entry: Entry,
+        *,
+        dataset: str,
+        status: str,
+        location: str,
+        in_folder: bool,
+        **fields: Any,
+    ) -> None:
+        """The outcome of a run for one version (inserted if no sensor saw it, e.g. a
+        hand-launched run)."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown ledger status {status!r}")
+        stamp = _now()
+        values = {
+            "status": status,
+            "location": location,
+            "in_folder": in_folder,
+            "updated": stamp,
+            **fields,
+        }
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(file_versions).where(_key_clause(version)).values(**values)
+            )
+            if done.rowcount == 0:
+                conn.execute(
+                    sa.insert(file_versions).values(
+                        zone=version.zone,
+                        folder=version.folder,
+                        name=version.name,
+                        identity=version.identity,
+                        dataset=dataset,
+                        size=entry.size,
+                        modified=entry.modified.isoformat(),
+                        first_seen=stamp,
+                        **values,
+                    )
+                )
+            if status in ("processed", "quarantined", "duplicate"):
+                # Older versions of the same name no longer feed any partition.
+                c = file_versions.c
+                conn.execute(
+                    sa.update(file_versions)
+                    .where(
+                        c.zone == version.zone,
+                        c.folder == version.folder,
+                        c.name == version.name,
+                        c.identity != version.identity,
+                        c.status.in_(("pending", "processed")),
+                    )
+                    .values(
+                        status="superseded",
+                        reason=f"replaced by version {version.identity}",
+                        updated=stamp,
+                    )
+                )
+
+    # -- people and checks -----------------------------------------------------------------
+    def rows(self, dataset: str | None = None) -> list[LedgerRow]:
+        c = file_versions.c
+        query = sa.select(file_versions).order_by(c.dataset, c.folder, c.name, c.first_seen)
+        if dataset is not None:
+            query = query.where(c.dataset == dataset)
+        with self._engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
