@@ -24,7 +24,7 @@ warnings.filterwarnings("ignore")
 
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
-from resources import LocalDropZone, PipelineSettings  # noqa: E402
+from resources import FileLedger, LocalDropZone, PipelineSettings  # noqa: E402
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from tests.integration.zones import sftp_zone  # noqa: E402
 from tests.services import SshdServer  # noqa: E402
@@ -43,29 +43,36 @@ def populate(root: Path, files: int) -> None:
         os.utime(path, (past + i * 1e-3, past + i * 1e-3))
 
 
-def tick(zone: object, cursor: str | None) -> tuple[float, int, str | None]:
-    resources = {"campaign_sftp": zone, "settings": PipelineSettings(file_settle_seconds=0)}
+def tick(zone: object, cursor: str | None, ledger: FileLedger) -> tuple[float, int, str | None]:
+    resources = {
+        "campaign_sftp": zone,
+        "settings": PipelineSettings(file_settle_seconds=0),
+        "file_ledger": ledger,
+    }
+    instance = DagsterInstance.ephemeral()  # the daemon's instance exists before the tick
     start = time.perf_counter()
-    with build_sensor_context(
-        instance=DagsterInstance.ephemeral(), cursor=cursor, resources=resources
-    ) as ctx:
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
         result = broadlog_defs.sensor(ctx)
     seconds = time.perf_counter() - start
     requests = getattr(result, "run_requests", None) or []
     return seconds, len(requests), getattr(result, "cursor", cursor)
 
 
-def bench(name: str, zone: object) -> None:
+def bench(name: str, zone: object, ledger: FileLedger) -> None:
     t0 = time.perf_counter()
     listed = len(zone.list("export"))  # type: ignore[attr-defined]
     listing = time.perf_counter() - t0
-    first, n_first, cursor = tick(zone, None)
-    idle, n_idle, _ = tick(zone, cursor)
+    first, n_first, cursor = tick(zone, None, ledger)
+    idle, n_idle, _ = tick(zone, cursor, ledger)
     print(
         f"{name:<6} files={listed:>6}  bare listing {listing:6.2f} s  "
         f"first tick {first:6.2f} s ({n_first} runs, {first / listing:4.1f}x listing)  "
         f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)"
     )
+
+
+def _ledger(path: Path) -> FileLedger:
+    return FileLedger(url=f"sqlite:///{path}")
 
 
 def main() -> int:
@@ -75,10 +82,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sensor-") as tmp:
         root = Path(tmp) / "zone"
         populate(root, args.files)
-        bench("local", LocalDropZone(root=str(root)))
+        # The sensor reads and writes the file ledger (a SQLite file, as in the embedded setup).
+        bench("local", LocalDropZone(root=str(root)), _ledger(Path(tmp) / "local.sqlite"))
         with SshdServer(root=root, workdir=Path(tmp) / "sshd") as sshd:
             zone = sftp_zone(sshd, base_path="")
-            bench("sftp", zone)
+            bench("sftp", zone, _ledger(Path(tmp) / "sftp.sqlite"))
             zone.close()
     return 0
 

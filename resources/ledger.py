@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
@@ -113,6 +113,15 @@ class FileVersion:
         return f"{self.folder}/{self.name}@{self.identity}" if self.folder else self.name
 
 
+class Presence(NamedTuple):
+    """What a sensor tick needs to know of a version still in its folder."""
+
+    status: str
+    first_seen: str  # ISO 8601, parsed only when a tick needs it
+    run_id: str | None
+    partition: str | None
+
+
 @dataclass(frozen=True)
 class LedgerRow:
     version: FileVersion
@@ -168,14 +177,16 @@ class FileLedger(ConfigurableResource):
         return _engine(self.url)
 
     # -- sensors -----------------------------------------------------------------------------
-    def present(self, zone: str, folder: str, dataset: str) -> dict[tuple[str, str], LedgerRow]:
+    def present(self, zone: str, folder: str, dataset: str) -> dict[tuple[str, str], Presence]:
         """The versions recorded as still sitting in `folder`, by (name, identity)."""
         c = file_versions.c
-        query = sa.select(file_versions).where(
-            c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True)
-        )
+        # Every sensor tick reads these: only the columns a tick needs, as plain tuples.
+        query = sa.select(
+            c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition
+        ).where(c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True))
         with self._engine.connect() as conn:
-            return {(r.name, r.identity): _row(r) for r in conn.execute(query)}
+            rows = conn.execute(query).tuples().all()
+        return {(r[0], r[1]): Presence(*r[2:]) for r in rows}
 
     def observe(
         self,

@@ -61,7 +61,7 @@ from resources.drop_zones import (
     is_temporary_name,
     join,
 )
-from resources.ledger import FileLedger, FileVersion, LedgerRow
+from resources.ledger import FileLedger, FileVersion, Presence
 from resources.settings import PipelineSettings
 from resources.warehouse import ParquetSink, Warehouse
 from rtcdp_assets import xdm
@@ -643,7 +643,8 @@ class CampaignExportFlow:
             plan = plan_tick(flow, entries, known, context.cursor, now, settings)
             # Recorded before the run requests are returned: if this tick fails, the versions
             # are simply still pending and the next tick requests them.
-            file_ledger.observe(zone_id, folder, flow.dataset, plan.new, plan.gone, seen_at=now)
+            gone = [FileVersion(zone_id, folder, name, identity) for name, identity in plan.gone]
+            file_ledger.observe(zone_id, folder, flow.dataset, plan.new, gone, seen_at=now)
             for note in plan.notes:
                 context.log.info(note)
             if not plan.run_requests:
@@ -662,7 +663,7 @@ class TickPlan:
     cursor: str
     notes: list[str]
     new: list[Entry] = field(default_factory=list)  # versions to record as pending
-    gone: list[FileVersion] = field(default_factory=list)  # no longer in the folder
+    gone: list[tuple[str, str]] = field(default_factory=list)  # (name, identity) left the folder
 
 
 def _request_token(run_key: str) -> str:
@@ -674,7 +675,7 @@ def _request_token(run_key: str) -> str:
 def plan_tick(
     flow: CampaignExportFlow,
     entries: Sequence[Entry],
-    known: Mapping[tuple[str, str], LedgerRow],
+    known: Mapping[tuple[str, str], Presence],
     cursor: str | None,
     now: datetime,
     settings: PipelineSettings,
@@ -702,6 +703,25 @@ def plan_tick(
     marker = settings.completion_marker_suffix
     paths = {e.path for e in entries} if marker else set()
     for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
+        key = (entry.name, entry.identity)
+        row = known.get(key)
+        if row is not None:
+            listed.add(key)
+            if row.status != "pending":
+                notes.append(
+                    f"{entry.name} is already {row.status} (run {row.run_id}); the next run of "
+                    f"{row.partition} moves it out of the export folder"
+                )
+                continue
+            run_key = f"{entry.path}@{entry.identity}"
+            token = _request_token(run_key)
+            if token in requested:
+                # Requested by an earlier tick, not settled yet: the cheap path of idle ticks.
+                still_requested.add(token)
+                continue
+            first_seen = datetime.fromisoformat(row.first_seen)
+        else:
+            first_seen = now
         if is_temporary_name(entry.name):
             continue
         pk = flow.partition_for(entry.name)
@@ -711,24 +731,10 @@ def plan_tick(
             ):
                 unrecognised.append(entry.name)
             continue
-        listed.add((entry.name, entry.identity))
-        row = known.get((entry.name, entry.identity))
         if row is None:
+            listed.add(key)
             new.append(entry)
-            first_seen = now
-        elif row.status != "pending":
-            notes.append(
-                f"{entry.name} is already {row.status} (run {row.run_id}); the next run of "
-                f"{row.partition or pk} moves it out of the export folder"
-            )
-            continue
-        else:
-            first_seen = row.first_seen
         run_key = f"{entry.path}@{entry.identity}"
-        token = _request_token(run_key)
-        if token in requested:
-            still_requested.add(token)
-            continue
         waiting = _not_ready(entry, first_seen, now, settings, paths)
         if waiting:
             notes.append(f"{entry.name}: {waiting}; waiting")
@@ -740,19 +746,18 @@ def plan_tick(
                 tags={SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity},
             )
         )
-        still_requested.add(token)
+        still_requested.add(_request_token(run_key))
     if unrecognised:
         notes.append(
             f"left alone, name not recognised as {flow.file_prefix}_YYYYMMDD_HHMM.csv[.gz]: "
             + ", ".join(sorted(unrecognised)[:20])
         )
-    gone = [row.version for key, row in known.items() if key not in listed]
     return TickPlan(
         requests,
         json.dumps({"requested": sorted(still_requested)}),
         notes,
         new=new,
-        gone=gone,
+        gone=[key for key in known if key not in listed],
     )
 
 

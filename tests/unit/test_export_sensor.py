@@ -220,7 +220,12 @@ def test_stability_window_waits_for_an_unchanged_size_across_ticks(ledger):
     assert plan.run_requests == []
     assert [e.size for e in plan.new] == [250]
     ledger.observe(
-        "z", "export", "broadlog", plan.new, plan.gone, seen_at=t0 + timedelta(seconds=70)
+        "z",
+        "export",
+        "broadlog",
+        plan.new,
+        [FileVersion("z", "export", *key) for key in plan.gone],
+        seen_at=t0 + timedelta(seconds=70),
     )
     known = ledger.present("z", "export", "broadlog")
     assert [k[1] for k in known] == [grown.identity]  # the old size is no longer in the folder
