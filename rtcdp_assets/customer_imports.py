@@ -92,6 +92,7 @@ from dagster import (
 
 from asset_checks import governance
 from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name, join
+from resources.ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_import import csv_bytes, upload_verified
@@ -481,6 +482,8 @@ def run_import(
     settings: PipelineSettings,
     now: float | None = None,
     log: Callable[[str], None] = lambda _: None,
+    ledger: FileLedger | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any] | None:
     """One snapshot end to end; None when the source folder holds no file to read."""
     files, notes = settled_files(
@@ -497,6 +500,8 @@ def run_import(
     with tempfile.TemporaryDirectory(prefix="rtcdp-customer-") as tmp:
         processed = process_files(customer_source, snapshot, settings, Path(tmp))
         manifest = stage(warehouse, snapshot, processed, Path(tmp))
+    if ledger is not None:
+        _record_in_ledger(ledger, customer_source, snapshot, processed, manifest, run_id)
     if manifest["status"] != "staged":
         rec = manifest["reconciliation"]
         raise Failure(
@@ -516,6 +521,34 @@ def run_import(
         )
     upload_staged(warehouse, campaign_sftp, settings, dataset.asset_name, manifest)
     return manifest
+
+
+def _record_in_ledger(
+    ledger: FileLedger,
+    zone: DropZone,
+    snapshot: Snapshot,
+    processed: Processed,
+    manifest: dict[str, Any],
+    run_id: str | None,
+) -> None:
+    """The customer's files stay in their folder (a snapshot is re-read until replaced)."""
+    per_file = manifest["reconciliation"]["files"]
+    zone_id = zone.describe()
+    for entry in snapshot.files:
+        unreadable = processed.unreadable.get(entry.name)
+        ledger.record(
+            FileVersion(zone_id, snapshot.dataset.folder, entry.name, entry.identity),
+            entry,
+            dataset=snapshot.dataset.asset_name,
+            status="quarantined" if unreadable else "processed",
+            location=entry.path,
+            in_folder=True,
+            partition=snapshot.snapshot_id,
+            run_id=run_id,
+            reason=unreadable,
+            sha256=snapshot.digests.get(entry.name),
+            rows=None if unreadable else per_file.get(entry.name, {}).get("rows_in"),
+        )
 
 
 def latest_manifest(warehouse: Warehouse, asset_name: str, snapshot_id: str) -> dict | None:
@@ -539,9 +572,17 @@ def _build_asset(dataset: CustomerDataset) -> AssetsDefinition:
         warehouse: Warehouse,
         campaign_sftp: DropZone,
         settings: PipelineSettings,
+        file_ledger: FileLedger,
     ) -> MaterializeResult:
         manifest = run_import(
-            dataset, customer_source, warehouse, campaign_sftp, settings, log=context.log.info
+            dataset,
+            customer_source,
+            warehouse,
+            campaign_sftp,
+            settings,
+            log=context.log.info,
+            ledger=file_ledger,
+            run_id=context.run.run_id,
         )
         if manifest is None:
             return MaterializeResult(

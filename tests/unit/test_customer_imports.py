@@ -197,6 +197,13 @@ def test_an_unreadable_file_blocks_the_whole_snapshot(env):
     manifest = json.loads(manifest_path.read_text())
     assert manifest["status"] == "blocked"
     assert manifest["reconciliation"]["unreadable_files"] == {"no_key.csv": "unknown_layout"}
+    # the ledger records both versions' fates; the customer's files stay where they are
+    fates = {r.version.name: (r.status, r.reason, r.rows) for r in resources["file_ledger"].rows()}
+    assert fates == {
+        "good.csv": ("processed", None, 1),
+        "no_key.csv": ("quarantined", "unknown_layout", None),
+    }
+    assert (root / "customer_source" / "profiles" / "no_key.csv").exists()
 
 
 def test_files_still_being_written_wait_and_an_empty_folder_uploads_nothing(env):
