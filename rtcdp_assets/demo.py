@@ -35,12 +35,16 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # SQLite storage under dagster_home (the default). Two cores: at most three runs at once, and
 # one run at a time per audience so its exports apply in order. No outside network for
-# telemetry to reach.
+# telemetry to reach. A run that fails (an SFTP connection cut mid-file) is retried by the
+# daemon: the sensor requests each file version once, so the retry is what finishes it.
 DEMO_INSTANCE_CONFIG = """\
 telemetry:
   enabled: false
 nux:
   enabled: false
+run_retries:
+  enabled: true
+  max_retries: 2
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
