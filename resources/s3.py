@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import boto3
+import botocore.loaders
+import botocore.session
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
@@ -81,6 +83,11 @@ _TRANSIENT_CODES = frozenset(
 )
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 
+# Dagster builds resources afresh for every run and sensor tick, and reading botocore's service
+# models is most of the cost of a new client (about 200 ms against 30 ms with a warm loader).
+# The loader only caches those read-only models; credentials are still resolved per client.
+_MODEL_LOADER = botocore.loaders.create_loader()
+
 _retry_transient = retry(
     retry=retry_if_exception_type(DropZoneUnavailable),
     stop=stop_after_attempt(3),
@@ -125,7 +132,9 @@ class S3DropZone(DropZone):
     def _s3(self) -> Any:
         # One session per zone: boto3 sessions are not thread-safe to share, clients are.
         if self._client is None:
-            session = boto3.session.Session(region_name=self.region_name)
+            core = botocore.session.get_session()
+            core.register_component("data_loader", _MODEL_LOADER)
+            session = boto3.session.Session(botocore_session=core, region_name=self.region_name)
             self._client = session.client(
                 "s3",
                 endpoint_url=self.endpoint_url or None,
