@@ -123,6 +123,7 @@ class S3DropZone(DropZone):
     max_attempts: int = Field(
         default=3, description="botocore's own attempts per request (standard retry mode)."
     )
+    list_page_size: int = Field(default=1000, description="Keys per ListObjectsV2 page (max 1000).")
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 60.0
 
@@ -223,7 +224,10 @@ class S3DropZone(DropZone):
         entries = []
         with self._calls() as s3:
             pages = s3.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{base}/" if base else "", Delimiter="/"
+                Bucket=self.bucket,
+                Prefix=f"{base}/" if base else "",
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.list_page_size},
             )
             for page in pages:
                 # Deeper "folders" come back as CommonPrefixes and are not files of this one.

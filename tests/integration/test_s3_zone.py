@@ -37,6 +37,16 @@ def test_etag_is_the_content_identity(moto_s3):
     assert zone.write_bytes("export/a.csv", b"two").identity == rewritten.identity
 
 
+def test_list_reads_every_page_of_one_folder_level(moto_s3):
+    zone = s3_zone(moto_s3, prefix="drop", list_page_size=2)
+    names = [f"export/f{i}.csv" for i in range(7)]
+    for name in [*names, "export/archive/old.csv", "export/quarantine/x/bad.csv", "top.csv"]:
+        zone.write_bytes(name, b"x")
+    assert [e.path for e in zone.list("export")] == sorted(names)
+    assert [e.path for e in zone.list()] == ["top.csv"]
+    assert zone.list("nothing/here") == []
+
+
 def test_a_multipart_write_is_invisible_until_complete(moto_s3, tmp_path):
     """The upload is held open after its first part: readers see nothing, then the whole file."""
     zone = s3_zone(
