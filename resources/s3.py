@@ -128,6 +128,7 @@ class S3DropZone(DropZone):
     read_timeout_seconds: float = 60.0
 
     _client: Any = PrivateAttr(default=None)
+    _bucket_seen: bool = PrivateAttr(default=False)
 
     # -- client -----------------------------------------------------------------------------
     def _s3(self) -> Any:
@@ -162,6 +163,12 @@ class S3DropZone(DropZone):
     def _where(self) -> str:
         return f"bucket {self.bucket!r} at {self.endpoint_url or f'AWS S3 ({self.region_name})'}"
 
+    def _denied(self, code: str) -> DropZoneAccessDenied:
+        return DropZoneAccessDenied(
+            f"S3 refused access to {self._where()}: {code}; check the bucket name, its region "
+            "and the credentials in the environment"
+        )
+
     def _classified(self, exc: BaseException) -> BaseException:
         """The drop-zone error for a boto3 failure; messages name the bucket, never a secret."""
         if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
@@ -177,10 +184,7 @@ class S3DropZone(DropZone):
             code = _error_code(exc)
             status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             if code in _ACCESS_CODES:
-                return DropZoneAccessDenied(
-                    f"S3 refused access to {self._where()}: {code}; check the bucket name, "
-                    "its region and the credentials in the environment"
-                )
+                return self._denied(code)
             if code in _TRANSIENT_CODES or status >= 500:
                 return DropZoneUnavailable(f"S3 busy or failing ({self._where()}): {code}")
         if isinstance(exc, BotoCoreError):
@@ -289,10 +293,23 @@ class S3DropZone(DropZone):
             with self._calls(missing=path) as s3:
                 head = s3.head_object(Bucket=self.bucket, Key=key)
         except FileNotFoundError:
+            # A HEAD answer has no body, so a missing bucket also looks like a missing key; a
+            # misspelt bucket must not read as "no such file".
+            self._require_bucket()
             return None
         return self._entry(
             safe_relpath(path), head["ContentLength"], head["LastModified"], head["ETag"]
         )
+
+    def _require_bucket(self) -> None:
+        if self._bucket_seen:
+            return
+        try:
+            with self._calls(missing=self.bucket) as s3:
+                s3.head_bucket(Bucket=self.bucket)
+        except FileNotFoundError as exc:
+            raise self._denied("NoSuchBucket") from exc
+        self._bucket_seen = True
 
     def describe(self) -> str:
         base = f"{self.endpoint_url.rstrip('/')}/" if self.endpoint_url else "s3://"

@@ -195,8 +195,12 @@ def test_bad_credentials_are_access_denied_without_leaking_the_secret(signed_ser
             assert secret not in message and good["SecretAccessKey"] not in message
     # The bucket's name wrong is also something a person must fix.
     use_keys(monkeypatch, good)
-    with pytest.raises(DropZoneAccessDenied, match="NoSuchBucket"):
-        s3_zone(server, bucket="no-such-bucket").list()
+    misspelt = s3_zone(server, bucket="no-such-bucket")
+    for call in (misspelt.list, lambda: misspelt.stat("a.csv")):
+        with pytest.raises(DropZoneAccessDenied, match="NoSuchBucket"):
+            call()
+    # ... while a missing key in an existing bucket is simply absent.
+    assert s3_zone(server, bucket="rtcdp-exchange").stat("missing.csv") is None
 
 
 def test_no_credentials_anywhere_is_access_denied(moto_s3, monkeypatch, tmp_path):
