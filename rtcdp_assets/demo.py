@@ -280,7 +280,8 @@ def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> li
         for name in files:
             os.utime(Path(zone.root) / join(folder, name), (past, past))
     else:
-        # An object store sets the modification time itself: wait out the settle window.
+        # An object store sets the modification time itself: wait out the settle window (and a
+        # second more, as the store's clock is not ours).
         time.sleep(defs.resources["settings"].file_settle_seconds + 1)
     return sorted(files)
 
