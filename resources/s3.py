@@ -151,7 +151,7 @@ class S3DropZone(DropZone):
         return self._client
 
     def _transfer_config(self) -> TransferConfig:
-        return TransferConfig(
+        config = TransferConfig(
             multipart_threshold=self.multipart_threshold_bytes,
             multipart_chunksize=self.multipart_chunksize_bytes,
             max_concurrency=self.max_concurrency,
@@ -159,6 +159,10 @@ class S3DropZone(DropZone):
             # CRT one (when awscrt is installed) behaves differently.
             preferred_transfer_client="classic",
         )
+        # A file object's parts are read into memory; s3transfer's default allows ten of them
+        # queued (160 MiB). One per worker plus one being read keeps every worker busy.
+        config.max_in_memory_upload_chunks = self.max_concurrency + 1
+        return config
 
     def _where(self) -> str:
         return f"bucket {self.bucket!r} at {self.endpoint_url or f'AWS S3 ({self.region_name})'}"
