@@ -4,11 +4,16 @@
 stand in for the Campaign SFTP server and the Azure Blob containers. `RTCDP_ENV=production`
 reads every location and credential from environment variables through `EnvVar`, so secrets
 are resolved in the run process and never appear in code, config or the UI (see `.env.example`).
+
+In either environment each exchange role (`aep_landing`, `aep_destination`, `customer_source`,
+the warehouse) can live in an S3 bucket instead: `<ROLE>_ZONE=s3` with `<ROLE>_BUCKET`
+(see `zone_for_role`).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from resources.drop_zones import (
     LocalDropZone,
 )
 from resources.ledger import FileLedger
+from resources.s3 import S3DropZone
 from resources.settings import PipelineSettings
 from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
@@ -47,11 +53,13 @@ __all__ = [
     "FileLedger",
     "LocalDropZone",
     "PipelineSettings",
+    "S3DropZone",
     "SftpDropZone",
     "Warehouse",
     "embedded_resources",
     "environment_resources",
     "production_resources",
+    "zone_for_role",
 ]
 
 DEFAULT_DATA_DIR = ".rtcdp"
@@ -66,12 +74,16 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
     base = (root or data_dir()).resolve()
     for name in ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source"):
         (base / name).mkdir(parents=True, exist_ok=True)
+
+    def local(role: str) -> DropZone:
+        return zone_for_role(role, default=lambda: LocalDropZone(root=str(base / role)))
+
     return {
         "campaign_sftp": LocalDropZone(root=str(base / "campaign_sftp")),
-        "aep_landing": LocalDropZone(root=str(base / "aep_landing")),
-        "aep_destination": LocalDropZone(root=str(base / "aep_destination")),
-        "warehouse": Warehouse(zone=LocalDropZone(root=str(base / "warehouse"))),
-        "customer_source": LocalDropZone(root=str(base / "customer_source")),
+        "aep_landing": local("aep_landing"),
+        "aep_destination": local("aep_destination"),
+        "warehouse": Warehouse(zone=local("warehouse")),
+        "customer_source": local("customer_source"),
         "file_ledger": FileLedger(url=f"sqlite:///{base / 'ledger.sqlite'}"),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
         "audience_settings": AudienceSettings(),
@@ -92,8 +104,36 @@ def _azure_storage() -> AzureBlobStorageResource:
     )
 
 
+def _blob_zone(role: str) -> AzureBlobDropZone:
+    return AzureBlobDropZone(
+        storage=_azure_storage(), container=EnvVar(f"{role.upper()}_CONTAINER")
+    )
+
+
+def zone_for_role(role: str, default: Callable[[], DropZone]) -> DropZone:
+    """The zone of one exchange role, chosen by `<ROLE>_ZONE` (e.g. `AEP_DESTINATION_ZONE`).
+
+    `s3` puts the role in the bucket `<ROLE>_BUCKET` (optional `<ROLE>_PREFIX`) in `AWS_REGION`,
+    through `AWS_ENDPOINT_URL` when set; AWS credentials come from boto3's own chain. Unset, the
+    environment's default applies (local folders embedded, Azure Blob in production).
+    """
+    name = role.upper()
+    kind = os.environ.get(f"{name}_ZONE", "").strip().lower()
+    if kind == "s3":
+        return S3DropZone(
+            bucket=EnvVar(f"{name}_BUCKET"),
+            prefix=os.environ.get(f"{name}_PREFIX", ""),
+            region_name=os.environ.get("AWS_REGION", "us-east-1"),
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
+        )
+    if kind == "azure":
+        return _blob_zone(role)
+    if kind:
+        raise ValueError(f"{name}_ZONE must be 'azure' or 's3', not {kind!r}")
+    return default()
+
+
 def production_resources() -> dict[str, Any]:
-    storage = _azure_storage()
     sftp = SftpDropZone(
         host=EnvVar("CAMPAIGN_SFTP_HOST"),
         port=EnvVar.int("CAMPAIGN_SFTP_PORT"),
@@ -102,20 +142,16 @@ def production_resources() -> dict[str, Any]:
         known_hosts_path=EnvVar("CAMPAIGN_SFTP_KNOWN_HOSTS"),
         base_path=os.environ.get("CAMPAIGN_SFTP_BASE_PATH", ""),
     )
+
+    def blob(role: str) -> DropZone:
+        return zone_for_role(role, default=lambda: _blob_zone(role))
+
     return {
         "campaign_sftp": sftp,
-        "aep_landing": AzureBlobDropZone(
-            storage=storage, container=EnvVar("AEP_LANDING_CONTAINER")
-        ),
-        "aep_destination": AzureBlobDropZone(
-            storage=storage, container=EnvVar("AEP_DESTINATION_CONTAINER")
-        ),
-        "warehouse": Warehouse(
-            zone=AzureBlobDropZone(storage=storage, container=EnvVar("WAREHOUSE_CONTAINER"))
-        ),
-        "customer_source": AzureBlobDropZone(
-            storage=storage, container=EnvVar("CUSTOMER_SOURCE_CONTAINER")
-        ),
+        "aep_landing": blob("aep_landing"),
+        "aep_destination": blob("aep_destination"),
+        "warehouse": Warehouse(zone=blob("warehouse")),
+        "customer_source": blob("customer_source"),
         # The ledger belongs beside Dagster's own storage (the deployment's Postgres).
         "file_ledger": FileLedger(url=EnvVar("RTCDP_LEDGER_URL")),
         "settings": PipelineSettings(

@@ -15,15 +15,23 @@ Writes sample Campaign exports into the local stand-in for the Campaign SFTP ser
 
 Everything lives under `--data-dir` (default `.rtcdp/demo`): the drop zones, the warehouse,
 and `dagster_home/` with the SQLite instance, so the UI afterwards shows the headless runs too.
+
+`--audience-zone s3` puts the AEP destination (where the audience export arrives) in an S3
+bucket instead of a local folder: `AEP_DESTINATION_BUCKET` (default `rtcdp-aep-destination`)
+through `AWS_ENDPOINT_URL` with the AWS credentials of the environment; without an endpoint the
+demo starts moto's S3 server on 127.0.0.1 itself (placeholder keys, an empty bucket, nothing
+kept after the demo) and stops it at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,7 +88,41 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--port", type=int, default=3000, help="UI port (not headless)")
     p.add_argument("--fresh", action="store_true", help="wipe --data-dir first")
+    p.add_argument(
+        "--audience-zone",
+        choices=["local", "s3"],
+        default="local",
+        help="where AEP's audience export arrives (s3: see above)",
+    )
     return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def audience_zone(kind: str, data_dir: Path) -> Iterator[str]:
+    """Point the AEP destination role at `kind` for this process (and `dagster dev`); yields
+    where it is, for the summary."""
+    if kind != "s3":
+        yield str(data_dir / "aep_destination")
+        return
+    os.environ["AEP_DESTINATION_ZONE"] = "s3"
+    bucket = os.environ.setdefault("AEP_DESTINATION_BUCKET", "rtcdp-aep-destination")
+    os.environ.setdefault("AWS_REGION", "us-east-1")
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        yield f"s3 bucket {bucket} at {os.environ['AWS_ENDPOINT_URL']}"
+        return
+    # The same service the integration tests use (tests/services.py is plain Python for this).
+    from tests.services import MotoS3Server
+
+    with MotoS3Server(workdir=data_dir / "moto") as server:
+        # moto's placeholder keys, so real AWS credentials in the environment are never sent
+        # to the local server.
+        os.environ.update(server.credentials_env())
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
+        server.create_bucket(bucket)
+        try:
+            yield f"s3 bucket {bucket} at {server.endpoint_url} (moto, stopped at the end)"
+        finally:
+            del os.environ["AWS_ENDPOINT_URL"]
 
 
 def _prepare(args: argparse.Namespace) -> Path:
@@ -209,13 +251,18 @@ def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> li
     Returns the names written; nothing when the demo audience was exported already or no
     profiles partition is materialized yet.
     """
-    from dagster import AssetKey
+    from dagster import AssetKey, build_resources
 
+    from resources import LocalDropZone
+    from resources.drop_zones import join
     from rtcdp_assets import sample_audiences
 
-    folder = data_dir / "aep_destination" / defs.resources["audience_settings"].destination_folder
+    # The configured zone (a local folder or a bucket), with its EnvVars resolved.
+    with build_resources({"zone": defs.resources["aep_destination"]}) as built:
+        zone = built.zone
+    folder = defs.resources["audience_settings"].destination_folder
     prefix = f"{DEMO_DESTINATION}_{DEMO_AUDIENCE_ID}_"
-    if folder.exists() and any(p.name.startswith(prefix) for p in folder.iterdir()):
+    if any(e.name.startswith(prefix) for e in zone.list(folder)):
         return []
     recipients = _campaign_recipients(
         defs.resources["warehouse"], instance.get_materialized_partitions(AssetKey("profiles"))
@@ -236,12 +283,17 @@ def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> li
     )
     manifest_name, manifest_data = sample_audiences.manifest(files, scheduled=when)
     files[manifest_name] = manifest_data
-    folder.mkdir(parents=True, exist_ok=True)
-    # Written "a minute ago" so the sensor does not take them for files still being written.
-    past = datetime.now(UTC).timestamp() - 60
     for name, data in files.items():
-        (folder / name).write_bytes(data)
-        os.utime(folder / name, (past, past))
+        zone.write_bytes(join(folder, name), data)
+    if isinstance(zone, LocalDropZone):
+        # Written "a minute ago" so the sensor does not take them for files still being written.
+        past = datetime.now(UTC).timestamp() - 60
+        for name in files:
+            os.utime(Path(zone.root) / join(folder, name), (past, past))
+    else:
+        # An object store sets the modification time itself: wait out the settle window (and a
+        # second more, as the store's clock is not ours).
+        time.sleep(defs.resources["settings"].file_settle_seconds + 1)
     return sorted(files)
 
 
@@ -339,6 +391,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         written = write_sample_data(data_dir, args.windows, args.rows_per_file, args.seed)
         print(f"sample data: {len(written)} files in {data_dir / 'campaign_sftp'}")
+    with audience_zone(args.audience_zone, data_dir) as where:
+        print(f"AEP audience exports arrive in {where}")
+        return _run(args, data_dir)
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> int:
     if args.headless:
         summaries = run_headless(data_dir)
         print_summary(summaries)

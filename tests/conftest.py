@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import AzuriteServer, SshdServer
+from tests.services import AzuriteServer, MotoS3Server, SshdServer
 
 # ---- real services (session-scoped) ----------------------------------------------------------
 # One sshd and one Azurite for the whole run: starting them costs about a second each. A test
@@ -32,5 +32,21 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]
     server.start()
     try:
         yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
+    """moto's S3 server; boto3 finds its placeholder keys in the environment, as S3DropZone
+    expects real credentials to be found in production."""
+    server = MotoS3Server(workdir=tmp_path_factory.mktemp("moto"))
+    server.start()
+    try:
+        with pytest.MonkeyPatch.context() as env:
+            for name, value in server.credentials_env().items():
+                env.setenv(name, value)
+            env.delenv("AWS_PROFILE", raising=False)
+            yield server
     finally:
         server.stop()

@@ -1,7 +1,8 @@
 """The real services that integration tests, benchmarks and the demo run against.
 
 `SshdServer` is OpenSSH's sshd standing in for the Adobe Campaign SFTP server; `AzuriteServer` is
-Microsoft's Azure Blob API emulator standing in for the AEP landing zone and the warehouse. Both
+Microsoft's Azure Blob API emulator standing in for the AEP landing zone and the warehouse;
+`MotoS3Server` is moto's standalone S3 API server for a bucket as the exchange location. All
 listen on a free port on 127.0.0.1 and keep everything they own under a work folder.
 
 Plain Python on purpose (no pytest import) so that `bench/` and the demo can start the same
@@ -19,11 +20,12 @@ import pwd
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Any, Self
 
 from azure.storage.blob import BlobServiceClient
 
@@ -591,3 +593,166 @@ class AzuriteServer:
 
     def __repr__(self) -> str:
         return f"AzuriteServer({self.account_url}, data={self.data_dir})"
+
+
+# --------------------------------------------------------------------------------------------
+# moto: the S3 API
+# --------------------------------------------------------------------------------------------
+
+# moto accepts any key pair until IAM checks are switched on (`require_signed_requests`); these
+# are placeholders, not secrets.
+MOTO_ACCESS_KEY_ID = "testing"
+MOTO_SECRET_ACCESS_KEY = "testing"
+MOTO_REGION = "us-east-1"
+
+
+class MotoS3Server:
+    """moto's standalone server (`python -m moto.server`) on 127.0.0.1, in its own process so
+    that fault tests can stop and restart it. moto keeps everything in memory: a restart starts
+    with no buckets."""
+
+    host: str = LOOPBACK
+    region: str = MOTO_REGION
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir: Path = workdir.resolve()
+        self.log_path: Path = self.workdir / "moto.log"
+        self.port: int = port if port is not None else free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_file: IO[bytes] | None = None
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def credentials_env(self) -> dict[str, str]:
+        """What boto3's environment chain needs to talk to this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": MOTO_ACCESS_KEY_ID,
+            "AWS_SECRET_ACCESS_KEY": MOTO_SECRET_ACCESS_KEY,
+            "AWS_DEFAULT_REGION": self.region,
+        }
+
+    def client(self, service: str = "s3", **credentials: str) -> Any:
+        """A boto3 client for this server with the placeholder keys (or `credentials`)."""
+        import boto3
+
+        keys = {
+            "aws_access_key_id": MOTO_ACCESS_KEY_ID,
+            "aws_secret_access_key": MOTO_SECRET_ACCESS_KEY,
+            **credentials,
+        }
+        return boto3.client(
+            service, endpoint_url=self.endpoint_url, region_name=self.region, **keys
+        )
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def require_signed_requests(self) -> None:
+        """From now on moto checks every request's signature against its own IAM users and
+        their policies (`/moto-api/reset-auth`); create the users first."""
+        self._moto_api("/moto-api/reset-auth", b"0")
+
+    def _moto_api(self, path: str, body: bytes) -> None:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+        try:
+            conn.request("POST", path, body=body)
+            response = conn.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"moto {path} answered {response.status}")
+        finally:
+            conn.close()
+
+    # -- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.is_running() and self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def running(self) -> bool:
+        return self.is_running()
+
+    def start(self) -> None:
+        """Start moto (again) on the same port, empty; a no-op when running."""
+        if self.is_running():
+            return
+        self._close_log()
+        self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until(
+                self._answers_http,
+                STARTUP_TIMEOUT_SECONDS,
+                f"moto on {self.host}:{self.port}",
+                self.log_text,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers_http(self) -> bool:
+        if not self.is_running():
+            assert self._process is not None
+            raise RuntimeError(
+                f"moto exited with code {self._process.returncode} during startup\n"
+                f"{self.log_text()}"
+            )
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            conn.request("GET", "/moto-api/data.json")
+            conn.getresponse().read()
+        except OSError:
+            return False
+        finally:
+            conn.close()
+        return True
+
+    def stop(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        return _tail(self.log_path)
+
+    def __repr__(self) -> str:
+        return f"MotoS3Server({self.endpoint_url})"

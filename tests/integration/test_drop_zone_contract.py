@@ -1,4 +1,5 @@
-"""The same contract, asserted against every drop zone: local folder, real sshd, real Azurite."""
+"""The same contract, asserted against every drop zone: local folder, real sshd, real Azurite,
+moto's S3 server."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import pytest
 
 from resources import LocalDropZone
 from resources.drop_zones import UnsafePathError
-from tests.integration.zones import blob_zone, sftp_zone
+from tests.integration.zones import blob_zone, s3_zone, sftp_zone
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["local", "sftp", "blob"])
+@pytest.fixture(params=["local", "sftp", "blob", "s3"])
 def zone(request, tmp_path):
     if request.param == "local":
         yield LocalDropZone(root=str(tmp_path))
@@ -24,6 +25,10 @@ def zone(request, tmp_path):
         z = sftp_zone(request.getfixturevalue("sshd"))
         yield z
         z.close()
+        return
+    if request.param == "s3":
+        # A prefix, so the contract also covers keys under a "folder" of a shared bucket.
+        yield s3_zone(request.getfixturevalue("moto_s3"), prefix="rtcdp")
         return
     yield blob_zone(request.getfixturevalue("azurite"))
 

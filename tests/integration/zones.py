@@ -7,6 +7,7 @@ import uuid
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
 from resources import AzureBlobDropZone, SftpDropZone
+from resources.s3 import S3DropZone
 
 
 def sftp_zone(sshd, base_path: str | None = None, **overrides) -> SftpDropZone:
@@ -31,3 +32,17 @@ def blob_zone(azurite, container: str | None = None, prefix: str = "") -> AzureB
     return AzureBlobDropZone(
         storage=storage, container=container or f"c{uuid.uuid4().hex[:12]}", prefix=prefix
     )
+
+
+def s3_zone(moto_s3, bucket: str | None = None, prefix: str = "", **overrides) -> S3DropZone:
+    """A zone in a fresh bucket (created here: the zone itself never creates buckets)."""
+    name = bucket or moto_s3.create_bucket(f"b-{uuid.uuid4().hex[:12]}")
+    config = {
+        "bucket": name,
+        "prefix": prefix,
+        "region_name": moto_s3.region,
+        "endpoint_url": moto_s3.endpoint_url,
+        "connect_timeout_seconds": 5,
+        **overrides,
+    }
+    return S3DropZone(**config)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 RAW_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
@@ -88,3 +91,36 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
     assert "no runs were requested" in again.stdout
     # ... and the demo's audience export is not written a second time.
     assert len(list((tmp_path / "aep_destination").glob("*.csv"))) == 1
+
+
+def test_headless_demo_takes_the_audience_export_from_s3(tmp_path):
+    """`--audience-zone s3` without an endpoint: the demo runs moto's S3 server itself, the
+    export arrives in the bucket, the import file lands on the (local) SFTP stand-in, and the
+    server is gone afterwards."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RTCDP_", "DAGSTER_", "AWS_"))}
+    env.pop("AEP_DESTINATION_ZONE", None)
+    argv = ["--headless", "--audience-zone", "s3", "--data-dir", str(tmp_path), "--windows", "1"]
+    result = subprocess.run(
+        [sys.executable, "-m", "rtcdp_assets.demo", *argv, "--rows-per-file", "200"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    out = result.stdout
+    assert result.returncode == 0, out[-3000:] + result.stderr[-3000:]
+    (where,) = re.findall(
+        r"arrive in s3 bucket rtcdp-aep-destination at (http://127\.0\.0\.1:\d+)", out
+    )
+    lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}
+    (import_file,) = (tmp_path / "campaign_sftp" / "import").glob("aep_audience_*.csv")
+    marker = json.loads(import_file.with_name(import_file.name + ".done").read_text())
+    assert int(lines["campaign_audience_import_published"][2]) == marker["rows"] > 0
+    assert int(lines["segment_exports"][2]) > marker["rows"]
+    # The export went to the bucket, not to the local stand-in folder.
+    assert not list((tmp_path / "aep_destination").iterdir())
+    # The demo stopped the server it started.
+    host, port = where.removeprefix("http://").split(":")
+    with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
+        pass
