@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from resources import PipelineSettings, Warehouse
+from resources import FileLedger, PipelineSettings, Warehouse
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from tests.integration import test_audiences_services as over_blob
 from tests.integration.zones import s3_zone, sftp_zone
@@ -19,10 +19,11 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def services(sshd, moto_s3):
+def services(sshd, moto_s3, tmp_path):
     sftp = sftp_zone(sshd)
     resources = {
         "campaign_sftp": sftp,
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
         # AEP's S3 destination writes under a folder of a bucket the customer owns.
         "aep_destination": s3_zone(moto_s3, prefix="adobe"),
         "warehouse": Warehouse(zone=s3_zone(moto_s3, prefix="warehouse")),
