@@ -62,7 +62,8 @@ def data_dir() -> Path:
 def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, Any]:
     """Local folders for every zone: what a newcomer runs and most tests use."""
     base = (root or data_dir()).resolve()
-    for name in ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source"):
+    zones = ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source")
+    for name in (*zones, "aep_dataset_export"):
         (base / name).mkdir(parents=True, exist_ok=True)
     return {
         "campaign_sftp": LocalDropZone(root=str(base / "campaign_sftp")),
@@ -70,6 +71,7 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
         "aep_destination": LocalDropZone(root=str(base / "aep_destination")),
         "warehouse": Warehouse(zone=LocalDropZone(root=str(base / "warehouse"))),
         "customer_source": LocalDropZone(root=str(base / "customer_source")),
+        "aep_dataset_export": LocalDropZone(root=str(base / "aep_dataset_export")),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
         "audience_settings": AudienceSettings(),
     }
@@ -112,6 +114,10 @@ def production_resources() -> dict[str, Any]:
         ),
         "customer_source": AzureBlobDropZone(
             storage=storage, container=EnvVar("CUSTOMER_SOURCE_CONTAINER")
+        ),
+        # AEP dataset exports (push tokens of the Mobile SDK route).
+        "aep_dataset_export": AzureBlobDropZone(
+            storage=storage, container=EnvVar("AEP_DATASET_EXPORT_CONTAINER")
         ),
         "settings": PipelineSettings(
             campaign_timezone=os.environ.get("RTCDP_CAMPAIGN_TIMEZONE", "UTC"),
