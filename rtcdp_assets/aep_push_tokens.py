@@ -261,28 +261,118 @@ def split_record(
         if platform not in push_tokens.PLATFORMS:
             yield None, "unknown_code:platform", f"{column}.platform", raw
             continue
-        tokens, platforms = pa.array([token]), pa.array([platform])
-        if push_tokens.invalid_tokens(tokens, platforms, settings)[0].as_py():
-            yield None, push_tokens.INVALID_PUSH_TOKEN, f"{column}.token", raw
-            continue
         identity = item.get("identity") if isinstance(item.get("identity"), dict) else {}
         namespace = identity.get("namespace") if isinstance(identity.get("namespace"), dict) else {}
         denylisted = item.get("denylisted")
+        # The token's format is checked for a whole chunk at once (`_settle`): compiling the
+        # patterns per item would cost more than everything else here.
         yield (
             {
                 "record_id": _text(record.get("_id")),
                 "ecid": ecid,
                 "app_id": app,
-                "token": push_tokens.normalized(tokens, platforms)[0].as_py(),
+                "token": token,
                 "platform": platform,
                 "denylisted": denylisted if isinstance(denylisted, bool) else None,
                 "identity_namespace": _text(namespace.get("code")),
                 "identity_id": _text(identity.get("xid") or identity.get("id")),
             },
             "",
-            "",
-            "",
+            f"{column}.token",
+            raw,
         )
+
+
+def _settle(
+    pending: list[tuple[dict[str, Any], str, str]], settings: PipelineSettings
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str, str]]]:
+    """Candidate rows → (typed rows with normalized tokens, rows with an invalid token)."""
+    if not pending:
+        return [], []
+    tokens = pa.array([values["token"] for values, _, _ in pending], pa.string())
+    platforms = pa.array([values["platform"] for values, _, _ in pending], pa.string())
+    invalid = push_tokens.invalid_tokens(tokens, platforms, settings).to_pylist()
+    normalized = push_tokens.normalized(tokens, platforms).to_pylist()
+    good, bad = [], []
+    for (values, column, raw), is_bad, token in zip(pending, invalid, normalized, strict=True):
+        if is_bad:
+            bad.append((values, column, raw))
+        else:
+            values["token"] = token
+            good.append(values)
+    return good, bad
+
+
+def _ingest_file(
+    zone: DropZone,
+    entry: Entry,
+    tmpdir: Path,
+    settings: PipelineSettings,
+    good: ParquetSink,
+    bad: ParquetSink,
+) -> dict[str, Any]:
+    """One export file into the sinks; its manifest entry (counts, reasons or quarantine)."""
+    parts = entry.path.split("/")
+    dataset_id, when = parts[-3], export_time(parts[-2])
+    pending: list[tuple[dict[str, Any], str, str]] = []
+    rejects: list[dict[str, Any]] = []
+    reasons: Counter[str] = Counter()
+    rows_out = 0
+
+    def reject(number: int, reason: str, column: str, raw: str | None) -> None:
+        rejects.append(_reject(entry.path, number, reason, column, raw))
+        reasons[reason] += 1
+
+    def flush() -> int:
+        rows, bad_tokens = _settle(pending, settings)
+        for values, column, raw in bad_tokens:
+            reject(values[LINE_NUMBER], push_tokens.INVALID_PUSH_TOKEN, column, raw)
+        good.write(pa.Table.from_pylist(rows, schema=TYPED_SCHEMA))
+        pending.clear()
+        return len(rows)
+
+    try:
+        for number, record, raw in _records(zone, entry, tmpdir):
+            if record is None:
+                reject(number, "invalid_json", "", raw)
+                continue
+            for values, reason, column, raw_item in split_record(record, settings):
+                if values is None:
+                    reject(number, reason, column, raw_item)
+                    continue
+                values.update(
+                    dataset_id=dataset_id,
+                    export_time=when,
+                    **{SOURCE_FILE: entry.path, LINE_NUMBER: number},
+                )
+                pending.append((values, column, raw_item))
+            if len(pending) >= FLUSH_ROWS:
+                rows_out += flush()
+    except _Unreadable as exc:
+        return {
+            "source_file": entry.path,
+            "identity": entry.identity,
+            "status": "quarantined",
+            "reason": exc.reason,
+            "detail": exc.detail,
+            "rows_in": None,
+            "rows_out": 0,
+            "rows_rejected": 0,
+        }
+    rows_out += flush()
+    rejects.sort(key=lambda r: r["line_number"])  # file order, whatever the check that caught it
+    bad.write(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA))
+    return {
+        "source_file": entry.path,
+        "identity": entry.identity,
+        "status": "processed",
+        "dataset_id": dataset_id,
+        "export_time": when.isoformat(),
+        "rows_in": rows_out + len(rejects),
+        "rows_out": rows_out,
+        "rows_rejected": len(rejects),
+        "reasons": dict(sorted(reasons.items())),
+    }
 
 
 def ingest_window(
@@ -298,7 +388,6 @@ def ingest_window(
                 f"on {zone.describe()}."
             )
         )
-    files: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="rtcdp-aep-push-") as tmp:
         tmpdir = Path(tmp)
         data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
@@ -306,68 +395,7 @@ def ingest_window(
             ParquetSink(data_local, TYPED_SCHEMA) as good,
             ParquetSink(rejects_local, REJECT_SCHEMA) as bad,
         ):
-            for entry in entries:
-                parts = entry.path.split("/")
-                dataset_id, folder = parts[-3], parts[-2]
-                when = export_time(folder)
-                rows: list[dict[str, Any]] = []
-                rejects: list[dict[str, Any]] = []
-                reasons: Counter[str] = Counter()
-                rows_out = rows_rejected = 0
-                try:
-                    for number, record, raw in _records(zone, entry, tmpdir):
-                        if record is None:
-                            rejects.append(_reject(entry.path, number, "invalid_json", "", raw))
-                            reasons["invalid_json"] += 1
-                            continue
-                        for values, reason, column, raw_item in split_record(record, settings):
-                            if values is None:
-                                rejects.append(
-                                    _reject(entry.path, number, reason, column, raw_item)
-                                )
-                                reasons[reason] += 1
-                                continue
-                            values.update(
-                                dataset_id=dataset_id,
-                                export_time=when,
-                                **{SOURCE_FILE: entry.path, LINE_NUMBER: number},
-                            )
-                            rows.append(values)
-                        if len(rows) >= FLUSH_ROWS:
-                            good.write(pa.Table.from_pylist(rows, schema=TYPED_SCHEMA))
-                            rows_out += len(rows)
-                            rows = []
-                except _Unreadable as exc:
-                    files.append(
-                        {
-                            "source_file": entry.path,
-                            "identity": entry.identity,
-                            "status": "quarantined",
-                            "reason": exc.reason,
-                            "detail": exc.detail,
-                            "rows_in": None,
-                            "rows_out": 0,
-                            "rows_rejected": 0,
-                        }
-                    )
-                    continue
-                good.write(pa.Table.from_pylist(rows, schema=TYPED_SCHEMA))
-                bad.write(pa.Table.from_pylist(rejects, schema=REJECT_SCHEMA))
-                rows_out += len(rows)
-                rows_rejected = len(rejects)
-                files.append(
-                    {
-                        "source_file": entry.path,
-                        "identity": entry.identity,
-                        "status": "processed",
-                        "dataset_id": dataset_id,
-                        "export_time": when.isoformat(),
-                        "rows_in": rows_out + rows_rejected,
-                        "rows_out": rows_out,
-                        "rows_rejected": rows_rejected,
-                        "reasons": dict(sorted(reasons.items())),
-                    }
-                )
+            files = [_ingest_file(zone, e, tmpdir, settings, good, bad) for e in entries]
         warehouse.put_file(DATASET, pk, "data.parquet", data_local)
         warehouse.put_file(DATASET, pk, "rejects.parquet", rejects_local)
     reasons_total: Counter[str] = Counter()
