@@ -166,6 +166,7 @@ def test_realistic_push_export_end_to_end(env, layout):
     assert all(r["column"] == token_column and token_column in r["raw"] for r in bad_tokens)
     mat = result.asset_materializations_for_node("push_subscriptions")[0]
     assert mat.metadata["rows_in"].value == 1500
+    assert_metadata_without_tokens(result, [(i["appID"], i["token"], "") for i in items])
     assert mat.metadata["rows_rejected"].value == 1500 - generated.expected_valid
 
 
