@@ -382,3 +382,42 @@ def assert_metadata_without_tokens(result, campaign) -> None:
     ]
     tokens = {t for _, t, _ in campaign}
     assert not any(t in text for t in tokens for text in texts)
+
+
+def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(env):
+    root, resources, instance = env
+    folder = root / "aep_dataset_export" / "aep_dataset_exports" / "ds1" / "exportTime=202611230930"
+    folder.mkdir(parents=True)
+    good = folder / "part-00000-a.json"
+    good.write_text(
+        json.dumps(
+            {
+                "_id": "r1",
+                "pushNotificationDetails": [
+                    {"appID": "com.example.shop", "token": APNS_UPPER, "platform": "apns"}
+                ],
+            }
+        )
+        + "\n"
+    )
+    corrupt = folder / "part-00001-a.parquet"
+    corrupt.write_bytes(b"PAR1 this is not parquet")
+    (folder / "_SUCCESS").write_text("")  # not a data file: ignored
+    os.utime(good, (time.time() - 600,) * 2)
+    # a part still being written holds the whole window back
+    assert not tick(aep.aep_push_tokens_sensor, resources, instance).run_requests
+    os.utime(corrupt, (time.time() - 600,) * 2)
+    (request,) = tick(aep.aep_push_tokens_sensor, resources, instance).run_requests
+    assert request.partition_key == PK
+
+    result = run_aep(resources, instance)
+    assert not result.success  # the blocking reconciliation check failed
+    reconciliation = checks(result)["reconciliation"]
+    assert not reconciliation.passed
+    assert reconciliation.metadata["files_quarantined"].value == [
+        "aep_dataset_exports/ds1/exportTime=202611230930/part-00001-a.parquet: corrupt_parquet"
+    ]
+    typed = resources["warehouse"].read_table("aep_push_tokens", PK).to_pylist()
+    assert [(r["token"], r["dataset_id"], r["_line_number"]) for r in typed] == [
+        (APNS_UPPER.lower(), "ds1", 1)
+    ]
