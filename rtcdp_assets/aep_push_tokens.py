@@ -237,8 +237,9 @@ def _text(value: Any) -> str | None:
 
 def split_record(
     record: dict[str, Any], settings: PipelineSettings
-) -> Iterator[tuple[dict[str, Any] | None, str, str, str]]:
-    """Per push item: (typed values or None, reason, column, raw) — reason empty when good."""
+) -> Iterator[tuple[dict[str, Any] | None, str, str, Any]]:
+    """Per push item: (values or None, reason, column, raw text or the item itself). A
+    candidate (values, reason empty) still has its token to be checked by `_settle`."""
     items = record.get("pushNotificationDetails")
     if not isinstance(items, list) or not items:
         yield None, "no_push_details", "pushNotificationDetails", json.dumps(record, default=str)
@@ -246,9 +247,8 @@ def split_record(
     ecid = _ecid(record)
     for i, item in enumerate(items):
         column = f"pushNotificationDetails[{i}]"
-        raw = json.dumps(item, default=str, sort_keys=True)
         if not isinstance(item, dict):
-            yield None, "no_push_details", column, raw
+            yield None, "no_push_details", column, _raw(item)
             continue
         app, token, platform = (_text(item.get(k)) for k in ("appID", "token", "platform"))
         missing = next(
@@ -256,10 +256,10 @@ def split_record(
             None,
         )
         if missing:
-            yield None, "missing_required_value", f"{column}.{missing}", raw
+            yield None, "missing_required_value", f"{column}.{missing}", _raw(item)
             continue
         if platform not in push_tokens.PLATFORMS:
-            yield None, "unknown_code:platform", f"{column}.platform", raw
+            yield None, "unknown_code:platform", f"{column}.platform", _raw(item)
             continue
         identity = item.get("identity") if isinstance(item.get("identity"), dict) else {}
         namespace = identity.get("namespace") if isinstance(identity.get("namespace"), dict) else {}
@@ -279,13 +279,17 @@ def split_record(
             },
             "",
             f"{column}.token",
-            raw,
+            item,  # serialized only if the token is rejected
         )
 
 
+def _raw(item: Any) -> str:
+    return json.dumps(item, default=str, sort_keys=True)
+
+
 def _settle(
-    pending: list[tuple[dict[str, Any], str, str]], settings: PipelineSettings
-) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str, str]]]:
+    pending: list[tuple[dict[str, Any], str, Any]], settings: PipelineSettings
+) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str, Any]]]:
     """Candidate rows → (typed rows with normalized tokens, rows with an invalid token)."""
     if not pending:
         return [], []
@@ -314,7 +318,7 @@ def _ingest_file(
     """One export file into the sinks; its manifest entry (counts, reasons or quarantine)."""
     parts = entry.path.split("/")
     dataset_id, when = parts[-3], export_time(parts[-2])
-    pending: list[tuple[dict[str, Any], str, str]] = []
+    pending: list[tuple[dict[str, Any], str, Any]] = []
     rejects: list[dict[str, Any]] = []
     reasons: Counter[str] = Counter()
     rows_out = 0
@@ -325,8 +329,8 @@ def _ingest_file(
 
     def flush() -> int:
         rows, bad_tokens = _settle(pending, settings)
-        for values, column, raw in bad_tokens:
-            reject(values[LINE_NUMBER], push_tokens.INVALID_PUSH_TOKEN, column, raw)
+        for values, column, item in bad_tokens:
+            reject(values[LINE_NUMBER], push_tokens.INVALID_PUSH_TOKEN, column, _raw(item))
         good.write(pa.Table.from_pylist(rows, schema=TYPED_SCHEMA))
         pending.clear()
         return len(rows)
