@@ -44,6 +44,10 @@ def normalized(token: pa.Array, platform: pa.Array) -> pa.Array:
 def invalid_tokens(token: pa.Array, platform: pa.Array, settings: PipelineSettings) -> pa.Array:
     """True where a token does not match its platform's format. Rows whose platform is not
     a push platform are not judged here (they fail on their platform instead)."""
+    if isinstance(token, pa.ChunkedArray):
+        token = token.combine_chunks()
+    if isinstance(platform, pa.ChunkedArray):
+        platform = platform.combine_chunks()
     token = pc.fill_null(pc.cast(token, pa.string()), "")
     bad = pa.array(np.zeros(len(token), dtype=bool))
     is_fcm = pc.fill_null(pc.equal(platform, "fcm"), False)

@@ -421,3 +421,64 @@ def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(en
     assert [(r["token"], r["dataset_id"], r["_line_number"]) for r in typed] == [
         (APNS_UPPER.lower(), "ds1", 1)
     ]
+
+
+def test_arrow_and_per_record_paths_agree(env):
+    """Plain JSON lines and Parquet take the Arrow path, gzip'd JSON the per-record one: the
+    same records give the same typed rows and the same rejects either way."""
+    root, resources, _ = env
+    export = sd.aep_push_token_export(
+        [], seed=3, export_time=datetime(2026, 11, 23, 9, tzinfo=UTC), overlap=0, aep_only=40
+    )
+    (content,) = export.files.values()
+    item = {"appID": "com.example.shop", "token": APNS, "platform": "apns"}
+    extra = [
+        {"_id": "x1", "identityMap": {"ECID": [{"id": "1" * 38}]}},  # no push details
+        {"_id": "x2", "pushNotificationDetails": [{**item, "token": APNS[:40]}]},
+        {"_id": "x3", "pushNotificationDetails": [{**item, "platform": "wns"}]},
+        {"_id": "x4", "pushNotificationDetails": [{**item, "appID": " "}]},
+        {"_id": "x5", "pushNotificationDetails": [item, {**item, "token": None}]},
+        {"_id": "x6", "pushNotificationDetails": [{**item, "token": FCM, "platform": "fcm"}]},
+    ]
+    data = content + "".join(json.dumps(r) + "\n" for r in extra).encode()
+    base = root / "aep_dataset_export" / "aep_dataset_exports" / "ds1"
+    plain = base / "exportTime=202611230900" / "part-0.json"
+    zipped = base / "exportTime=202611231300" / "part-0.json.gz"
+    parquet = base / "exportTime=202611231700" / "part-0.parquet"
+    plain.parent.mkdir(parents=True)
+    zipped.parent.mkdir(parents=True)
+    parquet.parent.mkdir(parents=True)
+    plain.write_bytes(data)
+    zipped.write_bytes(sd.gzip_bytes(data))
+    pq.write_table(pa.Table.from_pylist([json.loads(line) for line in data.splitlines()]), parquet)
+    assert aep._arrow_table(plain, plain.name) is not None
+    assert aep._arrow_table(parquet, parquet.name) is not None
+    assert aep._arrow_table(zipped, zipped.name) is None
+    outcomes = []
+    for pk in (PK, "2026-11-23-12:00", "2026-11-23-16:00"):
+        manifest = aep.ingest_window(
+            resources["aep_dataset_export"], resources["warehouse"], resources["settings"], pk
+        )
+        typed = resources["warehouse"].read_table("aep_push_tokens", pk)
+        rejects = resources["warehouse"].read_table("aep_push_tokens", pk, "rejects.parquet")
+        outcomes.append(
+            (
+                manifest["reasons"],
+                typed.drop_columns(["export_time", "_source_file"]).to_pylist(),
+                rejects.select(["line_number", "reason", "column"]).to_pylist(),
+            )
+        )
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    reasons, typed, rejects = outcomes[0]
+    assert reasons == {
+        "invalid_push_token": 1,
+        "missing_required_value": 2,
+        "no_push_details": 1,
+        "unknown_code:platform": 1,
+    }
+    assert len(typed) == 40 + 2  # x5's first item and x6
+    assert rejects[-1] == {
+        "line_number": 45,
+        "reason": "missing_required_value",
+        "column": "pushNotificationDetails[1].token",
+    }
