@@ -22,6 +22,11 @@ its platform, `rtcdp_assets/push_tokens.py`). A row is one item, or one rejected
 there is no item to count: rows in = typed rows + rejected rows, per file, checked by the
 blocking `reconciliation` check. A file that cannot be read at all (`corrupt_parquet`,
 `corrupt_gzip`) is recorded as quarantined in the manifest, which fails that check.
+
+Parquet and plain JSON-lines files are read whole by Arrow and split with compute kernels;
+gzip'd JSON, or JSON that Arrow refuses (a malformed line, types that differ between lines),
+takes the per-record path, which names every malformed line. Both paths give the same rows and
+rejects for the same records (tests/unit/test_push.py).
 """
 
 import gzip
