@@ -72,7 +72,8 @@ def data_dir() -> Path:
 def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, Any]:
     """Local folders for every zone: what a newcomer runs and most tests use."""
     base = (root or data_dir()).resolve()
-    for name in ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source"):
+    zones = ("campaign_sftp", "aep_landing", "aep_destination", "warehouse", "customer_source")
+    for name in (*zones, "aep_dataset_export"):
         (base / name).mkdir(parents=True, exist_ok=True)
 
     def local(role: str) -> DropZone:
@@ -85,6 +86,7 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
         "warehouse": Warehouse(zone=local("warehouse")),
         "customer_source": local("customer_source"),
         "file_ledger": FileLedger(url=f"sqlite:///{base / 'ledger.sqlite'}"),
+        "aep_dataset_export": local("aep_dataset_export"),
         "settings": PipelineSettings(**{"file_settle_seconds": 2.0, **settings}),
         "audience_settings": AudienceSettings(),
     }
@@ -154,6 +156,8 @@ def production_resources() -> dict[str, Any]:
         "customer_source": blob("customer_source"),
         # The ledger belongs beside Dagster's own storage (the deployment's Postgres).
         "file_ledger": FileLedger(url=EnvVar("RTCDP_LEDGER_URL")),
+        # AEP dataset exports (push tokens of the Mobile SDK route).
+        "aep_dataset_export": blob("aep_dataset_export"),
         "settings": PipelineSettings(
             campaign_timezone=os.environ.get("RTCDP_CAMPAIGN_TIMEZONE", "UTC"),
             campaign_identity_namespace=os.environ.get(

@@ -140,6 +140,22 @@ class AzureBlobDropZone(DropZone):
             raise _classified(exc) from exc
         return sorted(entries)
 
+    @_retry_transient
+    def list_folders(self, folder: str = "") -> list[str]:
+        base = join(self.prefix, safe_relpath(folder)) if folder else self.prefix.strip("/")
+        starts_with = f"{base}/" if base else ""
+        try:
+            with self._container() as container:
+                return sorted(
+                    item.name[len(starts_with) :].rstrip("/")
+                    for item in container.walk_blobs(name_starts_with=starts_with, delimiter="/")
+                    if item.name.endswith("/")  # a virtual folder (BlobPrefix)
+                )
+        except (DropZoneAccessDenied, DropZoneUnavailable):
+            raise
+        except Exception as exc:
+            raise _classified(exc) from exc
+
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
         try:

@@ -136,6 +136,12 @@ class DropZone(ConfigurableResource):
         """Where this zone points, for logs and metadata (never a secret)."""
         return type(self).__name__
 
+    def list_folders(self, folder: str = "") -> list[str]:
+        """Names of the sub-folders directly inside `folder`, sorted. Needed where another
+        system nests files in folders it names (AEP dataset exports:
+        `<datasetId>/exportTime=YYYYMMDDHHMM/`); zones that cannot tell raise."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list folders")
+
 
 def _entry_from_stat(relpath: str, size: int, mtime_ns: int) -> Entry:
     modified = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
@@ -164,6 +170,13 @@ class LocalDropZone(DropZone):
                     _entry_from_stat(join(folder, item.name), st.st_size, st.st_mtime_ns)
                 )
         return sorted(entries)
+
+    def list_folders(self, folder: str = "") -> list[str]:
+        base = Path(self.root) / safe_relpath(folder) if folder else Path(self.root)
+        if not base.is_dir():
+            return []
+        with os.scandir(base) as it:
+            return sorted(i.name for i in it if i.is_dir(follow_symlinks=False))
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:

@@ -185,7 +185,7 @@ class FileLedger(ConfigurableResource):
             c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition
         ).where(c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True))
         with self._engine.connect() as conn:
-            rows = conn.execute(query).tuples().all()
+            rows = conn.execute(query).all()
         return {(r[0], r[1]): Presence(*r[2:]) for r in rows}
 
     def observe(

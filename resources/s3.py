@@ -248,6 +248,24 @@ class S3DropZone(DropZone):
                     )
         return sorted(entries)
 
+    @_retry_transient
+    def list_folders(self, folder: str = "") -> list[str]:
+        base = join(self.prefix, safe_relpath(folder)) if folder else self.prefix.strip("/")
+        starts_with = f"{base}/" if base else ""
+        names: set[str] = set()
+        with self._calls() as s3:
+            pages = s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=starts_with,
+                Delimiter="/",
+                PaginationConfig={"PageSize": self.list_page_size},
+            )
+            for page in pages:
+                # S3 has no folders: the key prefixes up to the next "/" stand for them.
+                for common in page.get("CommonPrefixes", []):
+                    names.add(common["Prefix"][len(starts_with) :].rstrip("/"))
+        return sorted(names)
+
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
         key = self._key(path)

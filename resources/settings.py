@@ -94,12 +94,71 @@ class PipelineSettings(ConfigurableResource):
         description="nms:address status code -> valid / with_errors / quarantine / denylisted.",
     )
     address_channel_codes: dict[str, str] = Field(
-        # NmsService iType numbering (0 email, 1 SMS, 2 phone, 3 direct mail, 4 fax).
-        default={"0": "email", "1": "sms", "2": "phone", "3": "direct_mail", "4": "fax"},
-        description="nms:address channel (iType) code -> channel label.",
+        # NmsService iType numbering (0 email, 1 SMS, 2 phone, 3 direct mail, 4 fax). The push
+        # channels' codes (MESSAGETYPE_IOS / MESSAGETYPE_ANDROID, adobe-formats.md §b5) are
+        # UNCONFIRMED: 41/42 are placeholders outside the known range; set your instance's.
+        default={
+            "0": "email",
+            "1": "sms",
+            "2": "phone",
+            "3": "direct_mail",
+            "4": "fax",
+            "41": "push_ios",
+            "42": "push_android",
+        },
+        description="nms:address channel (iType) code -> channel label (push_ios, push_android "
+        "for device tokens).",
     )
     failure_type_codes: dict[str, str] = Field(
         # UNCONFIRMED numeric codes (adobe-formats.md §b3): set them to your instance's values.
         default={"0": "undefined", "1": "soft", "2": "hard", "3": "ignored"},
         description="broadLog failureType code -> hard / soft / ignored / undefined.",
+    )
+
+    # -- mobile push (push_subscriptions, aep_push_tokens) -----------------------------------
+    push_platform_codes: dict[str, str] = Field(
+        # UNCONFIRMED: no public source gives how the subscription export writes the platform.
+        default={"iOS": "apns", "Android": "fcm"},
+        description=(
+            "Platform value in Campaign's app-subscription export -> push platform "
+            "(apns, apnsSandbox or fcm, as in XDM pushNotificationDetails.platform)."
+        ),
+    )
+    push_token_namespaces: dict[str, str] = Field(
+        # UNCONFIRMED: adobe-formats.md §d lists the APNs / FCM namespace codes as unknown.
+        default={"apns": "APNS", "apnsSandbox": "APNS", "fcm": "FCM"},
+        description="Push platform -> identityMap namespace code of its device tokens.",
+    )
+    push_subscriber_namespace: str = Field(
+        default="",
+        description=(
+            "identityMap namespace of the app subscriber key (Campaign's userKey); empty = "
+            "campaign_identity_namespace, i.e. the key is the recipient's external ID."
+        ),
+    )
+    apns_token_pattern: str = Field(
+        # An APNs device token is 32 bytes, written as 64 hexadecimal characters.
+        default="^[0-9A-Fa-f]{64}$",
+        description="RE2 pattern every APNs device token must match.",
+    )
+    fcm_token_pattern: str = Field(
+        # Permissive on purpose (FCM documents no format): an optional instance ID and colon,
+        # then at least 100 URL-safe base64 characters (FCM tokens are ~150-180 long;
+        # legacy GCM ones start with APA91b and have no colon).
+        default="^([A-Za-z0-9_-]{11,64}:)?[A-Za-z0-9_-]{100,}$",
+        description="RE2 pattern every FCM registration token must match.",
+    )
+    aep_dataset_export_folder: str = Field(
+        default="aep_dataset_exports",
+        description=(
+            "Folder of AEP dataset exports in the aep_dataset_export zone: "
+            "<folder>/<datasetId>/exportTime=YYYYMMDDHHMM/ (adobe-formats.md §a1)."
+        ),
+    )
+    aep_push_token_dataset_ids: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Dataset IDs whose exports hold the Mobile SDK push registrations; empty = every "
+            "dataset folder under aep_dataset_export_folder."
+        ),
     )

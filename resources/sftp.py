@@ -182,6 +182,16 @@ class SftpDropZone(DropZone):
             entries.append(_entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns))
         return sorted(entries)
 
+    @_retry_transient
+    def list_folders(self, folder: str = "") -> list[str]:
+        remote = self._remote(folder) if folder else (self.base_path or ".")
+        with self._session() as sftp:
+            try:
+                attrs = sftp.listdir_attr(remote)
+            except FileNotFoundError:
+                return []
+        return sorted(a.filename for a in attrs if a.st_mode and stat_mod.S_ISDIR(a.st_mode))
+
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
         remote = self._remote(path)

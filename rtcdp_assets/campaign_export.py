@@ -69,6 +69,7 @@ from rtcdp_assets.ingest import (
     REJECT_SCHEMA,
     ExportFormat,
     FileResult,
+    RowRules,
     UnreadableFile,
     ingest_file,
 )
@@ -125,6 +126,16 @@ class CampaignExportFlow:
     allowed_codes: Callable[[PipelineSettings], Mapping[str, frozenset[str]]] = lambda _settings: {}
     # Dataset-specific checks: each builder gets the flow and its typed asset.
     extra_checks: tuple[Callable[["CampaignExportFlow", AssetsDefinition], Any], ...] = ()
+    # -- optional hooks (push_subscriptions) -----------------------------------------------
+    # Row rules over several typed fields (ingest.RowRules), built from the settings.
+    row_rules: Callable[[PipelineSettings], RowRules | None] = lambda _settings: None
+    # A mapper bound to state outside the partition (e.g. Campaign's quarantined push tokens),
+    # built once per XDM materialization; `to_xdm` is used when this is None.
+    bind_xdm: Callable[[AssetExecutionContext, Warehouse, PipelineSettings], XdmMapper] | None = (
+        None
+    )
+    # Checks on the XDM asset: each builder gets the flow and its XDM asset.
+    extra_xdm_checks: tuple[Callable[["CampaignExportFlow", AssetsDefinition], Any], ...] = ()
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -183,6 +194,7 @@ class CampaignExportFlow:
             build_typed_checks(self, typed),
             build_xdm_checks(self, xdm_asset),
             *[build(self, typed) for build in self.extra_checks],
+            *[build(self, xdm_asset) for build in self.extra_xdm_checks],
         ]
         # Only this flow's partitioned checks run with a partition; window-spanning checks such
         # as export freshness run on their own schedule.
@@ -261,11 +273,12 @@ class CampaignExportFlow:
             context: AssetExecutionContext, warehouse: Warehouse, settings: PipelineSettings
         ) -> MaterializeResult:
             pk = context.partition_key
+            to_xdm = flow.bind_xdm(context, warehouse, settings) if flow.bind_xdm else flow.to_xdm
             with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
                 local = Path(tmp) / "data.parquet"
                 sink: ParquetSink | None = None
                 for batch in warehouse.iter_batches(flow.dataset, pk):
-                    mapped = flow.to_xdm(batch, settings)
+                    mapped = to_xdm(batch, settings)
                     if sink is None:
                         sink = ParquetSink(local, mapped.schema)
                     sink.write(mapped)
@@ -273,7 +286,7 @@ class CampaignExportFlow:
                     empty = flow.fmt.typed_schema.empty_table().to_batches() or [
                         pa.RecordBatch.from_pylist([], schema=flow.fmt.typed_schema)
                     ]
-                    sink = ParquetSink(local, flow.to_xdm(empty[0], settings).schema)
+                    sink = ParquetSink(local, to_xdm(empty[0], settings).schema)
                 sink.close()
                 warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
                 rows = sink.rows
@@ -453,6 +466,7 @@ class CampaignExportFlow:
                                 allowed_overrides=self.allowed_codes(settings),
                                 max_decompressed_bytes=settings.max_decompressed_bytes,
                                 result=result,
+                                row_rules=self.row_rules(settings),
                             ):
                                 good.write(part.good)
                                 bad.write(part.rejects)

@@ -21,6 +21,13 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from asset_checks.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from resources import environment_resources  # noqa: E402
+from rtcdp_assets.aep_push_tokens import (  # noqa: E402
+    aep_push_tokens,
+    aep_push_tokens_checks,
+    aep_push_tokens_job,
+    aep_push_tokens_sensor,
+    duplicate_registration_check,
+)
 from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
 from rtcdp_assets.data_quality import (  # noqa: E402
@@ -36,6 +43,7 @@ from rtcdp_assets.file_ledger import (  # noqa: E402
 from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.profiles import profiles_defs  # noqa: E402
+from rtcdp_assets.push_subscriptions import push_subscriptions_defs  # noqa: E402
 from rtcdp_assets.reach import reach_defs  # noqa: E402
 from rtcdp_assets.segments import audience_defs  # noqa: E402
 from rtcdp_assets.tracking_log import tracking_log_defs  # noqa: E402
@@ -46,6 +54,7 @@ CAMPAIGN_EXPORTS = [
     non_deliverables_defs,
     preferences_defs,
     profiles_defs,
+    push_subscriptions_defs,  # after non_deliverables: its mapping reads the push quarantine
 ]
 
 # Evaluates the automation conditions (suppression_list: eager after new quarantine or
@@ -80,6 +89,7 @@ defs = Definitions(
         *destination_defs.assets,
         *reach_defs.assets,
         *customer_import_defs.assets,
+        aep_push_tokens,
     ],
     asset_checks=[
         *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
@@ -89,11 +99,14 @@ defs = Definitions(
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
         *customer_import_defs.asset_checks,
+        aep_push_tokens_checks,
+        duplicate_registration_check,
     ],
     sensors=[
         *(flow.sensor for flow in CAMPAIGN_EXPORTS),
         *audience_defs.sensors,
         *customer_import_defs.sensors,
+        aep_push_tokens_sensor,
         automation_sensor,
     ],
     jobs=[
@@ -105,6 +118,7 @@ defs = Definitions(
         *destination_defs.jobs,
         *reach_defs.jobs,
         *customer_import_defs.jobs,
+        aep_push_tokens_job,
     ],
     schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
     resources=environment_resources(),

@@ -5,7 +5,8 @@ Writes sample Campaign exports into the local stand-in for the Campaign SFTP ser
 - starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
   partitions, check results and published files while you watch; or
 - with `--headless`, does what the sensor daemon would do once: evaluates every Campaign export
-  sensor, runs each requested partition and refreshes the suppression list; then writes one
+  sensor (push subscriptions last, after the quarantine list they are checked against), runs
+  each requested partition and refreshes the suppression list; then writes one
   sample AEP audience export (members drawn from the Campaign recipients just materialized:
   most in Campaign, some unknown to Campaign, a few exited, a few without the join identity,
   plus a manifest) into the `aep_destination` zone, evaluates the audience sensor the same way

@@ -16,7 +16,7 @@ import json
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from queue import Empty, Queue
@@ -312,6 +312,10 @@ def detect_layout(fmt: ExportFormat, header: Sequence[str]) -> Layout:
 # Validation with compute kernels
 # --------------------------------------------------------------------------------------------
 Rule = tuple[pa.Array, str, str]  # (failed mask, reason code, source column)
+# A dataset's own rules over its typed values, for what one field alone cannot tell (a push
+# token's format depends on the platform column): (failed mask, reason code, canonical field).
+# They run after the field rules, so a row keeps the reason of its first field-level fault.
+RowRules = Callable[[pa.RecordBatch], Sequence[tuple[pa.Array, str, str]]]
 
 
 def _first_reasons(rules: list[Rule], n: int) -> tuple[pa.Array, pa.Array]:
@@ -400,6 +404,7 @@ def validate_batch(
     *,
     tz: str = "UTC",
     allowed_overrides: Mapping[str, frozenset[str]] | None = None,
+    row_rules: RowRules | None = None,
 ) -> tuple[pa.RecordBatch, pa.Array, pa.Array]:
     """Type every canonical field; return (typed batch, reason per row, failing column per row).
 
@@ -470,6 +475,9 @@ def validate_batch(
         typed.append(values)
     names = [f.name for f in fmt.fields]
     typed_batch = pa.RecordBatch.from_arrays(typed, names=names)
+    if row_rules is not None:
+        for mask, code, name in row_rules(typed_batch):
+            rules.append((mask, code, by_canonical.get(name, name)))
     reason, column = _first_reasons(rules, n)
     return typed_batch, reason, column
 
@@ -505,6 +513,7 @@ def ingest_file(
     allowed_overrides: Mapping[str, frozenset[str]] | None = None,
     max_decompressed_bytes: int = 20 * 1024**3,
     result: FileResult | None = None,
+    row_rules: RowRules | None = None,
 ) -> Iterator[IngestedBatch]:
     """Stream one export file; yields typed good rows and rejects batch by batch.
 
@@ -591,7 +600,7 @@ def ingest_file(
         )
         valid_seen += n
         typed, reason, column = validate_batch(
-            batch, fmt, layout, tz=tz, allowed_overrides=allowed_overrides
+            batch, fmt, layout, tz=tz, allowed_overrides=allowed_overrides, row_rules=row_rules
         )
         good_mask = pc.is_null(reason)
         line_numbers = pa.array(numbers, pa.int64())

@@ -1,7 +1,8 @@
 """Masking of personal data in anything shown in the Dagster UI.
 
-Previews and metadata never carry a raw email address or phone number: reviewers see enough to
-recognise a pattern (the domain, the length, the last digits), not enough to contact anyone.
+Previews and metadata never carry a raw email address, phone number or push token: reviewers see
+enough to recognise a pattern (the domain, the length, the last digits), not enough to contact
+anyone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+\-]{1,64}@[A-Za-z0-9\-]{1,63}(?:\.[A-Za-z0-9
 # International (+…) or national (0…) numbers; a plain digit run such as a date or an ID is not
 # a phone number and stays readable.
 _PHONE = re.compile(r"(?:\+|\b0)\d[\d \-().]{6,18}\d")
+# Push device tokens identify a device: APNs (64 hex characters) and FCM (`<id>:APA91b…`).
+_PUSH_TOKEN = re.compile(r"\b[0-9A-Fa-f]{64}\b|[A-Za-z0-9_\-]{0,64}:?APA91b[A-Za-z0-9_\-]{20,4096}")
 PREVIEW_CELL_CHARS = 80
 
 
@@ -34,8 +37,9 @@ def mask_phone(value: str) -> str:
 
 
 def mask_text(value: str) -> str:
-    """Mask every email address and phone number inside free text."""
+    """Mask every email address, push token and phone number inside free text."""
     value = _EMAIL.sub(lambda m: mask_email(m.group(0)), value)
+    value = _PUSH_TOKEN.sub(lambda m: f"***{m.group(0)[-4:]}", value)
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), value)
 
 

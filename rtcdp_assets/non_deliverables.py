@@ -18,8 +18,10 @@ Accepted file names: `nonDeliverables_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]`.
 
 Status and channel codes are UNCONFIRMED beyond `2 = Valid` (adobe-formats.md §b5), so both
 mappings live in `PipelineSettings` (`address_status_codes`, `address_channel_codes`). Rows of a
-channel with no XDM field (postal mail, push until that issue is built) are quarantined with
-`unknown_code:channel`, not dropped.
+channel with no XDM field (postal mail) are quarantined with `unknown_code:channel`, not
+dropped. Device tokens quarantined on the push channels (`push_ios`, `push_android`) become
+`pushNotificationDetails` items with `denylisted` = quarantined or denylisted, and the token
+in identityMap under its platform's namespace (`push_token_namespaces`).
 """
 
 import tempfile
@@ -38,10 +40,15 @@ from dagster import (
     asset,
 )
 
-from asset_checks.xdm_conformance import FG_IDENTITY_MAP, FG_PROFILE_PERSONAL_DETAILS, PROFILE
+from asset_checks.xdm_conformance import (
+    FG_IDENTITY_MAP,
+    FG_PROFILE_PERSONAL_DETAILS,
+    FG_PROFILE_PUSH_NOTIFICATION_DETAILS,
+    PROFILE,
+)
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
-from rtcdp_assets import xdm
+from rtcdp_assets import push_tokens, xdm
 from rtcdp_assets.campaign_export import CampaignExportFlow
 from rtcdp_assets.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.masking import masked_preview
@@ -112,6 +119,8 @@ CHANNEL_TARGETS = {
     "phone": ("homePhone", "Phone"),
     "fax": ("faxPhone", "Phone"),
 }
+# push channel label → push platform of its device tokens
+PUSH_CHANNEL_PLATFORMS = {"push_ios": "apns", "push_android": "fcm"}
 
 
 def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
@@ -140,15 +149,36 @@ def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -
         identities[namespace] = (
             item if namespace not in identities else pc.coalesce(identities[namespace], item)
         )
-    columns["identityMap"] = xdm.struct(
-        {ns: xdm.identities(values, primary=True) for ns, values in identities.items()}
+    platform = xdm.lookup(channel, PUSH_CHANNEL_PLATFORMS)
+    no_token = pa.scalar(None, pa.string())
+    token = pc.if_else(pc.is_null(platform), no_token, push_tokens.normalized(address, platform))
+    columns["pushNotificationDetails"] = push_tokens.push_details(
+        app_id=pa.nulls(len(address), pa.string()),  # quarantine is per address, not per app
+        token=token,
+        platform=platform,
+        denylisted=pc.fill_null(
+            pc.is_in(status, value_set=pa.array(sorted(SUPPRESSING_STATUSES))), False
+        ),
     )
+    identity_map = {ns: xdm.identities(values, primary=True) for ns, values in identities.items()}
+    for ns, values in push_tokens.token_identities(
+        token, platform, settings.push_token_namespaces
+    ).items():
+        identity_map[ns] = values if ns not in identity_map else _either(identity_map[ns], values)
+    columns["identityMap"] = xdm.struct(identity_map)
     return pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
+
+
+def _either(a: pa.Array, b: pa.Array) -> pa.Array:
+    """Two identity lists of one namespace where at most one is set per row."""
+    return pc.if_else(pc.is_null(a), b, a)
 
 
 def _allowed_codes(settings: PipelineSettings) -> dict[str, frozenset[str]]:
     supported = {
-        code for code, label in settings.address_channel_codes.items() if label in CHANNEL_TARGETS
+        code
+        for code, label in settings.address_channel_codes.items()
+        if label in CHANNEL_TARGETS or label in PUSH_CHANNEL_PLATFORMS
     }
     return {
         "status": frozenset(settings.address_status_codes),
@@ -161,7 +191,11 @@ non_deliverables_flow = CampaignExportFlow(
     file_prefix="nonDeliverables",
     to_xdm=non_deliverables_to_xdm,
     xdm_class=PROFILE,
-    xdm_field_groups=(FG_PROFILE_PERSONAL_DETAILS, FG_IDENTITY_MAP),
+    xdm_field_groups=(
+        FG_PROFILE_PERSONAL_DETAILS,
+        FG_PROFILE_PUSH_NOTIFICATION_DETAILS,
+        FG_IDENTITY_MAP,
+    ),
     record_kind="profile",
     description=(
         "Campaign's non-deliverable addresses (the quarantine list, nms:address): one typed row "
@@ -175,6 +209,8 @@ non_deliverables_flow = CampaignExportFlow(
         "mobilePhone.status": ("status", "channel"),
         "identityMap.Email": ("address", "channel"),
         "identityMap.Phone": ("address", "channel"),
+        "pushNotificationDetails.token": ("address", "channel"),
+        "pushNotificationDetails.denylisted": ("status", "channel"),
     },
     allowed_codes=_allowed_codes,
 )

@@ -8,6 +8,11 @@ local folder laid out like the drop zone, one file per dataset and 4-hour UTC wi
     <out>/export/nonDeliverables_20261123_0800.csv[.gz]  quarantine entries (nms:address)
     <out>/export/preferences_20261123_0800.csv[.gz]      opt-out flags (nms:recipient)
     <out>/export/profiles_20261123_0800.csv[.gz]         recipient extract (nms:recipient)
+    <out>/export/appSubscriptions_20261123_0800.csv[.gz] push subscriptions (nms:appSubscriptionRcp)
+
+`aep_push_token_export` writes the other side of mobile push: an AEP dataset export of the
+push tokens the Experience Platform Mobile SDK registered, overlapping a chosen number of the
+Campaign tokens (the devices registered through both routes).
 
 Usage (also installed as the console script `rtcdp-sample-data`):
 
@@ -75,7 +80,9 @@ from __future__ import annotations
 import argparse
 import bisect
 import gzip as gzip_module
+import hashlib
 import itertools
+import json
 import sys
 import warnings
 import zlib
@@ -92,6 +99,7 @@ import dagster
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from resources.settings import PipelineSettings
 from rtcdp_assets.ingest import Layout
@@ -101,7 +109,13 @@ with warnings.catch_warnings():
     # the pipeline's business, not something a user of this CLI can act on.
     warnings.simplefilter("ignore", dagster.PreviewWarning)
     warnings.simplefilter("ignore", dagster.BetaWarning)
-    from rtcdp_assets import non_deliverables, preferences, profiles, tracking_log
+    from rtcdp_assets import (
+        non_deliverables,
+        preferences,
+        profiles,
+        push_subscriptions,
+        tracking_log,
+    )
     from rtcdp_assets.broadlog import (
         CLASSIC,
         FAILURE_REASONS,
@@ -138,6 +152,10 @@ DATASET_LAYOUTS: dict[str, dict[str, Layout]] = {
     },
     "preferences": {"classic": preferences.CLASSIC, "standard": preferences.STANDARD},
     "profiles": {"classic": profiles.CLASSIC, "standard": profiles.STANDARD},
+    "push_subscriptions": {
+        "classic": push_subscriptions.CLASSIC,
+        "standard": push_subscriptions.STANDARD,
+    },
 }
 # The pipeline flows the files are generated for: their file prefixes, formats and allowed codes.
 FLOWS: dict[str, CampaignExportFlow] = {
@@ -146,6 +164,7 @@ FLOWS: dict[str, CampaignExportFlow] = {
     "non_deliverables": non_deliverables.non_deliverables_flow,
     "preferences": preferences.preferences_flow,
     "profiles": profiles.profiles_flow,
+    "push_subscriptions": push_subscriptions.push_subscriptions_flow,
 }
 
 
@@ -1753,6 +1772,123 @@ def _profiles_source(
 
 
 # --------------------------------------------------------------------------------------------
+# push subscriptions: app registrations of recipients (nms:appSubscriptionRcp)
+# --------------------------------------------------------------------------------------------
+_SUBSCRIPTION_ID_BASE = 20_000_000
+PUSH_APPS = ("com.example.shop", "com.example.loyalty")
+_PUSH_APP_WEIGHTS = (0.7, 0.3)
+_PUSH_PLATFORMS = (("apns", 0.55), ("fcm", 0.45))  # iOS / Android share of the devices
+_PUSH_SHARE = 0.35  # recipients (with an external ID) who installed an app
+_OPT_IN_SHARE = 0.9
+_B64URL = np.frombuffer(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", np.uint8
+)
+_HEX = np.frombuffer(b"0123456789abcdef", np.uint8)
+
+
+def _random_text(rng: np.random.Generator, alphabet: np.ndarray, n: int, width: int) -> list[str]:
+    codes = alphabet[rng.integers(0, alphabet.size, size=(n, width))]
+    return [row.tobytes().decode() for row in codes]
+
+
+def push_tokens_for(rng: np.random.Generator, platforms: Sequence[str]) -> list[str]:
+    """Device tokens in each platform's real shape: APNs 64 hex characters; FCM an instance
+    ID, a colon and an `APA91b…` registration part (163 characters)."""
+    n = len(platforms)
+    apns = _random_text(rng, _HEX, n, 64)
+    instance = _random_text(rng, _B64URL, n, 22)
+    body = _random_text(rng, _B64URL, n, 134)
+    return [
+        apns[i] if p != "fcm" else f"{instance[i]}:APA91b{body[i]}" for i, p in enumerate(platforms)
+    ]
+
+
+@dataclass(frozen=True)
+class PushDevices:
+    """The app installations of one seed: who, which app, which platform, which token."""
+
+    who: np.ndarray  # pool indices of the subscribers, increasing
+    apps: list[str]
+    platforms: list[str]  # apns / fcm
+    tokens: list[str]
+    registered: np.ndarray  # epoch s of the registration
+
+
+@lru_cache(maxsize=8)
+def push_devices(seed: int, size: int = POOL_SIZE) -> PushDevices:
+    """One device per subscriber, the same in every file of the seed. Only recipients with an
+    external ID subscribe: the subscriber key is that ID, the profile's AEP identity."""
+    pool = recipient_pool(seed, size)
+    rng = rng_for(seed, "push-devices")
+    has_key = np.asarray(pc.not_equal(pool.external_ids, "").to_numpy(zero_copy_only=False))
+    who = np.flatnonzero(has_key & (rng.random(size) < _PUSH_SHARE))
+    n = who.size
+    apps = [PUSH_APPS[i] for i in weighted_choice(rng, n, _PUSH_APP_WEIGHTS)]
+    platforms = [
+        _PUSH_PLATFORMS[i][0] for i in weighted_choice(rng, n, [w for _, w in _PUSH_PLATFORMS])
+    ]
+    tokens = push_tokens_for(rng, platforms)
+    registered = rng.integers(_CREATED_FIRST, _CREATED_LAST, n, dtype=np.int64)
+    return PushDevices(who, apps, platforms, tokens, registered)
+
+
+def _push_platform_codes() -> dict[str, str]:
+    """apns / fcm -> the platform value the export writes (PipelineSettings defaults)."""
+    by_label: dict[str, str] = {}
+    for code, label in PipelineSettings().push_platform_codes.items():
+        by_label.setdefault(label, code)
+    return by_label
+
+
+def _push_subscriptions_source(
+    plan: _Plan, rows: int, defect_rate: float, batch_rows: int, refs: _References
+) -> _Source:
+    pool = plan.pool
+    devices = push_devices(plan.seed, pool.size)
+    platform_code = _push_platform_codes()
+    # One row per subscription and file (while rows <= subscriptions): the changed ones.
+    chosen = _distinct_sample(
+        rng_for(plan.seed, "push-subscriptions", window_index(plan.window)), rows, devices.who.size
+    )
+    apps = pa.array(devices.apps)
+    platforms = pa.array([platform_code[p] for p in devices.platforms])
+    tokens = pa.array(devices.tokens)
+    opt_in = pa.array(["0", "1"])
+
+    def columns(rng: np.random.Generator, r0: int, n: int, lo: int, hi: int) -> dict[str, Column]:
+        device = chosen[r0 : r0 + n]
+        dev = pa.array(device)
+        who = devices.who[device]
+        who_arr = pa.array(who)
+        modified = _timestamps(rng, n, lo, hi)
+        return {
+            "subscription_id": int_strings(_SUBSCRIPTION_ID_BASE + who),
+            "subscriber_key": pool.external_ids.take(who_arr),
+            "recipient_id": pool.recipient_ids.take(who_arr),
+            "app_id": apps.take(dev),
+            "platform": platforms.take(dev),
+            "token": tokens.take(dev),
+            "registration_date": ts_strings(np.minimum(devices.registered[device], modified)),
+            "last_modified": ts_strings(modified),
+            "opted_in": opt_in.take(pa.array((rng.random(n) < _OPT_IN_SHARE).astype(np.int64))),
+            "org_unit": pa.scalar(plan.org_unit),
+        }
+
+    return _Source(columns, plan.t_lo, plan.t_hi)
+
+
+def _bad_token(value: str, pick: int) -> str:
+    # Each variant fails both the APNs and the FCM pattern, whatever the row's platform.
+    variants = (
+        f"<{value[:8]} {value[8:16]} {value[16:24]}>",  # NSData's description, not the token
+        value[: len(value) // 2],  # cut off by a column that was too short
+        "(null)",
+        f"{value[:20]} {value[20:]}",  # a blank inside survives trimming
+    )
+    return variants[pick % len(variants)]
+
+
+# --------------------------------------------------------------------------------------------
 # Defect kinds per dataset, derived from the pipeline's field specs
 # --------------------------------------------------------------------------------------------
 def _fields(dataset: str, kind: str | None = None, *, required: bool = False) -> tuple[str, ...]:
@@ -1817,6 +1953,12 @@ PREFERENCES_DEFECTS: tuple[DefectKind, ...] = (
     *_standard_defects("preferences"),
     _all_columns("preferences"),
 )
+PUSH_SUBSCRIPTIONS_DEFECTS: tuple[DefectKind, ...] = (
+    *_standard_defects("push_subscriptions"),
+    DefectKind("invalid_push_token", ("token",), _bad_token),
+    _code_defect("push_subscriptions", "platform", ("Windows", "ios", "web", "HarmonyOS")),
+    _all_columns("push_subscriptions"),
+)
 PROFILES_DEFECTS: tuple[DefectKind, ...] = (
     *_standard_defects("profiles"),
     _code_defect("profiles", "gender", ("M", "F", "3", "9")),  # a CRM's own codes
@@ -1829,6 +1971,7 @@ DEFECT_KINDS: dict[str, tuple[DefectKind, ...]] = {
     "non_deliverables": NON_DELIVERABLES_DEFECTS,
     "preferences": PREFERENCES_DEFECTS,
     "profiles": PROFILES_DEFECTS,
+    "push_subscriptions": PUSH_SUBSCRIPTIONS_DEFECTS,
 }
 
 _SOURCES: dict[str, Callable[[_Plan, int, float, int, _References], _Source]] = {
@@ -1837,6 +1980,7 @@ _SOURCES: dict[str, Callable[[_Plan, int, float, int, _References], _Source]] = 
     "non_deliverables": _non_deliverables_source,
     "preferences": _preferences_source,
     "profiles": _profiles_source,
+    "push_subscriptions": _push_subscriptions_source,
 }
 
 
@@ -2055,6 +2199,34 @@ def generate_profiles(
     )
 
 
+def generate_push_subscriptions(
+    window_start: datetime,
+    rows: int,
+    *,
+    seed: int,
+    layout: str = "classic",
+    defect_rate: float = 0.005,
+    org_unit: str = "default",
+    now: datetime | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> GeneratedFile:
+    """App subscriptions changed in the window, one row per subscription (while `rows` <= the
+    subscribers, `push_devices`): pool recipients with an external ID (the subscriber key),
+    their app, platform (as `push_platform_codes` writes it) and a token of the platform's
+    shape; defects include malformed tokens (`invalid_push_token`) and unknown platforms."""
+    return generate_dataset(
+        "push_subscriptions",
+        window_start,
+        rows,
+        seed=seed,
+        layout=layout,
+        defect_rate=defect_rate,
+        org_unit=org_unit,
+        now=now,
+        batch_rows=batch_rows,
+    )
+
+
 def stream_dataset(
     dataset: str,
     path: Path,
@@ -2258,6 +2430,14 @@ DATASETS: dict[str, Dataset] = {
         "recipients, profiles_YYYYMMDD_HHMM.csv",
         flow=FLOWS["profiles"],
     ),
+    "push_subscriptions": Dataset(
+        name="push_subscriptions",
+        generate=generate_push_subscriptions,
+        file_name=_file_namer("push_subscriptions"),
+        description="mobile-app push subscriptions (nms:appSubscriptionRcp) of pool "
+        "recipients, appSubscriptions_YYYYMMDD_HHMM.csv",
+        flow=FLOWS["push_subscriptions"],
+    ),
 }
 
 
@@ -2357,6 +2537,175 @@ def write_broadlog_files(
         org_unit=org_unit,
         now=now,
         export_folder=export_folder,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# AEP dataset export of the Mobile SDK push registrations (the other route to the device)
+# --------------------------------------------------------------------------------------------
+DEFAULT_PUSH_DATASET_ID = "6571b2c3d4e5f60718293a4b"  # shaped like an AEP dataset ID
+_AEP_DEFECTS = (
+    "invalid_json",
+    "no_push_details",
+    "invalid_push_token",
+    "unknown_code:platform",
+    "missing_required_value",
+)
+_IDENTITY_TYPE = pa.struct(
+    [pa.field("namespace", pa.struct([pa.field("code", pa.string())])), ("xid", pa.string())]
+)
+AEP_PUSH_RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("_id", pa.string()),
+        pa.field(
+            "identityMap",
+            pa.struct(
+                [
+                    pa.field(
+                        "ECID",
+                        pa.list_(pa.struct([("id", pa.string()), ("primary", pa.bool_())])),
+                    )
+                ]
+            ),
+        ),
+        pa.field(
+            "pushNotificationDetails",
+            pa.list_(
+                pa.struct(
+                    [
+                        ("appID", pa.string()),
+                        ("token", pa.string()),
+                        ("platform", pa.string()),
+                        ("denylisted", pa.bool_()),
+                        ("identity", _IDENTITY_TYPE),
+                    ]
+                )
+            ),
+        ),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class AepPushExport:
+    """One AEP dataset export: zone-relative path -> bytes, and what the pipeline must make
+    of it (each record holds one push item, so rows = records)."""
+
+    files: dict[str, bytes] = field(repr=False)
+    records: int
+    expected_rows_out: int
+    expected_rejects: dict[str, int]
+    overlap: int  # good rows whose token Campaign also holds
+    overlap_by_app: dict[str, int]
+    partition: str
+
+    def write(self, root: Path) -> list[Path]:
+        written = []
+        for rel, data in self.files.items():
+            path = Path(root) / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomically(path, data)
+            written.append(path)
+        return written
+
+
+def aep_push_token_export(
+    campaign_tokens: Sequence[tuple[str, str, str]],
+    *,
+    seed: int,
+    export_time: datetime,
+    overlap: int,
+    aep_only: int,
+    defects: int = 0,
+    fmt: str = "json",
+    parts: int = 1,
+    dataset_id: str = DEFAULT_PUSH_DATASET_ID,
+    folder: str = "aep_dataset_exports",
+) -> AepPushExport:
+    """The push tokens AEP holds from the Mobile SDK route, as a dataset export under
+    `<folder>/<dataset_id>/exportTime=YYYYMMDDHHMM/part-*.json|.parquet`.
+
+    `campaign_tokens` are (app ID, token, platform apns/fcm) that Campaign holds; exactly
+    `overlap` distinct ones of them are registered in AEP too (the duplicate registrations),
+    plus `aep_only` devices Campaign does not know, plus `defects` malformed records (one
+    reason each, cycling through `_AEP_DEFECTS`; `invalid_json` only in JSON).
+    """
+    if fmt not in ("json", "parquet"):
+        raise ValueError("fmt must be json or parquet")
+    when = as_utc(export_time)
+    stamp = f"{when:%Y%m%d%H%M}"
+    rng = rng_for(seed, "aep-push", _epoch_seconds(when))
+    distinct = list(dict.fromkeys((t, (a, p)) for a, t, p in campaign_tokens))
+    if overlap > len(distinct):
+        raise ValueError(f"overlap {overlap} > {len(distinct)} Campaign tokens")
+    shared = [distinct[i] for i in sorted(rng.choice(len(distinct), size=overlap, replace=False))]
+    platforms = [_PUSH_PLATFORMS[i][0] for i in weighted_choice(rng, aep_only, [0.55, 0.45])]
+    own_apps = [PUSH_APPS[i] for i in weighted_choice(rng, aep_only, _PUSH_APP_WEIGHTS)]
+    own = list(zip(own_apps, push_tokens_for(rng, platforms), platforms, strict=True))
+    devices = [(app, token, platform) for token, (app, platform) in shared] + own
+    ecids = ["".join(map(str, rng.integers(0, 10, 38))) for _ in range(len(devices) + defects)]
+
+    def record(i: int, item: dict[str, object] | None) -> dict[str, object]:
+        out: dict[str, object] = {
+            "_id": f"{stamp}-{i:07d}",
+            "identityMap": {"ECID": [{"id": ecids[i], "primary": True}]},
+        }
+        if item is not None:
+            item["identity"] = {"namespace": {"code": "ECID"}, "xid": ecids[i]}
+            out["pushNotificationDetails"] = [item]
+        return out
+
+    records: list[dict[str, object] | str] = [
+        record(i, {"appID": a, "token": t, "platform": p, "denylisted": False})
+        for i, (a, t, p) in enumerate(devices)
+    ]
+    kinds = [k for k in _AEP_DEFECTS if fmt == "json" or k != "invalid_json"]
+    rejects: Counter[str] = Counter()
+    for j in range(defects):
+        kind = kinds[j % len(kinds)]
+        i = len(devices) + j
+        good_token = push_tokens_for(rng, ["apns"])[0]
+        item = {"appID": PUSH_APPS[0], "token": good_token, "platform": "apns", "denylisted": False}
+        if kind == "invalid_json":
+            records.append('{"_id": "' + stamp + '-broken", "pushNotificationDetails": [')
+        elif kind == "no_push_details":
+            records.append(record(i, None))
+        elif kind == "invalid_push_token":
+            records.append(record(i, {**item, "token": good_token[:40]}))
+        elif kind == "unknown_code:platform":
+            records.append(record(i, {**item, "platform": "wns"}))
+        else:
+            records.append(record(i, {**item, "appID": None}))
+        rejects[kind] += 1
+    order = rng.permutation(len(records))
+    shuffled = [records[i] for i in order]
+    name_hash = hashlib.sha256(f"{seed}-{stamp}-{dataset_id}".encode()).hexdigest()[:12]
+    base = f"{folder}/{dataset_id}/exportTime={stamp}"
+    files: dict[str, bytes] = {}
+    per_part = -(-len(shuffled) // parts) if shuffled else 0
+    for k in range(parts):
+        chunk = shuffled[k * per_part : (k + 1) * per_part]
+        name = f"{base}/part-{k:05d}-{name_hash}.{fmt}"
+        if fmt == "json":
+            lines = [r if isinstance(r, str) else json.dumps(r, sort_keys=True) for r in chunk]
+            files[name] = "".join(line + "\n" for line in lines).encode()
+        else:
+            sink = pa.BufferOutputStream()
+            table = pa.Table.from_pylist(
+                [r for r in chunk if not isinstance(r, str)], schema=AEP_PUSH_RECORD_SCHEMA
+            )
+            pq.write_table(table, sink)
+            files[name] = sink.getvalue().to_pybytes()
+    by_app = Counter(app for _token, (app, _p) in shared)
+    window = floor_window(when).strftime("%Y-%m-%d-%H:%M")
+    return AepPushExport(
+        files=files,
+        records=len(records),
+        expected_rows_out=len(devices),
+        expected_rejects=dict(sorted(rejects.items())),
+        overlap=overlap,
+        overlap_by_app=dict(sorted(by_app.items())),
+        partition=window,
     )
 
 

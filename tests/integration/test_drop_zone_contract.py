@@ -109,3 +109,22 @@ def test_readers_never_see_a_partial_file(zone, tmp_path):
     assert seen[-1] == new
     assert len(seen) >= 2
     assert all(s in (old, new) for s in seen)
+
+
+def test_list_folders_names_direct_sub_folders_only(zone):
+    # AEP dataset exports nest their files: <folder>/<datasetId>/exportTime=YYYYMMDDHHMM/
+    assert zone.list_folders("exports") == []
+    for path in (
+        "exports/ds2/exportTime=202611230900/part-0.json",
+        "exports/ds1/exportTime=202611230800/part-0.json",
+        "exports/ds1/exportTime=202611231200/part-0.parquet",
+        "exports/readme.txt",
+    ):
+        zone.write_bytes(path, b"{}\n")
+    assert zone.list_folders("exports") == ["ds1", "ds2"]
+    assert zone.list_folders("exports/ds1") == [
+        "exportTime=202611230800",
+        "exportTime=202611231200",
+    ]
+    assert zone.list_folders("exports/ds1/exportTime=202611230800") == []
+    assert [e.name for e in zone.list("exports")] == ["readme.txt"]

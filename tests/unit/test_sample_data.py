@@ -25,7 +25,14 @@ import pyarrow.compute as pc
 import pytest
 
 from resources.settings import PipelineSettings
-from rtcdp_assets import broadlog, non_deliverables, preferences, profiles, tracking_log
+from rtcdp_assets import (
+    broadlog,
+    non_deliverables,
+    preferences,
+    profiles,
+    push_subscriptions,
+    tracking_log,
+)
 from rtcdp_assets import sample_data as sd
 from rtcdp_assets.broadlog import BROADLOG_FORMAT, CLASSIC, STANDARD, _allowed_codes
 from rtcdp_assets.ingest import FileResult, ingest_file
@@ -42,6 +49,7 @@ MODULES = {
     "non_deliverables": non_deliverables,
     "preferences": preferences,
     "profiles": profiles,
+    "push_subscriptions": push_subscriptions,
 }
 FLOWS = {
     "broadlog": broadlog.broadlog_flow,
@@ -49,8 +57,9 @@ FLOWS = {
     "non_deliverables": non_deliverables.non_deliverables_flow,
     "preferences": preferences.preferences_flow,
     "profiles": profiles.profiles_flow,
+    "push_subscriptions": push_subscriptions.push_subscriptions_flow,
 }
-NEW = ["tracking_log", "non_deliverables", "preferences", "profiles"]
+NEW = ["tracking_log", "non_deliverables", "preferences", "profiles", "push_subscriptions"]
 
 
 def rows_of(content: bytes) -> tuple[list[str], list[list[str]]]:
@@ -388,13 +397,20 @@ def test_cli_writes_one_file_per_window(tmp_path, capsys):
         ]
     )
     assert code == 0
-    prefixes = ["broadLog", "trackingLog", "nonDeliverables", "preferences", "profiles"]
+    prefixes = [
+        "broadLog",
+        "trackingLog",
+        "nonDeliverables",
+        "preferences",
+        "profiles",
+        "appSubscriptions",
+    ]
     expected = sorted(
         f"{prefix}_20261122_{h:02d}00.csv.gz" for prefix in prefixes for h in range(0, 24, 4)
     )
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == expected
     out = capsys.readouterr().out.strip().splitlines()
-    assert len(out) == 30
+    assert len(out) == 36
     assert all("100 rows" in line for line in out)
 
 
@@ -430,7 +446,7 @@ def test_cli_default_range_is_the_last_day_of_completed_windows(tmp_path, capsys
         header = (tmp_path / "drop" / f"{flow.file_prefix}_{stamps[0]}.csv").read_text()
         assert header.splitlines()[0] == ",".join(MODULES[dataset].STANDARD.columns)
     out = capsys.readouterr().out
-    assert out.count("0 defective") == 30
+    assert out.count("0 defective") == 36
 
 
 def test_cli_windows_and_range_rules():
@@ -495,6 +511,7 @@ def test_datasets_registry_and_unknown_dataset(tmp_path, capsys):
         "non_deliverables",
         "preferences",
         "profiles",
+        "push_subscriptions",
     ]
     for name, spec in sd.DATASETS.items():
         assert spec.flow is FLOWS[name]
@@ -515,6 +532,7 @@ MAIN_DATE = {
     "non_deliverables": "last_modified",
     "preferences": "last_modified",
     "profiles": "last_modified",
+    "push_subscriptions": "last_modified",
 }
 FICTION_MOBILE = re.compile(r"\+3363998\d{4}|\+447700900\d{3}|\+1\d{3}55501\d{2}")
 
@@ -531,6 +549,7 @@ def ingest(dataset: str, name: str, payload: bytes) -> tuple[FileResult, dict[in
         fmt=flow.fmt,
         allowed_overrides=flow.allowed_codes(PipelineSettings()),
         result=result,
+        row_rules=flow.row_rules(PipelineSettings()),
     ):
         rejects = part.rejects.to_pydict()
         lines.update(zip(rejects["line_number"], rejects["reason"], strict=True))
