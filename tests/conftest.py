@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import AzuriteServer, SshdServer
+from tests.services import AzuriteServer, PostgresServer, SshdServer
 
 # ---- real services (session-scoped) ----------------------------------------------------------
-# One sshd and one Azurite for the whole run: starting them costs about a second each. A test
-# that stops a service must start it again in a `finally` (start() is a no-op when running).
+# One sshd, one Azurite and one PostgreSQL for the whole run: starting them costs about a
+# second each. A test that stops a service must start it again in a `finally` (start() is a
+# no-op when running).
 # The try/finally here stops the processes even when a test or the session fails.
 
 
@@ -29,6 +30,18 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
 @pytest.fixture(scope="session")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
     server = AzuriteServer(workdir=tmp_path_factory.mktemp("azurite"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster (Debian's postgresql) for production-style Dagster
+    instances; tests create their own database in it with `create_database`."""
+    server = PostgresServer()
     server.start()
     try:
         yield server
