@@ -88,8 +88,12 @@ def launch_queued_runs(context: WorkspaceProcessContext) -> None:
     """What the run-queue daemon does each interval; the sync launcher finishes each run
     before the next is dequeued."""
     daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-    while context.instance.get_runs_count(RunsFilter(statuses=[DagsterRunStatus.QUEUED])):
+    queued = RunsFilter(statuses=[DagsterRunStatus.QUEUED])
+    for _ in range(50):
+        if not context.instance.get_runs_count(queued):
+            return
         list(daemon.run_iteration(context))
+    raise AssertionError(f"runs stay queued: {context.instance.get_run_ids(queued)}")
 
 
 def run_backfill(context: WorkspaceProcessContext, keys: list[str], assets: list[AssetKey]) -> str:
@@ -167,7 +171,9 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
     data = tmp_path / "data"
 
     now = datetime.now(UTC)
+    # the last closed window, as in the demo: nothing in the sample lies in the future
     last = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
+    last -= timedelta(hours=4)
     windows = [last - timedelta(hours=4 * i) for i in reversed(range(WINDOWS))]
     keys = [w.strftime("%Y-%m-%d-%H:%M") for w in windows]
     exported = write_exports(data / "campaign_sftp", windows[-EXPORTED:], now)
