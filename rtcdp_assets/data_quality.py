@@ -14,6 +14,7 @@ import html
 import json
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSelection,
+    BackfillPolicy,
     DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
@@ -42,6 +44,8 @@ from rtcdp_assets.masking import mask_text
 from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 SAMPLE_REJECTS = 5
+# Partitions listed in the UI summary of a range run (a year of windows would be 2,190 rows).
+RANGE_SUMMARY_ROWS = 200
 # Metadata entries worth showing a reviewer next to a check outcome (counts, never values).
 EVIDENCE_KEYS = (
     "rows_in",
@@ -79,6 +83,8 @@ def build_data_quality_report(datasets: Sequence[str], check_keys: Sequence[Asse
         group_name="data_quality",
         kinds={"html"},
         deps=[AssetKey(d) for d in datasets],
+        # Range-aware: a backfill of many windows is one run, not one run per window.
+        backfill_policy=BackfillPolicy.single_run(),
         description=(
             "Per 4-hour partition: every check outcome of every Campaign dataset with its "
             "evidence, and masked samples of quarantined rows; Markdown in the UI, an HTML page "
@@ -88,41 +94,99 @@ def build_data_quality_report(datasets: Sequence[str], check_keys: Sequence[Asse
     def data_quality_report(
         context: AssetExecutionContext, warehouse: Warehouse
     ) -> MaterializeResult:
-        pk = context.partition_key
-        latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-            list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
-        )
-        rows = []
-        for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-            record = latest.get(key)
-            evaluation = record.evaluation if record is not None else None
-            if evaluation is None:
-                outcome, severity, evidence = "not run", "", ""
-            else:
-                outcome = "passed" if evaluation.passed else "FAILED"
-                severity = evaluation.severity.value if not evaluation.passed else ""
-                evidence = "" if evaluation.passed else _evidence(dict(evaluation.metadata))
-            rows.append((key.asset_key.to_user_string(), key.name, outcome, severity, evidence))
-        samples = {d: _reject_sample(warehouse, d, pk) for d in datasets}
-        markdown = _markdown(pk, rows, samples)
-        page = _html(pk, rows, samples)
-        with tempfile.TemporaryDirectory(prefix="rtcdp-dq-") as tmp:
-            local = Path(tmp) / "report.html"
-            local.write_text(page, encoding="utf-8")
-            entry = warehouse.put_file("data_quality_report", pk, "report.html", local)
-        failed = sum(r[2] == "FAILED" for r in rows)
-        return MaterializeResult(
-            metadata={
-                "checks": len(rows),
-                "checks_failed": failed,
-                "checks_not_run": sum(r[2] == "not run" for r in rows),
-                "report": MetadataValue.md(markdown),
-                "html_report": warehouse.path("data_quality_report", pk, "report.html"),
-                "html_bytes": entry.size,
-            }
-        )
+        # A backfill hands this asset its whole partition range in one run (single_run policy);
+        # each partition still gets its own HTML page, built exactly as in a one-partition run.
+        reports = [
+            _report_partition(context, warehouse, pk, datasets, check_keys)
+            for pk in context.partition_keys
+        ]
+        if len(reports) == 1:
+            return MaterializeResult(metadata=reports[0].metadata(warehouse))
+        return MaterializeResult(metadata=_range_metadata(reports, warehouse))
 
     return data_quality_report
+
+
+@dataclass(frozen=True)
+class _PartitionReport:
+    partition: str
+    rows: list[tuple[str, ...]]
+    markdown: str
+    html_bytes: int
+
+    @property
+    def failed(self) -> int:
+        return sum(r[2] == "FAILED" for r in self.rows)
+
+    @property
+    def not_run(self) -> int:
+        return sum(r[2] == "not run" for r in self.rows)
+
+    def metadata(self, warehouse: Warehouse) -> dict[str, Any]:
+        return {
+            "checks": len(self.rows),
+            "checks_failed": self.failed,
+            "checks_not_run": self.not_run,
+            "report": MetadataValue.md(self.markdown),
+            "html_report": warehouse.path("data_quality_report", self.partition, "report.html"),
+            "html_bytes": self.html_bytes,
+        }
+
+
+def _report_partition(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    pk: str,
+    datasets: Sequence[str],
+    check_keys: Sequence[AssetCheckKey],
+) -> _PartitionReport:
+    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
+    )
+    rows = []
+    for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+        record = latest.get(key)
+        evaluation = record.evaluation if record is not None else None
+        if evaluation is None:
+            outcome, severity, evidence = "not run", "", ""
+        else:
+            outcome = "passed" if evaluation.passed else "FAILED"
+            severity = evaluation.severity.value if not evaluation.passed else ""
+            evidence = "" if evaluation.passed else _evidence(dict(evaluation.metadata))
+        rows.append((key.asset_key.to_user_string(), key.name, outcome, severity, evidence))
+    samples = {d: _reject_sample(warehouse, d, pk) for d in datasets}
+    with tempfile.TemporaryDirectory(prefix="rtcdp-dq-") as tmp:
+        local = Path(tmp) / "report.html"
+        local.write_text(_html(pk, rows, samples), encoding="utf-8")
+        entry = warehouse.put_file("data_quality_report", pk, "report.html", local)
+    return _PartitionReport(pk, rows, _markdown(pk, rows, samples), entry.size)
+
+
+def _range_metadata(reports: list[_PartitionReport], warehouse: Warehouse) -> dict[str, Any]:
+    """One summary for a range run: Dagster records the same metadata on every partition of
+    the range, so it lists each partition's counts and failed checks; the full per-partition
+    report is its HTML page."""
+    lines = [
+        f"### Data quality, {len(reports)} partitions "
+        f"{reports[0].partition} … {reports[-1].partition}",
+        "",
+        "| partition | checks | failed | not run | failed checks |",
+        "|---|---|---|---|---|",
+    ]
+    for r in reports[:RANGE_SUMMARY_ROWS]:
+        failed = ", ".join(f"{a}:{c}" for a, c, o, _s, _e in r.rows if o == "FAILED")
+        lines.append(f"| {r.partition} | {len(r.rows)} | {r.failed} | {r.not_run} | {failed} |")
+    if len(reports) > RANGE_SUMMARY_ROWS:
+        lines.append(f"\n_{len(reports) - RANGE_SUMMARY_ROWS} more partitions: see their pages_")
+    return {
+        "partitions": len(reports),
+        "checks": sum(len(r.rows) for r in reports),
+        "checks_failed": sum(r.failed for r in reports),
+        "checks_not_run": sum(r.not_run for r in reports),
+        "report": MetadataValue.md("\n".join(lines)),
+        "html_report": warehouse.path("data_quality_report", "<partition>", "report.html"),
+        "html_bytes": sum(r.html_bytes for r in reports),
+    }
 
 
 def _reject_sample(warehouse: Warehouse, dataset: str, pk: str) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dagster import (
     DefaultSensorStatus,
     Definitions,
     PreviewWarning,
+    in_process_executor,
 )
 
 # Partitioned asset checks are a preview feature in Dagster 1.13; they are what makes one check
@@ -122,4 +123,8 @@ defs = Definitions(
     ],
     schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
     resources=environment_resources(),
+    # Runs launched outside the jobs above (backfills, materializations from the UI) use the
+    # implicit asset job: in one process like the jobs, not a process per step (each one
+    # re-imports the code location, 10+ s on a busy node).
+    executor=in_process_executor,
 )

@@ -3,7 +3,9 @@
 #   - OpenSSH's sshd as the Campaign SFTP server, and the `sftp` client the benchmarks compare
 #     against (Debian packages openssh-server and openssh-client);
 #   - Azurite, Microsoft's Azure Blob API emulator, from the npm registry, pinned by
-#     tests/azurite/package-lock.json (npm ci installs exactly the locked tree).
+#     tests/azurite/package-lock.json (npm ci installs exactly the locked tree);
+#   - PostgreSQL (Debian package postgresql) for the production-style Dagster instance; the
+#     tests start a private cluster themselves, the package's own cluster is never used.
 # Idempotent and silent when everything is in place. Needs root for apt-get on a fresh machine;
 # never reads standard input.
 set -euo pipefail
@@ -25,6 +27,20 @@ if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/bin/sftp ] || [ ! -x /usr/bin/ssh-keyg
   apt-get "${apt_opts[@]}" update </dev/null >/dev/null
   apt-get "${apt_opts[@]}" install -y --no-install-recommends openssh-server openssh-client \
     </dev/null >/dev/null
+fi
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null \
+  || ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "postgresql is missing and apt-get needs root; run this as root"
+    exit 1
+  fi
+  log "installing postgresql with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_opts=(-q -o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update </dev/null >/dev/null
+  apt-get "${apt_opts[@]}" install -y --no-install-recommends postgresql </dev/null >/dev/null
 fi
 
 # ---- Azurite -------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import AzuriteServer, MotoS3Server, SshdServer
+from tests.services import AzuriteServer, MotoS3Server, PostgresServer, SshdServer
 
 # ---- real services (session-scoped) ----------------------------------------------------------
-# One sshd and one Azurite for the whole run: starting them costs about a second each. A test
-# that stops a service must start it again in a `finally` (start() is a no-op when running).
+# One sshd, one Azurite and one PostgreSQL for the whole run: starting them costs about a
+# second each. A test that stops a service must start it again in a `finally` (start() is a
+# no-op when running).
 # The try/finally here stops the processes even when a test or the session fails.
 
 
@@ -48,5 +49,17 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3Server]:
                 env.setenv(name, value)
             env.delenv("AWS_PROFILE", raising=False)
             yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A private PostgreSQL cluster (Debian's postgresql) for production-style Dagster
+    instances; tests create their own database in it with `create_database`."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
     finally:
         server.stop()

@@ -65,3 +65,57 @@ def test_the_schedule_reports_the_last_closed_window(monkeypatch, tmp_path):
     )
     request = schedule_def(context)
     assert request.partition_key == "2026-11-23-08:00"
+
+
+def test_a_range_of_partitions_is_one_run_with_a_page_per_partition(tmp_path):
+    """The single-run backfill policy hands the report a partition range; each partition gets
+    the same page a one-partition run writes, and the run's metadata sums them up."""
+    from dagster import BackfillPolicy
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from resources import embedded_resources
+
+    resources = embedded_resources(tmp_path)
+    write_export(tmp_path, "broadLog_20261123_0800.csv", GOOD + BAD)
+    instance = DagsterInstance.ephemeral()
+    assert materialize(
+        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        partition_key=PK,
+        resources=resources,
+        instance=instance,
+    ).success
+    keys = [spec.key for c in broadlog_defs.asset_checks for spec in c.check_specs]
+    report_asset = build_data_quality_report(["broadlog"], keys)
+    assert report_asset.backfill_policy == BackfillPolicy.single_run()
+
+    window = ["2026-11-23-04:00", PK, "2026-11-23-12:00"]
+    result = materialize(
+        [report_asset],
+        resources=resources,
+        instance=instance,
+        tags={
+            ASSET_PARTITION_RANGE_START_TAG: window[0],
+            ASSET_PARTITION_RANGE_END_TAG: window[-1],
+        },
+    )
+    assert result.success
+    materializations = result.asset_materializations_for_node("data_quality_report")
+    assert sorted(m.partition for m in materializations) == window
+    meta = materializations[0].metadata
+    assert meta["partitions"].value == 3
+    assert meta["checks"].value == 3 * len(keys)
+    assert meta["checks_not_run"].value == 2 * len(keys)  # nothing exported in the other two
+    assert f"| {PK} | {len(keys)} | 0 | 0 |  |" in meta["report"].value
+
+    pages = {pk: (tmp_path / "warehouse/data_quality_report" / pk / "report.html") for pk in window}
+    assert "<td>broadlog</td><td>reconciliation</td><td>passed</td>" in pages[PK].read_text()
+    assert "invalid_email" in pages[PK].read_text()
+    for pk in (window[0], window[-1]):
+        assert "<td>reconciliation</td><td>not run</td>" in pages[pk].read_text()
+    # the same page as a run of that one partition writes
+    single = pages[PK].read_text()
+    materialize([report_asset], partition_key=PK, resources=resources, instance=instance)
+    assert pages[PK].read_text() == single
