@@ -11,9 +11,14 @@ from dagster import Definitions, definitions
 
 @definitions
 def defs() -> Definitions:
-    from resources import embedded_resources
+    import os
+
+    from resources import FileLedger, embedded_resources
     from rtcdp_assets.definitions import defs as rtcdp_defs
 
+    resources = embedded_resources()
+    # The file ledger in the deployment's Postgres, as in production.
+    resources["file_ledger"] = FileLedger(url=os.environ["RTCDP_LEDGER_URL"])
     return Definitions(
         assets=rtcdp_defs.assets,
         asset_checks=rtcdp_defs.asset_checks,
@@ -21,5 +26,5 @@ def defs() -> Definitions:
         schedules=rtcdp_defs.schedules,
         jobs=rtcdp_defs.jobs,
         executor=rtcdp_defs.executor,
-        resources=embedded_resources(),
+        resources=resources,
     )

@@ -166,6 +166,10 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
         "DAGSTER_PG_DB": db,
         "RTCDP_ENV": "embedded",
         "RTCDP_DATA_DIR": str(tmp_path / "data"),
+        "RTCDP_LEDGER_URL": (
+            f"postgresql+psycopg2://{postgres.superuser}:{postgres.password}"
+            f"@{postgres.host}:{postgres.port}/{db}"
+        ),
     }.items():
         monkeypatch.setenv(name, value)
     data = tmp_path / "data"
@@ -227,6 +231,12 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
         assert {p.name.split("@")[0] for p in archive.iterdir()} == set(exported)
         assert not list((data / "campaign_sftp/export").glob("broadLog_*"))
         published = {k: _landing_bytes(data, k) for k in keys[-EXPORTED:]}
+        # the file ledger, a table in the same Postgres, holds each version processed once
+        ledger = sql(postgres, db, "SELECT name, status, partition FROM rtcdp_file_versions")
+        assert sorted(ledger) == sorted(
+            (name, "processed", key)
+            for name, key in zip(sorted(exported), keys[-EXPORTED:], strict=True)
+        )
 
         # -- a multi-run backfill: re-ingest two windows from the archive, one run each -----
         rerun = keys[-2:]
@@ -258,6 +268,9 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
         assert {r[1] for r in rows} == {"COMPLETED_SUCCESS"}
         (runs_in_db,) = sql(postgres, db, "SELECT count(*) FROM runs")[0]
         assert runs_in_db == EXPORTED + len(rerun) + 1
+        # re-materializing from the archive keeps one processed row per version
+        statuses = sql(postgres, db, "SELECT status, count(*) FROM rtcdp_file_versions GROUP BY 1")
+        assert statuses == [("processed", EXPORTED)]
 
 
 def _landing_bytes(data: Path, pk: str) -> bytes:
