@@ -693,11 +693,12 @@ def ingest_file(
         )
         good_mask = pc.is_null(reason)
         line_numbers = pa.array(numbers, pa.int64())
-        good = typed.append_column(SOURCE_FILE, pa.array([source_file] * n, pa.string()))
-        good = good.append_column(LINE_NUMBER, line_numbers).filter(good_mask)
-        bad_mask = pc.invert(good_mask)
-        n_bad = pc.sum(bad_mask.cast(pa.int64())).as_py() or 0
-        if n_bad:
+        good = typed.append_column(SOURCE_FILE, pa.repeat(pa.scalar(source_file, pa.string()), n))
+        good = good.append_column(LINE_NUMBER, line_numbers)
+        n_bad = n - reason.null_count
+        if n_bad:  # filtering copies every column, so only batches with bad rows pay for it
+            good = good.filter(good_mask)
+            bad_mask = pc.invert(good_mask)
             raw_json = _rows_as_json(batch.filter(bad_mask))
             invalid = pa.RecordBatch.from_arrays(
                 [
