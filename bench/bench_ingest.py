@@ -26,6 +26,8 @@ so a change of load on the shared machine hits all of them alike; the figures ar
   file (default 200,000) and its rows/s is taken as the rate of the whole file.
 
 Absolute figures drift ±25 % between runs on a shared 2-core machine; compare the ratios.
+`CPU s/M` (CPU seconds of the process per million rows, all threads) says how much work an
+approach does whatever the load; rows/s also shows how well it overlaps work on two cores.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) ->
     from resources.settings import PipelineSettings
 
     settings = PipelineSettings()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if name == "plain_pyarrow":
         rows = _plain_pyarrow(csv_path, out_dir)
     elif name in ("ingest", "ingest_xdm", "xdm_only"):
@@ -75,8 +77,8 @@ def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) ->
         rows = _per_row_python(csv_path, out_dir, settings, per_row_rows)
     else:
         raise ValueError(name)
-    seconds = time.perf_counter() - start
-    return {"rows": rows, "seconds": seconds, "peak_rss_mib": _peak_rss_mib()}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return {"rows": rows, "seconds": seconds, "cpu_s": cpu, "peak_rss_mib": _peak_rss_mib()}
 
 
 def _plain_pyarrow(csv_path: Path, out_dir: Path) -> int:
@@ -366,8 +368,8 @@ def main() -> int:
         base = [r["rows"] / r["seconds"] for r in runs["plain_pyarrow"]]
         base_median = statistics.median(base)
         print(
-            f"{'approach':<16} {'rows':>11} {'rows/s':>11} {'peak RSS':>9} {'output':>8} "
-            f"{'vs plain':>9}  per-round ratios"
+            f"{'approach':<16} {'rows':>11} {'rows/s':>11} {'CPU s/M':>8} {'peak RSS':>9} "
+            f"{'output':>8} {'vs plain':>9}  per-round ratios"
         )
         medians: dict[str, float] = {}
         for name, rs in runs.items():
@@ -376,6 +378,7 @@ def main() -> int:
             per_round = " ".join(f"{a / b:.2f}" for a, b in zip(rates, base, strict=True))
             print(
                 f"{name:<16} {int(rs[0]['rows']):>11,} {medians[name]:>11,.0f} "
+                f"{statistics.median(r['cpu_s'] / r['rows'] * 1e6 for r in rs):>8.2f} "
                 f"{max(r['peak_rss_mib'] for r in rs):>5.0f} MiB "
                 f"{statistics.median(r['output_mib'] for r in rs):>4.0f} MiB "
                 f"{medians[name] / base_median:>8.2f}x  {per_round}"

@@ -97,7 +97,7 @@ class CsvOptions:
     # Campaign export workflows write one record per line. With True, quoted values may span
     # lines and line numbers become CSV record numbers.
     newlines_in_values: bool = True
-    block_size: int = 4 << 20  # peak memory follows the block size (performance-notes.md)
+    block_size: int = 2 << 20  # peak memory follows the block size (bench/README.md)
 
 
 @dataclass(frozen=True)
