@@ -351,6 +351,13 @@ def main() -> int:
     if "plain_pyarrow" not in approaches:
         approaches.insert(0, "plain_pyarrow")
     for n in args.rows or [1_000_000]:
+        # ~170 bytes of CSV a row, plus the Parquet outputs of one run at a time.
+        needed, free = n * 250, shutil.disk_usage(args.dir).free
+        if needed > free:
+            print(
+                f"{n:,} rows need ~{needed / 2**30:.1f} GiB in {args.dir}, {free / 2**30:.1f} free"
+            )
+            return 1
         tmp = Path(tempfile.mkdtemp(prefix="rtcdp-bench-data-", dir=args.dir))
         try:
             csv_path = tmp / "broadLog_20261102_0800.csv"
