@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import json
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from queue import Queue
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import ConfigurableResource
 
 from resources.drop_zones import DropZone, Entry, join
 
-# Writer settings measured in performance-notes.md: zstd, dictionaries only where they pay.
-PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd", "use_dictionary": True}
+# Writer settings measured in performance-notes.md and bench/README.md: zstd, dictionaries only
+# on columns with few distinct values (decided per column by `dictionary_columns`).
+PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd"}
+# A column gets a dictionary when its first batch has at most this share of distinct values:
+# on ids, addresses and other unique text the dictionary is built, overflows and is thrown
+# away, which cost 25-40 % of the write time and made the files larger.
+DICTIONARY_MAX_DISTINCT_SHARE = 1 / 8
+# Rows buffered per row group: one group per 4 MiB CSV block (~23,000 rows) encoded 10-15 %
+# slower than groups five times that size; memory stays bounded by this, not by the file.
+ROW_GROUP_ROWS = 64 * 1024
 
 
 def partition_folder(dataset: str, partition_key: str) -> str:
@@ -83,25 +94,121 @@ class Warehouse(ConfigurableResource):
 
 
 class ParquetSink:
-    """Streams batches into a local Parquet file that is published atomically afterwards."""
+    """Streams batches into a local Parquet file that is published atomically afterwards.
 
-    def __init__(self, path: Path, schema: pa.Schema) -> None:
+    Encoding runs in a background thread (Arrow releases the GIL), so the caller validates and
+    maps the next batch meanwhile; `write` hands over at most two row groups ahead, which
+    bounds memory. An error in the writer surfaces in the next `write` or in `close`.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, *, background: bool = True) -> None:
         self.path = path
         self.schema = schema
         self.rows = 0
-        self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._queue: Queue[pa.Table | None] | None = Queue(maxsize=1) if background else None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
-        if batch.num_rows:
-            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
-            self._writer.write_table(table.cast(self.schema))
-            self.rows += batch.num_rows
+        self._raise_error()
+        if not batch.num_rows:
+            return
+        if batch.schema != self.schema:
+            batch = batch.cast(self.schema)
+        self._pending.extend(batch.to_batches() if isinstance(batch, pa.Table) else [batch])
+        self._pending_rows += batch.num_rows
+        self.rows += batch.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self.schema)
+        self._pending, self._pending_rows = [], 0
+        if self._writer is None:
+            self._writer = _open_writer(self.path, self.schema, table)
+            if self._queue is not None:
+                self._thread = threading.Thread(
+                    target=self._drain, name=f"parquet-{self.path.name}", daemon=True
+                )
+                self._thread.start()
+        if self._queue is None:
+            self._writer.write_table(table, row_group_size=table.num_rows)
+        else:
+            self._queue.put(table)
+            self._raise_error()
+
+    def _drain(self) -> None:
+        assert self._queue is not None and self._writer is not None
+        while (table := self._queue.get()) is not None:
+            if self._error is None:  # after an error, keep taking tables so `write` never blocks
+                try:
+                    self._writer.write_table(table, row_group_size=table.num_rows)
+                    del table
+                    pa.default_memory_pool().release_unused()
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self._error = exc
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def close(self) -> None:
-        self._writer.close()
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._flush()
+        finally:
+            if self._thread is not None and self._queue is not None:
+                self._queue.put(None)
+                self._thread.join()
+            if self._writer is None:  # nothing written: still a valid, empty file
+                self._writer = pq.ParquetWriter(self.path, self.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+            self._writer.close()
+        self._raise_error()
 
     def __enter__(self) -> ParquetSink:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def dictionary_columns(batch: pa.Table) -> list[str]:
+    """Parquet column paths (`a.b.list.element.c`) worth a dictionary, judged on `batch`."""
+    limit = max(1, int(batch.num_rows * DICTIONARY_MAX_DISTINCT_SHARE))
+    out: list[str] = []
+    for name, column in zip(batch.column_names, batch.columns, strict=True):
+        for path, values in _leaves(name, column.combine_chunks()):
+            if pa.types.is_boolean(values.type):
+                continue  # booleans are bit-packed, never dictionary-encoded
+            if pc.count_distinct(values, mode="all").as_py() <= limit:
+                out.append(path)
+    return out
+
+
+def _leaves(path: str, values: pa.Array) -> Iterator[tuple[str, pa.Array]]:
+    kind = values.type
+    if pa.types.is_struct(kind):
+        for i, child in enumerate(kind):
+            yield from _leaves(f"{path}.{child.name}", values.field(i))
+    elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        yield from _leaves(f"{path}.list.element", values.flatten())
+    elif not pa.types.is_nested(kind):
+        yield path, values
+    # maps and other nested kinds keep the writer's default
+
+
+def _open_writer(path: Path, schema: pa.Schema, first: pa.Table) -> pq.ParquetWriter:
+    return pq.ParquetWriter(
+        path,
+        schema,
+        use_dictionary=dictionary_columns(first),  # type: ignore[arg-type]
+        **PARQUET_OPTIONS,  # type: ignore[arg-type]
+    )

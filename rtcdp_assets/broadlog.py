@@ -157,12 +157,11 @@ def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
         pc.if_else(soft, "directMarketing.emailBouncedSoft", "directMarketing.emailSent"),
     )
     event_ts = pc.cast(batch.column("event_date"), pa.int64())
-    ids = xdm.event_ids(
-        "campaign-broadlog", batch.column("broadlog_id"), batch.column("status"), event_ts
-    )
-    recipient_identity = pc.coalesce(
-        batch.column("external_id"), xdm.as_text(batch.column("recipient_id"))
-    )
+    # Each id is turned into text once, for the `_id` and for its own field.
+    broadlog_id = xdm.as_text(batch.column("broadlog_id"))
+    recipient_id = xdm.as_text(batch.column("recipient_id"))
+    ids = xdm.event_ids("campaign-broadlog", broadlog_id, batch.column("status"), event_ts)
+    recipient_identity = pc.coalesce(batch.column("external_id"), recipient_id)
     n = batch.num_rows
     identity_map = xdm.struct(
         {
@@ -181,9 +180,9 @@ def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
     )
     campaign = xdm.struct(
         {
-            "broadlogID": xdm.as_text(batch.column("broadlog_id")),
+            "broadlogID": broadlog_id,
             "deliveryID": xdm.as_text(batch.column("delivery_id")),
-            "recipientID": xdm.as_text(batch.column("recipient_id")),
+            "recipientID": recipient_id,
             "externalID": recipient_identity,
             "campaignID": batch.column("campaign_id"),
             "deliveryLabel": batch.column("delivery_label"),

@@ -43,14 +43,41 @@ def identities(values: pa.Array, *, primary: bool, state: str = "ambiguous") -> 
             "primary": constant(primary, n, pa.bool_()),
         }
     )
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32))
+    offsets = _one_per_row(n)
     # A validity mask instead of if_else: if_else on nested lists is orders of magnitude slower.
     return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(values))
 
 
+# Constant columns are sliced from one cached array per value: every batch of a file needs the
+# same ones, and repeating a string a million times costs as much as a real column.
+_CONSTANTS: dict[tuple[object, type, pa.DataType | None], pa.Array] = {}
+_CONSTANTS_MAX = 64
+_CACHED_ROWS = 1 << 16
+
+
 def constant(value: object, n: int, type_: pa.DataType | None = None) -> pa.Array:
     """`value` repeated n times, without building a Python list of n items."""
-    return pa.repeat(pa.scalar(value, type_), n)
+    key = (value, type(value), type_)  # True == 1 == 1.0, so the Python type is part of it
+    try:
+        cached = _CONSTANTS.get(key)
+    except TypeError:  # an unhashable value (a list, a dict) is simply not cached
+        return pa.repeat(pa.scalar(value, type_), n)
+    if cached is None or len(cached) < n:
+        cached = pa.repeat(pa.scalar(value, type_), max(n, _CACHED_ROWS))
+        if len(_CONSTANTS) >= _CONSTANTS_MAX:
+            _CONSTANTS.clear()
+        _CONSTANTS[key] = cached
+    return cached.slice(0, n)
+
+
+def _one_per_row(n: int) -> pa.Array:
+    """List offsets 0, 1, …, n: one item per row, sliced from a cached range."""
+    key = ("offsets", int, pa.int32())
+    cached = _CONSTANTS.get(key)
+    if cached is None or len(cached) <= n:
+        cached = pa.array(np.arange(max(n + 1, _CACHED_ROWS), dtype=np.int32))
+        _CONSTANTS[key] = cached
+    return cached.slice(0, n + 1)
 
 
 def measure(flag: pa.Array) -> pa.Array:
@@ -74,16 +101,44 @@ def event_ids(prefix: str, *columns: pa.Array) -> pa.Array:
     kept instead of a hash: equally unique and deterministic, traceable to the Campaign row by
     an analyst, and vectorised (hashing row by row cost more than the rest of the mapping).
     """
-    parts = [pc.replace_substring(as_text(c), ":", "") for c in columns]
+    parts = [_without_colons(c) for c in columns]
     return pc.binary_join_element_wise(constant(prefix, len(columns[0])), *parts, "-")
+
+
+def _without_colons(values: pa.Array) -> pa.Array:
+    """The text of `values` with every `:` removed; no copy when there is none to remove."""
+    if pa.types.is_integer(values.type):
+        return as_text(values)  # digits and a sign only
+    text = as_text(values)
+    if text.type == pa.string() and len(text) and text.buffers()[2] is not None:
+        data = np.frombuffer(text.buffers()[2], dtype=np.uint8)
+        if not (data == ord(":")).any():
+            return text
+    return pc.replace_substring(text, ":", "")
 
 
 def lookup(codes: pa.Array, mapping: Mapping[str, str]) -> pa.Array:
     """Map code values (as text) to labels; unknown codes give null."""
-    keys = pa.array(list(mapping.keys()), pa.string())
     labels = pa.array(list(mapping.values()), pa.string())
+    if pa.types.is_integer(codes.type) and all(_is_canonical_int(k) for k in mapping):
+        # Integer codes compare as integers when every key is an integer written plainly
+        # ("7", not "07" or "+7"): the same matches without turning each code into text.
+        try:
+            keys = pa.array([int(k) for k in mapping], codes.type)
+        except (OverflowError, pa.ArrowInvalid):
+            keys = None  # a key out of the codes' range can match nothing: compare as text
+        if keys is not None:
+            return pc.take(labels, pc.index_in(codes, value_set=keys))
+    keys = pa.array(list(mapping.keys()), pa.string())
     idx = pc.index_in(as_text(codes), value_set=keys)
     return pc.take(labels, idx)
+
+
+def _is_canonical_int(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
 
 
 def _clean(value: Any) -> Any:
