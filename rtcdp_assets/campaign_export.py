@@ -872,6 +872,10 @@ def _sorted_rejects(path: Path) -> Path:
 
 
 def _concat_parquet(parts: Sequence[Path], out: Path, schema: pa.Schema) -> int:
+    if len(parts) == 1 and pq.read_schema(parts[0]).equals(schema):
+        # One source file, the common case: its Parquet is already the partition's.
+        parts[0].replace(out)
+        return pq.ParquetFile(out).metadata.num_rows
     with ParquetSink(out, schema) as sink:
         for part in parts:
             for batch in pq.ParquetFile(part).iter_batches(batch_size=65536):
