@@ -31,6 +31,7 @@ from resources.drop_zones import (
     DropZoneUnavailable,
     Entry,
     _entry_from_stat,
+    is_safe_name,
     join,
     safe_relpath,
 )
@@ -177,6 +178,8 @@ class SftpDropZone(DropZone):
         for a in attrs:
             if a.st_mode is None or not stat_mod.S_ISREG(a.st_mode):
                 continue
+            if not is_safe_name(a.filename):
+                continue  # a server answering `../x` or `a/b` must not lead us out of `folder`
             # SFTP v3 only carries whole seconds; size + mtime is the best identity it offers.
             mtime_ns = int(a.st_mtime or 0) * 1_000_000_000
             entries.append(_entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns))
