@@ -8,6 +8,8 @@ or serves files.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 import stat as stat_mod
 import uuid
@@ -19,8 +21,10 @@ from typing import BinaryIO
 import paramiko
 from pydantic import Field, PrivateAttr
 from tenacity import (
+    Retrying,
     retry,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_exponential,
 )
@@ -79,6 +83,96 @@ _retry_transient = retry(
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
 )
+
+
+class FileChangedWhileReading(DropZoneUnavailable):
+    """The file got a new size or mtime between a broken read and its resumption."""
+
+
+# A transfer's own failures; a parser error raised by the caller while reading keeps its type.
+_STREAM_ERRORS = (TimeoutError, paramiko.SSHException, EOFError, ConnectionError)
+
+_retry_resume = Retrying(
+    retry=retry_if_exception_type(DropZoneUnavailable)
+    & retry_if_not_exception_type(FileChangedWhileReading),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
+
+
+class _ResumingReader(io.RawIOBase):
+    """Streams one remote file; a read broken mid-stream resumes at the same offset.
+
+    A dropped connection costs a reconnect and the bytes in flight, not the download so far;
+    the resumed read checks that the file is still the same version (size and mtime), so it
+    can never splice two versions together. Retries use the same backoff as the other calls.
+    """
+
+    def __init__(self, zone: SftpDropZone, remote: str) -> None:
+        self._zone = zone
+        self._remote = remote
+        self._offset = 0
+        self._version: tuple[int | None, int | None] | None = None
+        self._fh: paramiko.SFTPFile | None = None
+        self._retry = _retry_resume.copy()
+        self.resumes = 0
+        self._retry(self._open)
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        with self._zone._session() as sftp:
+            attrs = sftp.stat(self._remote)
+            version = (attrs.st_size, attrs.st_mtime)
+            if self._version is not None and version != self._version:
+                raise FileChangedWhileReading(
+                    f"{self._remote} changed while it was being read "
+                    f"(size, mtime {self._version} -> {version}); it will be read again whole"
+                )
+            self._version = version
+            fh = sftp.open(self._remote, "rb")
+            fh.seek(self._offset)
+            # Prefetch pipelines the reads; without it paramiko runs at a few MB/s.
+            fh.prefetch(attrs.st_size)
+        self._fh = fh
+
+    def _read_once(self, size: int) -> bytes:
+        if self._fh is None:
+            self.resumes += 1
+            self._open()
+        assert self._fh is not None
+        try:
+            return self._fh.read(size) if size >= 0 else self._fh.read()
+        except _STREAM_ERRORS as exc:
+            self._drop()
+            _reraise_classified(exc)
+            raise
+
+    def _drop(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(Exception):
+                fh.close()
+        self._zone.close()  # a broken session must not be reused
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._retry(self._read_once, -1 if size is None else size)
+        self._offset += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(Exception):
+                self._fh.close()
+            self._fh = None
+        super().close()
 
 
 class SftpDropZone(DropZone):
@@ -187,21 +281,11 @@ class SftpDropZone(DropZone):
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
-        remote = self._remote(path)
-        with self._session() as sftp:
-            fh = sftp.open(remote, "rb")
+        reader = _ResumingReader(self, self._remote(path))
         try:
-            # Prefetch pipelines the reads; without it paramiko runs at a few MB/s.
-            fh.prefetch()
-            yield fh  # type: ignore[misc]
-        except (TimeoutError, paramiko.SSHException, EOFError, ConnectionError) as exc:
-            # Only the transfer's own failures: a parser error raised by the caller while
-            # reading must keep its own type.
-            self.close()
-            _reraise_classified(exc)
-            raise
+            yield reader  # type: ignore[misc]
         finally:
-            fh.close()
+            reader.close()
 
     @_retry_transient
     def write_atomic(self, path: str, source: Path) -> Entry:
