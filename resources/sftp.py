@@ -85,8 +85,17 @@ _retry_transient = retry(
 )
 
 
-class FileChangedWhileReading(DropZoneUnavailable):
+class ReadAbandoned(DropZoneUnavailable):
+    """A broken download that must not be resumed again: the run fails, a re-run starts over."""
+
+
+class FileChangedWhileReading(ReadAbandoned):
     """The file got a new size or mtime between a broken read and its resumption."""
+
+
+# A connection that keeps dropping still makes progress on each resume; this bounds how long
+# a run may crawl through a flaky link before it fails with a clear error.
+MAX_RESUMES_PER_FILE = 5
 
 
 # A transfer's own failures; a parser error raised by the caller while reading keeps its type.
@@ -94,7 +103,7 @@ _STREAM_ERRORS = (TimeoutError, paramiko.SSHException, EOFError, ConnectionError
 
 _retry_resume = Retrying(
     retry=retry_if_exception_type(DropZoneUnavailable)
-    & retry_if_not_exception_type(FileChangedWhileReading),
+    & retry_if_not_exception_type(ReadAbandoned),
     stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
@@ -140,6 +149,11 @@ class _ResumingReader(io.RawIOBase):
 
     def _read_once(self, size: int) -> bytes:
         if self._fh is None:
+            if self.resumes >= MAX_RESUMES_PER_FILE:
+                raise ReadAbandoned(
+                    f"SFTP connection dropped {self.resumes + 1} times while reading "
+                    f"{self._remote}; giving up after {self._offset} bytes"
+                )
             self.resumes += 1
             self._open()
         assert self._fh is not None
@@ -147,6 +161,12 @@ class _ResumingReader(io.RawIOBase):
             return self._fh.read(size) if size >= 0 else self._fh.read()
         except _STREAM_ERRORS as exc:
             self._drop()
+            classified = _classify(exc)
+            if isinstance(classified, DropZoneUnavailable):
+                raise DropZoneUnavailable(
+                    f"SFTP connection dropped while reading {self._remote} at byte "
+                    f"{self._offset}: {classified}"
+                ) from exc
             _reraise_classified(exc)
             raise
 

@@ -637,6 +637,12 @@ class FaultyTcpProxy:
         with self._lock:
             self._pending.extend([after_bytes] * count)
 
+    def heal(self) -> None:
+        """Forward everything again (faults already armed are dropped)."""
+        with self._lock:
+            self._pending.clear()
+            self._upload = None
+
     def cut_upload(self, marker: bytes, after_bytes: int, action: Callable[[], None]) -> None:
         with self._lock:
             self._upload = (marker, after_bytes, action)
