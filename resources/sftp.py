@@ -102,8 +102,7 @@ MAX_RESUMES_PER_FILE = 5
 _STREAM_ERRORS = (TimeoutError, paramiko.SSHException, EOFError, ConnectionError)
 
 _retry_resume = Retrying(
-    retry=retry_if_exception_type(DropZoneUnavailable)
-    & retry_if_not_exception_type(ReadAbandoned),
+    retry=retry_if_exception_type(DropZoneUnavailable) & retry_if_not_exception_type(ReadAbandoned),
     stop=stop_after_attempt(3),
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
@@ -201,7 +200,11 @@ class SftpDropZone(DropZone):
     host: str
     port: int = 22
     username: str
-    private_key_path: str = Field(description="Path to the client's private key (no passphrase).")
+    private_key_path: str = Field(description="Path to the client's private key.")
+    private_key_passphrase: str | None = Field(
+        default=None,
+        description="Passphrase of an encrypted private key; set it only through an EnvVar.",
+    )
     known_hosts_path: str = Field(
         description="known_hosts file that must already hold the server's host key."
     )
@@ -225,11 +228,17 @@ class SftpDropZone(DropZone):
         client.load_host_keys(str(known_hosts))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
-            pkey = paramiko.PKey.from_path(self.private_key_path)
-        except (OSError, paramiko.SSHException) as exc:
+            pkey = paramiko.PKey.from_path(
+                self.private_key_path,
+                password=(self.private_key_passphrase or "").encode() or None,
+            )
+        except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
+            # Only the type: the message of a failed decryption must not echo key material.
+            # A wrong passphrase surfaces as ValueError ("broken checksum") from cryptography.
             raise DropZoneAccessDenied(
-                f"SFTP private key {self.private_key_path} cannot be loaded: {type(exc).__name__}"
-            ) from exc
+                f"SFTP private key {self.private_key_path} cannot be loaded "
+                f"({type(exc).__name__}): wrong passphrase, unsupported or damaged key file"
+            ) from None
         try:
             client.connect(
                 self.host,

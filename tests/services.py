@@ -373,6 +373,11 @@ class SshdServer:
             time.sleep(0.02)
         self.pid_path.unlink(missing_ok=True)
 
+    def authorize_key(self, public_key_line: str) -> None:
+        """Accept one more client key (e.g. an encrypted one) for the same user."""
+        with (self._authorized_keys_dir / self.username).open("a") as fh:
+            fh.write(public_key_line.strip() + "\n")
+
     # -- known_hosts helpers -----------------------------------------------------------------
 
     def write_known_hosts(self, path: Path, key_line: str | None) -> Path:
