@@ -72,9 +72,9 @@ class PipelineSettings(ConfigurableResource):
     export_time_tolerance_seconds: int = Field(
         default=3600,
         description=(
-            "How far a row's timestamp may lie after the export time in its file's name (read "
-            "as UTC) before the row is rejected as `timestamp_in_future`; covers clock skew "
-            "between Campaign's database and its export workflow."
+            "How far a row's timestamp may lie after the end of the 4-hour window its file's "
+            "name puts it in (read as UTC) before the row is rejected as "
+            "`timestamp_in_future`; covers clock skew between Campaign and its export workflow."
         ),
     )
     address_status_codes: dict[str, str] = Field(

@@ -72,7 +72,7 @@ from rtcdp_assets.ingest import (
     ingest_file,
 )
 from rtcdp_assets.masking import mask_text, masked_preview
-from rtcdp_assets.partition_rules import apply_partition_rules, export_time_from_stamp
+from rtcdp_assets.partition_rules import apply_partition_rules, window_end_from_stamp
 from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 XdmMapper = Callable[[pa.RecordBatch, PipelineSettings], pa.RecordBatch]
@@ -445,7 +445,7 @@ class CampaignExportFlow:
                 good_parts,
                 bad_parts,
                 [f for f in files if f["status"] == "processed"],
-                export_time=lambda name: export_time_from_stamp(self.export_stamp(name)),
+                latest_time=lambda name: window_end_from_stamp(self.export_stamp(name)),
                 tolerance=timedelta(seconds=settings.export_time_tolerance_seconds),
             )
             data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"

@@ -2,11 +2,14 @@
 
 `ingest_file` judges each row on its own values. Two rules need more context:
 
-- `timestamp_in_future`: a timestamp later than the file's export time (the time in its name)
-  plus `settings.export_time_tolerance_seconds`. A file cannot hold an event that had not
-  happened when it was written; comparing with the name (never the wall clock) keeps re-runs
-  identical. Every timestamp field counts (event, contact, creation and change dates all lie
-  before the export). The name's time is read as UTC, as for the partition assignment.
+- `timestamp_in_future`: a timestamp later than the end of the 4-hour window the file's name
+  puts it in, plus `settings.export_time_tolerance_seconds`. A file cannot hold an event that
+  had not happened when it was written. Campaign workflows (and the sample data) name an export
+  by a time inside its window, often the window start, while its rows run to the window end:
+  so the bound is the window end, never the bare time in the name. Comparing with the name
+  (never the wall clock) keeps re-runs identical. Every timestamp field counts (event,
+  contact, creation and change dates all lie before the export). The name's time is read as
+  UTC, as for the partition assignment.
 - `duplicate_row`: a row whose canonical values (after typing; the extra columns a layout
   ignores do not count) equal those of an earlier row of the same partition, in file-name then
   line order. The first copy is kept; each later copy is rejected with the first one's file and
@@ -40,15 +43,17 @@ _BATCH_ROWS = 65536
 _IDX = "__row_index"
 
 
-def export_time_from_stamp(stamp: str | None) -> datetime | None:
-    """`20261123_0930` or `20261123_093015` (the time in an export's name) -> UTC datetime."""
+def window_end_from_stamp(stamp: str | None) -> datetime | None:
+    """`20261123_0930` (the time in an export's name) -> end of its 4-hour window, 12:00 UTC."""
     if not stamp:
         return None
     fmt = "%Y%m%d_%H%M%S" if len(stamp) == 15 else "%Y%m%d_%H%M"
     try:
-        return datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
+        when = datetime.strptime(stamp, fmt).replace(tzinfo=UTC)
     except ValueError:
         return None
+    start = when.replace(hour=when.hour - when.hour % 4, minute=0, second=0)
+    return start + timedelta(hours=4)
 
 
 def _future_mask(
@@ -95,22 +100,23 @@ def apply_partition_rules(
     reject_parts: Sequence[Path],
     files: Sequence[dict[str, Any]],
     *,
-    export_time: Callable[[str], datetime | None],
+    latest_time: Callable[[str], datetime | None],
     tolerance: timedelta,
 ) -> tuple[list[Path], list[Path]]:
     """Move future-dated and duplicate rows from the typed parts to the reject parts.
 
     `good_parts[i]` / `reject_parts[i]` are the Parquet outputs of `ingest_file` for the
     processed file whose manifest entry is `files[i]` (parts in the order the partition lists
-    its files). The entries' `rows_out`, `rows_rejected` and `reasons` are updated in place, so
-    rows in = rows out + rows rejected still holds per file. Returns the new part paths
-    (unchanged paths for files no rule touched); rejects stay in line order.
+    its files); `latest_time(file name)` is the latest time its rows may carry before the
+    tolerance (None: no bound). The entries' `rows_out`, `rows_rejected` and `reasons` are
+    updated in place, so rows in = rows out + rows rejected still holds per file. Returns the
+    new part paths (unchanged paths for files no rule touched); rejects stay in line order.
     """
     canonical = [f.name for f in fmt.fields]
     ts_fields = [f.name for f in fmt.fields if f.kind == "timestamp"]
     limits = []
     for entry in files:
-        when = export_time(entry["source_file"])
+        when = latest_time(entry["source_file"])
         limits.append(None if when is None else when + tolerance)
 
     # Pass 1: one hash per row that survives the future rule, in partition order.

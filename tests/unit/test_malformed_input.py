@@ -510,12 +510,13 @@ def test_timestamps_with_offsets_are_converted_to_utc(tmp_path):
 
 
 def future_lines() -> list[str]:
-    # the name says 08:00 UTC; with the default 1 h tolerance anything after 09:00 is future
+    # the name puts the file in the 08:00-12:00 window; with the default 1 h tolerance
+    # anything after 13:00 UTC is in the future
     return [
-        "1,10,100,C,a@example.com,1,0,0,2026-11-23 08:59:59,L",
-        "2,10,100,C,a@example.com,1,0,0,2026-11-23 09:00:01,L",
-        "3,10,100,C,a@example.com,1,0,0,2026-11-23T10:30:00+01:00,L",  # 09:30 UTC
-        "4,10,100,C,a@example.com,1,0,0,2026-11-23T09:30:00+02:00,L",  # 07:30 UTC
+        "1,10,100,C,a@example.com,1,0,0,2026-11-23 12:59:59,L",
+        "2,10,100,C,a@example.com,1,0,0,2026-11-23 13:00:01,L",
+        "3,10,100,C,a@example.com,1,0,0,2026-11-23T14:30:00+01:00,L",  # 13:30 UTC
+        "4,10,100,C,a@example.com,1,0,0,2026-11-23T13:30:00+02:00,L",  # 11:30 UTC
         "5,10,100,C,a@example.com,1,0,0,2026-11-23 08:00:00,L",
     ]
 
@@ -541,7 +542,7 @@ def test_timestamps_later_than_the_export_time_are_rejected(env):
     ]
     assert manifest["reasons"] == {"timestamp_in_future": 3}
     assert json.loads(rejects.column("raw")[0].as_py())["event_date"].startswith(
-        "2026-11-23 09:00:01"
+        "2026-11-23 13:00:01"
     )
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
