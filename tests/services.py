@@ -642,6 +642,13 @@ class FaultyTcpProxy:
         with self._lock:
             self._pending.extend([after_bytes] * count)
 
+    def drop_connections(self) -> None:
+        """Cut every open connection now (new ones are forwarded as usual)."""
+        with self._lock:
+            sockets, self._sockets = list(self._sockets), []
+        for sock in sockets:
+            self._kill(sock)
+
     def heal(self) -> None:
         """Forward everything again (faults already armed are dropped)."""
         with self._lock:

@@ -21,6 +21,7 @@ from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_cont
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
 from resources import AzureBlobDropZone, DropZoneAccessDenied, PipelineSettings
+from resources.sftp import FileChangedWhileReading
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
 from tests.integration.zones import sftp_zone
 from tests.services import REPO_ROOT, FaultyTcpProxy, generate_ed25519_key
@@ -151,6 +152,24 @@ def test_a_link_that_keeps_dropping_fails_clearly_and_leaves_nothing_partial(
     assert rerun.success, step_errors(rerun)
     assert checks(rerun)["reconciliation"].metadata["rows_in"].value == 20_000
     assert warehouse.row_count("broadlog", PK) == 20_000
+    zone.close()
+
+
+def test_a_resumed_download_never_splices_two_versions_of_a_file(
+    services, sshd, sftp_proxy, tmp_path
+):
+    direct = services["campaign_sftp"]
+    direct.write_bytes(f"export/{NAME}", export(30_000))
+    zone = sftp_through(sftp_proxy, sshd, tmp_path, direct.base_path)
+    newer = export(30_001)
+    with zone.open_read(f"export/{NAME}") as reader:
+        first = reader.read(64 * 1024)
+        direct.write_bytes(f"export/{NAME}", newer)  # replaced while being read
+        sftp_proxy.drop_connections()
+        with pytest.raises(FileChangedWhileReading, match="changed while it was being read"):
+            while reader.read(1 << 20):
+                pass
+    assert first == export(30_000)[: len(first)]
     zone.close()
 
 
