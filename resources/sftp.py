@@ -260,12 +260,15 @@ class SftpDropZone(DropZone):
         return sftp
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        sftp, client = self._sftp, self._client
         self._sftp = None
         self._client = None
+        # Closing a session whose connection just dropped can itself raise (EOFError from
+        # paramiko); that must not hide the error that made us close it.
+        for resource in (sftp, client):
+            if resource is not None:
+                with contextlib.suppress(Exception):
+                    resource.close()
 
     def teardown_after_execution(self, context: object) -> None:
         self.close()
