@@ -12,6 +12,8 @@ so a change of load on the shared machine hits all of them alike; the figures ar
   with pyarrow's defaults and the same codec (zstd). No validation, no streaming.
 - ingest: `ingest_file` (streaming parse, validate, quarantine split) → typed Parquet and
   rejects Parquet through `ParquetSink`: what the typed asset does per file.
+- ingest_rules: `ingest` plus the partition rules over its output (`duplicate_row`,
+  `timestamp_in_future`: `rtcdp_assets.partition_rules`), as the typed asset runs them.
 - ingest_xdm (the target): the same pass also maps each good batch to XDM
   (`broadlog_to_xdm`) → typed, rejects and XDM Parquet, each file read once.
 - xdm_only: parse + validate + XDM map → XDM Parquet and rejects only, no typed copy.
@@ -52,6 +54,7 @@ sys.path.insert(0, str(REPO))
 APPROACHES = (
     "plain_pyarrow",
     "ingest",
+    "ingest_rules",
     "ingest_xdm",
     "xdm_only",
     "assets_two_pass",
@@ -70,6 +73,9 @@ def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) ->
         rows = _plain_pyarrow(csv_path, out_dir)
     elif name in ("ingest", "ingest_xdm", "xdm_only"):
         rows = _ingest(csv_path, out_dir, settings, typed=name != "xdm_only", xdm=name != "ingest")
+    elif name == "ingest_rules":
+        rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False)
+        _partition_rules(csv_path, out_dir)
     elif name == "assets_two_pass":
         rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False)
         _xdm_from_typed(out_dir / "typed.parquet", out_dir / "xdm.parquet", settings)
@@ -123,6 +129,25 @@ def _ingest(csv_path: Path, out_dir: Path, settings: object, *, typed: bool, xdm
             xdm_sink.close()
     assert result.rows_in == result.rows_out + result.rows_rejected
     return result.rows_in
+
+
+def _partition_rules(csv_path: Path, out_dir: Path) -> None:
+    """The rules the typed asset runs over a whole partition (duplicate_row,
+    timestamp_in_future), on the typed and rejects Parquet `_ingest` wrote."""
+    from datetime import timedelta
+
+    from rtcdp_assets.broadlog import BROADLOG_FORMAT
+    from rtcdp_assets.partition_rules import apply_partition_rules, window_end_from_stamp
+
+    result = {"source_file": csv_path.name, "rows_out": 0, "rows_rejected": 0, "reasons": {}}
+    apply_partition_rules(
+        BROADLOG_FORMAT,
+        [out_dir / "typed.parquet"],
+        [out_dir / "rejects.parquet"],
+        [result],
+        latest_time=lambda _name: window_end_from_stamp(csv_path.stem.split("_", 1)[1]),
+        tolerance=timedelta(hours=1),
+    )
 
 
 def _xdm_from_typed(typed_path: Path, out: Path, settings: object) -> None:

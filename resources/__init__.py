@@ -142,6 +142,11 @@ def production_resources() -> dict[str, Any]:
         username=EnvVar("CAMPAIGN_SFTP_USER"),
         private_key_path=EnvVar("CAMPAIGN_SFTP_KEY_PATH"),
         known_hosts_path=EnvVar("CAMPAIGN_SFTP_KNOWN_HOSTS"),
+        private_key_passphrase=(
+            EnvVar("CAMPAIGN_SFTP_KEY_PASSPHRASE")
+            if os.environ.get("CAMPAIGN_SFTP_KEY_PASSPHRASE")
+            else None
+        ),
         base_path=os.environ.get("CAMPAIGN_SFTP_BASE_PATH", ""),
     )
 

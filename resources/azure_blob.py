@@ -36,6 +36,12 @@ from resources.drop_zones import (
     safe_relpath,
 )
 
+# The SDK's own retry policy waits 15 s, 18 s, 24 s between attempts; under tenacity that
+# would multiply into minutes (longer than a sensor tick may take). Calls below pass
+# `retry_total=0` so tenacity is the one retry layer, as for SFTP. Downloads keep the SDK's
+# retries: it resumes a broken download at the byte where it stopped.
+_NO_SDK_RETRY: dict[str, int] = {"retry_total": 0}
+
 _retry_transient = retry(
     retry=retry_if_exception_type(DropZoneUnavailable),
     stop=stop_after_attempt(3),
@@ -104,7 +110,7 @@ class AzureBlobDropZone(DropZone):
     def _ensure_container(self, service: BlobServiceClient) -> ContainerClient:
         container = service.get_container_client(self.container)
         try:
-            container.create_container()
+            container.create_container(**_NO_SDK_RETRY)
         except ResourceExistsError:
             pass
         except Exception as exc:
@@ -130,7 +136,9 @@ class AzureBlobDropZone(DropZone):
         entries = []
         try:
             with self._container() as container:
-                for item in container.walk_blobs(name_starts_with=starts_with, delimiter="/"):
+                for item in container.walk_blobs(
+                    name_starts_with=starts_with, delimiter="/", **_NO_SDK_RETRY
+                ):
                     if item.name.endswith("/"):  # a virtual folder (BlobPrefix)
                         continue
                     entries.append(self._entry(self._rel(item.name), item))
@@ -174,7 +182,11 @@ class AzureBlobDropZone(DropZone):
         try:
             with self._container() as container, source.open("rb") as fh:
                 container.upload_blob(
-                    self._blob(path), fh, overwrite=True, max_concurrency=self.max_concurrency
+                    self._blob(path),
+                    fh,
+                    overwrite=True,
+                    max_concurrency=self.max_concurrency,
+                    **_NO_SDK_RETRY,
                 )
         except (DropZoneAccessDenied, DropZoneUnavailable):
             raise
@@ -192,7 +204,7 @@ class AzureBlobDropZone(DropZone):
             with self._container() as container:
                 source = container.get_blob_client(self._blob(src))
                 target = container.get_blob_client(self._blob(dst))
-                target.start_copy_from_url(source.url)
+                target.start_copy_from_url(source.url, **_NO_SDK_RETRY)
                 props = target.get_blob_properties()
                 for _ in range(600):
                     if props.copy.status != "pending":
@@ -201,7 +213,7 @@ class AzureBlobDropZone(DropZone):
                     props = target.get_blob_properties()
                 if props.copy.status not in (None, "success"):
                     raise DropZoneUnavailable(f"copy of {src} to {dst}: {props.copy.status}")
-                source.delete_blob()
+                source.delete_blob(**_NO_SDK_RETRY)
         except (DropZoneAccessDenied, DropZoneUnavailable):
             raise
         except ResourceNotFoundError as exc:
@@ -213,7 +225,8 @@ class AzureBlobDropZone(DropZone):
     def stat(self, path: str) -> Entry | None:
         try:
             with self._container() as container:
-                props = container.get_blob_client(self._blob(path)).get_blob_properties()
+                blob = container.get_blob_client(self._blob(path))
+                props = blob.get_blob_properties(**_NO_SDK_RETRY)
         except ResourceNotFoundError:
             return None
         except Exception as exc:

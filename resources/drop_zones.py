@@ -87,6 +87,11 @@ def safe_relpath(path: str) -> str:
     return normalised
 
 
+def is_safe_name(name: str) -> bool:
+    """A single path component a listing may return: no separator, not `.` or `..`."""
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\x00")
+
+
 def join(*parts: str) -> str:
     """Join zone-relative path parts with `/`, skipping empty ones."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

@@ -88,6 +88,14 @@ class PipelineSettings(ConfigurableResource):
     future_tolerance_seconds: int = Field(
         default=300, description="Clock skew tolerated before a timestamp counts as future."
     )
+    export_time_tolerance_seconds: int = Field(
+        default=3600,
+        description=(
+            "How far a row's timestamp may lie after the end of the 4-hour window its file's "
+            "name puts it in (read as UTC) before the row is rejected as "
+            "`timestamp_in_future`; covers clock skew between Campaign and its export workflow."
+        ),
+    )
     address_status_codes: dict[str, str] = Field(
         # Only 2 = Valid has a public source (adobe-formats.md §b5): set your instance's codes.
         default={"1": "with_errors", "2": "valid", "3": "quarantine", "4": "denylisted"},

@@ -8,6 +8,8 @@ or serves files.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import socket
 import stat as stat_mod
 import uuid
@@ -19,8 +21,10 @@ from typing import BinaryIO
 import paramiko
 from pydantic import Field, PrivateAttr
 from tenacity import (
+    Retrying,
     retry,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     wait_exponential,
 )
@@ -31,6 +35,7 @@ from resources.drop_zones import (
     DropZoneUnavailable,
     Entry,
     _entry_from_stat,
+    is_safe_name,
     join,
     safe_relpath,
 )
@@ -80,13 +85,126 @@ _retry_transient = retry(
 )
 
 
+class ReadAbandoned(DropZoneUnavailable):
+    """A broken download that must not be resumed again: the run fails, a re-run starts over."""
+
+
+class FileChangedWhileReading(ReadAbandoned):
+    """The file got a new size or mtime between a broken read and its resumption."""
+
+
+# A connection that keeps dropping still makes progress on each resume; this bounds how long
+# a run may crawl through a flaky link before it fails with a clear error.
+MAX_RESUMES_PER_FILE = 5
+
+
+# A transfer's own failures; a parser error raised by the caller while reading keeps its type.
+_STREAM_ERRORS = (TimeoutError, paramiko.SSHException, EOFError, ConnectionError)
+
+_retry_resume = Retrying(
+    retry=retry_if_exception_type(DropZoneUnavailable) & retry_if_not_exception_type(ReadAbandoned),
+    stop=stop_after_attempt(3),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
+
+
+class _ResumingReader(io.RawIOBase):
+    """Streams one remote file; a read broken mid-stream resumes at the same offset.
+
+    A dropped connection costs a reconnect and the bytes in flight, not the download so far;
+    the resumed read checks that the file is still the same version (size and mtime), so it
+    can never splice two versions together. Retries use the same backoff as the other calls.
+    """
+
+    def __init__(self, zone: SftpDropZone, remote: str) -> None:
+        self._zone = zone
+        self._remote = remote
+        self._offset = 0
+        self._version: tuple[int | None, int | None] | None = None
+        self._fh: paramiko.SFTPFile | None = None
+        self._retry = _retry_resume.copy()
+        self.resumes = 0
+        self._retry(self._open)
+
+    def readable(self) -> bool:
+        return True
+
+    def _open(self) -> None:
+        with self._zone._session() as sftp:
+            attrs = sftp.stat(self._remote)
+            version = (attrs.st_size, attrs.st_mtime)
+            if self._version is not None and version != self._version:
+                raise FileChangedWhileReading(
+                    f"{self._remote} changed while it was being read "
+                    f"(size, mtime {self._version} -> {version}); it will be read again whole"
+                )
+            self._version = version
+            fh = sftp.open(self._remote, "rb")
+            fh.seek(self._offset)
+            # Prefetch pipelines the reads; without it paramiko runs at a few MB/s.
+            fh.prefetch(attrs.st_size)
+        self._fh = fh
+
+    def _read_once(self, size: int) -> bytes:
+        if self._fh is None:
+            if self.resumes >= MAX_RESUMES_PER_FILE:
+                raise ReadAbandoned(
+                    f"SFTP connection dropped {self.resumes + 1} times while reading "
+                    f"{self._remote}; giving up after {self._offset} bytes"
+                )
+            self.resumes += 1
+            self._open()
+        assert self._fh is not None
+        try:
+            return self._fh.read(size) if size >= 0 else self._fh.read()
+        except _STREAM_ERRORS as exc:
+            self._drop()
+            classified = _classify(exc)
+            if isinstance(classified, DropZoneUnavailable):
+                raise DropZoneUnavailable(
+                    f"SFTP connection dropped while reading {self._remote} at byte "
+                    f"{self._offset}: {classified}"
+                ) from exc
+            _reraise_classified(exc)
+            raise
+
+    def _drop(self) -> None:
+        fh, self._fh = self._fh, None
+        if fh is not None:
+            with contextlib.suppress(Exception):
+                fh.close()
+        self._zone.close()  # a broken session must not be reused
+
+    def read(self, size: int = -1) -> bytes:
+        data: bytes = self._retry(self._read_once, -1 if size is None else size)
+        self._offset += len(data)
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(Exception):
+                self._fh.close()
+            self._fh = None
+        super().close()
+
+
 class SftpDropZone(DropZone):
     """Campaign's SFTP server. Configure from the environment (see `.env.example`)."""
 
     host: str
     port: int = 22
     username: str
-    private_key_path: str = Field(description="Path to the client's private key (no passphrase).")
+    private_key_path: str = Field(description="Path to the client's private key.")
+    private_key_passphrase: str | None = Field(
+        default=None,
+        description="Passphrase of an encrypted private key; set it only through an EnvVar.",
+    )
     known_hosts_path: str = Field(
         description="known_hosts file that must already hold the server's host key."
     )
@@ -110,11 +228,17 @@ class SftpDropZone(DropZone):
         client.load_host_keys(str(known_hosts))
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
-            pkey = paramiko.PKey.from_path(self.private_key_path)
-        except (OSError, paramiko.SSHException) as exc:
+            pkey = paramiko.PKey.from_path(
+                self.private_key_path,
+                password=(self.private_key_passphrase or "").encode() or None,
+            )
+        except (OSError, ValueError, TypeError, paramiko.SSHException) as exc:
+            # Only the type: the message of a failed decryption must not echo key material.
+            # A wrong passphrase surfaces as ValueError ("broken checksum") from cryptography.
             raise DropZoneAccessDenied(
-                f"SFTP private key {self.private_key_path} cannot be loaded: {type(exc).__name__}"
-            ) from exc
+                f"SFTP private key {self.private_key_path} cannot be loaded "
+                f"({type(exc).__name__}): wrong passphrase, unsupported or damaged key file"
+            ) from None
         try:
             client.connect(
                 self.host,
@@ -136,12 +260,15 @@ class SftpDropZone(DropZone):
         return sftp
 
     def close(self) -> None:
-        if self._sftp is not None:
-            self._sftp.close()
-        if self._client is not None:
-            self._client.close()
+        sftp, client = self._sftp, self._client
         self._sftp = None
         self._client = None
+        # Closing a session whose connection just dropped can itself raise (EOFError from
+        # paramiko); that must not hide the error that made us close it.
+        for resource in (sftp, client):
+            if resource is not None:
+                with contextlib.suppress(Exception):
+                    resource.close()
 
     def teardown_after_execution(self, context: object) -> None:
         self.close()
@@ -177,6 +304,8 @@ class SftpDropZone(DropZone):
         for a in attrs:
             if a.st_mode is None or not stat_mod.S_ISREG(a.st_mode):
                 continue
+            if not is_safe_name(a.filename):
+                continue  # a server answering `../x` or `a/b` must not lead us out of `folder`
             # SFTP v3 only carries whole seconds; size + mtime is the best identity it offers.
             mtime_ns = int(a.st_mtime or 0) * 1_000_000_000
             entries.append(_entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns))
@@ -194,21 +323,11 @@ class SftpDropZone(DropZone):
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
-        remote = self._remote(path)
-        with self._session() as sftp:
-            fh = sftp.open(remote, "rb")
+        reader = _ResumingReader(self, self._remote(path))
         try:
-            # Prefetch pipelines the reads; without it paramiko runs at a few MB/s.
-            fh.prefetch()
-            yield fh  # type: ignore[misc]
-        except (TimeoutError, paramiko.SSHException, EOFError, ConnectionError) as exc:
-            # Only the transfer's own failures: a parser error raised by the caller while
-            # reading must keep its own type.
-            self.close()
-            _reraise_classified(exc)
-            raise
+            yield reader  # type: ignore[misc]
         finally:
-            fh.close()
+            reader.close()
 
     @_retry_transient
     def write_atomic(self, path: str, source: Path) -> Entry:

@@ -23,7 +23,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,6 +74,7 @@ from rtcdp_assets.ingest import (
     ingest_file,
 )
 from rtcdp_assets.masking import mask_text, masked_preview
+from rtcdp_assets.partition_rules import apply_partition_rules, window_end_from_stamp
 from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 XdmMapper = Callable[[pa.RecordBatch, PipelineSettings], pa.RecordBatch]
@@ -522,6 +523,15 @@ class CampaignExportFlow:
                 files.append({**base, "status": "processed", **result.as_dict()})
                 outcomes.append((src, "processed", {"sha256": sha, "rows": result.rows_in}))
 
+            # -- issue 6 hook (lead: keep or move): rules needing the file name or partition --
+            good_parts, bad_parts = apply_partition_rules(
+                self.fmt,
+                good_parts,
+                bad_parts,
+                [f for f in files if f["status"] == "processed"],
+                latest_time=lambda name: window_end_from_stamp(self.export_stamp(name)),
+                tolerance=timedelta(seconds=settings.export_time_tolerance_seconds),
+            )
             data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
             rows_out = _concat_parquet(good_parts, data_local, self.fmt.typed_schema)
             rows_rejected = _concat_parquet(bad_parts, rejects_local, REJECT_SCHEMA)

@@ -650,8 +650,12 @@ def ingest_file(
         newlines_in_values=fmt.csv.newlines_in_values,
         invalid_row_handler=on_invalid,
     )
+    # UTF-8 files are read as bytes and decoded batch by batch, so one value with stray bytes
+    # (Latin-1 written into a UTF-8 export) rejects its row as `bad_encoding`, not the file.
+    # Other encodings are transcoded by pyarrow and always yield valid text.
+    as_bytes = fmt.csv.encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     convert_opts = pacsv.ConvertOptions(
-        column_types=dict.fromkeys(header, pa.string()),
+        column_types=dict.fromkeys(header, pa.binary() if as_bytes else pa.string()),
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
@@ -697,9 +701,15 @@ def ingest_file(
             np.asarray(sorted(invalid_numbers), dtype=np.int64),
         )
         valid_seen += n
+        enc_reason: pa.Array | None = None
+        if as_bytes:
+            batch, enc_reason, enc_column = _decode_utf8(batch)
         typed, reason, column = validate_batch(
             batch, fmt, layout, tz=tz, allowed_overrides=allowed_overrides, row_rules=row_rules
         )
+        if enc_reason is not None:  # bad bytes come first: the other rules saw mangled text
+            column = pc.if_else(pc.is_valid(enc_reason), enc_column, column)
+            reason = pc.coalesce(enc_reason, reason)
         good_mask = pc.is_null(reason)
         line_numbers = pa.array(numbers, pa.int64())
         good = typed.append_column(SOURCE_FILE, pa.repeat(pa.scalar(source_file, pa.string()), n))
@@ -760,6 +770,41 @@ def _prefetch(reader: pacsv.CSVStreamingReader, depth: int = 2) -> Iterator[pa.R
             with contextlib.suppress(Empty):
                 queue.get(timeout=0.1)
         thread.join()
+
+
+def _decode_utf8(
+    batch: pa.RecordBatch,
+) -> tuple[pa.RecordBatch, pa.Array | None, pa.Array | None]:
+    """Binary CSV columns -> text; rows holding bytes that are not UTF-8 get `bad_encoding`.
+
+    The common case is one vectorised cast per column; only a column that fails it is decoded
+    value by value, with the bad bytes kept as `\\xNN` escapes so the raw row can be replayed.
+    """
+    columns: list[pa.Array] = []
+    bad: dict[int, str] = {}
+    for name, col in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            columns.append(col.cast(pa.string()))
+            continue
+        except pa.ArrowInvalid:
+            pass
+        values: list[str | None] = []
+        for i, v in enumerate(col.to_pylist()):
+            if v is None:
+                values.append(None)
+                continue
+            try:
+                values.append(v.decode("utf-8"))
+            except UnicodeDecodeError:
+                values.append(v.decode("utf-8", errors="backslashreplace"))
+                bad.setdefault(i, name)
+        columns.append(pa.array(values, pa.string()))
+    text = pa.RecordBatch.from_arrays(columns, names=batch.schema.names)
+    if not bad:
+        return text, None, None
+    reasons = ["bad_encoding" if i in bad else None for i in range(batch.num_rows)]
+    cols = [bad.get(i) for i in range(batch.num_rows)]
+    return text, pa.array(reasons, pa.string()), pa.array(cols, pa.string())
 
 
 def _unreadable_from_arrow(exc: pa.ArrowInvalid) -> UnreadableFile:
