@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
-from resources import LocalDropZone, SftpDropZone, embedded_resources
+from resources import LocalDropZone, PipelineSettings, SftpDropZone, embedded_resources
 from resources.drop_zones import UnsafePathError
 from rtcdp_assets import partition_rules
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
@@ -408,7 +408,14 @@ def test_names_with_path_traversal_characters_are_never_processed_or_moved(env):
     for name in TRAVERSAL_NAMES:
         drop(root, name, csv_bytes(GOOD[:1]))
     zone = resources["campaign_sftp"]
-    plan = plan_tick(broadlog_flow, zone.list("export"), None, datetime.now(UTC), 0)
+    plan = plan_tick(
+        broadlog_flow,
+        zone.list("export"),
+        {},
+        None,
+        datetime.now(UTC),
+        PipelineSettings(file_settle_seconds=0),
+    )
     assert [r.run_key.split("@")[0] for r in plan.run_requests] == [f"export/{NAME}"]
     assert run_typed(resources).success
     manifest, _, _ = assert_reconciles(root)
@@ -417,7 +424,8 @@ def test_names_with_path_traversal_characters_are_never_processed_or_moved(env):
     # the odd names are left where they were, untouched; nothing appeared outside the zone
     remaining = sorted(p.name for p in (root / "campaign_sftp" / "export").iterdir() if p.is_file())
     assert remaining == sorted(TRAVERSAL_NAMES)
-    assert sorted(p.name for p in root.iterdir()) == [
+    assert sorted(p.name for p in root.iterdir() if not p.name.startswith("ledger.sqlite")) == [
+        "aep_dataset_export",
         "aep_destination",
         "aep_landing",
         "campaign_sftp",
@@ -456,9 +464,8 @@ def test_archive_and_quarantine_moves_refuse_a_name_that_would_escape(env):
         source = SourceFile(name, entry, "incoming")
         for target in ("archive", "quarantine"):
             with pytest.raises(UnsafePathError):
-                broadlog_flow._move_source(
-                    zone, resources["settings"], source, target, {"reason": "x"}
-                )
+                dest = broadlog_flow._destination(resources["settings"], source, target)
+                broadlog_flow._move_source(zone, source, dest, {"reason": "x"})
     assert (root / "campaign_sftp" / "export" / NAME).exists()
     assert not list(root.rglob("escaped.csv"))
 
