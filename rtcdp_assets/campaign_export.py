@@ -810,9 +810,10 @@ def _already_published(
     zone: DropZone, data_path: str, manifest_path: str, digest: Any
 ) -> Entry | None:
     """The landed data file if it holds exactly these bytes (per its manifest), else None."""
-    current = zone.stat(manifest_path)
+    if zone.stat(manifest_path) is None:
+        return None
     data = zone.stat(data_path)
-    if current is None or data is None:
+    if data is None:
         return None
     try:
         manifest = json.loads(zone.read_bytes(manifest_path))

@@ -12,7 +12,7 @@ import sys
 from dagster import DagsterInstance, materialize
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
-from resources import AzureBlobDropZone, PipelineSettings, SftpDropZone, Warehouse
+from resources import AzureBlobDropZone, FileLedger, PipelineSettings, SftpDropZone, Warehouse
 from rtcdp_assets.broadlog import broadlog_defs
 
 
@@ -29,6 +29,7 @@ def main(raw: str) -> int:
             zone=AzureBlobDropZone(storage=storage, container=cfg["warehouse_container"])
         ),
         "settings": PipelineSettings(file_settle_seconds=0),
+        "file_ledger": FileLedger(url=cfg["ledger_url"]),
     }
     print("started", flush=True)
     result = materialize(

@@ -314,6 +314,7 @@ def test_run_killed_mid_write_leaves_nothing_partial_and_the_rerun_completes(
         "account_key": azurite.account_key,
         "landing_container": landing.container,
         "warehouse_container": warehouse.zone.container,
+        "ledger_url": services["file_ledger"].url,
         "sftp": {
             "host": sshd.host,
             "port": sshd.port,

@@ -48,6 +48,9 @@ def production_env(monkeypatch, sshd, azurite, key_path, passphrase, base_path, 
         "AEP_DESTINATION_CONTAINER": f"dest{suffix}",
         "WAREHOUSE_CONTAINER": f"warehouse{suffix}",
         "CUSTOMER_SOURCE_CONTAINER": f"customer{suffix}",
+        "AEP_DATASET_EXPORT_CONTAINER": f"datasets{suffix}",
+        # A Postgres URL carries a password; here a SQLite file whose name stands in for one.
+        "RTCDP_LEDGER_URL": f"sqlite:///{key_path.parent / f'ledger-{suffix}-Secret.sqlite'}",
     }
     monkeypatch.delenv("AZURE_STORAGE_SAS_TOKEN", raising=False)
     for name, value in env.items():
@@ -128,6 +131,7 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
         )
     )
     assert "AZURE_STORAGE_KEY" in ui and "CAMPAIGN_SFTP_KEY_PASSPHRASE" in ui
+    assert "RTCDP_LEDGER_URL" in ui
 
     stored = instance_text(instance)
     captured = capfd.readouterr()
@@ -145,6 +149,7 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
         "wrong passphrase": wrong_passphrase,
         "storage key": azurite.account_key,
         "storage key prefix": azurite.account_key[:16],
+        "ledger url": f"ledger-{suffix}-Secret",
     }
     leaks = [
         f"{what} in {where}"
