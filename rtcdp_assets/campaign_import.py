@@ -56,7 +56,8 @@ functions at definition time.
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
@@ -173,76 +175,186 @@ def load_email_suppression(warehouse: Warehouse) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ImportRows:
-    imported: pd.DataFrame  # IMPORT_COLUMNS + key, in_export; sorted by recipient_id
+    imported: pa.Table  # IMPORT_COLUMNS + key, in_export; sorted by recipient_id
     excluded: pa.Table  # EXCLUDED_SCHEMA
     quarantined: pa.Table  # QUARANTINE_SCHEMA
 
 
+# Rows per batch read from a profiles partition: bounds memory whatever the partition's size.
+_PROFILE_BATCH_ROWS = 1 << 20
+_SEQ = "_seq"
+# pandas sorts a missing last_modified after every date, so such a version wins; so here.
+_MISSING_MODIFIED = pa.scalar(np.iinfo(np.int64).max, pa.timestamp("us", tz="UTC"))
+
+
+def _profile_batches(files: Sequence[Path], columns: list[str]) -> pa.RecordBatchReader:
+    """The profiles partitions in key order, batch by batch, each row with its position.
+
+    The position `_seq` (concatenation order) settles which version of a recipient is the
+    latest when two versions carry the same `last_modified`: the later one, as in
+    `load_campaign_recipients`.
+    """
+    schema = pa.schema(
+        [pq.read_schema(files[0]).field(c) for c in columns] + [pa.field(_SEQ, pa.int64())]
+    )
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        seq = 0
+        for path in files:
+            parquet = pq.ParquetFile(path)
+            for batch in parquet.iter_batches(batch_size=_PROFILE_BATCH_ROWS, columns=columns):
+                n = batch.num_rows
+                positions = pa.array(np.arange(seq, seq + n, dtype=np.int64))
+                seq += n
+                yield pa.RecordBatch.from_arrays([*batch.columns, positions], schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def _semi_join(left: pa.RecordBatchReader, left_key: str, right: pa.Table) -> pa.Table:
+    """Rows of the (streamed, large) left side whose key is in the (small) right table.
+
+    Arrow's hash join builds its table on the right side once and streams the left through it,
+    so memory follows the right side and the matches, not the profiles.
+    """
+    return (
+        ds.dataset(left)
+        .join(right, keys=left_key, right_keys=right.column_names[0], join_type="left semi")
+        .to_table()
+    )
+
+
+def match_campaign_recipients(
+    warehouse: Warehouse, partitions: set[str], member_keys: pa.Array, join_identity: str
+) -> pa.Table:
+    """recipient_id, external_id, email of the Campaign recipients a member could match.
+
+    The result is what `load_campaign_recipients` gives (latest version of each recipient),
+    restricted to recipients whose join identity is one of `member_keys`, without holding every
+    profile in memory: pass 1 streams the profiles and keeps the versions whose identity is a
+    member's; pass 2 streams recipient_id + last_modified and keeps every version of those
+    recipients, so a newer version under another identity still wins.
+    """
+    key_column = "email" if join_identity == "email" else "external_id"
+    with ExitStack() as stack:
+        files = []
+        for pk in sorted(partitions):
+            local = stack.enter_context(warehouse.local_copy("profiles", pk, "data.parquet"))
+            if local is not None:
+                files.append(local)
+        if not files:
+            raise Failure(
+                description="No Campaign profiles are materialized: without the source of truth "
+                "no member can be matched, so nothing is imported. Materialize `profiles` first."
+            )
+        keys = pa.table({"key": pc.unique(member_keys)})
+        columns = ["recipient_id", "external_id", "email", "last_modified"]
+        candidates = _semi_join(_profile_batches(files, columns), key_column, keys)
+        del keys
+        wanted = pa.table({"recipient_id": pc.unique(candidates.column("recipient_id"))})
+        versions = _semi_join(
+            _profile_batches(files, ["recipient_id", "last_modified"]), "recipient_id", wanted
+        )
+        del wanted
+    versions = versions.set_column(
+        1, "last_modified", pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
+    )
+    newest = versions.group_by("recipient_id").aggregate([("last_modified", "max")])
+    at_newest = versions.join(newest, "recipient_id").filter(
+        pc.equal(pc.field("last_modified"), pc.field("last_modified_max"))
+    )
+    latest = at_newest.group_by("recipient_id").aggregate([(_SEQ, "max")])
+    current = candidates.filter(pc.is_in(candidates.column(_SEQ), value_set=latest[f"{_SEQ}_max"]))
+    return current.select(["recipient_id", "external_id", "email"])
+
+
+def _strings(n: int, value: str) -> pa.Array:
+    return pa.array(np.full(n, value, dtype=object), pa.string())
+
+
 def join_members(
     members: pa.Table,
-    recipients: pd.DataFrame,
+    recipients: pa.Table,
     suppressed: pd.Series,
     join_identity: str,
     audience_id: str,
     audience_name: str,
     export_time: str,
 ) -> ImportRows:
-    m = members.to_pandas()
+    """Members (MEMBERS_SCHEMA, sorted by key) joined to Campaign recipients by identity.
+
+    `recipients` holds the latest version of each recipient (recipient_id, external_id, email);
+    only those whose identity is a member's need to be there.
+    """
     key_column = "email" if join_identity == "email" else "external_id"
-    r = recipients.dropna(subset=[key_column])
-    counts = r[key_column].value_counts()
-    ambiguous = set(counts[counts > 1].index)
-    lookup = r[~r[key_column].isin(ambiguous)].set_index(key_column)
+    r = recipients.filter(pc.is_valid(recipients.column(key_column)))
+    counts = pc.value_counts(r.column(key_column))
+    ambiguous = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    lookup = r.filter(pc.invert(pc.is_in(r.column(key_column), value_set=ambiguous)))
 
-    found = m["key"].isin(lookup.index)
-    is_ambiguous = m["key"].isin(ambiguous)
-    quarantined = m[~found].assign(
-        reason=np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
+    keys = members.column("key")
+    position = pc.index_in(keys, value_set=lookup.column(key_column))
+    found = pc.is_valid(position)
+    not_found = pc.invert(found)
+    missing = members.filter(not_found)
+    reason = pc.if_else(
+        pc.is_in(missing.column("key"), value_set=ambiguous),
+        "ambiguous_campaign_profile",
+        "not_in_campaign",
+    )
+    quarantined = (
+        missing.select(["key", "external_id", "email", "status"])
+        .append_column("reason", reason)
+        .append_column("in_export", missing.column("in_export"))
     )
 
-    joined = m[found].copy()
-    campaign = lookup.loc[joined["key"]]
-    joined["recipient_id"] = campaign["recipient_id"].to_numpy()
-    joined["campaign_external_id"] = (
-        campaign.index.to_numpy()
-        if key_column == "external_id"
-        else campaign["external_id"].to_numpy()
+    joined = members.filter(found)
+    campaign = lookup.take(position.filter(found))
+    campaign_email = campaign.column("email")
+    addresses = pa.array(suppressed.index.to_numpy(dtype=object), pa.string())
+    suppressed_reasons = pa.array(suppressed.to_numpy(dtype=object), pa.string())
+    hit = pc.index_in(campaign_email, value_set=addresses, skip_nulls=True)
+    suppression = pc.take(suppressed_reasons, hit)
+    is_excluded = pc.is_valid(hit)
+    excluded = pa.Table.from_arrays(
+        [
+            joined.column("key").filter(is_excluded),
+            campaign.column("recipient_id").filter(is_excluded),
+            # The address Campaign would send to is the one that is suppressed.
+            campaign_email.filter(is_excluded),
+            joined.column("status").filter(is_excluded),
+            suppression.filter(is_excluded),
+            joined.column("in_export").filter(is_excluded),
+        ],
+        schema=EXCLUDED_SCHEMA,
     )
-    joined["campaign_email"] = (
-        campaign.index.to_numpy() if key_column == "email" else campaign["email"].to_numpy()
-    )
-    joined["reason"] = joined["campaign_email"].map(suppressed)
-    excluded = joined[joined["reason"].notna()]
-    kept = joined[joined["reason"].isna()]
 
-    qualification = kept["last_qualification_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    imported = pd.DataFrame(
+    keep = pc.invert(is_excluded)
+    kept, kept_campaign = joined.filter(keep), campaign.filter(keep)
+    n = kept.num_rows
+    seconds = pc.cast(
+        pc.floor_temporal(kept.column("last_qualification_time"), unit="second"),
+        pa.timestamp("s", tz="UTC"),
+    )
+    imported = pa.table(
         {
-            "recipient_id": kept["recipient_id"].to_numpy(),
-            "external_id": kept["campaign_external_id"].to_numpy(),
-            "email": kept["campaign_email"].to_numpy(),
-            "audience_id": audience_id,
-            "audience_name": audience_name,
-            "membership_status": kept["status"].to_numpy(),
-            "last_qualification_time": qualification.to_numpy(),
-            "export_time": export_time,
-            "key": kept["key"].to_numpy(),
-            "in_export": kept["in_export"].to_numpy(),
+            "recipient_id": kept_campaign.column("recipient_id"),
+            "external_id": kept_campaign.column("external_id"),
+            "email": kept_campaign.column("email"),
+            "audience_id": _strings(n, audience_id),
+            "audience_name": _strings(n, audience_name),
+            "membership_status": kept.column("status"),
+            "last_qualification_time": pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"),
+            "export_time": _strings(n, export_time),
+            "key": kept.column("key"),
+            "in_export": kept.column("in_export"),
         }
-    ).sort_values("recipient_id", kind="stable", ignore_index=True)
+    )
+    imported = imported.take(pc.sort_indices(imported, [("recipient_id", "ascending")]))
     return ImportRows(
         imported=imported,
-        excluded=pa.Table.from_pandas(
-            # The address Campaign would send to is the one that is suppressed.
-            excluded.assign(email=excluded["campaign_email"])[[f.name for f in EXCLUDED_SCHEMA]],
-            schema=EXCLUDED_SCHEMA,
-            preserve_index=False,
-        ),
-        quarantined=pa.Table.from_pandas(
-            quarantined[[f.name for f in QUARANTINE_SCHEMA]],
-            schema=QUARANTINE_SCHEMA,
-            preserve_index=False,
-        ),
+        excluded=excluded,
+        quarantined=pa.Table.from_arrays(quarantined.columns, schema=QUARANTINE_SCHEMA),
     )
 
 
@@ -268,6 +380,27 @@ def csv_bytes(table: pa.Table, columns: tuple[str, ...] = IMPORT_COLUMNS) -> byt
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
     start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
     return head.encode() + lines.buffers()[2].to_pybytes()[start:end]
+
+
+# Rows converted to CSV at a time: the file's bytes are never all in memory at once.
+_CSV_SLICE_ROWS = 256 * 1024
+
+
+def write_csv(
+    table: pa.Table, path: Path, columns: tuple[str, ...] = IMPORT_COLUMNS
+) -> tuple[int, str]:
+    """Write `csv_bytes(table)` to `path` slice by slice; return its size and SHA-256."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("wb") as out:
+        for start in range(0, max(table.num_rows, 1), _CSV_SLICE_ROWS):
+            data = csv_bytes(table.slice(start, _CSV_SLICE_ROWS), columns)
+            if start:  # only the first slice keeps the header line
+                data = data[data.index(b"\n") + 1 :]
+            out.write(data)
+            digest.update(data)
+            size += len(data)
+    return size, digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,39 +462,40 @@ def build_import(
         )
     members = read_members(warehouse, audience_id, stamp)
     name = audience_settings.audience_names.get(audience_id, "")
+    suppressed = load_email_suppression(warehouse)
+    recipients = match_campaign_recipients(
+        warehouse, profile_partitions, members.column("key"), audience_settings.join_identity
+    )
     rows = join_members(
         members,
-        load_campaign_recipients(warehouse, profile_partitions),
-        load_email_suppression(warehouse),
+        recipients,
+        suppressed,
         audience_settings.join_identity,
         audience_id,
         name,
         record["export_time"],
     )
-    total = len(rows.imported)
+    del members, recipients
+    imported = rows.imported
+    total = imported.num_rows
     limit = audience_settings.max_rows_per_file
     n_parts = max(1, -(-total // limit))
     names = import_file_names(audience_id, stamp, n_parts)
     files = []
     with tempfile.TemporaryDirectory(prefix="rtcdp-import-") as tmp:
-        table = pa.Table.from_pandas(
-            rows.imported[list(IMPORT_COLUMNS)].astype(object),
-            schema=pa.schema([(c, pa.string()) for c in IMPORT_COLUMNS]),
-            preserve_index=False,
-        )
+        table = imported.select(list(IMPORT_COLUMNS))
         for i, file_name in enumerate(names):
             part = table.slice(i * limit, limit)
-            data = csv_bytes(part)
             local = Path(tmp) / file_name
-            local.write_bytes(data)
+            size, sha256 = write_csv(part, local)
             warehouse.put_file(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", file_name, local)
             files.append(
                 {
                     "name": file_name,
                     "part": i + 1,
                     "rows": part.num_rows,
-                    "bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": size,
+                    "sha256": sha256,
                 }
             )
         for file_name, out in (
@@ -374,7 +508,7 @@ def build_import(
     reconciliation = reconcile_export(
         record,
         membership,
-        int(rows.imported["in_export"].sum()),
+        _true_count(imported.column("in_export")),
         _count_by_reason(rows.excluded),
         _count_by_reason(rows.quarantined),
     )
@@ -388,10 +522,8 @@ def build_import(
         "columns": list(IMPORT_COLUMNS),
         "files": files,
         "rows": total,
-        "rows_by_status": {
-            k: int(v) for k, v in sorted(rows.imported["membership_status"].value_counts().items())
-        },
-        "rows_from_previous_state": int((~rows.imported["in_export"].astype(bool)).sum()),
+        "rows_by_status": _all_counts(imported.column("membership_status")),
+        "rows_from_previous_state": total - _true_count(imported.column("in_export")),
         "excluded": _all_reasons(rows.excluded),
         "quarantined": _all_reasons(rows.quarantined),
         "reconciliation": reconciliation,
@@ -399,6 +531,17 @@ def build_import(
     # Written last: the manifest is what says the staged import is complete.
     warehouse.put_json(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", "manifest.json", manifest)
     return manifest
+
+
+def _true_count(values: pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.fill_null(values, False).cast(pa.int64())).as_py() or 0)
+
+
+def _all_counts(values: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(values.drop_null()).to_pylist()
+    return {
+        item["values"]: int(item["counts"]) for item in sorted(counts, key=lambda i: i["values"])
+    }
 
 
 def _all_reasons(table: pa.Table) -> dict[str, int]:
