@@ -64,6 +64,7 @@ def generate(root: Path, members: int, profiles: int, seed: int = 7) -> dict[str
     from rtcdp_assets.segments import MEMBERS_SCHEMA
 
     rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
     warehouse = Warehouse(zone=LocalDropZone(root=str(root)))
     typed = profiles_flow.fmt.typed_schema
     # 2 % of the rows are a newer version of a recipient seen in an earlier partition; 0.1 % of

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import EnvVar
-from dagster_azure.blob import (
-    AzureBlobStorageDefaultCredential,
-    AzureBlobStorageKeyCredential,
-    AzureBlobStorageResource,
-    AzureBlobStorageSASTokenCredential,
-)
 
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
-from resources.azure_blob import AzureBlobDropZone
 from resources.drop_zones import (
     DropZone,
     DropZoneAccessDenied,
@@ -33,6 +26,11 @@ from resources.drop_zones import (
 from resources.settings import PipelineSettings
 from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from dagster_azure.blob import AzureBlobStorageResource
+
+    from resources.azure_blob import AzureBlobDropZone
 
 __all__ = [
     "AepDestinationOptions",
@@ -53,6 +51,16 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = ".rtcdp"
+
+
+def __getattr__(name: str) -> Any:
+    # dagster_azure imports the whole Azure SDK (about 1 s, a third of loading the definitions);
+    # only the production resources need it, so it is imported on first use.
+    if name == "AzureBlobDropZone":
+        from resources.azure_blob import AzureBlobDropZone
+
+        return AzureBlobDropZone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def data_dir() -> Path:
@@ -76,6 +84,13 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
 
 
 def _azure_storage() -> AzureBlobStorageResource:
+    from dagster_azure.blob import (
+        AzureBlobStorageDefaultCredential,
+        AzureBlobStorageKeyCredential,
+        AzureBlobStorageResource,
+        AzureBlobStorageSASTokenCredential,
+    )
+
     # Which credential to use is decided by which variables exist; the values themselves are
     # EnvVars, resolved only inside the run or sensor process.
     if os.environ.get("AZURE_STORAGE_KEY"):
@@ -90,6 +105,8 @@ def _azure_storage() -> AzureBlobStorageResource:
 
 
 def production_resources() -> dict[str, Any]:
+    from resources.azure_blob import AzureBlobDropZone
+
     storage = _azure_storage()
     sftp = SftpDropZone(
         host=EnvVar("CAMPAIGN_SFTP_HOST"),
