@@ -9,8 +9,8 @@ a later partition with a newer `last_modified`, some external IDs are shared by 
 with its manifest, the `segment_exports` record of the export, and `suppression_list`. Then, each
 in a fresh process (peak RSS from VmHWM):
 
-- plain_join (baseline): `pyarrow` inner join of the members' key column with the profiles'
-  external_id column, nothing else;
+- plain_join (baseline): `pyarrow` inner join of the profiles' external_id column (all
+  partitions read into one table) with the members' key column, nothing else;
 - build_import: `rtcdp_assets.campaign_import.build_import`, what the asset runs: latest version
   of each recipient, ambiguity, suppression, the staged import CSV files, quarantine and
   exclusions Parquet, manifest.
@@ -194,7 +194,8 @@ def run_approach(name: str, root: Path) -> dict[str, object]:
             pq.read_table(root / "profiles" / pk / "data.parquet", columns=["external_id"])
             for pk in pks
         )
-        joined = members.join(profiles, keys="key", right_keys="external_id", join_type="inner")
+        # Arrow builds its hash table on the right side: the members, the smaller one.
+        joined = profiles.join(members, keys="external_id", right_keys="key", join_type="inner")
         result: dict[str, object] = {"matched": joined.num_rows}
     else:
         warehouse = Warehouse(zone=LocalDropZone(root=str(root)))

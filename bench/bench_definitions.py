@@ -12,6 +12,12 @@ Times, each in a fresh process (what the daemon, the webserver and every run wor
 
 Target (issue 7): definitions load in at most 3 s. Medians of `--repeat` runs; absolute times
 drift +-25 % between runs on a shared 2-core machine, so compare the ratio to `import dagster`.
+
+Bytecode: a deployed code location has its modules compiled (pip and the image build write
+`.pyc` files). Where `PYTHONDONTWRITEBYTECODE` is set (as on the project's dev machines) every
+process would compile the project's ~30 modules again (about 0.8 s), so the children get a
+temporary `PYTHONPYCACHEPREFIX` and one warm-up run first; `--no-bytecode-cache` measures the
+uncached case instead.
 """
 
 import argparse
@@ -19,6 +25,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,8 +49,7 @@ COMMANDS = {
 }
 
 
-def time_once(cmd: list[str]) -> float:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def time_once(cmd: list[str], env: dict[str, str]) -> float:
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     seconds = time.perf_counter() - start
@@ -56,14 +62,23 @@ def time_once(cmd: list[str]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--no-bytecode-cache", action="store_true")
     args = parser.parse_args()
     runs: dict[str, list[float]] = {name: [] for name in COMMANDS}
-    # Interleaved, so a burst of load from other jobs hits every approach alike.
-    for _ in range(args.repeat):
-        for name, cmd in COMMANDS.items():
-            runs[name].append(time_once(cmd))
+    with tempfile.TemporaryDirectory(prefix="rtcdp-bench-pyc-") as pyc:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        if not args.no_bytecode_cache:
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env["PYTHONPYCACHEPREFIX"] = pyc
+            for cmd in COMMANDS.values():  # warm-up: writes the bytecode
+                time_once(cmd, env)
+        # Interleaved, so a burst of load from other jobs hits every approach alike.
+        for _ in range(args.repeat):
+            for name, cmd in COMMANDS.items():
+                runs[name].append(time_once(cmd, env))
     base = statistics.median(runs["import_dagster"])
-    print(f"median of {args.repeat} fresh processes each")
+    cache = "without" if args.no_bytecode_cache else "with"
+    print(f"median of {args.repeat} fresh processes each, {cache} bytecode cache")
     for name, values in runs.items():
         median = statistics.median(values)
         print(

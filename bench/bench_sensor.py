@@ -11,6 +11,7 @@ tick < 1 s at 10,000 files.
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -55,30 +56,50 @@ def tick(zone: object, cursor: str | None) -> tuple[float, int, str | None]:
     return seconds, len(requests), getattr(result, "cursor", cursor)
 
 
-def bench(name: str, zone: object) -> None:
-    t0 = time.perf_counter()
+def bench(name: str, zone: object, repeat: int) -> None:
+    def median_of(fn: object) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
     listed = len(zone.list("export"))  # type: ignore[attr-defined]
-    listing = time.perf_counter() - t0
-    first, n_first, cursor = tick(zone, None)
-    idle, n_idle, _ = tick(zone, cursor)
+    listing = median_of(lambda: zone.list("export"))  # type: ignore[attr-defined]
+    if hasattr(zone, "_connect"):
+        # paramiko's own listing (listdir_attr: one READDIR round trip at a time), what
+        # SftpDropZone.list used before.
+        sftp = zone._connect()
+        plain = median_of(lambda: sftp.listdir_attr("export"))
+        print(f"{name:<6} paramiko listdir_attr {plain:6.2f} s; zone.list {listing / plain:4.2f}x")
+    firsts, idles = [], []
+    for _ in range(repeat):
+        first, n_first, cursor = tick(zone, None)
+        idle, n_idle, _ = tick(zone, cursor)
+        firsts.append(first)
+        idles.append(idle)
+    first, idle = statistics.median(firsts), statistics.median(idles)
     print(
         f"{name:<6} files={listed:>6}  bare listing {listing:6.2f} s  "
         f"first tick {first:6.2f} s ({n_first} runs, {first / listing:4.1f}x listing)  "
-        f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)"
+        f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)  "
+        f"(medians of {repeat})"
     )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sensor-") as tmp:
         root = Path(tmp) / "zone"
         populate(root, args.files)
-        bench("local", LocalDropZone(root=str(root)))
+        bench("local", LocalDropZone(root=str(root)), args.repeat)
         with SshdServer(root=root, workdir=Path(tmp) / "sshd") as sshd:
             zone = sftp_zone(sshd, base_path="")
-            bench("sftp", zone)
+            bench("sftp", zone, args.repeat)
             zone.close()
     return 0
 

@@ -56,7 +56,7 @@ functions at definition time.
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,11 +78,13 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from pyarrow import acero
 
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone, Entry, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from rtcdp_assets.ingest import LINE_NUMBER, SOURCE_FILE
 from rtcdp_assets.masking import masked_preview
 from rtcdp_assets.segments import (
     AUDIENCE_MEMBERSHIP,
@@ -93,7 +95,6 @@ from rtcdp_assets.segments import (
     export_stamp_for_run,
     read_export_record,
     read_index,
-    read_members,
 )
 
 CAMPAIGN_IMPORT = "campaign_audience_import"
@@ -180,59 +181,48 @@ class ImportRows:
     quarantined: pa.Table  # QUARANTINE_SCHEMA
 
 
-# Rows per batch read from a profiles partition: bounds memory whatever the partition's size.
-_PROFILE_BATCH_ROWS = 1 << 20
-_SEQ = "_seq"
 # pandas sorts a missing last_modified after every date, so such a version wins; so here.
 _MISSING_MODIFIED = pa.scalar(np.iinfo(np.int64).max, pa.timestamp("us", tz="UTC"))
+_RECIPIENT_COLUMNS = ["recipient_id", "external_id", "email"]
 
 
-def _profile_batches(files: Sequence[Path], columns: list[str]) -> pa.RecordBatchReader:
-    """The profiles partitions in key order, batch by batch, each row with its position.
+def _semi_join(files: Sequence[Path], columns: list[str], key: str, right: pa.Table) -> pa.Table:
+    """`columns` (+ the partition's index) of the profile rows whose `key` is in `right`.
 
-    The position `_seq` (concatenation order) settles which version of a recipient is the
-    latest when two versions carry the same `last_modified`: the later one, as in
-    `load_campaign_recipients`.
+    One Arrow hash join: the table of `right` (the small side) is built once, and the profiles
+    are scanned and probed batch by batch in parallel; only matching rows are kept in memory.
     """
-    schema = pa.schema(
-        [pq.read_schema(files[0]).field(c) for c in columns] + [pa.field(_SEQ, pa.int64())]
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    names = [*columns, "_partition"]
+    fields = [pc.field(c) for c in columns] + [pc.field("__fragment_index")]
+    # Small batches, little read-ahead: the scan must not run far ahead of the probing, or
+    # the queued batches (not the matches) set the peak memory.
+    options = acero.ScanNodeOptions(
+        dataset, columns=columns, batch_size=128 * 1024, batch_readahead=2, fragment_readahead=1
     )
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        seq = 0
-        for path in files:
-            parquet = pq.ParquetFile(path)
-            for batch in parquet.iter_batches(batch_size=_PROFILE_BATCH_ROWS, columns=columns):
-                n = batch.num_rows
-                positions = pa.array(np.arange(seq, seq + n, dtype=np.int64))
-                seq += n
-                yield pa.RecordBatch.from_arrays([*batch.columns, positions], schema=schema)
-
-    return pa.RecordBatchReader.from_batches(schema, batches())
-
-
-def _semi_join(left: pa.RecordBatchReader, left_key: str, right: pa.Table) -> pa.Table:
-    """Rows of the (streamed, large) left side whose key is in the (small) right table.
-
-    Arrow's hash join builds its table on the right side once and streams the left through it,
-    so memory follows the right side and the matches, not the profiles.
-    """
-    return (
-        ds.dataset(left)
-        .join(right, keys=left_key, right_keys=right.column_names[0], join_type="left semi")
-        .to_table()
+    scan = acero.Declaration.from_sequence(
+        [
+            acero.Declaration("scan", options),
+            acero.Declaration("project", acero.ProjectNodeOptions(fields, names)),
+        ]
     )
+    join = acero.Declaration(
+        "hashjoin",
+        acero.HashJoinNodeOptions("left semi", left_keys=[key], right_keys=[right.column_names[0]]),
+        inputs=[scan, acero.Declaration("table_source", acero.TableSourceNodeOptions(right))],
+    )
+    return join.to_table()
 
 
 def match_campaign_recipients(
-    warehouse: Warehouse, partitions: set[str], member_keys: pa.Array, join_identity: str
+    warehouse: Warehouse, partitions: set[str], member_keys: pa.ChunkedArray, join_identity: str
 ) -> pa.Table:
     """recipient_id, external_id, email of the Campaign recipients a member could match.
 
     The result is what `load_campaign_recipients` gives (latest version of each recipient),
-    restricted to recipients whose join identity is one of `member_keys`, without holding every
-    profile in memory: pass 1 streams the profiles and keeps the versions whose identity is a
-    member's; pass 2 streams recipient_id + last_modified and keeps every version of those
+    restricted to recipients that have a version whose join identity is one of `member_keys`,
+    without holding every profile in memory: pass 1 scans identity + recipient_id and keeps
+    the recipients seen under a member's identity; pass 2 scans every version of those
     recipients, so a newer version under another identity still wins.
     """
     key_column = "email" if join_identity == "email" else "external_id"
@@ -247,29 +237,75 @@ def match_campaign_recipients(
                 description="No Campaign profiles are materialized: without the source of truth "
                 "no member can be matched, so nothing is imported. Materialize `profiles` first."
             )
-        keys = pa.table({"key": pc.unique(member_keys)})
-        columns = ["recipient_id", "external_id", "email", "last_modified"]
-        candidates = _semi_join(_profile_batches(files, columns), key_column, keys)
+        keys = pa.table({"key": member_keys})
+        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
         del keys
-        wanted = pa.table({"recipient_id": pc.unique(candidates.column("recipient_id"))})
-        versions = _semi_join(
-            _profile_batches(files, ["recipient_id", "last_modified"]), "recipient_id", wanted
-        )
+        wanted = pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})
+        del seen
+        _release_memory()
+        columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
+        versions = _semi_join(files, columns, "recipient_id", wanted)
         del wanted
-    versions = versions.set_column(
-        1, "last_modified", pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
+    latest = versions.filter(_latest_versions(versions)).select(_RECIPIENT_COLUMNS)
+    del versions
+    _release_memory()
+    return latest
+
+
+def _release_memory() -> None:
+    # Arrow's allocator keeps freed pages for reuse; between the phases of a match they would
+    # only add up to the peak, so they go back to the system.
+    pa.default_memory_pool().release_unused()
+
+
+def _dense_rank(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _latest_versions(versions: pa.Table) -> pa.Array:
+    """Mask of the latest version of each recipient, as `load_campaign_recipients` picks it.
+
+    That is the greatest last_modified, then the row that comes last when the partitions are
+    read in key order: within a partition the asset writes rows in (source file, line) order.
+    """
+    n = versions.num_rows
+    if n == 0:
+        return pa.array(np.zeros(0, dtype=bool))
+    if n >= 1 << 31:
+        raise ValueError("more than 2**31 versions of matching Campaign recipients")
+    modified = pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
+    stamps = modified.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    source = versions.column(SOURCE_FILE).combine_chunks().dictionary_encode()
+    source_rank = _dense_rank(np.asarray(source.dictionary.to_pylist(), dtype=object))
+    order = np.lexsort(
+        (
+            versions.column(LINE_NUMBER).to_numpy(),
+            source_rank[source.indices.to_numpy(zero_copy_only=False)],
+            versions.column("_partition").to_numpy(),
+        )
     )
-    newest = versions.group_by("recipient_id").aggregate([("last_modified", "max")])
-    at_newest = versions.join(newest, "recipient_id").filter(
-        pc.equal(pc.field("last_modified"), pc.field("last_modified_max"))
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n, dtype=np.int64)
+    # (rank of last_modified, position) packed into one int64 so one max per recipient decides.
+    packed = (_dense_rank(stamps) << 32) | position
+    newest = (
+        pa.table({"recipient_id": versions.column("recipient_id"), "packed": packed})
+        .group_by("recipient_id")
+        .aggregate([("packed", "max")])
     )
-    latest = at_newest.group_by("recipient_id").aggregate([(_SEQ, "max")])
-    current = candidates.filter(pc.is_in(candidates.column(_SEQ), value_set=latest[f"{_SEQ}_max"]))
-    return current.select(["recipient_id", "external_id", "email"])
+    # The low half of each winner is its position in read order: map it back to its row.
+    winners = order[newest.column("packed_max").to_numpy() & 0xFFFFFFFF]
+    latest = np.zeros(n, dtype=bool)
+    latest[winners] = True
+    return pa.array(latest)
+
+
+_MEMBER_COLUMNS = ["key", "external_id", "email", "status", "last_qualification_time", "in_export"]
 
 
 def _strings(n: int, value: str) -> pa.Array:
-    return pa.array(np.full(n, value, dtype=object), pa.string())
+    # One value on every row: a dictionary of one entry (1 byte a row, not len(value) bytes).
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), [value])
 
 
 def join_members(
@@ -287,70 +323,76 @@ def join_members(
     only those whose identity is a member's need to be there.
     """
     key_column = "email" if join_identity == "email" else "external_id"
-    r = recipients.filter(pc.is_valid(recipients.column(key_column)))
-    counts = pc.value_counts(r.column(key_column))
-    ambiguous = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    lookup = r.filter(pc.invert(pc.is_in(r.column(key_column), value_set=ambiguous)))
+    n_recipients = recipients.num_rows
+    # One hash lookup for both questions: where each member's key first occurs among the
+    # recipients, and whether a recipient's key occurs before it (then the key is ambiguous).
+    recipient_keys = recipients.column(key_column)
+    probe = pa.chunked_array([*recipient_keys.chunks, *members.column("key").chunks], pa.string())
+    first = pc.index_in(probe, value_set=recipient_keys.combine_chunks(), skip_nulls=True)
+    first = pc.fill_null(first, -1).to_numpy().astype(np.int64)
+    del probe
+    first_of_recipient, first_of_member = first[:n_recipients], first[n_recipients:]
+    repeated = (first_of_recipient >= 0) & (first_of_recipient != np.arange(n_recipients))
+    ambiguous_at = np.zeros(n_recipients + 1, dtype=bool)  # last slot: "not found"
+    ambiguous_at[first_of_recipient[repeated]] = True
+    is_ambiguous = ambiguous_at[first_of_member]
+    found = (first_of_member >= 0) & ~is_ambiguous
 
-    keys = members.column("key")
-    position = pc.index_in(keys, value_set=lookup.column(key_column))
-    found = pc.is_valid(position)
-    not_found = pc.invert(found)
-    missing = members.filter(not_found)
-    reason = pc.if_else(
-        pc.is_in(missing.column("key"), value_set=ambiguous),
-        "ambiguous_campaign_profile",
-        "not_in_campaign",
-    )
+    missing = members.filter(pa.array(~found))
+    reason = np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
     quarantined = (
         missing.select(["key", "external_id", "email", "status"])
-        .append_column("reason", reason)
+        .append_column("reason", pa.array(reason, pa.string()))
         .append_column("in_export", missing.column("in_export"))
     )
+    del missing
 
-    joined = members.filter(found)
-    campaign = lookup.take(position.filter(found))
-    campaign_email = campaign.column("email")
+    found_at = np.flatnonzero(found)
+    position = first_of_member[found_at]
+    campaign_email = recipients.column("email").take(position)
     addresses = pa.array(suppressed.index.to_numpy(dtype=object), pa.string())
     suppressed_reasons = pa.array(suppressed.to_numpy(dtype=object), pa.string())
     hit = pc.index_in(campaign_email, value_set=addresses, skip_nulls=True)
-    suppression = pc.take(suppressed_reasons, hit)
-    is_excluded = pc.is_valid(hit)
+    is_excluded = pc.is_valid(hit).to_numpy(zero_copy_only=False)
+    excluded_at = found_at[is_excluded]
     excluded = pa.Table.from_arrays(
         [
-            joined.column("key").filter(is_excluded),
-            campaign.column("recipient_id").filter(is_excluded),
+            members.column("key").take(excluded_at),
+            recipients.column("recipient_id").take(position[is_excluded]),
             # The address Campaign would send to is the one that is suppressed.
-            campaign_email.filter(is_excluded),
-            joined.column("status").filter(is_excluded),
-            suppression.filter(is_excluded),
-            joined.column("in_export").filter(is_excluded),
+            campaign_email.filter(pa.array(is_excluded)),
+            members.column("status").take(excluded_at),
+            pc.take(suppressed_reasons, hit).filter(pa.array(is_excluded)),
+            members.column("in_export").take(excluded_at),
         ],
         schema=EXCLUDED_SCHEMA,
     )
+    del campaign_email, hit
 
-    keep = pc.invert(is_excluded)
-    kept, kept_campaign = joined.filter(keep), campaign.filter(keep)
-    n = kept.num_rows
+    # Sorted by recipient_id: find the order first, then take every column once in it.
+    kept_at, kept_position = found_at[~is_excluded], position[~is_excluded]
+    recipient_id = recipients.column("recipient_id").take(kept_position)
+    order = pc.sort_indices(recipient_id).to_numpy()
+    kept_at, kept_position = kept_at[order], kept_position[order]
+    n = kept_at.size
     seconds = pc.cast(
-        pc.floor_temporal(kept.column("last_qualification_time"), unit="second"),
+        pc.floor_temporal(members.column("last_qualification_time").take(kept_at), unit="second"),
         pa.timestamp("s", tz="UTC"),
     )
     imported = pa.table(
         {
-            "recipient_id": kept_campaign.column("recipient_id"),
-            "external_id": kept_campaign.column("external_id"),
-            "email": kept_campaign.column("email"),
+            "recipient_id": recipient_id.take(order),
+            "external_id": recipients.column("external_id").take(kept_position),
+            "email": recipients.column("email").take(kept_position),
             "audience_id": _strings(n, audience_id),
             "audience_name": _strings(n, audience_name),
-            "membership_status": kept.column("status"),
+            "membership_status": members.column("status").take(kept_at),
             "last_qualification_time": pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"),
             "export_time": _strings(n, export_time),
-            "key": kept.column("key"),
-            "in_export": kept.column("in_export"),
+            "key": members.column("key").take(kept_at),
+            "in_export": members.column("in_export").take(kept_at),
         }
     )
-    imported = imported.take(pc.sort_indices(imported, [("recipient_id", "ascending")]))
     return ImportRows(
         imported=imported,
         excluded=excluded,
@@ -460,12 +502,21 @@ def build_import(
             description=f"Export {stamp} of audience {audience_id} is not applied to the "
             "membership yet; materialize audience_membership for it first."
         )
-    members = read_members(warehouse, audience_id, stamp)
     name = audience_settings.audience_names.get(audience_id, "")
     suppressed = load_email_suppression(warehouse)
-    recipients = match_campaign_recipients(
-        warehouse, profile_partitions, members.column("key"), audience_settings.join_identity
-    )
+    with warehouse.local_copy(
+        AUDIENCE_MEMBERSHIP, f"{audience_id}/{stamp}", "members.parquet"
+    ) as f:
+        if f is None:
+            raise FileNotFoundError(f"members.parquet of {audience_id}/{stamp}")
+        # The keys first: matching needs only them, and the other columns can wait for it.
+        recipients = match_campaign_recipients(
+            warehouse,
+            profile_partitions,
+            pq.read_table(f, columns=["key"]).column("key"),
+            audience_settings.join_identity,
+        )
+        members = pq.read_table(f, columns=_MEMBER_COLUMNS)
     rows = join_members(
         members,
         recipients,
@@ -476,6 +527,7 @@ def build_import(
         record["export_time"],
     )
     del members, recipients
+    _release_memory()
     imported = rows.imported
     total = imported.num_rows
     limit = audience_settings.max_rows_per_file
