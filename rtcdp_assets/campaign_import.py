@@ -303,6 +303,35 @@ def _latest_versions(versions: pa.Table) -> pa.Array:
 _MEMBER_COLUMNS = ["key", "external_id", "email", "status", "last_qualification_time", "in_export"]
 
 
+def _pad(values: pa.Array, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(values, pa.string()), width=width, padding="0")
+
+
+def _iso_seconds(timestamps: pa.ChunkedArray) -> pa.Array:
+    """`YYYY-MM-DDTHH:MM:SSZ` of UTC timestamps (seconds truncated, as pandas' strftime does).
+
+    Built from the date and time fields: twice as fast as Arrow's strftime, which converts time
+    zones value by value. Years outside 1000-9999 take strftime's path.
+    """
+    years = pc.year(timestamps)
+    low, high = pc.min_max(years).values()
+    if low.is_valid and (low.as_py() < 1000 or high.as_py() > 9999):
+        seconds = pc.cast(pc.floor_temporal(timestamps, unit="second"), pa.timestamp("s", tz="UTC"))
+        text = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+        return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    day = pc.binary_join_element_wise(
+        _pad(years, 4), _pad(pc.month(timestamps), 2), _pad(pc.day(timestamps), 2), "-"
+    )
+    clock = pc.binary_join_element_wise(
+        _pad(pc.hour(timestamps), 2),
+        _pad(pc.minute(timestamps), 2),
+        _pad(pc.second(timestamps), 2),
+        ":",
+    )
+    joined = pc.binary_join_element_wise(pc.binary_join_element_wise(day, clock, "T"), "Z", "")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
 def _strings(n: int, value: str) -> pa.Array:
     # One value on every row: a dictionary of one entry (1 byte a row, not len(value) bytes).
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), [value])
@@ -375,10 +404,6 @@ def join_members(
     order = pc.sort_indices(recipient_id).to_numpy()
     kept_at, kept_position = kept_at[order], kept_position[order]
     n = kept_at.size
-    seconds = pc.cast(
-        pc.floor_temporal(members.column("last_qualification_time").take(kept_at), unit="second"),
-        pa.timestamp("s", tz="UTC"),
-    )
     imported = pa.table(
         {
             "recipient_id": recipient_id.take(order),
@@ -387,7 +412,14 @@ def join_members(
             "audience_id": _strings(n, audience_id),
             "audience_name": _strings(n, audience_name),
             "membership_status": members.column("status").take(kept_at),
-            "last_qualification_time": pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ"),
+            "last_qualification_time": pa.chunked_array(
+                [
+                    _iso_seconds(members.column("last_qualification_time").take(part))
+                    # in slices: the field arrays of all rows at once would raise the peak
+                    for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
+                ],
+                pa.string(),
+            ),
             "export_time": _strings(n, export_time),
             "key": members.column("key").take(kept_at),
             "in_export": members.column("in_export").take(kept_at),
@@ -404,6 +436,9 @@ def join_members(
 # Writing CSV: vectorised, quoting only what needs it
 # --------------------------------------------------------------------------------------------
 def _csv_field(values: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        # Quote each distinct value once (a constant column has one).
+        return _csv_field(values.dictionary).take(values.indices)
     text = pc.fill_null(pc.cast(values, pa.string()), "")
     needs = pc.match_substring_regex(text, r'[",\r\n]')
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
