@@ -90,8 +90,10 @@ class _ReadAhead(io.RawIOBase):
 
     paramiko only takes the server's answers off the connection inside `read()`, so while the
     caller parses a block nothing arrives and transfer and parsing take turns. Reading ahead in
-    a thread overlaps them (paramiko and Arrow's parser release the GIL for their heavy parts);
-    the queue bound keeps memory at `depth` chunks, whatever the file size.
+    a thread lets them overlap while either side waits outside the GIL (socket, decryption,
+    Arrow kernels); paramiko's packet handling itself is Python, so the overlap is partial
+    (figures in bench/README.md). The queue bound keeps memory at `depth` chunks, whatever the
+    file size.
     """
 
     def __init__(self, fh: paramiko.SFTPFile, chunk_bytes: int, depth: int) -> None:
