@@ -11,6 +11,7 @@ tick < 1 s at 10,000 files.
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -58,16 +59,38 @@ def tick(zone: object, cursor: str | None, ledger: FileLedger) -> tuple[float, i
     return seconds, len(requests), getattr(result, "cursor", cursor)
 
 
-def bench(name: str, zone: object, ledger: FileLedger) -> None:
-    t0 = time.perf_counter()
+def bench(name: str, zone: object, repeat: int, tmp: Path) -> None:
+    def median_of(fn: object) -> float:
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()  # type: ignore[operator]
+            times.append(time.perf_counter() - t0)
+        return statistics.median(times)
+
     listed = len(zone.list("export"))  # type: ignore[attr-defined]
-    listing = time.perf_counter() - t0
-    first, n_first, cursor = tick(zone, None, ledger)
-    idle, n_idle, _ = tick(zone, cursor, ledger)
+    listing = median_of(lambda: zone.list("export"))  # type: ignore[attr-defined]
+    if hasattr(zone, "_connect"):
+        # paramiko's own listing (listdir_attr: one READDIR round trip at a time), what
+        # SftpDropZone.list used before.
+        sftp = zone._connect()
+        plain = median_of(lambda: sftp.listdir_attr("export"))
+        print(f"{name:<6} paramiko listdir_attr {plain:6.2f} s; zone.list {listing / plain:4.2f}x")
+    firsts, idles = [], []
+    for i in range(repeat):
+        # The sensor reads and writes the file ledger (a SQLite file, as in the embedded
+        # setup); a fresh one per round, so that every first tick sees every file as new.
+        ledger = _ledger(tmp / f"{name}-{i}.sqlite")
+        first, n_first, cursor = tick(zone, None, ledger)
+        idle, n_idle, _ = tick(zone, cursor, ledger)
+        firsts.append(first)
+        idles.append(idle)
+    first, idle = statistics.median(firsts), statistics.median(idles)
     print(
         f"{name:<6} files={listed:>6}  bare listing {listing:6.2f} s  "
         f"first tick {first:6.2f} s ({n_first} runs, {first / listing:4.1f}x listing)  "
-        f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)"
+        f"idle tick {idle:6.2f} s ({n_idle} runs, {idle / listing:4.1f}x listing)  "
+        f"(medians of {repeat})"
     )
 
 
@@ -78,15 +101,15 @@ def _ledger(path: Path) -> FileLedger:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sensor-") as tmp:
         root = Path(tmp) / "zone"
         populate(root, args.files)
-        # The sensor reads and writes the file ledger (a SQLite file, as in the embedded setup).
-        bench("local", LocalDropZone(root=str(root)), _ledger(Path(tmp) / "local.sqlite"))
+        bench("local", LocalDropZone(root=str(root)), args.repeat, Path(tmp))
         with SshdServer(root=root, workdir=Path(tmp) / "sshd") as sshd:
             zone = sftp_zone(sshd, base_path="")
-            bench("sftp", zone, _ledger(Path(tmp) / "sftp.sqlite"))
+            bench("sftp", zone, args.repeat, Path(tmp))
             zone.close()
     return 0
 

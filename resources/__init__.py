@@ -15,18 +15,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import EnvVar
-from dagster_azure.blob import (
-    AzureBlobStorageDefaultCredential,
-    AzureBlobStorageKeyCredential,
-    AzureBlobStorageResource,
-    AzureBlobStorageSASTokenCredential,
-)
 
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
-from resources.azure_blob import AzureBlobDropZone
 from resources.drop_zones import (
     DropZone,
     DropZoneAccessDenied,
@@ -36,10 +29,15 @@ from resources.drop_zones import (
     LocalDropZone,
 )
 from resources.ledger import FileLedger
-from resources.s3 import S3DropZone
 from resources.settings import PipelineSettings
 from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
+
+if TYPE_CHECKING:
+    from dagster_azure.blob import AzureBlobStorageResource
+
+    from resources.azure_blob import AzureBlobDropZone
+    from resources.s3 import S3DropZone
 
 __all__ = [
     "AepDestinationOptions",
@@ -63,6 +61,20 @@ __all__ = [
 ]
 
 DEFAULT_DATA_DIR = ".rtcdp"
+
+
+def __getattr__(name: str) -> Any:
+    # dagster_azure imports the whole Azure SDK (about 1 s, a third of loading the definitions)
+    # and boto3 its own; only the roles that use them need them, so they load on first use.
+    if name == "AzureBlobDropZone":
+        from resources.azure_blob import AzureBlobDropZone
+
+        return AzureBlobDropZone
+    if name == "S3DropZone":
+        from resources.s3 import S3DropZone
+
+        return S3DropZone
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def data_dir() -> Path:
@@ -93,6 +105,13 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
 
 
 def _azure_storage() -> AzureBlobStorageResource:
+    from dagster_azure.blob import (
+        AzureBlobStorageDefaultCredential,
+        AzureBlobStorageKeyCredential,
+        AzureBlobStorageResource,
+        AzureBlobStorageSASTokenCredential,
+    )
+
     # Which credential to use is decided by which variables exist; the values themselves are
     # EnvVars, resolved only inside the run or sensor process.
     if os.environ.get("AZURE_STORAGE_KEY"):
@@ -107,6 +126,8 @@ def _azure_storage() -> AzureBlobStorageResource:
 
 
 def _blob_zone(role: str) -> AzureBlobDropZone:
+    from resources.azure_blob import AzureBlobDropZone
+
     return AzureBlobDropZone(
         storage=_azure_storage(), container=EnvVar(f"{role.upper()}_CONTAINER")
     )
@@ -122,6 +143,8 @@ def zone_for_role(role: str, default: Callable[[], DropZone]) -> DropZone:
     name = role.upper()
     kind = os.environ.get(f"{name}_ZONE", "").strip().lower()
     if kind == "s3":
+        from resources.s3 import S3DropZone
+
         return S3DropZone(
             bucket=EnvVar(f"{name}_BUCKET"),
             prefix=os.environ.get(f"{name}_PREFIX", ""),

@@ -12,11 +12,14 @@ import contextlib
 import io
 import socket
 import stat as stat_mod
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from operator import attrgetter
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from queue import Empty, Full, Queue
+from typing import BinaryIO, cast
 
 import paramiko
 from pydantic import Field, PrivateAttr
@@ -194,6 +197,76 @@ class _ResumingReader(io.RawIOBase):
         super().close()
 
 
+class _ReadAhead(io.RawIOBase):
+    """Reads an SFTP file in a background thread, a bounded number of chunks ahead.
+
+    paramiko only takes the server's answers off the connection inside `read()`, so while the
+    caller parses a block nothing arrives and transfer and parsing take turns. Reading ahead in
+    a thread lets them overlap while either side waits outside the GIL (socket, decryption,
+    Arrow kernels); paramiko's packet handling itself is Python, so the overlap is partial
+    (figures in bench/README.md). The queue bound keeps memory at `depth` chunks, whatever the
+    file size.
+    """
+
+    def __init__(self, fh: _ResumingReader, chunk_bytes: int, depth: int) -> None:
+        self._fh = fh
+        self._chunk_bytes = chunk_bytes
+        self._queue: Queue[bytes | BaseException] = Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._current = memoryview(b"")
+        self._eof = False
+        self._thread = threading.Thread(target=self._fetch, name="sftp-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._fh.read(self._chunk_bytes)
+                self._put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the reader, which re-raises it
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except Full:
+                continue
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(1 << 20), b""))
+        if not self._current and not self._eof:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                self._eof = True
+                raise item
+            self._eof = not item
+            self._current = memoryview(item)
+        out, self._current = self._current[:size], self._current[size:]
+        return out.tobytes()
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._stop.set()
+        # Unblock the fetcher if it waits for room, then let it finish its current read.
+        while self._thread.is_alive():
+            with contextlib.suppress(Empty):
+                self._queue.get(timeout=0.1)
+        self._thread.join()
+        super().close()
+
+
 class SftpDropZone(DropZone):
     """Campaign's SFTP server. Configure from the environment (see `.env.example`)."""
 
@@ -210,6 +283,16 @@ class SftpDropZone(DropZone):
     )
     base_path: str = Field(default="", description="Folder on the server all paths are under.")
     connect_timeout_seconds: float = 10.0
+    list_read_aheads: int = Field(
+        default=64, description="READDIR requests `list` keeps in flight (each returns ~100 names)."
+    )
+    read_chunk_bytes: int = Field(
+        default=1 << 20, description="Bytes per read of the background reader of `open_read`."
+    )
+    read_ahead_chunks: int = Field(
+        default=8,
+        description="Chunks `open_read` may fetch ahead of the parser (bounds its memory).",
+    )
 
     _client: paramiko.SSHClient | None = PrivateAttr(default=None)
     _sftp: paramiko.SFTPClient | None = PrivateAttr(default=None)
@@ -295,21 +378,26 @@ class SftpDropZone(DropZone):
     @_retry_transient
     def list(self, folder: str = "") -> list[Entry]:
         remote = self._remote(folder) if folder else (self.base_path or ".")
+        entries = []
         with self._session() as sftp:
             try:
-                attrs = sftp.listdir_attr(remote)
+                # listdir_iter keeps several READDIR requests in flight instead of one round
+                # trip per ~100 names (listdir_attr): about half the time at 10,000 files.
+                for a in sftp.listdir_iter(remote, read_aheads=self.list_read_aheads):
+                    if a.st_mode is None or not stat_mod.S_ISREG(a.st_mode):
+                        continue
+                    if not is_safe_name(a.filename):
+                        continue  # a server answering `../x` or `a/b` must not lead us out
+                    # SFTP v3 only carries whole seconds; size + mtime is the best identity.
+                    mtime_ns = int(a.st_mtime or 0) * 1_000_000_000
+                    entries.append(
+                        _entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns)
+                    )
             except FileNotFoundError:
                 return []
-        entries = []
-        for a in attrs:
-            if a.st_mode is None or not stat_mod.S_ISREG(a.st_mode):
-                continue
-            if not is_safe_name(a.filename):
-                continue  # a server answering `../x` or `a/b` must not lead us out of `folder`
-            # SFTP v3 only carries whole seconds; size + mtime is the best identity it offers.
-            mtime_ns = int(a.st_mtime or 0) * 1_000_000_000
-            entries.append(_entry_from_stat(join(folder, a.filename), a.st_size or 0, mtime_ns))
-        return sorted(entries)
+        # Names are unique in a folder, so sorting by path alone gives the contract's order
+        # without comparing whole entries (a third of the listing's time at 10,000 files).
+        return sorted(entries, key=attrgetter("path"))
 
     @_retry_transient
     def list_folders(self, folder: str = "") -> list[str]:
@@ -323,10 +411,14 @@ class SftpDropZone(DropZone):
 
     @contextmanager
     def open_read(self, path: str) -> Iterator[BinaryIO]:
+        # Resumes a read broken mid-stream; read ahead in a thread so transfer and parsing
+        # overlap.
         reader = _ResumingReader(self, self._remote(path))
+        ahead = _ReadAhead(reader, chunk_bytes=self.read_chunk_bytes, depth=self.read_ahead_chunks)
         try:
-            yield reader  # type: ignore[misc]
+            yield cast(BinaryIO, ahead)
         finally:
+            ahead.close()
             reader.close()
 
     @_retry_transient

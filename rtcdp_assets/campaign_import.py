@@ -56,7 +56,8 @@ functions at definition time.
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
@@ -76,11 +78,13 @@ from dagster import (
     MetadataValue,
     asset,
 )
+from pyarrow import acero
 
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone, Entry, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from rtcdp_assets.ingest import LINE_NUMBER, SOURCE_FILE
 from rtcdp_assets.masking import masked_preview
 from rtcdp_assets.segments import (
     AUDIENCE_MEMBERSHIP,
@@ -91,7 +95,6 @@ from rtcdp_assets.segments import (
     export_stamp_for_run,
     read_export_record,
     read_index,
-    read_members,
 )
 
 CAMPAIGN_IMPORT = "campaign_audience_import"
@@ -173,76 +176,259 @@ def load_email_suppression(warehouse: Warehouse) -> pd.Series:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class ImportRows:
-    imported: pd.DataFrame  # IMPORT_COLUMNS + key, in_export; sorted by recipient_id
+    imported: pa.Table  # IMPORT_COLUMNS + key, in_export; sorted by recipient_id
     excluded: pa.Table  # EXCLUDED_SCHEMA
     quarantined: pa.Table  # QUARANTINE_SCHEMA
 
 
+# pandas sorts a missing last_modified after every date, so such a version wins; so here.
+_MISSING_MODIFIED = pa.scalar(np.iinfo(np.int64).max, pa.timestamp("us", tz="UTC"))
+_RECIPIENT_COLUMNS = ["recipient_id", "external_id", "email"]
+
+
+def _semi_join(files: Sequence[Path], columns: list[str], key: str, right: pa.Table) -> pa.Table:
+    """`columns` (+ the partition's index) of the profile rows whose `key` is in `right`.
+
+    One Arrow hash join: the table of `right` (the small side) is built once, and the profiles
+    are scanned and probed batch by batch in parallel; only matching rows are kept in memory.
+    """
+    dataset = ds.dataset([str(f) for f in files], format="parquet")
+    names = [*columns, "_partition"]
+    fields = [pc.field(c) for c in columns] + [pc.field("__fragment_index")]
+    # Small batches, little read-ahead: the scan must not run far ahead of the probing, or
+    # the queued batches (not the matches) set the peak memory.
+    options = acero.ScanNodeOptions(
+        dataset, columns=columns, batch_size=128 * 1024, batch_readahead=2, fragment_readahead=1
+    )
+    scan = acero.Declaration.from_sequence(
+        [
+            acero.Declaration("scan", options),
+            acero.Declaration("project", acero.ProjectNodeOptions(fields, names)),
+        ]
+    )
+    join = acero.Declaration(
+        "hashjoin",
+        acero.HashJoinNodeOptions("left semi", left_keys=[key], right_keys=[right.column_names[0]]),
+        inputs=[scan, acero.Declaration("table_source", acero.TableSourceNodeOptions(right))],
+    )
+    return join.to_table()
+
+
+def match_campaign_recipients(
+    warehouse: Warehouse, partitions: set[str], member_keys: pa.ChunkedArray, join_identity: str
+) -> pa.Table:
+    """recipient_id, external_id, email of the Campaign recipients a member could match.
+
+    The result is what `load_campaign_recipients` gives (latest version of each recipient),
+    restricted to recipients that have a version whose join identity is one of `member_keys`,
+    without holding every profile in memory: pass 1 scans identity + recipient_id and keeps
+    the recipients seen under a member's identity; pass 2 scans every version of those
+    recipients, so a newer version under another identity still wins.
+    """
+    key_column = "email" if join_identity == "email" else "external_id"
+    with ExitStack() as stack:
+        files = []
+        for pk in sorted(partitions):
+            local = stack.enter_context(warehouse.local_copy("profiles", pk, "data.parquet"))
+            if local is not None:
+                files.append(local)
+        if not files:
+            raise Failure(
+                description="No Campaign profiles are materialized: without the source of truth "
+                "no member can be matched, so nothing is imported. Materialize `profiles` first."
+            )
+        keys = pa.table({"key": member_keys})
+        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
+        del keys
+        wanted = pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})
+        del seen
+        _release_memory()
+        columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
+        versions = _semi_join(files, columns, "recipient_id", wanted)
+        del wanted
+    latest = versions.filter(_latest_versions(versions)).select(_RECIPIENT_COLUMNS)
+    del versions
+    _release_memory()
+    return latest
+
+
+def _release_memory() -> None:
+    # Arrow's allocator keeps freed pages for reuse; between the phases of a match they would
+    # only add up to the peak, so they go back to the system.
+    pa.default_memory_pool().release_unused()
+
+
+def _dense_rank(values: np.ndarray) -> np.ndarray:
+    return np.unique(values, return_inverse=True)[1].astype(np.int64).reshape(-1)
+
+
+def _latest_versions(versions: pa.Table) -> pa.Array:
+    """Mask of the latest version of each recipient, as `load_campaign_recipients` picks it.
+
+    That is the greatest last_modified, then the row that comes last when the partitions are
+    read in key order: within a partition the asset writes rows in (source file, line) order.
+    """
+    n = versions.num_rows
+    if n == 0:
+        return pa.array(np.zeros(0, dtype=bool))
+    if n >= 1 << 31:
+        raise ValueError("more than 2**31 versions of matching Campaign recipients")
+    modified = pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
+    stamps = modified.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    source = versions.column(SOURCE_FILE).combine_chunks().dictionary_encode()
+    source_rank = _dense_rank(np.asarray(source.dictionary.to_pylist(), dtype=object))
+    order = np.lexsort(
+        (
+            versions.column(LINE_NUMBER).to_numpy(),
+            source_rank[source.indices.to_numpy(zero_copy_only=False)],
+            versions.column("_partition").to_numpy(),
+        )
+    )
+    position = np.empty(n, dtype=np.int64)
+    position[order] = np.arange(n, dtype=np.int64)
+    # (rank of last_modified, position) packed into one int64 so one max per recipient decides.
+    packed = (_dense_rank(stamps) << 32) | position
+    newest = (
+        pa.table({"recipient_id": versions.column("recipient_id"), "packed": packed})
+        .group_by("recipient_id")
+        .aggregate([("packed", "max")])
+    )
+    # The low half of each winner is its position in read order: map it back to its row.
+    winners = order[newest.column("packed_max").to_numpy() & 0xFFFFFFFF]
+    latest = np.zeros(n, dtype=bool)
+    latest[winners] = True
+    return pa.array(latest)
+
+
+_MEMBER_COLUMNS = ["key", "external_id", "email", "status", "last_qualification_time", "in_export"]
+
+
+def _pad(values: pa.Array, width: int) -> pa.Array:
+    return pc.utf8_lpad(pc.cast(values, pa.string()), width=width, padding="0")
+
+
+def _iso_seconds(timestamps: pa.ChunkedArray) -> pa.Array:
+    """`YYYY-MM-DDTHH:MM:SSZ` of UTC timestamps (seconds truncated, as pandas' strftime does).
+
+    Built from the date and time fields: twice as fast as Arrow's strftime, which converts time
+    zones value by value. Years outside 1000-9999 take strftime's path.
+    """
+    years = pc.year(timestamps)
+    low, high = pc.min_max(years).values()
+    if low.is_valid and (low.as_py() < 1000 or high.as_py() > 9999):
+        seconds = pc.cast(pc.floor_temporal(timestamps, unit="second"), pa.timestamp("s", tz="UTC"))
+        text = pc.strftime(seconds, format="%Y-%m-%dT%H:%M:%SZ")
+        return text.combine_chunks() if isinstance(text, pa.ChunkedArray) else text
+    day = pc.binary_join_element_wise(
+        _pad(years, 4), _pad(pc.month(timestamps), 2), _pad(pc.day(timestamps), 2), "-"
+    )
+    clock = pc.binary_join_element_wise(
+        _pad(pc.hour(timestamps), 2),
+        _pad(pc.minute(timestamps), 2),
+        _pad(pc.second(timestamps), 2),
+        ":",
+    )
+    joined = pc.binary_join_element_wise(pc.binary_join_element_wise(day, clock, "T"), "Z", "")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _strings(n: int, value: str) -> pa.Array:
+    # One value on every row: a dictionary of one entry (1 byte a row, not len(value) bytes).
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), [value])
+
+
 def join_members(
     members: pa.Table,
-    recipients: pd.DataFrame,
+    recipients: pa.Table,
     suppressed: pd.Series,
     join_identity: str,
     audience_id: str,
     audience_name: str,
     export_time: str,
 ) -> ImportRows:
-    m = members.to_pandas()
+    """Members (MEMBERS_SCHEMA, sorted by key) joined to Campaign recipients by identity.
+
+    `recipients` holds the latest version of each recipient (recipient_id, external_id, email);
+    only those whose identity is a member's need to be there.
+    """
     key_column = "email" if join_identity == "email" else "external_id"
-    r = recipients.dropna(subset=[key_column])
-    counts = r[key_column].value_counts()
-    ambiguous = set(counts[counts > 1].index)
-    lookup = r[~r[key_column].isin(ambiguous)].set_index(key_column)
+    n_recipients = recipients.num_rows
+    # One hash lookup for both questions: where each member's key first occurs among the
+    # recipients, and whether a recipient's key occurs before it (then the key is ambiguous).
+    recipient_keys = recipients.column(key_column)
+    probe = pa.chunked_array([*recipient_keys.chunks, *members.column("key").chunks], pa.string())
+    first = pc.index_in(probe, value_set=recipient_keys.combine_chunks(), skip_nulls=True)
+    first = pc.fill_null(first, -1).to_numpy().astype(np.int64)
+    del probe
+    first_of_recipient, first_of_member = first[:n_recipients], first[n_recipients:]
+    repeated = (first_of_recipient >= 0) & (first_of_recipient != np.arange(n_recipients))
+    ambiguous_at = np.zeros(n_recipients + 1, dtype=bool)  # last slot: "not found"
+    ambiguous_at[first_of_recipient[repeated]] = True
+    is_ambiguous = ambiguous_at[first_of_member]
+    found = (first_of_member >= 0) & ~is_ambiguous
 
-    found = m["key"].isin(lookup.index)
-    is_ambiguous = m["key"].isin(ambiguous)
-    quarantined = m[~found].assign(
-        reason=np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
+    missing = members.filter(pa.array(~found))
+    reason = np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
+    quarantined = (
+        missing.select(["key", "external_id", "email", "status"])
+        .append_column("reason", pa.array(reason, pa.string()))
+        .append_column("in_export", missing.column("in_export"))
     )
+    del missing
 
-    joined = m[found].copy()
-    campaign = lookup.loc[joined["key"]]
-    joined["recipient_id"] = campaign["recipient_id"].to_numpy()
-    joined["campaign_external_id"] = (
-        campaign.index.to_numpy()
-        if key_column == "external_id"
-        else campaign["external_id"].to_numpy()
+    found_at = np.flatnonzero(found)
+    position = first_of_member[found_at]
+    campaign_email = recipients.column("email").take(position)
+    addresses = pa.array(suppressed.index.to_numpy(dtype=object), pa.string())
+    suppressed_reasons = pa.array(suppressed.to_numpy(dtype=object), pa.string())
+    hit = pc.index_in(campaign_email, value_set=addresses, skip_nulls=True)
+    is_excluded = pc.is_valid(hit).to_numpy(zero_copy_only=False)
+    excluded_at = found_at[is_excluded]
+    excluded = pa.Table.from_arrays(
+        [
+            members.column("key").take(excluded_at),
+            recipients.column("recipient_id").take(position[is_excluded]),
+            # The address Campaign would send to is the one that is suppressed.
+            campaign_email.filter(pa.array(is_excluded)),
+            members.column("status").take(excluded_at),
+            pc.take(suppressed_reasons, hit).filter(pa.array(is_excluded)),
+            members.column("in_export").take(excluded_at),
+        ],
+        schema=EXCLUDED_SCHEMA,
     )
-    joined["campaign_email"] = (
-        campaign.index.to_numpy() if key_column == "email" else campaign["email"].to_numpy()
-    )
-    joined["reason"] = joined["campaign_email"].map(suppressed)
-    excluded = joined[joined["reason"].notna()]
-    kept = joined[joined["reason"].isna()]
+    del campaign_email, hit
 
-    qualification = kept["last_qualification_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
-    imported = pd.DataFrame(
+    # Sorted by recipient_id: find the order first, then take every column once in it.
+    kept_at, kept_position = found_at[~is_excluded], position[~is_excluded]
+    recipient_id = recipients.column("recipient_id").take(kept_position)
+    order = pc.sort_indices(recipient_id).to_numpy()
+    kept_at, kept_position = kept_at[order], kept_position[order]
+    n = kept_at.size
+    imported = pa.table(
         {
-            "recipient_id": kept["recipient_id"].to_numpy(),
-            "external_id": kept["campaign_external_id"].to_numpy(),
-            "email": kept["campaign_email"].to_numpy(),
-            "audience_id": audience_id,
-            "audience_name": audience_name,
-            "membership_status": kept["status"].to_numpy(),
-            "last_qualification_time": qualification.to_numpy(),
-            "export_time": export_time,
-            "key": kept["key"].to_numpy(),
-            "in_export": kept["in_export"].to_numpy(),
+            "recipient_id": recipient_id.take(order),
+            "external_id": recipients.column("external_id").take(kept_position),
+            "email": recipients.column("email").take(kept_position),
+            "audience_id": _strings(n, audience_id),
+            "audience_name": _strings(n, audience_name),
+            "membership_status": members.column("status").take(kept_at),
+            "last_qualification_time": pa.chunked_array(
+                [
+                    _iso_seconds(members.column("last_qualification_time").take(part))
+                    # in slices: the field arrays of all rows at once would raise the peak
+                    for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
+                ],
+                pa.string(),
+            ),
+            "export_time": _strings(n, export_time),
+            "key": members.column("key").take(kept_at),
+            "in_export": members.column("in_export").take(kept_at),
         }
-    ).sort_values("recipient_id", kind="stable", ignore_index=True)
+    )
     return ImportRows(
         imported=imported,
-        excluded=pa.Table.from_pandas(
-            # The address Campaign would send to is the one that is suppressed.
-            excluded.assign(email=excluded["campaign_email"])[[f.name for f in EXCLUDED_SCHEMA]],
-            schema=EXCLUDED_SCHEMA,
-            preserve_index=False,
-        ),
-        quarantined=pa.Table.from_pandas(
-            quarantined[[f.name for f in QUARANTINE_SCHEMA]],
-            schema=QUARANTINE_SCHEMA,
-            preserve_index=False,
-        ),
+        excluded=excluded,
+        quarantined=pa.Table.from_arrays(quarantined.columns, schema=QUARANTINE_SCHEMA),
     )
 
 
@@ -250,6 +436,9 @@ def join_members(
 # Writing CSV: vectorised, quoting only what needs it
 # --------------------------------------------------------------------------------------------
 def _csv_field(values: pa.Array) -> pa.Array:
+    if pa.types.is_dictionary(values.type):
+        # Quote each distinct value once (a constant column has one).
+        return _csv_field(values.dictionary).take(values.indices)
     text = pc.fill_null(pc.cast(values, pa.string()), "")
     needs = pc.match_substring_regex(text, r'[",\r\n]')
     quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
@@ -268,6 +457,27 @@ def csv_bytes(table: pa.Table, columns: tuple[str, ...] = IMPORT_COLUMNS) -> byt
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
     start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
     return head.encode() + lines.buffers()[2].to_pybytes()[start:end]
+
+
+# Rows converted to CSV at a time: the file's bytes are never all in memory at once.
+_CSV_SLICE_ROWS = 256 * 1024
+
+
+def write_csv(
+    table: pa.Table, path: Path, columns: tuple[str, ...] = IMPORT_COLUMNS
+) -> tuple[int, str]:
+    """Write `csv_bytes(table)` to `path` slice by slice; return its size and SHA-256."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("wb") as out:
+        for start in range(0, max(table.num_rows, 1), _CSV_SLICE_ROWS):
+            data = csv_bytes(table.slice(start, _CSV_SLICE_ROWS), columns)
+            if start:  # only the first slice keeps the header line
+                data = data[data.index(b"\n") + 1 :]
+            out.write(data)
+            digest.update(data)
+            size += len(data)
+    return size, digest.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,41 +537,52 @@ def build_import(
             description=f"Export {stamp} of audience {audience_id} is not applied to the "
             "membership yet; materialize audience_membership for it first."
         )
-    members = read_members(warehouse, audience_id, stamp)
     name = audience_settings.audience_names.get(audience_id, "")
+    suppressed = load_email_suppression(warehouse)
+    with warehouse.local_copy(
+        AUDIENCE_MEMBERSHIP, f"{audience_id}/{stamp}", "members.parquet"
+    ) as f:
+        if f is None:
+            raise FileNotFoundError(f"members.parquet of {audience_id}/{stamp}")
+        # The keys first: matching needs only them, and the other columns can wait for it.
+        recipients = match_campaign_recipients(
+            warehouse,
+            profile_partitions,
+            pq.read_table(f, columns=["key"]).column("key"),
+            audience_settings.join_identity,
+        )
+        members = pq.read_table(f, columns=_MEMBER_COLUMNS)
     rows = join_members(
         members,
-        load_campaign_recipients(warehouse, profile_partitions),
-        load_email_suppression(warehouse),
+        recipients,
+        suppressed,
         audience_settings.join_identity,
         audience_id,
         name,
         record["export_time"],
     )
-    total = len(rows.imported)
+    del members, recipients
+    _release_memory()
+    imported = rows.imported
+    total = imported.num_rows
     limit = audience_settings.max_rows_per_file
     n_parts = max(1, -(-total // limit))
     names = import_file_names(audience_id, stamp, n_parts)
     files = []
     with tempfile.TemporaryDirectory(prefix="rtcdp-import-") as tmp:
-        table = pa.Table.from_pandas(
-            rows.imported[list(IMPORT_COLUMNS)].astype(object),
-            schema=pa.schema([(c, pa.string()) for c in IMPORT_COLUMNS]),
-            preserve_index=False,
-        )
+        table = imported.select(list(IMPORT_COLUMNS))
         for i, file_name in enumerate(names):
             part = table.slice(i * limit, limit)
-            data = csv_bytes(part)
             local = Path(tmp) / file_name
-            local.write_bytes(data)
+            size, sha256 = write_csv(part, local)
             warehouse.put_file(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", file_name, local)
             files.append(
                 {
                     "name": file_name,
                     "part": i + 1,
                     "rows": part.num_rows,
-                    "bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "bytes": size,
+                    "sha256": sha256,
                 }
             )
         for file_name, out in (
@@ -374,7 +595,7 @@ def build_import(
     reconciliation = reconcile_export(
         record,
         membership,
-        int(rows.imported["in_export"].sum()),
+        _true_count(imported.column("in_export")),
         _count_by_reason(rows.excluded),
         _count_by_reason(rows.quarantined),
     )
@@ -388,10 +609,8 @@ def build_import(
         "columns": list(IMPORT_COLUMNS),
         "files": files,
         "rows": total,
-        "rows_by_status": {
-            k: int(v) for k, v in sorted(rows.imported["membership_status"].value_counts().items())
-        },
-        "rows_from_previous_state": int((~rows.imported["in_export"].astype(bool)).sum()),
+        "rows_by_status": _all_counts(imported.column("membership_status")),
+        "rows_from_previous_state": total - _true_count(imported.column("in_export")),
         "excluded": _all_reasons(rows.excluded),
         "quarantined": _all_reasons(rows.quarantined),
         "reconciliation": reconciliation,
@@ -399,6 +618,17 @@ def build_import(
     # Written last: the manifest is what says the staged import is complete.
     warehouse.put_json(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", "manifest.json", manifest)
     return manifest
+
+
+def _true_count(values: pa.ChunkedArray) -> int:
+    return int(pc.sum(pc.fill_null(values, False).cast(pa.int64())).as_py() or 0)
+
+
+def _all_counts(values: pa.ChunkedArray) -> dict[str, int]:
+    counts = pc.value_counts(values.drop_null()).to_pylist()
+    return {
+        item["values"]: int(item["counts"]) for item in sorted(counts, key=lambda i: i["values"])
+    }
 
 
 def _all_reasons(table: pa.Table) -> dict[str, int]:

@@ -1,0 +1,202 @@
+"""SFTP fetch overlapped with parsing, on a real sshd, against baselines from the same run.
+
+    .venv/bin/python bench/bench_sftp.py --rows 1000000 [--repeat 3]
+
+Generates one clean broadLog CSV, serves it from a private OpenSSH sshd on 127.0.0.1
+(tests/services.py's SshdServer) and times, each in a fresh process (peak RSS from VmHWM):
+
+- openssh: OpenSSH's own `sftp` client fetching the file to /dev/null (the transfer baseline);
+- transfer: our `SftpDropZone.open_read` read to the end and thrown away (transfer alone);
+- parse: the broadLog asset's `ingest_partition` on a `LocalDropZone` holding the same file
+  (parse + validate + typed Parquet + warehouse, no network);
+- end_to_end: the same `ingest_partition` on the `SftpDropZone`, the parser reading the SFTP file
+  object as it arrives (no temporary copy of the source).
+
+Target (issue 7): end_to_end at most 1.2 x max(transfer, parse). The transfer rate is reported
+as a ratio to OpenSSH's client. Each figure is the median of `--repeat` runs; absolute times
+drift +-25 % between runs on a shared 2-core machine, so compare the ratios.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+warnings.filterwarnings("ignore")
+
+FILE_NAME = "broadLog_20261102_0800.csv"
+APPROACHES = ("transfer", "parse", "end_to_end")
+
+
+def _peak_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _sftp_zone(conn: dict[str, object]) -> object:
+    from resources.sftp import SftpDropZone
+
+    return SftpDropZone(**conn)  # type: ignore[arg-type]
+
+
+def run_approach(name: str, conn: dict[str, object], zone_root: Path, work: Path) -> dict:
+    from resources import LocalDropZone, PipelineSettings, Warehouse
+    from rtcdp_assets.broadlog import broadlog_flow
+
+    settings = PipelineSettings()
+    source = f"{settings.campaign_export_folder}/{FILE_NAME}"
+    start = time.perf_counter()
+    rows = None
+    if name == "transfer":
+        zone = _sftp_zone(conn)
+        nbytes = 0
+        with zone.open_read(source) as fh:  # type: ignore[attr-defined]
+            # the same read size the parser's stream uses
+            while chunk := fh.read(1 << 20):
+                nbytes += len(chunk)
+        zone.close()  # type: ignore[attr-defined]
+    else:
+        zone = _sftp_zone(conn) if name == "end_to_end" else LocalDropZone(root=str(zone_root))
+        warehouse = Warehouse(zone=LocalDropZone(root=str(work / "warehouse")))
+        pk = broadlog_flow.partition_for(FILE_NAME)
+        manifest = broadlog_flow.ingest_partition(zone, warehouse, settings, pk)  # type: ignore[arg-type]
+        rows = manifest["rows_in"]
+        nbytes = manifest["files"][0]["bytes_in"]
+        if name == "end_to_end":
+            zone.close()  # type: ignore[attr-defined]
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "bytes": nbytes, "rows": rows, "peak_rss_mib": _peak_rss_mib()}
+
+
+def _fresh_zone(csv_path: Path, root: Path) -> None:
+    """A zone holding only the file in its export folder (the asset moves it to the archive)."""
+    if root.exists():
+        shutil.rmtree(root)
+    (root / "export").mkdir(parents=True)
+    os.link(csv_path, root / "export" / FILE_NAME)
+
+
+def measure(name: str, csv_path: Path, zone_root: Path, conn: dict, repeat: int) -> dict:
+    runs = []
+    for _ in range(repeat):
+        _fresh_zone(csv_path, zone_root)
+        with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sftp-") as work:
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", name, json.dumps(conn), str(zone_root), work],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "bytes": runs[0]["bytes"],
+        "rows": runs[0]["rows"],
+        "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+        "runs": [round(r["seconds"], 2) for r in runs],
+    }
+
+
+def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) -> dict:
+    _fresh_zone(csv_path, zone_root)
+    cmd = [
+        "sftp",
+        "-q",
+        "-b",
+        "-",
+        "-i",
+        str(sshd.client_key_path),  # type: ignore[attr-defined]
+        "-P",
+        str(sshd.port),  # type: ignore[attr-defined]
+        "-o",
+        f"UserKnownHostsFile={sshd.known_hosts_path}",  # type: ignore[attr-defined]
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        f"{sshd.username}@{sshd.host}",  # type: ignore[attr-defined]
+    ]
+    runs = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(
+            cmd,
+            input=f"get export/{FILE_NAME} /dev/null\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        runs.append(time.perf_counter() - start)
+    return {
+        "seconds": statistics.median(runs),
+        "bytes": csv_path.stat().st_size,
+        "rows": None,
+        "peak_rss_mib": float("nan"),
+        "runs": [round(r, 2) for r in runs],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        name, conn, zone_root, work = args.child
+        print(json.dumps(run_approach(name, json.loads(conn), Path(zone_root), Path(work))))
+        return 0
+
+    from rtcdp_assets.sample_data import stream_broadlog_csv
+    from tests.services import SshdServer
+
+    with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sftp-data-") as tmp:
+        csv_path = Path(tmp) / FILE_NAME
+        stream_broadlog_csv(csv_path, args.rows, seed=42, defect_rate=0.0)
+        size_mb = csv_path.stat().st_size / 1e6
+        zone_root = Path(tmp) / "zone"
+        zone_root.mkdir()
+        with SshdServer(root=zone_root, workdir=Path(tmp) / "sshd") as sshd:
+            conn = {
+                "host": sshd.host,
+                "port": sshd.port,
+                "username": sshd.username,
+                "private_key_path": str(sshd.client_key_path),
+                "known_hosts_path": str(sshd.known_hosts_path),
+                "base_path": "",
+            }
+            results = {"openssh": measure_openssh(sshd, csv_path, zone_root, args.repeat)}
+            for name in APPROACHES:
+                results[name] = measure(name, csv_path, zone_root, conn, args.repeat)
+
+    print(f"file: {args.rows:,} rows, {size_mb:,.0f} MB; median of {args.repeat} runs each")
+    print(f"{'approach':<12} {'seconds':>8} {'MB/s':>8} {'peak RSS':>10}  runs")
+    for name, r in results.items():
+        print(
+            f"{name:<12} {r['seconds']:>8.2f} {r['bytes'] / 1e6 / r['seconds']:>8.1f} "
+            f"{r['peak_rss_mib']:>6.0f} MiB  {r['runs']}"
+        )
+    transfer, parse, e2e = (results[n]["seconds"] for n in APPROACHES)
+    openssh = results["openssh"]["seconds"]
+    print(f"transfer rate vs OpenSSH sftp: {openssh / transfer:.2f}x")
+    bound = max(transfer, parse)
+    print(
+        f"end_to_end / max(transfer, parse): {e2e / bound:.2f}x (target <= 1.20); "
+        f"end_to_end / (transfer + parse): {e2e / (transfer + parse):.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
