@@ -77,10 +77,16 @@ def checks(result):
     return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
-def sftp_through(proxy: FaultyTcpProxy, sshd, tmp_path: Path, base_path: str):
+def sftp_through(proxy: FaultyTcpProxy, sshd, tmp_path: Path, base_path: str, **overrides):
     known_hosts = tmp_path / f"known_hosts_{proxy.port}"
     known_hosts.write_text(proxy.known_hosts_line(sshd) + "\n")
-    return sftp_zone(sshd, port=proxy.port, known_hosts_path=str(known_hosts), base_path=base_path)
+    return sftp_zone(
+        sshd,
+        port=proxy.port,
+        known_hosts_path=str(known_hosts),
+        base_path=base_path,
+        **overrides,
+    )
 
 
 def blob_through(proxy: FaultyTcpProxy, azurite, container: str) -> AzureBlobDropZone:
@@ -160,7 +166,10 @@ def test_a_resumed_download_never_splices_two_versions_of_a_file(
 ):
     direct = services["campaign_sftp"]
     direct.write_bytes(f"export/{NAME}", export(30_000))
-    zone = sftp_through(sftp_proxy, sshd, tmp_path, direct.base_path)
+    # A short read-ahead, so most of the file is still to come when the connection drops.
+    zone = sftp_through(
+        sftp_proxy, sshd, tmp_path, direct.base_path, read_ahead_chunks=1, read_chunk_bytes=32768
+    )
     newer = export(30_001)
     with zone.open_read(f"export/{NAME}") as reader:
         first = reader.read(64 * 1024)

@@ -474,6 +474,9 @@ def test_sftp_listing_drops_names_a_server_could_use_to_escape(monkeypatch):
     """A hostile server could answer a listing with `../` names; they never become entries."""
 
     class Listing:
+        def listdir_iter(self, path, read_aheads=50):
+            return iter(self.listdir_attr(path))
+
         def listdir_attr(self, _path):
             out = []
             for name in (NAME, "../../broadLog_20261123_0900.csv", "sub/broadLog_x.csv", ".."):
