@@ -50,7 +50,6 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetExecutionContext,
-    AssetKey,
     AssetSelection,
     DefaultSensorStatus,
     Failure,
@@ -67,7 +66,7 @@ from dagster import (
     sensor,
 )
 
-from asset_checks.campaign_exports import _spec, recount_files
+from asset_checks.campaign_exports import _spec, reconcile
 from asset_checks.push import build_duplicate_registration_check
 from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name, join
 from resources.settings import PipelineSettings
@@ -678,37 +677,6 @@ def aep_push_tokens(
     )
 
 
-def reconciliation_result(warehouse: Warehouse, pk: str) -> AssetCheckResult:
-    key = AssetKey(DATASET)
-    manifest = warehouse.get_json(DATASET, pk, "manifest.json")
-    if manifest is None:
-        return AssetCheckResult(
-            asset_key=key,
-            check_name="reconciliation",
-            passed=False,
-            metadata={"error": "partition has no manifest"},
-        )
-    counted, mismatches = recount_files(warehouse, DATASET, pk, manifest["files"], "source_file")
-    quarantined = [
-        f"{f['source_file']}: {f['reason']}"
-        for f in manifest["files"]
-        if f["status"] == "quarantined"
-    ]
-    return AssetCheckResult(
-        asset_key=key,
-        check_name="reconciliation",
-        passed=not mismatches and not quarantined,
-        metadata={
-            "rows_in": manifest["rows_in"],
-            "rows_out": sum(counted["good"].values()),
-            "rows_rejected": sum(counted["rejected"].values()),
-            "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
-            "files_quarantined": MetadataValue.json(quarantined),
-            "mismatches": MetadataValue.json(mismatches),
-        },
-    )
-
-
 _reconciliation_spec = _spec(
     "reconciliation",
     aep_push_tokens.key,
@@ -724,7 +692,8 @@ _reconciliation_spec = _spec(
 def aep_push_tokens_checks(
     context: AssetCheckExecutionContext, warehouse: Warehouse
 ) -> Iterator[AssetCheckResult]:
-    yield reconciliation_result(warehouse, context.partition_key)
+    # The same recount as the Campaign datasets': per file, stored rows against the manifest.
+    yield reconcile(DATASET, warehouse, context.partition_key)
 
 
 duplicate_registration_check = build_duplicate_registration_check(aep_push_tokens)
