@@ -446,15 +446,131 @@ class SshdServer:
 
 
 # --------------------------------------------------------------------------------------------
+# Services that run as a child process and answer HTTP (Azurite, moto)
+# --------------------------------------------------------------------------------------------
+
+
+class _HttpChildServer:
+    """A service run as a child process that answers HTTP on 127.0.0.1: `start` launches it
+    and waits for its first HTTP answer, `stop` terminates it (SIGTERM, then SIGKILL). The
+    subclasses say how to launch it and which URL proves it is serving."""
+
+    name: str = "service"
+    host: str = LOOPBACK
+    port: int
+    workdir: Path
+    log_path: Path
+    _process: subprocess.Popen[bytes] | None
+    _log_file: IO[bytes] | None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _probe_path(self) -> str:
+        raise NotImplementedError
+
+    # -- context manager ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.is_running() and self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def running(self) -> bool:
+        return self.is_running()
+
+    def start(self) -> None:
+        """Start the service (again) on the same port; a no-op when running."""
+        if self.is_running():
+            return
+        self._close_log()
+        # A log file rather than pipes: nobody would drain a pipe, and an unclosed pipe makes
+        # pytest warn at teardown.
+        self._log_file = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            self._command(),
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until(
+                self._answers_http,
+                STARTUP_TIMEOUT_SECONDS,
+                f"{self.name} on {self.host}:{self.port}",
+                self.log_text,
+            )
+        except BaseException:
+            self.stop()
+            raise
+
+    def _answers_http(self) -> bool:
+        if not self.is_running():
+            assert self._process is not None
+            raise RuntimeError(
+                f"{self.name} exited with code {self._process.returncode} during startup\n"
+                f"{self.log_text()}"
+            )
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
+        try:
+            # Any HTTP answer (even an auth error) proves the service is serving.
+            conn.request("GET", self._probe_path())
+            conn.getresponse().read()
+        except OSError:
+            return False
+        finally:
+            conn.close()
+        return True
+
+    def stop(self) -> None:
+        process = self._process
+        if process is not None and process.poll() is None:
+            # SIGTERM lets the service flush what it persists (Azurite's metadata database).
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        self._close_log()
+
+    def _close_log(self) -> None:
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def log_text(self) -> str:
+        return _tail(self.log_path)
+
+
+# --------------------------------------------------------------------------------------------
 # Azurite: the Azure Blob API
 # --------------------------------------------------------------------------------------------
 
 
-class AzuriteServer:
+class AzuriteServer(_HttpChildServer):
     """Azurite's blob service on 127.0.0.1, persisting to `workdir` so that data survives a
     stop()/start() (fault tests restart it)."""
 
-    host: str = LOOPBACK
+    name = "Azurite"
     account_name: str = AZURITE_ACCOUNT_NAME
     account_key: str = AZURITE_ACCOUNT_KEY
 
@@ -494,111 +610,26 @@ class AzuriteServer:
             credential={"account_name": self.account_name, "account_key": self.account_key},
         )
 
-    # -- context manager ------------------------------------------------------------------
+    def _command(self) -> list[str]:
+        return [
+            str(self._binary),
+            "--blobHost",
+            self.host,
+            "--blobPort",
+            str(self.port),
+            "--location",
+            str(self.data_dir),
+            # The SDK sends a newer API version than Azurite knows; without this flag every
+            # request fails.
+            "--skipApiVersionCheck",
+            "--loose",
+            # There is no outside network; telemetry would only log failed lookups.
+            "--disableTelemetry",
+            "--silent",
+        ]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.is_running() and self._process else None
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def running(self) -> bool:
-        return self.is_running()
-
-    def start(self) -> None:
-        """Start Azurite (again) on the same port over the same data; a no-op when running."""
-        if self.is_running():
-            return
-        self._close_log()
-        # A log file rather than pipes: nobody would drain a pipe, and an unclosed pipe makes
-        # pytest warn at teardown.
-        self._log_file = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [
-                str(self._binary),
-                "--blobHost",
-                self.host,
-                "--blobPort",
-                str(self.port),
-                "--location",
-                str(self.data_dir),
-                # The SDK sends a newer API version than Azurite knows; without this flag every
-                # request fails.
-                "--skipApiVersionCheck",
-                "--loose",
-                # There is no outside network; telemetry would only log failed lookups.
-                "--disableTelemetry",
-                "--silent",
-            ],
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until(
-                self._answers_http,
-                STARTUP_TIMEOUT_SECONDS,
-                f"Azurite on {self.host}:{self.port}",
-                self.log_text,
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def _answers_http(self) -> bool:
-        if not self.is_running():
-            assert self._process is not None
-            raise RuntimeError(
-                f"Azurite exited with code {self._process.returncode} during startup\n"
-                f"{self.log_text()}"
-            )
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-        try:
-            # Any HTTP answer (an auth error here) proves the blob service is serving.
-            conn.request("GET", f"/{self.account_name}?comp=list")
-            conn.getresponse().read()
-        except OSError:
-            return False
-        finally:
-            conn.close()
-        return True
-
-    def stop(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            # SIGTERM lets Azurite flush its metadata database to --location.
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def log_text(self) -> str:
-        return _tail(self.log_path)
+    def _probe_path(self) -> str:
+        return f"/{self.account_name}?comp=list"
 
     def __repr__(self) -> str:
         return f"AzuriteServer({self.account_url}, data={self.data_dir})"
@@ -615,12 +646,12 @@ MOTO_SECRET_ACCESS_KEY = "testing"
 MOTO_REGION = "us-east-1"
 
 
-class MotoS3Server:
+class MotoS3Server(_HttpChildServer):
     """moto's standalone server (`python -m moto.server`) on 127.0.0.1, in its own process so
     that fault tests can stop and restart it. moto keeps everything in memory: a restart starts
     with no buckets."""
 
-    host: str = LOOPBACK
+    name = "moto"
     region: str = MOTO_REGION
 
     def __init__(self, workdir: Path, *, port: int | None = None) -> None:
@@ -676,92 +707,12 @@ class MotoS3Server:
         finally:
             conn.close()
 
-    # -- context manager ------------------------------------------------------------------
+    def _command(self) -> list[str]:
+        # moto keeps everything in memory: each start is an empty server.
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- lifecycle --------------------------------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.is_running() and self._process else None
-
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def running(self) -> bool:
-        return self.is_running()
-
-    def start(self) -> None:
-        """Start moto (again) on the same port, empty; a no-op when running."""
-        if self.is_running():
-            return
-        self._close_log()
-        self._log_file = self.log_path.open("ab")
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until(
-                self._answers_http,
-                STARTUP_TIMEOUT_SECONDS,
-                f"moto on {self.host}:{self.port}",
-                self.log_text,
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def _answers_http(self) -> bool:
-        if not self.is_running():
-            assert self._process is not None
-            raise RuntimeError(
-                f"moto exited with code {self._process.returncode} during startup\n"
-                f"{self.log_text()}"
-            )
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=2)
-        try:
-            conn.request("GET", "/moto-api/data.json")
-            conn.getresponse().read()
-        except OSError:
-            return False
-        finally:
-            conn.close()
-        return True
-
-    def stop(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        self._close_log()
-
-    def _close_log(self) -> None:
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
-
-    def log_text(self) -> str:
-        return _tail(self.log_path)
+    def _probe_path(self) -> str:
+        return "/moto-api/data.json"
 
     def __repr__(self) -> str:
         return f"MotoS3Server({self.endpoint_url})"
