@@ -537,7 +537,9 @@ def validate_batch(
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 ok = pc.match_substring_regex(nulled, _INT_RE)
                 rules.append((pc.invert(ok), "invalid_integer", src))
-                values = pc.cast(_keep(nulled, ok), pa.int64())
+                # Arrow's cast refuses an explicit "+" sign that the rule above accepts.
+                signless = pc.utf8_ltrim(_keep(nulled, ok), characters="+")
+                values = pc.cast(signless, pa.int64())
         elif f.kind == "timestamp":
             ok = _timestamp_shape(nulled)
             rules.append((pc.invert(ok), "invalid_timestamp", src))

@@ -314,6 +314,18 @@ def test_wrong_types_are_rejected_with_their_reason_and_column(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
+def test_an_explicit_plus_sign_beside_a_bad_integer_is_read_as_the_number(env):
+    root, resources = env
+    base = "10,100,CUST,x@example.com,1,0,0,2026-11-23 08:00:00,L"
+    content = csv_bytes(["+5," + base, "six," + base])
+    drop(root, NAME, content)
+    result = run_typed(resources)
+    assert result.success and reconciliation(result).passed
+    _, data, rejects = assert_reconciles(root)
+    assert data.column("broadlog_id").to_pylist() == [5]
+    assert reject_rows(rejects) == [(3, "invalid_integer", "iBroadLogId")]
+
+
 def test_wrong_date_types_in_profiles(env):
     root, resources = env
     name = "profiles_20261123_0800.csv"
