@@ -59,9 +59,9 @@ from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_import import (
     CAMPAIGN_IMPORT,
     IMPORT_COLUMNS,
-    load_campaign_recipients,
     load_email_suppression,
     read_import_manifest,
+    recipients_by_id,
 )
 from rtcdp_assets.masking import mask_email
 from rtcdp_assets.segments import (
@@ -504,8 +504,11 @@ def campaign_audience_import_checks(
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
     staged = read_staged_rows(warehouse, audience_id, stamp)
-    recipients = load_campaign_recipients(
-        warehouse, context.instance.get_materialized_partitions(AssetKey("profiles"))
+    # Only the recipients the file names: memory follows the import, not all of Campaign.
+    recipients = recipients_by_id(
+        warehouse,
+        context.instance.get_materialized_partitions(AssetKey("profiles")),
+        pa.chunked_array([t.column("recipient_id") for t in staged], type=pa.string()),
     )
     yield source_of_truth_result(staged, recipients, audience_settings.join_identity)
     yield suppression_result(staged, load_email_suppression(warehouse))

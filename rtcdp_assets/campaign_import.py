@@ -56,8 +56,8 @@ functions at definition time.
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,24 +139,6 @@ def import_file_names(audience_id: str, stamp: str, parts: int) -> list[str]:
 # --------------------------------------------------------------------------------------------
 # Inputs: Campaign recipients and the suppression list
 # --------------------------------------------------------------------------------------------
-def load_campaign_recipients(warehouse: Warehouse, partitions: set[str]) -> pd.DataFrame:
-    """recipient_id, external_id, email of every Campaign recipient, latest version of each."""
-    frames = []
-    for pk in sorted(partitions):
-        with warehouse.local_copy("profiles", pk, "data.parquet") as local:
-            if local is not None:
-                cols = ["recipient_id", "external_id", "email", "last_modified"]
-                frames.append(pq.read_table(local, columns=cols).to_pandas())
-    if not frames:
-        raise Failure(
-            description="No Campaign profiles are materialized: without the source of truth no "
-            "member can be matched, so nothing is imported. Materialize `profiles` first."
-        )
-    df = pd.concat(frames, ignore_index=True)
-    df = df.sort_values("last_modified", kind="stable").drop_duplicates("recipient_id", keep="last")
-    return df[["recipient_id", "external_id", "email"]].sort_values("recipient_id", kind="stable")
-
-
 def load_email_suppression(warehouse: Warehouse) -> pd.Series:
     """Suppressed email address -> reason (the first reason by name when there are several)."""
     with warehouse.local_copy("suppression_list", "current", "data.parquet") as local:
@@ -214,18 +196,9 @@ def _semi_join(files: Sequence[Path], columns: list[str], key: str, right: pa.Ta
     return join.to_table()
 
 
-def match_campaign_recipients(
-    warehouse: Warehouse, partitions: set[str], member_keys: pa.ChunkedArray, join_identity: str
-) -> pa.Table:
-    """recipient_id, external_id, email of the Campaign recipients a member could match.
-
-    The result is what `load_campaign_recipients` gives (latest version of each recipient),
-    restricted to recipients that have a version whose join identity is one of `member_keys`,
-    without holding every profile in memory: pass 1 scans identity + recipient_id and keeps
-    the recipients seen under a member's identity; pass 2 scans every version of those
-    recipients, so a newer version under another identity still wins.
-    """
-    key_column = "email" if join_identity == "email" else "external_id"
+@contextmanager
+def _profile_files(warehouse: Warehouse, partitions: set[str]) -> Iterator[list[Path]]:
+    """Local copies of the materialized `profiles` partitions (the source of truth)."""
     with ExitStack() as stack:
         files = []
         for pk in sorted(partitions):
@@ -237,19 +210,57 @@ def match_campaign_recipients(
                 description="No Campaign profiles are materialized: without the source of truth "
                 "no member can be matched, so nothing is imported. Materialize `profiles` first."
             )
-        keys = pa.table({"key": member_keys})
-        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
-        del keys
-        wanted = pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})
-        del seen
-        _release_memory()
-        columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
-        versions = _semi_join(files, columns, "recipient_id", wanted)
-        del wanted
+        yield files
+
+
+def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
+    """recipient_id, external_id, email of the latest version of each wanted recipient.
+
+    The wanted ids come in a list the function empties, so that no caller frame keeps them
+    alive while the versions are ranked: at 10 M members they are hundreds of MiB of the peak.
+    """
+    wanted = handed_over.pop()
+    columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
+    versions = _semi_join(files, columns, "recipient_id", wanted)
+    del wanted
     latest = versions.filter(_latest_versions(versions)).select(_RECIPIENT_COLUMNS)
     del versions
     _release_memory()
     return latest
+
+
+def match_campaign_recipients(
+    warehouse: Warehouse, partitions: set[str], member_keys: pa.ChunkedArray, join_identity: str
+) -> pa.Table:
+    """recipient_id, external_id, email of the Campaign recipients a member could match.
+
+    The result is the latest version of each recipient (greatest last_modified, then the last
+    row in read order), restricted to recipients that have a version whose join identity is
+    one of `member_keys`, without holding every profile in memory: pass 1 scans identity +
+    recipient_id and keeps the recipients seen under a member's identity; pass 2 scans every
+    version of those recipients, so a newer version under another identity still wins.
+    """
+    key_column = "email" if join_identity == "email" else "external_id"
+    with _profile_files(warehouse, partitions) as files:
+        keys = pa.table({"key": member_keys})
+        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
+        del keys
+        wanted = [pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})]
+        del seen
+        _release_memory()
+        return _latest_of(files, wanted)
+
+
+def recipients_by_id(
+    warehouse: Warehouse, partitions: set[str], recipient_ids: pa.Array | pa.ChunkedArray
+) -> pd.DataFrame:
+    """recipient_id, external_id, email of the latest version of just these recipients: what a
+    check over an import file needs, in memory bounded by the file rather than by Campaign."""
+    with _profile_files(warehouse, partitions) as files:
+        schema = pq.read_schema(files[0])
+        ids = pc.unique(pa.chunked_array([recipient_ids]).combine_chunks())
+        wanted = [pa.table({"wanted": ids.cast(schema.field("recipient_id").type)})]
+        return _latest_of(files, wanted).to_pandas()
 
 
 def _release_memory() -> None:
@@ -263,7 +274,7 @@ def _dense_rank(values: np.ndarray) -> np.ndarray:
 
 
 def _latest_versions(versions: pa.Table) -> pa.Array:
-    """Mask of the latest version of each recipient, as `load_campaign_recipients` picks it.
+    """Mask of the latest version of each recipient.
 
     That is the greatest last_modified, then the row that comes last when the partitions are
     read in key order: within a partition the asset writes rows in (source file, line) order.
