@@ -155,12 +155,35 @@ def _tail(path: Path, max_chars: int = 4000) -> str:
         return ""
 
 
+class _Service:
+    """`with Server(...) as server:` starts the service and stops it on the way out, whatever
+    happened inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
 # --------------------------------------------------------------------------------------------
 # OpenSSH sshd: the Campaign SFTP server
 # --------------------------------------------------------------------------------------------
 
 
-class SshdServer:
+class SshdServer(_Service):
     """A private OpenSSH sshd on 127.0.0.1 that only speaks SFTP, rooted at `root`.
 
     Logs in as the current OS user (root on the test machines) with an ed25519 client key; no
@@ -213,20 +236,6 @@ class SshdServer:
         self.host_public_key: str = f"[{self.host}]:{self.port} {key_type} {key_b64}"
         self.write_known_hosts(self.known_hosts_path, self.host_public_key)
         self._write_config()
-
-    # -- context manager ------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -450,7 +459,7 @@ class SshdServer:
 # --------------------------------------------------------------------------------------------
 
 
-class _HttpChildServer:
+class _HttpChildServer(_Service):
     """A service run as a child process that answers HTTP on 127.0.0.1: `start` launches it
     and waits for its first HTTP answer, `stop` terminates it (SIGTERM, then SIGKILL). The
     subclasses say how to launch it and which URL proves it is serving."""
@@ -468,20 +477,6 @@ class _HttpChildServer:
 
     def _probe_path(self) -> str:
         raise NotImplementedError
-
-    # -- context manager ------------------------------------------------------------------
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -740,7 +735,7 @@ def postgres_binary(name: str) -> Path:
     return require_binary(candidates[-1], f"PostgreSQL's {name}")
 
 
-class PostgresServer:
+class PostgresServer(_Service):
     """A private PostgreSQL cluster on 127.0.0.1: its own data directory, a free port, password
     authentication over TCP (a wrong password fails as it would in production).
 
@@ -782,18 +777,6 @@ class PostgresServer:
                 else {}
             ),
         )
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if not self.data_dir.exists():
