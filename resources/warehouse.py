@@ -101,9 +101,14 @@ class ParquetSink:
     bounds memory. An error in the writer surfaces in the next `write` or in `close`.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema, *, background: bool = True) -> None:
+    def __init__(
+        self, path: Path, schema: pa.Schema, *, background: bool = True, statistics: bool = True
+    ) -> None:
         self.path = path
         self.schema = schema
+        # Min/max statistics let readers skip row groups; datasets only ever read whole (the
+        # XDM ones) can skip them: 10-15 % of their encoding time.
+        self._statistics = statistics
         self.rows = 0
         self._writer: pq.ParquetWriter | None = None
         self._pending: list[pa.RecordBatch] = []
@@ -131,7 +136,7 @@ class ParquetSink:
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_rows = [], 0
         if self._writer is None:
-            self._writer = _open_writer(self.path, self.schema, table)
+            self._writer = _open_writer(self.path, self.schema, table, self._statistics)
             if self._queue is not None:
                 self._thread = threading.Thread(
                     target=self._drain, name=f"parquet-{self.path.name}", daemon=True
@@ -169,7 +174,12 @@ class ParquetSink:
                 self._queue.put(None)
                 self._thread.join()
             if self._writer is None:  # nothing written: still a valid, empty file
-                self._writer = pq.ParquetWriter(self.path, self.schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+                self._writer = pq.ParquetWriter(
+                    self.path,
+                    self.schema,
+                    write_statistics=self._statistics,
+                    **PARQUET_OPTIONS,  # type: ignore[arg-type]
+                )
             self._writer.close()
         self._raise_error()
 
@@ -205,10 +215,13 @@ def _leaves(path: str, values: pa.Array) -> Iterator[tuple[str, pa.Array]]:
     # maps and other nested kinds keep the writer's default
 
 
-def _open_writer(path: Path, schema: pa.Schema, first: pa.Table) -> pq.ParquetWriter:
+def _open_writer(
+    path: Path, schema: pa.Schema, first: pa.Table, statistics: bool = True
+) -> pq.ParquetWriter:
     return pq.ParquetWriter(
         path,
         schema,
         use_dictionary=dictionary_columns(first),  # type: ignore[arg-type]
+        write_statistics=statistics,
         **PARQUET_OPTIONS,  # type: ignore[arg-type]
     )

@@ -281,13 +281,13 @@ class CampaignExportFlow:
                 for batch in warehouse.iter_batches(flow.dataset, pk):
                     mapped = to_xdm(batch, settings)
                     if sink is None:
-                        sink = ParquetSink(local, mapped.schema)
+                        sink = ParquetSink(local, mapped.schema, statistics=False)
                     sink.write(mapped)
                 if sink is None:  # no typed rows: still publish an empty, well-typed dataset
                     empty = flow.fmt.typed_schema.empty_table().to_batches() or [
                         pa.RecordBatch.from_pylist([], schema=flow.fmt.typed_schema)
                     ]
-                    sink = ParquetSink(local, to_xdm(empty[0], settings).schema)
+                    sink = ParquetSink(local, to_xdm(empty[0], settings).schema, statistics=False)
                 sink.close()
                 warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
                 rows = sink.rows
