@@ -9,16 +9,12 @@ or serves files. The transfer process of `open_read` checks host keys with the s
 
 from __future__ import annotations
 
-import contextlib
-import io
 import stat as stat_mod
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from operator import attrgetter
 from pathlib import Path, PurePosixPath
-from queue import Empty, Full, Queue
 from typing import BinaryIO, cast
 
 import paramiko
@@ -40,6 +36,7 @@ from resources.drop_zones import (
 from resources.sftp_transfer import MAX_RESUMES_PER_FILE as MAX_RESUMES_PER_FILE
 from resources.sftp_transfer import (
     ChildProcessReader,
+    ReadAhead,
     ResumingReader,
     SftpSession,
     SftpSettings,
@@ -54,76 +51,6 @@ _retry_transient = retry(
     wait=wait_exponential(multiplier=0.2, max=2),
     reraise=True,
 )
-
-
-class _ReadAhead(io.RawIOBase):
-    """Reads an SFTP file in a background thread, a bounded number of chunks ahead.
-
-    paramiko only takes the server's answers off the connection inside `read()`, so while the
-    caller parses a block nothing arrives and transfer and parsing take turns. Reading ahead in
-    a thread lets them overlap while either side waits outside the GIL (socket, decryption,
-    Arrow kernels); paramiko's packet handling itself is Python, so the overlap is partial
-    (figures in bench/README.md). The queue bound keeps memory at `depth` chunks, whatever the
-    file size.
-    """
-
-    def __init__(self, fh: ResumingReader, chunk_bytes: int, depth: int) -> None:
-        self._fh = fh
-        self._chunk_bytes = chunk_bytes
-        self._queue: Queue[bytes | BaseException] = Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._current = memoryview(b"")
-        self._eof = False
-        self._thread = threading.Thread(target=self._fetch, name="sftp-read-ahead", daemon=True)
-        self._thread.start()
-
-    def _fetch(self) -> None:
-        try:
-            while not self._stop.is_set():
-                data = self._fh.read(self._chunk_bytes)
-                self._put(data)
-                if not data:
-                    return
-        except BaseException as exc:  # handed to the reader, which re-raises it
-            self._put(exc)
-
-    def _put(self, item: bytes | BaseException) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except Full:
-                continue
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            return b"".join(iter(lambda: self.read(1 << 20), b""))
-        if not self._current and not self._eof:
-            item = self._queue.get()
-            if isinstance(item, BaseException):
-                self._eof = True
-                raise item
-            self._eof = not item
-            self._current = memoryview(item)
-        out, self._current = self._current[:size], self._current[size:]
-        return out.tobytes()
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._stop.set()
-        # Unblock the fetcher if it waits for room, then let it finish its current read.
-        while self._thread.is_alive():
-            with contextlib.suppress(Empty):
-                self._queue.get(timeout=0.1)
-        self._thread.join()
-        super().close()
 
 
 class SftpDropZone(DropZone):
@@ -156,8 +83,8 @@ class SftpDropZone(DropZone):
     read_ahead_chunks: int = Field(
         default=8,
         description=(
-            "Chunks `open_read` may fetch ahead of the parser (bounds its memory); in the child "
-            "process, the pipe holds at most 1 MiB of them."
+            "Chunks `open_read` may fetch ahead of the parser (bounds its memory); the transfer "
+            "process holds them, plus up to 1 MiB in its pipe."
         ),
     )
     read_in_child_process: bool = Field(
@@ -250,7 +177,7 @@ class SftpDropZone(DropZone):
                 self._settings(),
                 remote,
                 chunk_bytes=self.read_chunk_bytes,
-                pipe_bytes=self.read_chunk_bytes * self.read_ahead_chunks,
+                read_ahead=self.read_ahead_chunks,
             )
             try:
                 yield cast(BinaryIO, child)
@@ -258,7 +185,7 @@ class SftpDropZone(DropZone):
                 child.close()
             return
         reader = ResumingReader(self._session, self.close, remote)
-        ahead = _ReadAhead(reader, chunk_bytes=self.read_chunk_bytes, depth=self.read_ahead_chunks)
+        ahead = ReadAhead(reader, chunk_bytes=self.read_chunk_bytes, depth=self.read_ahead_chunks)
         try:
             yield cast(BinaryIO, ahead)
         finally:
