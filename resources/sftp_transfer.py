@@ -4,9 +4,9 @@ paramiko handles every SSH packet in Python while holding the GIL, so a download
 the run process and the parser in its main thread mostly take turns. `SftpDropZone.open_read`
 therefore streams the file from a child process (`ChildProcessReader`): the child runs the
 download (`ResumingReader`) on the other core with its own GIL and writes the bytes into a pipe
-the parser reads. The child imports only this module, `resources.errors` and paramiko (about
-0.2 s of start-up); the `resources` package `__init__` imports dagster (1.3 s), which is why the
-child is launched through `resources/sftp_child.py` instead of `python -m`.
+the parser reads. The child imports only this module, `resources.errors`, paramiko and tenacity
+(about 0.2 s of start-up); the `resources` package `__init__` imports dagster (1.3 s), which is
+why the child is launched through `resources/sftp_child.py` instead of `python -m`.
 
 Protocol between the two processes:
 

@@ -48,16 +48,26 @@ def wait_gone(pid: int, seconds: float = 10) -> bool:
 
 @pytest.fixture
 def zone(sshd):
-    z = sftp_zone(sshd)
+    """Every file through the child, however small."""
+    z = sftp_zone(sshd, child_process_min_bytes=0)
     yield z
     z.close()
 
 
-def test_the_child_path_is_the_default(zone):
-    zone.write_bytes("export/a.csv", b"x,y\n1,2\n")
-    with zone.open_read("export/a.csv") as fh:
-        assert fh.read() == b"x,y\n1,2\n"
+def test_the_child_path_is_the_default_for_files_of_a_mebibyte_or_more(sshd, zone):
+    default = sftp_zone(sshd, base_path=zone.base_path)
+    big, small = os.urandom(1 << 20), b"x,y\n1,2\n"
+    default.write_bytes("export/big.csv", big)
+    default.write_bytes("export/small.csv", small)
+    with default.open_read("export/big.csv") as fh:
         assert isinstance(fh.pid, int)  # type: ignore[attr-defined]
+        assert fh.read() == big
+    with default.open_read("export/small.csv") as fh:
+        assert not hasattr(fh, "pid")  # read in-process: a child would cost more than it saves
+        assert fh.read() == small
+    with pytest.raises(FileNotFoundError), default.open_read("export/missing.csv"):
+        pass
+    default.close()
 
 
 @pytest.mark.parametrize("size", [0, 1, 3 * 1024 * 1024 + 17])
@@ -71,6 +81,7 @@ def test_missing_file_raises_file_not_found_as_in_process(sshd, zone):
     with pytest.raises(FileNotFoundError) as child, zone.open_read("export/missing.csv"):
         pass
     in_process = sftp_zone(sshd, base_path=zone.base_path, read_in_child_process=False)
+    assert zone.child_process_min_bytes == 0
     with pytest.raises(FileNotFoundError) as thread, in_process.open_read("export/missing.csv"):
         pass
     in_process.close()
@@ -80,12 +91,16 @@ def test_missing_file_raises_file_not_found_as_in_process(sshd, zone):
 def test_unknown_host_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     zone.write_bytes("export/a.csv", b"x\n")
     empty = sshd.write_empty_known_hosts(tmp_path / "known_hosts_empty")
-    unknown = sftp_zone(sshd, base_path=zone.base_path, known_hosts_path=str(empty))
+    unknown = sftp_zone(
+        sshd, base_path=zone.base_path, known_hosts_path=str(empty), child_process_min_bytes=0
+    )
     with pytest.raises(DropZoneAccessDenied, match="host key refused"):  # noqa: SIM117
         with unknown.open_read("export/a.csv"):
             pass
     rotated = sshd.write_wrong_known_hosts(tmp_path / "known_hosts_wrong")
-    spoofed = sftp_zone(sshd, base_path=zone.base_path, known_hosts_path=str(rotated))
+    spoofed = sftp_zone(
+        sshd, base_path=zone.base_path, known_hosts_path=str(rotated), child_process_min_bytes=0
+    )
     with pytest.raises(DropZoneAccessDenied, match="host key mismatch"):  # noqa: SIM117
         with spoofed.open_read("export/a.csv"):
             pass
@@ -95,7 +110,9 @@ def test_wrong_client_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     zone.write_bytes("export/a.csv", b"x\n")
     stranger = tmp_path / "stranger"
     generate_ed25519_key(stranger)
-    wrong = sftp_zone(sshd, base_path=zone.base_path, private_key_path=str(stranger))
+    wrong = sftp_zone(
+        sshd, base_path=zone.base_path, private_key_path=str(stranger), child_process_min_bytes=0
+    )
     with pytest.raises(DropZoneAccessDenied, match="SFTP authentication failed"):  # noqa: SIM117
         with wrong.open_read("export/a.csv"):
             pass
@@ -213,6 +230,7 @@ def test_the_passphrase_reaches_the_child_only_through_stdin(sshd, tmp_path, mon
         base_path=plain.base_path,
         private_key_path=str(key),
         private_key_passphrase=f"wrong-{passphrase}",
+        child_process_min_bytes=0,  # no stat in the run process first: the child loads the key
     )
     with pytest.raises(DropZoneAccessDenied, match="cannot be loaded") as denied:  # noqa: SIM117
         with wrong.open_read("export/big.bin"):
