@@ -636,12 +636,20 @@ class ChildProcessReader(io.RawIOBase):
             if cls is not None:
                 return cls(message)
             return RuntimeError(f"SFTP transfer process failed reading {self._remote}: {message}")
-        assert self._proc is not None
-        code = self._proc.wait()
+        code = self._reap()
         return DropZoneUnavailable(
             f"SFTP transfer process reading {self._remote} ended (exit code {code}) without "
             f"reporting; its last output: {self._stderr_tail() or '(none)'}"
         )
+
+    def _reap(self, grace_seconds: float = 5) -> int:
+        """Wait for the child to exit, killing it if it does not within the grace period."""
+        assert self._proc is not None
+        try:
+            return self._proc.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            return self._proc.wait()
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0, os.SEEK_END)
@@ -654,8 +662,7 @@ class ChildProcessReader(io.RawIOBase):
         self._finished = True
         record = self._next_status()
         if record.get("event") == "done" and record.get("bytes") == self._received:
-            assert self._proc is not None
-            self._proc.wait()
+            self._reap()
             return
         if record.get("event") == "done":
             record = {
@@ -697,18 +704,13 @@ class ChildProcessReader(io.RawIOBase):
         # Closing the pipes first: a child blocked writing gets EPIPE, its watcher end of file.
         with contextlib.suppress(OSError):
             os.close(self._data_fd)
-        proc = self._proc
-        if proc is not None:
+        if self._proc is not None:
             with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                if self._proc.stdin is not None:
+                    self._proc.stdin.close()
+            if self._proc.poll() is None:
+                self._proc.terminate()
+            self._reap()
         self._status.close()
         self._stderr.close()
         super().close()
