@@ -26,21 +26,14 @@ from typing import BinaryIO
 
 from dagster import ConfigurableResource
 
+# Re-exported: callers import the errors with the contract.
+from resources.errors import DropZoneAccessDenied as DropZoneAccessDenied
+from resources.errors import DropZoneError as DropZoneError
+from resources.errors import DropZoneUnavailable as DropZoneUnavailable
+
 # Writers that follow the upload-then-rename convention use names like these while a file is
 # still being written; a reader must never pick them up.
 TEMPORARY_NAME_MARKERS: tuple[str, ...] = (".part", ".tmp", ".filepart", ".partial", ".uploading")
-
-
-class DropZoneError(Exception):
-    """Base class of the errors a drop zone raises on purpose."""
-
-
-class DropZoneUnavailable(DropZoneError):
-    """A transient failure (network, timeout, server restart): try again on the next tick."""
-
-
-class DropZoneAccessDenied(DropZoneError):
-    """Authentication or host-key failure: a person must act, so this must fail loudly."""
 
 
 class UnsafePathError(DropZoneError, ValueError):

@@ -883,6 +883,10 @@ class FaultyTcpProxy:
     - `cut_upload(marker, after_bytes, action)`: the first connection whose client → service
       stream contains `marker` (e.g. a blob name in an HTTP request line) runs `action` once
       `after_bytes` more bytes went up, then is cut without forwarding another byte.
+    - `cut_download(after_bytes)`: the first connection, open or new, that has sent `after_bytes`
+      bytes from the service to the client is cut there, whichever connection carries the
+      download (an SFTP zone reads files over a connection of its transfer process, not over
+      the one it lists with).
 
     Counting is exact to the byte, so a fault lands in the middle of a transfer every time.
     """
@@ -896,6 +900,7 @@ class FaultyTcpProxy:
         self._lock = threading.Lock()
         self._pending: list[int] = []  # down-byte budgets of the next connections to cut
         self._upload: tuple[bytes, int, Callable[[], None]] | None = None
+        self._download_cut: int | None = None
         self._sockets: list[socket.socket] = []
         self.accepted = 0
         self.cuts = 0
@@ -913,6 +918,10 @@ class FaultyTcpProxy:
         with self._lock:
             self._pending.extend([after_bytes] * count)
 
+    def cut_download(self, after_bytes: int) -> None:
+        with self._lock:
+            self._download_cut = after_bytes
+
     def drop_connections(self) -> None:
         """Cut every open connection now (new ones are forwarded as usual)."""
         with self._lock:
@@ -925,6 +934,7 @@ class FaultyTcpProxy:
         with self._lock:
             self._pending.clear()
             self._upload = None
+            self._download_cut = None
 
     def cut_upload(self, marker: bytes, after_bytes: int, action: Callable[[], None]) -> None:
         with self._lock:
@@ -984,6 +994,7 @@ class FaultyTcpProxy:
 
     def _pump_down(self, pair: tuple[socket.socket, socket.socket], budget: int | None) -> None:
         client, upstream = pair
+        sent = 0
         while True:
             try:
                 data = upstream.recv(65536)
@@ -992,6 +1003,18 @@ class FaultyTcpProxy:
             if not data:
                 self._kill(client)
                 return
+            with self._lock:
+                at = self._download_cut
+                if at is not None and sent + len(data) >= at:
+                    self._download_cut = None  # this connection takes the armed cut
+                else:
+                    at = None
+            if at is not None:
+                with contextlib.suppress(OSError):
+                    client.sendall(data[: at - sent])
+                self._cut(pair)
+                return
+            sent += len(data)
             if budget is not None and len(data) >= budget:
                 with contextlib.suppress(OSError):
                     client.sendall(data[:budget])

@@ -115,7 +115,7 @@ def test_download_cut_midway_resumes_and_the_counts_are_right(services, sshd, sf
     content = export(20_000, bad=3)  # about 2.3 MB
     direct.write_bytes(f"export/{NAME}", content)
     zone = sftp_through(sftp_proxy, sshd, tmp_path, direct.base_path)
-    sftp_proxy.fail_next(1, after_bytes=len(content) // 2)
+    sftp_proxy.cut_download(after_bytes=len(content) // 2)
     resources = {**services, "campaign_sftp": zone}
 
     result = run(resources, typed_only=True)
