@@ -12,13 +12,15 @@ so a change of load on the shared machine hits all of them alike; the figures ar
   with pyarrow's defaults and the same codec (zstd). No validation, no streaming.
 - ingest: `ingest_file` (streaming parse, validate, quarantine split) → typed Parquet and
   rejects Parquet through `ParquetSink`: what the typed asset does per file.
-- ingest_rules: `ingest` plus the partition rules over its output (`duplicate_row`,
-  `timestamp_in_future`: `rtcdp_assets.partition_rules`), as the typed asset runs them.
+- ingest_rules: `ingest` plus the partition rules (`duplicate_row`, `timestamp_in_future`:
+  `rtcdp_assets.partition_rules`), their row digests taken during the pass, as the typed asset
+  runs them.
 - ingest_xdm (the target): the same pass also maps each good batch to XDM
   (`broadlog_to_xdm`) → typed, rejects and XDM Parquet, each file read once.
 - xdm_only: parse + validate + XDM map → XDM Parquet and rejects only, no typed copy.
-- assets_two_pass: what the assets do today: the typed pass (as `ingest`), then the `_xdm`
-  asset's pass that re-reads the typed Parquet in 65,536-row batches, maps and writes XDM.
+- assets_two_pass: what the assets do: the typed asset's pass (as `ingest_rules`), then the
+  `_xdm` asset's pass that re-reads the typed Parquet in 65,536-row batches, maps and writes
+  XDM.
 - per_row_python: the same work one row at a time, written as one would without Arrow:
   `csv.reader`, per row strip every value, check required values, `int()` the integer
   columns, check the code lists, a compiled `re` for timestamp shape and email, then
@@ -77,10 +79,9 @@ def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) ->
     elif name in ("ingest", "ingest_xdm", "xdm_only"):
         rows = _ingest(csv_path, out_dir, settings, typed=name != "xdm_only", xdm=name != "ingest")
     elif name == "ingest_rules":
-        rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False)
-        _partition_rules(csv_path, out_dir)
+        rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False, rules=True)
     elif name == "assets_two_pass":
-        rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False)
+        rows = _ingest(csv_path, out_dir, settings, typed=True, xdm=False, rules=True)
         _xdm_from_typed(out_dir / "typed.parquet", out_dir / "xdm.parquet", settings)
     elif name == "per_row_python":
         rows = _per_row_python(csv_path, out_dir, settings, per_row_rows)
@@ -103,11 +104,21 @@ def _plain_pyarrow(csv_path: Path, out_dir: Path) -> int:
     return table.num_rows
 
 
-def _ingest(csv_path: Path, out_dir: Path, settings: object, *, typed: bool, xdm: bool) -> int:
+def _ingest(
+    csv_path: Path, out_dir: Path, settings: object, *, typed: bool, xdm: bool, rules: bool = False
+) -> int:
+    from datetime import timedelta
+
     from resources.warehouse import ParquetSink
     from rtcdp_assets.broadlog import BROADLOG_FORMAT, _allowed_codes, broadlog_to_xdm
     from rtcdp_assets.ingest import REJECT_SCHEMA, FileResult, ingest_file
+    from rtcdp_assets.partition_rules import RowDigests, window_end_from_stamp
 
+    # The typed asset's partition rules (duplicate_row, timestamp_in_future): digests taken
+    # during the pass, as `ingest_partition` takes them.
+    tolerance = timedelta(hours=1)
+    window_end = window_end_from_stamp(csv_path.stem.split("_", 1)[1])
+    digest = RowDigests(BROADLOG_FORMAT, window_end + tolerance) if rules and window_end else None
     result = FileResult(source_file=csv_path.name, layout="")
     typed_sink = ParquetSink(out_dir / "typed.parquet", BROADLOG_FORMAT.typed_schema)
     rejects = ParquetSink(out_dir / "rejects.parquet", REJECT_SCHEMA)
@@ -123,6 +134,8 @@ def _ingest(csv_path: Path, out_dir: Path, settings: object, *, typed: bool, xdm
             if typed:
                 typed_sink.write(part.good)
             rejects.write(part.rejects)
+            if digest is not None:
+                digest.add(part.good)
             if xdm and part.good.num_rows:
                 mapped = broadlog_to_xdm(part.good, settings)  # type: ignore[arg-type]
                 if xdm_sink is None:
@@ -131,26 +144,20 @@ def _ingest(csv_path: Path, out_dir: Path, settings: object, *, typed: bool, xdm
         if xdm_sink is not None:
             xdm_sink.close()
     assert result.rows_in == result.rows_out + result.rows_rejected
+    if digest is not None:
+        from rtcdp_assets.partition_rules import apply_partition_rules
+
+        entry = {"source_file": csv_path.name, "rows_out": 0, "rows_rejected": 0, "reasons": {}}
+        apply_partition_rules(
+            BROADLOG_FORMAT,
+            [out_dir / "typed.parquet"],
+            [out_dir / "rejects.parquet"],
+            [entry],
+            latest_time=lambda _name: window_end,
+            tolerance=tolerance,
+            digests=[digest],
+        )
     return result.rows_in
-
-
-def _partition_rules(csv_path: Path, out_dir: Path) -> None:
-    """The rules the typed asset runs over a whole partition (duplicate_row,
-    timestamp_in_future), on the typed and rejects Parquet `_ingest` wrote."""
-    from datetime import timedelta
-
-    from rtcdp_assets.broadlog import BROADLOG_FORMAT
-    from rtcdp_assets.partition_rules import apply_partition_rules, window_end_from_stamp
-
-    result = {"source_file": csv_path.name, "rows_out": 0, "rows_rejected": 0, "reasons": {}}
-    apply_partition_rules(
-        BROADLOG_FORMAT,
-        [out_dir / "typed.parquet"],
-        [out_dir / "rejects.parquet"],
-        [result],
-        latest_time=lambda _name: window_end_from_stamp(csv_path.stem.split("_", 1)[1]),
-        tolerance=timedelta(hours=1),
-    )
 
 
 def _xdm_from_typed(typed_path: Path, out: Path, settings: object) -> None:

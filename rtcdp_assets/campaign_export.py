@@ -74,7 +74,7 @@ from rtcdp_assets.ingest import (
     ingest_file,
 )
 from rtcdp_assets.masking import mask_text, masked_preview
-from rtcdp_assets.partition_rules import apply_partition_rules, window_end_from_stamp
+from rtcdp_assets.partition_rules import RowDigests, apply_partition_rules, window_end_from_stamp
 from rtcdp_assets.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 XdmMapper = Callable[[pa.RecordBatch, PipelineSettings], pa.RecordBatch]
@@ -443,13 +443,21 @@ class CampaignExportFlow:
         files: list[dict[str, Any]] = []
         outcomes: list[tuple[SourceFile, str, dict[str, Any]]] = []
         first_by_sha: dict[str, str] = {}
+        tolerance = timedelta(seconds=settings.export_time_tolerance_seconds)
+
+        def latest_time(name: str) -> datetime | None:
+            return window_end_from_stamp(self.export_stamp(name))
+
         with tempfile.TemporaryDirectory(prefix="rtcdp-ingest-") as tmp:
             tmpdir = Path(tmp)
             good_parts: list[Path] = []
             bad_parts: list[Path] = []
+            digests: list[RowDigests] = []
             for i, src in enumerate(sources):
                 good_path, bad_path = tmpdir / f"good-{i}.parquet", tmpdir / f"bad-{i}.parquet"
                 result = FileResult(source_file=src.name, layout="")
+                latest = latest_time(src.name)
+                digest = RowDigests(self.fmt, None if latest is None else latest + tolerance)
                 version = FileVersion(zone_id, folder, src.name, src.identity)
                 error: UnreadableFile | None = None
                 with zone.open_read(src.entry.path) as raw:
@@ -471,6 +479,7 @@ class CampaignExportFlow:
                             ):
                                 good.write(part.good)
                                 bad.write(part.rejects)
+                                digest.add(part.good)
                     except UnreadableFile as exc:
                         error = exc
                     fh.drain()  # the ledger's checksum covers every byte, read or not
@@ -520,17 +529,19 @@ class CampaignExportFlow:
                 first_by_sha[sha] = str(version)
                 good_parts.append(good_path)
                 bad_parts.append(_sorted_rejects(bad_path))
+                digests.append(digest)
                 files.append({**base, "status": "processed", **result.as_dict()})
                 outcomes.append((src, "processed", {"sha256": sha, "rows": result.rows_in}))
 
-            # -- issue 6 hook (lead: keep or move): rules needing the file name or partition --
+            # Rules that need the whole partition or the file's name (partition_rules.py).
             good_parts, bad_parts = apply_partition_rules(
                 self.fmt,
                 good_parts,
                 bad_parts,
                 [f for f in files if f["status"] == "processed"],
-                latest_time=lambda name: window_end_from_stamp(self.export_stamp(name)),
-                tolerance=timedelta(seconds=settings.export_time_tolerance_seconds),
+                latest_time=latest_time,
+                tolerance=tolerance,
+                digests=digests,
             )
             data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
             rows_out = _concat_parquet(good_parts, data_local, self.fmt.typed_schema)

@@ -17,8 +17,9 @@
 
 Memory: one 64-bit hash per row (8 bytes; 80 MB for ten million rows) and the rows that share a
 hash with another one. Candidates are confirmed by grouping on the actual values, so a hash
-collision can never reject a row. Files without future timestamps or duplicates are returned
-unchanged after a single read.
+collision can never reject a row. The hashes are taken while the file streams in (`RowDigests`),
+so files without future timestamps or duplicates are returned unchanged without being read
+again; only a partition a rule touches is read back.
 """
 
 from __future__ import annotations
@@ -175,6 +176,48 @@ def _raw_json(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.Array:
     return pa.array(fixed, pa.string())
 
 
+class RowDigests:
+    """What the partition rules need of each row, collected while a file streams in.
+
+    One 64-bit hash of the canonical values and a "has a timestamp past the limit" flag per
+    row, in the order the rows are written to the file's typed part. Taking them from the
+    batches in memory saves reading the whole part back after the file (the end of the run,
+    when nothing else overlaps), which was most of the rules' time. Batches are hashed
+    `_BATCH_ROWS` at a time: hashing costs twice as much on the parser's ~12,000-row blocks.
+    """
+
+    def __init__(self, fmt: ExportFormat, limit: datetime | None) -> None:
+        self._canonical = [f.name for f in fmt.fields]
+        self._ts_fields = [f.name for f in fmt.fields if f.kind == "timestamp"]
+        self._limit = limit
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._hashes: list[np.ndarray] = []
+        self._future: list[np.ndarray] = []
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        if batch.num_rows:
+            self._pending.append(batch.select(self._canonical))
+            self._pending_rows += batch.num_rows
+            if self._pending_rows >= _BATCH_ROWS:
+                self._digest()
+
+    def _digest(self) -> None:
+        if not self._pending:
+            return
+        batch = pa.Table.from_batches(self._pending).combine_chunks().to_batches()[0]
+        self._pending, self._pending_rows = [], 0
+        self._hashes.append(_row_hashes(batch, self._canonical))
+        self._future.append(_future_mask(batch, self._ts_fields, self._limit))
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(hashes, future flags) of every row added, in order."""
+        self._digest()
+        if not self._hashes:
+            return np.empty(0, np.uint64), np.empty(0, bool)
+        return np.concatenate(self._hashes), np.concatenate(self._future)
+
+
 def apply_partition_rules(
     fmt: ExportFormat,
     good_parts: Sequence[Path],
@@ -183,6 +226,7 @@ def apply_partition_rules(
     *,
     latest_time: Callable[[str], datetime | None],
     tolerance: timedelta,
+    digests: Sequence[RowDigests] | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """Move future-dated and duplicate rows from the typed parts to the reject parts.
 
@@ -192,6 +236,8 @@ def apply_partition_rules(
     tolerance (None: no bound). The entries' `rows_out`, `rows_rejected` and `reasons` are
     updated in place, so rows in = rows out + rows rejected still holds per file. Returns the
     new part paths (unchanged paths for files no rule touched); rejects stay in line order.
+    `digests[i]`, when given, holds the hashes and future flags of `good_parts[i]`, taken while
+    it was written (the limit it was built with must be `latest_time` + `tolerance`).
     """
     canonical = [f.name for f in fmt.fields]
     ts_fields = [f.name for f in fmt.fields if f.kind == "timestamp"]
@@ -203,7 +249,12 @@ def apply_partition_rules(
     # Pass 1: one hash per row that survives the future rule, in partition order.
     hashes: list[np.ndarray] = []
     any_future = False
-    for part, limit in zip(good_parts, limits, strict=True):
+    for i, (part, limit) in enumerate(zip(good_parts, limits, strict=True)):
+        if digests is not None:
+            part_hashes, future = digests[i].arrays()
+            any_future |= bool(future.any())
+            hashes.append(part_hashes[~future])
+            continue
         for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS):
             future = _future_mask(batch, ts_fields, limit)
             any_future |= bool(future.any())

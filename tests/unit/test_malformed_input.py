@@ -637,3 +637,71 @@ def test_duplicates_are_confirmed_on_values_not_on_the_hash(env, monkeypatch):
     _, data, rejects = assert_reconciles(root)
     assert data.column("broadlog_id").to_pylist() == [1, 2, 3]
     assert reject_rows(rejects) == [(5, "duplicate_row", f"duplicate of {NAME} line 3")]
+
+
+def test_digests_taken_while_streaming_give_the_rules_the_same_result_as_a_re_read(tmp_path):
+    """`ingest_partition` hands the rules hashes and future flags taken during the pass; the
+    rules must decide exactly as they do when they read the typed parts back."""
+    import io
+    import random
+    from datetime import timedelta
+
+    from resources.warehouse import ParquetSink
+    from rtcdp_assets.broadlog import BROADLOG_FORMAT
+    from rtcdp_assets.ingest import REJECT_SCHEMA, ingest_file
+    from rtcdp_assets.partition_rules import (
+        RowDigests,
+        apply_partition_rules,
+        window_end_from_stamp,
+    )
+
+    rng = random.Random(11)
+    pool = GOOD + [line.removesuffix(",L") + ",Newsletter" for line in future_lines()]
+    names = [NAME, "broadLog_20261123_0930.csv", "broadLog_20261123_1130.csv"]
+    tolerance = timedelta(hours=1)
+    runs = {}
+    for mode in ("re-read", "digests"):
+        folder = tmp_path / mode
+        folder.mkdir()
+        goods, bads, digests, entries = [], [], [], []
+        for i, name in enumerate(names):
+            rows = [rng.choice(pool) for _ in range(400)] if mode == "re-read" else None
+            runs.setdefault(name, rows)
+            lines = runs[name]
+            good, bad = folder / f"good-{i}.parquet", folder / f"bad-{i}.parquet"
+            limit = window_end_from_stamp(name.split("_", 1)[1].removesuffix(".csv"))
+            digest = RowDigests(BROADLOG_FORMAT, limit + tolerance)
+            with (
+                ParquetSink(good, BROADLOG_FORMAT.typed_schema) as g,
+                ParquetSink(bad, REJECT_SCHEMA) as b,
+            ):
+                for part in ingest_file(
+                    io.BytesIO(csv_bytes(lines)), source_file=name, fmt=BROADLOG_FORMAT
+                ):
+                    g.write(part.good)
+                    b.write(part.rejects)
+                    digest.add(part.good)
+            goods.append(good)
+            bads.append(bad)
+            digests.append(digest)
+            entries.append({"source_file": name, "rows_out": 0, "rows_rejected": 0, "reasons": {}})
+        new_good, new_bad = apply_partition_rules(
+            BROADLOG_FORMAT,
+            goods,
+            bads,
+            entries,
+            latest_time=lambda n: window_end_from_stamp(n.split("_", 1)[1].removesuffix(".csv")),
+            tolerance=tolerance,
+            digests=digests if mode == "digests" else None,
+        )
+        runs[mode] = (
+            [pq.read_table(p) for p in new_good],
+            [pq.read_table(p) for p in new_bad],
+            entries,
+        )
+    reread, streamed = runs["re-read"], runs["digests"]
+    assert sum(e["reasons"].get("duplicate_row", 0) for e in reread[2]) > 100
+    assert sum(e["reasons"].get("timestamp_in_future", 0) for e in reread[2]) > 100
+    assert streamed[2] == reread[2]
+    for a, b in zip(streamed[0] + streamed[1], reread[0] + reread[1], strict=True):
+        assert a.equals(b)
