@@ -57,7 +57,7 @@ import hashlib
 import json
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -242,9 +242,20 @@ def match_campaign_recipients(
     recipient_id and keeps the recipients seen under a member's identity; pass 2 scans every
     version of those recipients, so a newer version under another identity still wins.
     """
+    return _match_campaign_recipients(warehouse, partitions, [member_keys], join_identity)
+
+
+def _match_campaign_recipients(
+    warehouse: Warehouse,
+    partitions: set[str],
+    handed_over: list[pa.ChunkedArray],
+    join_identity: str,
+) -> pa.Table:
+    """`match_campaign_recipients` of the member keys in `handed_over`, which it empties: no
+    caller frame keeps them alive (hundreds of MiB at 10 M members) after the first pass."""
     key_column = "email" if join_identity == "email" else "external_id"
     with _profile_files(warehouse, partitions) as files:
-        keys = pa.table({"key": member_keys})
+        keys = pa.table({"key": handed_over.pop()})
         seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
         del keys
         wanted = [pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})]
@@ -430,21 +441,23 @@ def _identity_matches(
     recipients = pa.table(
         {"key": recipient_keys, "recipient": np.arange(len(recipient_keys), dtype=np.int64)}
     )
+    # The members are the build side: built and probed that way round the join is twice as fast.
     pairs = acero.Declaration(
         "hashjoin",
         acero.HashJoinNodeOptions(
             "inner",
             left_keys=["key"],
             right_keys=["key"],
-            left_output=["member"],
-            right_output=["recipient"],
+            left_output=["recipient"],
+            right_output=["member"],
         ),
         inputs=[
-            acero.Declaration("table_source", acero.TableSourceNodeOptions(members)),
             acero.Declaration("table_source", acero.TableSourceNodeOptions(recipients)),
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(members)),
         ],
     ).to_table()
     del members, recipients
+    _release_memory()
     member = pairs.column("member").to_numpy()
     matches = np.bincount(member, minlength=n)
     position = np.full(n, -1, dtype=np.int64)
@@ -466,26 +479,61 @@ def join_members(
     `recipients` holds the latest version of each recipient (recipient_id, external_id, email);
     only those whose identity is a member's need to be there.
     """
-    key_column = "email" if join_identity == "email" else "external_id"
-    matches, first_of_member = _identity_matches(
-        members.column("key"), recipients.column(key_column)
+    return _join_members(
+        [members, recipients],
+        suppressed,
+        join_identity,
+        (audience_id, audience_name, export_time),
+        for_csv=False,
     )
+
+
+def _join_members(
+    handed_over: list[pa.Table],
+    suppressed: pd.Series,
+    join_identity: str,
+    constants: tuple[str, str, str],
+    *,
+    for_csv: bool,
+    matched: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ImportRows:
+    """`join_members` of the [members, recipients] in `handed_over`, which it empties.
+
+    Each input column is dropped after its last use, so that no caller frame keeps the
+    inputs alive while the outputs grow: at 10 M members they are about 1.4 GiB. `for_csv`:
+    `imported` as `build_import` writes it, without `key` and with last_qualification_time
+    still timestamps (formatted slice by slice as the CSV is written).
+    """
+    recipients = {name: handed_over[1].column(name) for name in _RECIPIENT_COLUMNS}
+    members = {name: handed_over[0].column(name) for name in _MEMBER_COLUMNS}
+    handed_over.clear()
+    audience_id, audience_name, export_time = constants
+    key_column = "email" if join_identity == "email" else "external_id"
+    matches, first_of_member = matched or _identity_matches(members["key"], recipients[key_column])
+    del matched
     # A key several Campaign recipients share is ambiguous: nobody is imported under it.
     is_ambiguous = matches > 1
     found = matches == 1
+    del matches
 
-    missing = members.filter(pa.array(~found))
-    reason = np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
-    quarantined = (
-        missing.select(["key", "external_id", "email", "status"])
-        .append_column("reason", pa.array(reason, pa.string()))
-        .append_column("in_export", missing.column("in_export"))
+    missing = pa.array(~found)
+    quarantined = pa.Table.from_arrays(
+        [
+            *(members[c].filter(missing) for c in ("key", "external_id", "email", "status")),
+            pa.DictionaryArray.from_arrays(
+                pa.array(is_ambiguous[~found].astype(np.int8)),
+                ["not_in_campaign", "ambiguous_campaign_profile"],
+            ).cast(pa.string()),
+            members["in_export"].filter(missing),
+        ],
+        schema=QUARANTINE_SCHEMA,
     )
-    del missing
+    del missing, is_ambiguous, members["external_id"], members["email"]
 
     found_at = np.flatnonzero(found)
     position = first_of_member[found_at]
-    campaign_email = recipients.column("email").take(position)
+    del found, first_of_member
+    campaign_email = recipients["email"].take(position)
     addresses = pa.array(suppressed.index.to_numpy(dtype=object), pa.string())
     suppressed_reasons = pa.array(suppressed.to_numpy(dtype=object), pa.string())
     hit = pc.index_in(campaign_email, value_set=addresses, skip_nulls=True)
@@ -493,43 +541,53 @@ def join_members(
     excluded_at = found_at[is_excluded]
     excluded = pa.Table.from_arrays(
         [
-            members.column("key").take(excluded_at),
-            recipients.column("recipient_id").take(position[is_excluded]),
+            members["key"].take(excluded_at),
+            recipients["recipient_id"].take(position[is_excluded]),
             # The address Campaign would send to is the one that is suppressed.
             campaign_email.filter(pa.array(is_excluded)),
-            members.column("status").take(excluded_at),
+            members["status"].take(excluded_at),
             pc.take(suppressed_reasons, hit).filter(pa.array(is_excluded)),
-            members.column("in_export").take(excluded_at),
+            members["in_export"].take(excluded_at),
         ],
         schema=EXCLUDED_SCHEMA,
     )
-    del campaign_email, hit
+    del campaign_email, hit, excluded_at
 
     # Sorted by recipient_id: find the order first, then take every column once in it.
     kept_at, kept_position = found_at[~is_excluded], position[~is_excluded]
-    recipient_id = recipients.column("recipient_id").take(kept_position)
+    del found_at, position, is_excluded
+    recipient_id = recipients.pop("recipient_id").take(kept_position)
     order = pc.sort_indices(recipient_id).to_numpy()
     kept_at, kept_position = kept_at[order], kept_position[order]
     n = kept_at.size
-    times = members.column("last_qualification_time")
+    if for_csv:
+        del members["key"]
+    times = members.pop("last_qualification_time")
     # Arrow's take and the numpy of `_iso_seconds` release the GIL: the columns are built on
     # every core at once instead of one after the other.
     with ThreadPoolExecutor(max(1, pa.cpu_count())) as pool:
         built = {
             "recipient_id": pool.submit(recipient_id.take, order),
-            "external_id": pool.submit(recipients.column("external_id").take, kept_position),
-            "email": pool.submit(recipients.column("email").take, kept_position),
-            "membership_status": pool.submit(members.column("status").take, kept_at),
-            "key": pool.submit(members.column("key").take, kept_at),
-            "in_export": pool.submit(members.column("in_export").take, kept_at),
+            "external_id": pool.submit(recipients.pop("external_id").take, kept_position),
+            "email": pool.submit(recipients.pop("email").take, kept_position),
+            "membership_status": pool.submit(members.pop("status").take, kept_at),
+            "in_export": pool.submit(members.pop("in_export").take, kept_at),
         }
-        # in slices: the timestamps of all rows at once would raise the peak
-        text = [
-            pool.submit(lambda part: _iso_seconds(times.take(part)), part)
-            for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
-        ]
+        if for_csv:
+            built["last_qualification_time"] = pool.submit(times.take, kept_at)
+        else:
+            built["key"] = pool.submit(members.pop("key").take, kept_at)
+            # in slices: the text of all rows at once would raise the peak
+            text = [
+                pool.submit(lambda part: _iso_seconds(times.take(part)), part)
+                for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
+            ]
+        del recipient_id, order
         columns = {name: future.result() for name, future in built.items()}
-        last_qualification_time = pa.chunked_array([f.result() for f in text], pa.string())
+        if not for_csv:
+            columns["last_qualification_time"] = pa.chunked_array(
+                [f.result() for f in text], pa.string()
+            )
     imported = pa.table(
         {
             "recipient_id": columns["recipient_id"],
@@ -538,16 +596,16 @@ def join_members(
             "audience_id": _strings(n, audience_id),
             "audience_name": _strings(n, audience_name),
             "membership_status": columns["membership_status"],
-            "last_qualification_time": last_qualification_time,
+            "last_qualification_time": columns["last_qualification_time"],
             "export_time": _strings(n, export_time),
-            "key": columns["key"],
+            **({} if for_csv else {"key": columns["key"]}),
             "in_export": columns["in_export"],
         }
     )
     return ImportRows(
         imported=imported,
         excluded=excluded,
-        quarantined=pa.Table.from_arrays(quarantined.columns, schema=QUARANTINE_SCHEMA),
+        quarantined=quarantined,
     )
 
 
@@ -619,7 +677,17 @@ _CSV_SLICE_ROWS = 256 * 1024
 def write_csv(
     table: pa.Table, path: Path, columns: tuple[str, ...] = IMPORT_COLUMNS
 ) -> tuple[int, str]:
-    """Write `csv_bytes(table)` to `path` slice by slice; return its size and SHA-256.
+    """Write `csv_bytes(table)` to `path` slice by slice; return its size and SHA-256."""
+    return _write_csv(table, path, columns)
+
+
+def _write_csv(
+    table: pa.Table,
+    path: Path,
+    columns: tuple[str, ...],
+    prepare: Callable[[pa.Table], pa.Table] | None = None,
+) -> tuple[int, str]:
+    """`write_csv`, each slice passed through `prepare` first.
 
     Slices are encoded on a pool of threads (Arrow's kernels release the GIL, and each one is
     single-threaded) and written in order; at most one slice per thread waits to be written,
@@ -627,6 +695,10 @@ def write_csv(
     """
     digest = hashlib.sha256()
     workers = max(1, pa.cpu_count())
+
+    def encode(start: int) -> pa.Buffer:
+        part = table.slice(start, _CSV_SLICE_ROWS)
+        return _csv_lines(prepare(part) if prepare else part, columns)
 
     def put(data: pa.Buffer | bytes) -> int:
         out.write(data)
@@ -639,10 +711,17 @@ def write_csv(
         for start in range(0, table.num_rows, _CSV_SLICE_ROWS):
             if len(pending) > workers:
                 size += put(pending.popleft().result())
-            pending.append(pool.submit(_csv_lines, table.slice(start, _CSV_SLICE_ROWS), columns))
+            pending.append(pool.submit(encode, start))
         while pending:
             size += put(pending.popleft().result())
     return size, digest.hexdigest()
+
+
+def _iso_times(part: pa.Table) -> pa.Table:
+    at = part.schema.get_field_index("last_qualification_time")
+    return part.set_column(
+        at, "last_qualification_time", _iso_seconds(part.column("last_qualification_time"))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -710,23 +789,33 @@ def build_import(
         if f is None:
             raise FileNotFoundError(f"members.parquet of {audience_id}/{stamp}")
         # The keys first: matching needs only them, and the other columns can wait for it.
-        recipients = match_campaign_recipients(
+        recipients = _match_campaign_recipients(
             warehouse,
             profile_partitions,
-            pq.read_table(f, columns=["key"]).column("key"),
+            [pq.read_table(f, columns=["key"]).column("key")],
             audience_settings.join_identity,
         )
+        # Matched before the other member columns are read: the hash join's tables then sit
+        # next to the keys only.
+        matched = _identity_matches(
+            pq.read_table(f, columns=["key"]).column("key"),
+            recipients.column(
+                "email" if audience_settings.join_identity == "email" else "external_id"
+            ),
+        )
+        _release_memory()
         members = pq.read_table(f, columns=_MEMBER_COLUMNS)
-    rows = join_members(
-        members,
-        recipients,
+    # Handed over, not kept here: the join drops each column after its last use.
+    tables = [members, recipients]
+    del members, recipients
+    rows = _join_members(
+        tables,
         suppressed,
         audience_settings.join_identity,
-        audience_id,
-        name,
-        record["export_time"],
+        (audience_id, name, record["export_time"]),
+        for_csv=True,
+        matched=matched,
     )
-    del members, recipients
     _release_memory()
     imported = rows.imported
     total = imported.num_rows
@@ -739,7 +828,7 @@ def build_import(
         for i, file_name in enumerate(names):
             part = table.slice(i * limit, limit)
             local = Path(tmp) / file_name
-            size, sha256 = write_csv(part, local)
+            size, sha256 = _write_csv(part, local, IMPORT_COLUMNS, _iso_times)
             warehouse.put_file(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", file_name, local)
             files.append(
                 {
