@@ -225,7 +225,7 @@ def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
     columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
     versions = _semi_join(files, columns, "recipient_id", wanted)
     del wanted
-    latest = versions.filter(_latest_versions(versions)).select(_RECIPIENT_COLUMNS)
+    latest = versions.select(_RECIPIENT_COLUMNS).filter(_latest_versions(versions))
     del versions
     _release_memory()
     return latest
@@ -295,33 +295,70 @@ def _latest_versions(versions: pa.Table) -> pa.Array:
     n = versions.num_rows
     if n == 0:
         return pa.array(np.zeros(0, dtype=bool))
-    if n >= 1 << 31:
-        raise ValueError("more than 2**31 versions of matching Campaign recipients")
+    group, groups = _group_numbers(versions.column("recipient_id"))
     modified = pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
     stamps = modified.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    del modified
+    read_order = _read_order(versions)
+    # Two maxima per group, each one scatter over the rows (no sort): the newest stamp, then
+    # the last in read order among the rows that have it.
+    lowest = np.iinfo(np.int64).min
+    newest = np.full(groups, lowest, dtype=np.int64)
+    np.maximum.at(newest, group, stamps)
+    tied = np.flatnonzero(stamps == newest[group])
+    del stamps, newest
+    last = np.full(groups, lowest, dtype=np.int64)
+    np.maximum.at(last, group[tied], read_order[tied])
+    winners = tied[read_order[tied] == last[group[tied]]]
+    # One row per group even if two rows share a read position (never in ingested data).
+    one = np.full(groups, -1, dtype=np.int64)
+    one[group[winners]] = winners
+    latest = np.zeros(n, dtype=bool)
+    latest[one[one >= 0]] = True
+    return pa.array(latest)
+
+
+def _group_numbers(ids: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """A number per row, the same for equal ids (nulls together), and how many there are.
+
+    From the sorted ids, a new number where the id changes: Arrow sorts 9 M short strings
+    several times faster than it hashes them (dictionary_encode or group_by).
+    """
+    order = pc.sort_indices(ids)
+    ordered = ids.take(order).combine_chunks()
+    n = len(ordered)
+    after, before = ordered.slice(1), ordered.slice(0, n - 1)
+    changed = pc.coalesce(
+        pc.not_equal(after, before), pc.not_equal(pc.is_null(after), pc.is_null(before))
+    )
+    del ordered, after, before
+    numbers = np.zeros(n, dtype=np.int64)
+    np.cumsum(changed.to_numpy(zero_copy_only=False), out=numbers[1:])
+    group = np.empty(n, dtype=np.int64)
+    group[order.to_numpy()] = numbers
+    return group, int(numbers[-1]) + 1 if n else 0
+
+
+def _read_order(versions: pa.Table) -> np.ndarray:
+    """A number per row that grows with (partition, source file by name, line): one int64 built
+    from the three when it fits, else the row's rank in that order."""
     source = versions.column(SOURCE_FILE).combine_chunks().dictionary_encode()
     source_rank = _dense_rank(np.asarray(source.dictionary.to_pylist(), dtype=object))
-    order = np.lexsort(
-        (
-            versions.column(LINE_NUMBER).to_numpy(),
-            source_rank[source.indices.to_numpy(zero_copy_only=False)],
-            versions.column("_partition").to_numpy(),
-        )
-    )
+    sources = source_rank[source.indices.to_numpy(zero_copy_only=False)]
+    del source
+    partition = versions.column("_partition").to_numpy().astype(np.int64)
+    line = versions.column(LINE_NUMBER).to_numpy()
+    n_sources = len(source_rank) or 1
+    low, high = int(line.min()), int(line.max())
+    if low >= 0 and (int(partition.max()) + 1) * n_sources * (high + 1) < 1 << 62:
+        return (partition * n_sources + sources) * (high + 1) + line
+    n = len(line)
+    if n >= 1 << 31:
+        raise ValueError("more than 2**31 versions of matching Campaign recipients")
+    order = np.lexsort((line, sources, partition))
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n, dtype=np.int64)
-    # (rank of last_modified, position) packed into one int64 so one max per recipient decides.
-    packed = (_dense_rank(stamps) << 32) | position
-    newest = (
-        pa.table({"recipient_id": versions.column("recipient_id"), "packed": packed})
-        .group_by("recipient_id")
-        .aggregate([("packed", "max")])
-    )
-    # The low half of each winner is its position in read order: map it back to its row.
-    winners = order[newest.column("packed_max").to_numpy() & 0xFFFFFFFF]
-    latest = np.zeros(n, dtype=bool)
-    latest[winners] = True
-    return pa.array(latest)
+    return position
 
 
 _MEMBER_COLUMNS = ["key", "external_id", "email", "status", "last_qualification_time", "in_export"]
