@@ -353,8 +353,6 @@ def _read_order(versions: pa.Table) -> np.ndarray:
     if low >= 0 and (int(partition.max()) + 1) * n_sources * (high + 1) < 1 << 62:
         return (partition * n_sources + sources) * (high + 1) + line
     n = len(line)
-    if n >= 1 << 31:
-        raise ValueError("more than 2**31 versions of matching Campaign recipients")
     order = np.lexsort((line, sources, partition))
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n, dtype=np.int64)
@@ -378,7 +376,11 @@ def _iso_seconds(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array:
     values = timestamps.combine_chunks() if isinstance(timestamps, pa.ChunkedArray) else timestamps
     unit = getattr(values.type, "unit", None)
     n = len(values)
-    if values.type.tz not in (None, "UTC", "+00:00") or unit not in _UNITS_PER_SECOND:
+    if (
+        not pa.types.is_timestamp(values.type)
+        or values.type.tz not in (None, "UTC", "+00:00")
+        or unit not in _UNITS_PER_SECOND
+    ):
         return _iso_seconds_by_fields(values)
     valid = (
         pc.is_valid(values).to_numpy(zero_copy_only=False)
