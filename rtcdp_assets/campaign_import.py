@@ -56,7 +56,9 @@ functions at definition time.
 import hashlib
 import json
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +225,7 @@ def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
     columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
     versions = _semi_join(files, columns, "recipient_id", wanted)
     del wanted
-    latest = versions.filter(_latest_versions(versions)).select(_RECIPIENT_COLUMNS)
+    latest = versions.select(_RECIPIENT_COLUMNS).filter(_latest_versions(versions))
     del versions
     _release_memory()
     return latest
@@ -240,9 +242,20 @@ def match_campaign_recipients(
     recipient_id and keeps the recipients seen under a member's identity; pass 2 scans every
     version of those recipients, so a newer version under another identity still wins.
     """
+    return _match_campaign_recipients(warehouse, partitions, [member_keys], join_identity)
+
+
+def _match_campaign_recipients(
+    warehouse: Warehouse,
+    partitions: set[str],
+    handed_over: list[pa.ChunkedArray],
+    join_identity: str,
+) -> pa.Table:
+    """`match_campaign_recipients` of the member keys in `handed_over`, which it empties: no
+    caller frame keeps them alive (hundreds of MiB at 10 M members) after the first pass."""
     key_column = "email" if join_identity == "email" else "external_id"
     with _profile_files(warehouse, partitions) as files:
-        keys = pa.table({"key": member_keys})
+        keys = pa.table({"key": handed_over.pop()})
         seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
         del keys
         wanted = [pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})]
@@ -282,33 +295,68 @@ def _latest_versions(versions: pa.Table) -> pa.Array:
     n = versions.num_rows
     if n == 0:
         return pa.array(np.zeros(0, dtype=bool))
-    if n >= 1 << 31:
-        raise ValueError("more than 2**31 versions of matching Campaign recipients")
+    group, groups = _group_numbers(versions.column("recipient_id"))
     modified = pc.fill_null(versions.column("last_modified"), _MISSING_MODIFIED)
     stamps = modified.combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+    del modified
+    read_order = _read_order(versions)
+    # Two maxima per group, each one scatter over the rows (no sort): the newest stamp, then
+    # the last in read order among the rows that have it.
+    lowest = np.iinfo(np.int64).min
+    newest = np.full(groups, lowest, dtype=np.int64)
+    np.maximum.at(newest, group, stamps)
+    tied = np.flatnonzero(stamps == newest[group])
+    del stamps, newest
+    last = np.full(groups, lowest, dtype=np.int64)
+    np.maximum.at(last, group[tied], read_order[tied])
+    winners = tied[read_order[tied] == last[group[tied]]]
+    # One row per group even if two rows share a read position (never in ingested data).
+    one = np.full(groups, -1, dtype=np.int64)
+    one[group[winners]] = winners
+    latest = np.zeros(n, dtype=bool)
+    latest[one[one >= 0]] = True
+    return pa.array(latest)
+
+
+def _group_numbers(ids: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """A number per row, the same for equal ids (nulls together), and how many there are.
+
+    From the sorted ids, a new number where the id changes: Arrow sorts 9 M short strings
+    several times faster than it hashes them (dictionary_encode or group_by).
+    """
+    order = pc.sort_indices(ids)
+    ordered = ids.take(order).combine_chunks()
+    n = len(ordered)
+    after, before = ordered.slice(1), ordered.slice(0, n - 1)
+    changed = pc.coalesce(
+        pc.not_equal(after, before), pc.not_equal(pc.is_null(after), pc.is_null(before))
+    )
+    del ordered, after, before
+    numbers = np.zeros(n, dtype=np.int64)
+    np.cumsum(changed.to_numpy(zero_copy_only=False), out=numbers[1:])
+    group = np.empty(n, dtype=np.int64)
+    group[order.to_numpy()] = numbers
+    return group, int(numbers[-1]) + 1 if n else 0
+
+
+def _read_order(versions: pa.Table) -> np.ndarray:
+    """A number per row that grows with (partition, source file by name, line): one int64 built
+    from the three when it fits, else the row's rank in that order."""
     source = versions.column(SOURCE_FILE).combine_chunks().dictionary_encode()
     source_rank = _dense_rank(np.asarray(source.dictionary.to_pylist(), dtype=object))
-    order = np.lexsort(
-        (
-            versions.column(LINE_NUMBER).to_numpy(),
-            source_rank[source.indices.to_numpy(zero_copy_only=False)],
-            versions.column("_partition").to_numpy(),
-        )
-    )
+    sources = source_rank[source.indices.to_numpy(zero_copy_only=False)]
+    del source
+    partition = versions.column("_partition").to_numpy().astype(np.int64)
+    line = versions.column(LINE_NUMBER).to_numpy()
+    n_sources = len(source_rank) or 1
+    low, high = int(line.min()), int(line.max())
+    if low >= 0 and (int(partition.max()) + 1) * n_sources * (high + 1) < 1 << 62:
+        return (partition * n_sources + sources) * (high + 1) + line
+    n = len(line)
+    order = np.lexsort((line, sources, partition))
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n, dtype=np.int64)
-    # (rank of last_modified, position) packed into one int64 so one max per recipient decides.
-    packed = (_dense_rank(stamps) << 32) | position
-    newest = (
-        pa.table({"recipient_id": versions.column("recipient_id"), "packed": packed})
-        .group_by("recipient_id")
-        .aggregate([("packed", "max")])
-    )
-    # The low half of each winner is its position in read order: map it back to its row.
-    winners = order[newest.column("packed_max").to_numpy() & 0xFFFFFFFF]
-    latest = np.zeros(n, dtype=bool)
-    latest[winners] = True
-    return pa.array(latest)
+    return position
 
 
 _MEMBER_COLUMNS = ["key", "external_id", "email", "status", "last_qualification_time", "in_export"]
@@ -318,12 +366,81 @@ def _pad(values: pa.Array, width: int) -> pa.Array:
     return pc.utf8_lpad(pc.cast(values, pa.string()), width=width, padding="0")
 
 
-def _iso_seconds(timestamps: pa.ChunkedArray) -> pa.Array:
+def _iso_seconds(timestamps: pa.Array | pa.ChunkedArray) -> pa.Array:
     """`YYYY-MM-DDTHH:MM:SSZ` of UTC timestamps (seconds truncated, as pandas' strftime does).
 
-    Built from the date and time fields: twice as fast as Arrow's strftime, which converts time
-    zones value by value. Years outside 1000-9999 take strftime's path.
+    The text is laid out byte by byte in numpy from the civil date of each value: several
+    times faster than Arrow's strftime, which converts time zones value by value, and than
+    joining padded field strings. Years outside 1000-9999 take strftime's path.
     """
+    values = timestamps.combine_chunks() if isinstance(timestamps, pa.ChunkedArray) else timestamps
+    unit = getattr(values.type, "unit", None)
+    n = len(values)
+    if (
+        not pa.types.is_timestamp(values.type)
+        or values.type.tz not in (None, "UTC", "+00:00")
+        or unit not in _UNITS_PER_SECOND
+    ):
+        return _iso_seconds_by_fields(values)
+    valid = (
+        pc.is_valid(values).to_numpy(zero_copy_only=False)
+        if values.null_count
+        else np.ones(n, dtype=bool)
+    )
+    raw = values.buffers()[1]
+    if raw is None or n * _ISO_WIDTH >= 1 << 31:
+        return _iso_seconds_by_fields(values)
+    seconds = np.frombuffer(raw, dtype=np.int64, count=n, offset=values.offset * 8)[valid]
+    seconds = seconds // _UNITS_PER_SECOND[unit]  # floor: 1969-12-31T23:59:59.5 is :59
+    days, clock = np.divmod(seconds, 86400)
+    year, month, day = _civil_from_days(days)
+    if year.size and (year.min() < 1000 or year.max() > 9999):
+        return _iso_seconds_by_fields(values)
+    hour, rest = np.divmod(clock, 3600)
+    minute, second = np.divmod(rest, 60)
+    text = np.empty((year.size, _ISO_WIDTH), dtype=np.uint8)
+    text[:] = np.frombuffer(b"0000-00-00T00:00:00Z", dtype=np.uint8)
+    century, year = np.divmod(year, 100)
+    for column, field in (
+        (0, century),
+        (2, year),
+        (5, month),
+        (8, day),
+        (11, hour),
+        (14, minute),
+        (17, second),
+    ):
+        text[:, column : column + 2] = _TWO_DIGITS[field]
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(valid, out=offsets[1:])
+    offsets *= _ISO_WIDTH
+    bitmap = pa.array(valid).buffers()[1] if len(text) < n else None
+    return pa.StringArray.from_buffers(
+        n, pa.py_buffer(offsets), pa.py_buffer(text), bitmap, n - len(text)
+    )
+
+
+_ISO_WIDTH = len("YYYY-MM-DDTHH:MM:SSZ")
+# "00" … "99" as rows of two ASCII digits: one gather writes both digits of a field.
+_TWO_DIGITS = np.array([divmod(i, 10) for i in range(100)], dtype=np.uint8) + ord("0")
+_UNITS_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+
+
+def _civil_from_days(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Proleptic Gregorian (year, month, day) of days since 1970-01-01 (H. Hinnant's algorithm)."""
+    z = days + 719468
+    era = z // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day = doy - (153 * mp + 2) // 5 + 1
+    month = np.where(mp < 10, mp + 3, mp - 9)
+    year = yoe + era * 400 + (month <= 2)
+    return year, month, day
+
+
+def _iso_seconds_by_fields(timestamps: pa.Array) -> pa.Array:
     years = pc.year(timestamps)
     low, high = pc.min_max(years).values()
     if low.is_valid and (low.as_py() < 1000 or high.as_py() > 9999):
@@ -348,6 +465,45 @@ def _strings(n: int, value: str) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int8)), [value])
 
 
+def _identity_matches(
+    member_keys: pa.ChunkedArray, recipient_keys: pa.ChunkedArray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each member key: how many recipients have it, and the row of one of them (else -1).
+
+    One Arrow hash join of (key, member row) with (key, recipient row): Acero builds and probes
+    it on every core, where `index_in` hashes on one. Null keys match nothing.
+    """
+    n = len(member_keys)
+    members = pa.table(
+        {"key": member_keys.cast(recipient_keys.type), "member": np.arange(n, dtype=np.int64)}
+    )
+    recipients = pa.table(
+        {"key": recipient_keys, "recipient": np.arange(len(recipient_keys), dtype=np.int64)}
+    )
+    # The members are the build side: built and probed that way round the join is twice as fast.
+    pairs = acero.Declaration(
+        "hashjoin",
+        acero.HashJoinNodeOptions(
+            "inner",
+            left_keys=["key"],
+            right_keys=["key"],
+            left_output=["recipient"],
+            right_output=["member"],
+        ),
+        inputs=[
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(recipients)),
+            acero.Declaration("table_source", acero.TableSourceNodeOptions(members)),
+        ],
+    ).to_table()
+    del members, recipients
+    _release_memory()
+    member = pairs.column("member").to_numpy()
+    matches = np.bincount(member, minlength=n)
+    position = np.full(n, -1, dtype=np.int64)
+    position[member] = pairs.column("recipient").to_numpy()
+    return matches, position
+
+
 def join_members(
     members: pa.Table,
     recipients: pa.Table,
@@ -362,34 +518,61 @@ def join_members(
     `recipients` holds the latest version of each recipient (recipient_id, external_id, email);
     only those whose identity is a member's need to be there.
     """
-    key_column = "email" if join_identity == "email" else "external_id"
-    n_recipients = recipients.num_rows
-    # One hash lookup for both questions: where each member's key first occurs among the
-    # recipients, and whether a recipient's key occurs before it (then the key is ambiguous).
-    recipient_keys = recipients.column(key_column)
-    probe = pa.chunked_array([*recipient_keys.chunks, *members.column("key").chunks], pa.string())
-    first = pc.index_in(probe, value_set=recipient_keys.combine_chunks(), skip_nulls=True)
-    first = pc.fill_null(first, -1).to_numpy().astype(np.int64)
-    del probe
-    first_of_recipient, first_of_member = first[:n_recipients], first[n_recipients:]
-    repeated = (first_of_recipient >= 0) & (first_of_recipient != np.arange(n_recipients))
-    ambiguous_at = np.zeros(n_recipients + 1, dtype=bool)  # last slot: "not found"
-    ambiguous_at[first_of_recipient[repeated]] = True
-    is_ambiguous = ambiguous_at[first_of_member]
-    found = (first_of_member >= 0) & ~is_ambiguous
-
-    missing = members.filter(pa.array(~found))
-    reason = np.where(is_ambiguous[~found], "ambiguous_campaign_profile", "not_in_campaign")
-    quarantined = (
-        missing.select(["key", "external_id", "email", "status"])
-        .append_column("reason", pa.array(reason, pa.string()))
-        .append_column("in_export", missing.column("in_export"))
+    return _join_members(
+        [members, recipients],
+        suppressed,
+        join_identity,
+        (audience_id, audience_name, export_time),
+        for_csv=False,
     )
-    del missing
+
+
+def _join_members(
+    handed_over: list[pa.Table],
+    suppressed: pd.Series,
+    join_identity: str,
+    constants: tuple[str, str, str],
+    *,
+    for_csv: bool,
+    matched: tuple[np.ndarray, np.ndarray] | None = None,
+) -> ImportRows:
+    """`join_members` of the [members, recipients] in `handed_over`, which it empties.
+
+    Each input column is dropped after its last use, so that no caller frame keeps the
+    inputs alive while the outputs grow: at 10 M members they are about 1.4 GiB. `for_csv`:
+    `imported` as `build_import` writes it, without `key` and with last_qualification_time
+    still timestamps (formatted slice by slice as the CSV is written).
+    """
+    recipients = {name: handed_over[1].column(name) for name in _RECIPIENT_COLUMNS}
+    members = {name: handed_over[0].column(name) for name in _MEMBER_COLUMNS}
+    handed_over.clear()
+    audience_id, audience_name, export_time = constants
+    key_column = "email" if join_identity == "email" else "external_id"
+    matches, first_of_member = matched or _identity_matches(members["key"], recipients[key_column])
+    del matched
+    # A key several Campaign recipients share is ambiguous: nobody is imported under it.
+    is_ambiguous = matches > 1
+    found = matches == 1
+    del matches
+
+    missing = pa.array(~found)
+    quarantined = pa.Table.from_arrays(
+        [
+            *(members[c].filter(missing) for c in ("key", "external_id", "email", "status")),
+            pa.DictionaryArray.from_arrays(
+                pa.array(is_ambiguous[~found].astype(np.int8)),
+                ["not_in_campaign", "ambiguous_campaign_profile"],
+            ).cast(pa.string()),
+            members["in_export"].filter(missing),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+    del missing, is_ambiguous, members["external_id"], members["email"]
 
     found_at = np.flatnonzero(found)
     position = first_of_member[found_at]
-    campaign_email = recipients.column("email").take(position)
+    del found, first_of_member
+    campaign_email = recipients["email"].take(position)
     addresses = pa.array(suppressed.index.to_numpy(dtype=object), pa.string())
     suppressed_reasons = pa.array(suppressed.to_numpy(dtype=object), pa.string())
     hit = pc.index_in(campaign_email, value_set=addresses, skip_nulls=True)
@@ -397,63 +580,125 @@ def join_members(
     excluded_at = found_at[is_excluded]
     excluded = pa.Table.from_arrays(
         [
-            members.column("key").take(excluded_at),
-            recipients.column("recipient_id").take(position[is_excluded]),
+            members["key"].take(excluded_at),
+            recipients["recipient_id"].take(position[is_excluded]),
             # The address Campaign would send to is the one that is suppressed.
             campaign_email.filter(pa.array(is_excluded)),
-            members.column("status").take(excluded_at),
+            members["status"].take(excluded_at),
             pc.take(suppressed_reasons, hit).filter(pa.array(is_excluded)),
-            members.column("in_export").take(excluded_at),
+            members["in_export"].take(excluded_at),
         ],
         schema=EXCLUDED_SCHEMA,
     )
-    del campaign_email, hit
+    del campaign_email, hit, excluded_at
 
     # Sorted by recipient_id: find the order first, then take every column once in it.
     kept_at, kept_position = found_at[~is_excluded], position[~is_excluded]
-    recipient_id = recipients.column("recipient_id").take(kept_position)
+    del found_at, position, is_excluded
+    recipient_id = recipients.pop("recipient_id").take(kept_position)
     order = pc.sort_indices(recipient_id).to_numpy()
     kept_at, kept_position = kept_at[order], kept_position[order]
     n = kept_at.size
+    if for_csv:
+        del members["key"]
+    times = members.pop("last_qualification_time")
+    # Arrow's take and the numpy of `_iso_seconds` release the GIL: the columns are built on
+    # every core at once instead of one after the other.
+    with ThreadPoolExecutor(max(1, pa.cpu_count())) as pool:
+        built = {
+            "recipient_id": pool.submit(recipient_id.take, order),
+            "external_id": pool.submit(recipients.pop("external_id").take, kept_position),
+            "email": pool.submit(recipients.pop("email").take, kept_position),
+            "membership_status": pool.submit(members.pop("status").take, kept_at),
+            "in_export": pool.submit(members.pop("in_export").take, kept_at),
+        }
+        if for_csv:
+            built["last_qualification_time"] = pool.submit(times.take, kept_at)
+        else:
+            built["key"] = pool.submit(members.pop("key").take, kept_at)
+            # in slices: the text of all rows at once would raise the peak
+            text = [
+                pool.submit(lambda part: _iso_seconds(times.take(part)), part)
+                for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
+            ]
+        del recipient_id, order
+        columns = {name: future.result() for name, future in built.items()}
+        if not for_csv:
+            columns["last_qualification_time"] = pa.chunked_array(
+                [f.result() for f in text], pa.string()
+            )
     imported = pa.table(
         {
-            "recipient_id": recipient_id.take(order),
-            "external_id": recipients.column("external_id").take(kept_position),
-            "email": recipients.column("email").take(kept_position),
+            "recipient_id": columns["recipient_id"],
+            "external_id": columns["external_id"],
+            "email": columns["email"],
             "audience_id": _strings(n, audience_id),
             "audience_name": _strings(n, audience_name),
-            "membership_status": members.column("status").take(kept_at),
-            "last_qualification_time": pa.chunked_array(
-                [
-                    _iso_seconds(members.column("last_qualification_time").take(part))
-                    # in slices: the field arrays of all rows at once would raise the peak
-                    for part in np.array_split(kept_at, max(1, -(-n // 1_000_000)))
-                ],
-                pa.string(),
-            ),
+            "membership_status": columns["membership_status"],
+            "last_qualification_time": columns["last_qualification_time"],
             "export_time": _strings(n, export_time),
-            "key": members.column("key").take(kept_at),
-            "in_export": members.column("in_export").take(kept_at),
+            **({} if for_csv else {"key": columns["key"]}),
+            "in_export": columns["in_export"],
         }
     )
     return ImportRows(
         imported=imported,
         excluded=excluded,
-        quarantined=pa.Table.from_arrays(quarantined.columns, schema=QUARANTINE_SCHEMA),
+        quarantined=quarantined,
     )
 
 
 # --------------------------------------------------------------------------------------------
 # Writing CSV: vectorised, quoting only what needs it
 # --------------------------------------------------------------------------------------------
-def _csv_field(values: pa.Array) -> pa.Array:
+# Bytes that make a value need quotes: `"` `,` `\r` `\n`.
+_QUOTE_TRIGGERS = (34, 44, 13, 10)
+
+
+def _may_need_quotes(text: pa.Array) -> bool:
+    """Whether any value of a null-free string array holds a byte that needs quoting.
+
+    One scan of the values' bytes: most columns (ids, addresses, timestamps) hold none, and
+    then the per-value regex, replace and if_else are skipped.
+    """
+    data = text.buffers()[2]
+    if data is None or len(text) == 0:
+        return False
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)
+    start, end = int(offsets[text.offset]), int(offsets[text.offset + len(text)])
+    values = np.frombuffer(data, dtype=np.uint8, count=end - start, offset=start)
+    return any(bool((values == byte).any()) for byte in _QUOTE_TRIGGERS)
+
+
+def _csv_field(values: pa.Array, suffix: str = "") -> pa.Array:
+    """`values` as CSV fields (quoted where needed), each followed by `suffix`."""
     if pa.types.is_dictionary(values.type):
         # Quote each distinct value once (a constant column has one).
-        return _csv_field(values.dictionary).take(values.indices)
+        return _csv_field(values.dictionary, suffix).take(values.indices)
     text = pc.fill_null(pc.cast(values, pa.string()), "")
-    needs = pc.match_substring_regex(text, r'[",\r\n]')
-    quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-    return pc.if_else(needs, quoted, text)
+    if _may_need_quotes(text):
+        needs = pc.match_substring_regex(text, r'[",\r\n]')
+        quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+        text = pc.if_else(needs, quoted, text)
+    # The line end joins the last field only, not every line once more.
+    return pc.binary_join_element_wise(text, suffix, "") if suffix else text
+
+
+def _csv_lines(table: pa.Table, columns: tuple[str, ...]) -> pa.Buffer:
+    """The CSV lines of `table` (no header), as one buffer; `table` must have rows."""
+    last = len(columns) - 1
+    fields = [
+        _csv_field(table.column(c).combine_chunks(), "\n" if i == last else "")
+        for i, c in enumerate(columns)
+    ]
+    lines = pc.binary_join_element_wise(*fields, ",") if len(fields) > 1 else fields[0]
+    if isinstance(lines, pa.ChunkedArray):
+        lines = lines.combine_chunks()
+    lines = lines.cast(pa.large_string())
+    # The data buffer of a null-free string array is exactly the values back to back.
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
+    start, end = int(offsets[lines.offset]), int(offsets[lines.offset + len(lines)])
+    return lines.buffers()[2].slice(start, end - start)
 
 
 def csv_bytes(table: pa.Table, columns: tuple[str, ...] = IMPORT_COLUMNS) -> bytes:
@@ -461,13 +706,7 @@ def csv_bytes(table: pa.Table, columns: tuple[str, ...] = IMPORT_COLUMNS) -> byt
     head = ",".join(columns) + "\n"
     if table.num_rows == 0:
         return head.encode()
-    fields = [_csv_field(table.column(c).combine_chunks()) for c in columns]
-    lines = pc.binary_join_element_wise(*fields, ",")
-    lines = pc.binary_join_element_wise(lines, "", "\n").cast(pa.large_string())
-    # The data buffer of a null-free string array is exactly the values back to back.
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64)
-    start, end = offsets[lines.offset], offsets[lines.offset + len(lines)]
-    return head.encode() + lines.buffers()[2].to_pybytes()[start:end]
+    return head.encode() + _csv_lines(table, columns).to_pybytes()
 
 
 # Rows converted to CSV at a time: the file's bytes are never all in memory at once.
@@ -478,17 +717,50 @@ def write_csv(
     table: pa.Table, path: Path, columns: tuple[str, ...] = IMPORT_COLUMNS
 ) -> tuple[int, str]:
     """Write `csv_bytes(table)` to `path` slice by slice; return its size and SHA-256."""
+    return _write_csv(table, path, columns)
+
+
+def _write_csv(
+    table: pa.Table,
+    path: Path,
+    columns: tuple[str, ...],
+    prepare: Callable[[pa.Table], pa.Table] | None = None,
+) -> tuple[int, str]:
+    """`write_csv`, each slice passed through `prepare` first.
+
+    Slices are encoded on a pool of threads (Arrow's kernels release the GIL, and each one is
+    single-threaded) and written in order; at most one slice per thread waits to be written,
+    which bounds the memory.
+    """
     digest = hashlib.sha256()
-    size = 0
-    with path.open("wb") as out:
-        for start in range(0, max(table.num_rows, 1), _CSV_SLICE_ROWS):
-            data = csv_bytes(table.slice(start, _CSV_SLICE_ROWS), columns)
-            if start:  # only the first slice keeps the header line
-                data = data[data.index(b"\n") + 1 :]
-            out.write(data)
-            digest.update(data)
-            size += len(data)
+    workers = max(1, pa.cpu_count())
+
+    def encode(start: int) -> pa.Buffer:
+        part = table.slice(start, _CSV_SLICE_ROWS)
+        return _csv_lines(prepare(part) if prepare else part, columns)
+
+    def put(data: pa.Buffer | bytes) -> int:
+        out.write(data)
+        digest.update(data)
+        return len(data)
+
+    with path.open("wb") as out, ThreadPoolExecutor(workers) as pool:
+        size = put((",".join(columns) + "\n").encode())
+        pending: deque[Future[pa.Buffer]] = deque()
+        for start in range(0, table.num_rows, _CSV_SLICE_ROWS):
+            if len(pending) > workers:
+                size += put(pending.popleft().result())
+            pending.append(pool.submit(encode, start))
+        while pending:
+            size += put(pending.popleft().result())
     return size, digest.hexdigest()
+
+
+def _iso_times(part: pa.Table) -> pa.Table:
+    at = part.schema.get_field_index("last_qualification_time")
+    return part.set_column(
+        at, "last_qualification_time", _iso_seconds(part.column("last_qualification_time"))
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,23 +828,33 @@ def build_import(
         if f is None:
             raise FileNotFoundError(f"members.parquet of {audience_id}/{stamp}")
         # The keys first: matching needs only them, and the other columns can wait for it.
-        recipients = match_campaign_recipients(
+        recipients = _match_campaign_recipients(
             warehouse,
             profile_partitions,
-            pq.read_table(f, columns=["key"]).column("key"),
+            [pq.read_table(f, columns=["key"]).column("key")],
             audience_settings.join_identity,
         )
+        # Matched before the other member columns are read: the hash join's tables then sit
+        # next to the keys only.
+        matched = _identity_matches(
+            pq.read_table(f, columns=["key"]).column("key"),
+            recipients.column(
+                "email" if audience_settings.join_identity == "email" else "external_id"
+            ),
+        )
+        _release_memory()
         members = pq.read_table(f, columns=_MEMBER_COLUMNS)
-    rows = join_members(
-        members,
-        recipients,
+    # Handed over, not kept here: the join drops each column after its last use.
+    tables = [members, recipients]
+    del members, recipients
+    rows = _join_members(
+        tables,
         suppressed,
         audience_settings.join_identity,
-        audience_id,
-        name,
-        record["export_time"],
+        (audience_id, name, record["export_time"]),
+        for_csv=True,
+        matched=matched,
     )
-    del members, recipients
     _release_memory()
     imported = rows.imported
     total = imported.num_rows
@@ -585,7 +867,7 @@ def build_import(
         for i, file_name in enumerate(names):
             part = table.slice(i * limit, limit)
             local = Path(tmp) / file_name
-            size, sha256 = write_csv(part, local)
+            size, sha256 = _write_csv(part, local, IMPORT_COLUMNS, _iso_times)
             warehouse.put_file(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", file_name, local)
             files.append(
                 {
