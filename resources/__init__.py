@@ -171,9 +171,9 @@ def production_resources() -> dict[str, Any]:
             else None
         ),
         base_path=os.environ.get("CAMPAIGN_SFTP_BASE_PATH", ""),
-        # A second SSH connection per large read: off where the account allows few sessions.
-        read_in_child_process=os.environ.get("CAMPAIGN_SFTP_READ_IN_CHILD_PROCESS", "true").lower()
-        not in ("0", "false", "no"),
+        # Opt-in: a second SSH connection per large read (docs/deployment.md).
+        read_in_child_process=os.environ.get("CAMPAIGN_SFTP_READ_IN_CHILD_PROCESS", "false").lower()
+        in ("1", "true", "yes"),
     )
 
     def blob(role: str) -> DropZone:

@@ -88,7 +88,11 @@ class SftpDropZone(DropZone):
         ),
     )
     read_in_child_process: bool = Field(
-        default=True,
+        # Off by default: on 2 cores with the server's own encryption on the same machine, the
+        # child's start-up and CPU cost what the overlap gains (bench/README.md); it pays where
+        # the run has a core to spare and the server is remote. It also holds a second SSH
+        # connection per read.
+        default=False,
         description=(
             "Download in a child process that streams the file through a pipe, so that "
             "paramiko (Python, holding the GIL) and the parser run on two cores; False reads "

@@ -222,13 +222,37 @@ def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
     alive while the versions are ranked: at 10 M members they are hundreds of MiB of the peak.
     """
     wanted = handed_over.pop()
-    columns = [*_RECIPIENT_COLUMNS, "last_modified", SOURCE_FILE, LINE_NUMBER]
+    # Only what the ranking needs: the scan queues batches while the join builds its table of
+    # the wanted ids (9 M at 10 M members), so every column carried here adds to the peak.
+    columns = ["recipient_id", "last_modified", SOURCE_FILE, LINE_NUMBER]
     versions = _semi_join(files, columns, "recipient_id", wanted)
     del wanted
-    latest = versions.select(_RECIPIENT_COLUMNS).filter(_latest_versions(versions))
+    winners = versions.filter(_latest_versions(versions)).select(
+        ["_partition", SOURCE_FILE, LINE_NUMBER]
+    )
     del versions
     _release_memory()
-    return latest
+    return _rows_at(files, winners, _RECIPIENT_COLUMNS)
+
+
+def _rows_at(files: Sequence[Path], places: pa.Table, columns: list[str]) -> pa.Table:
+    """`columns` of the profile rows at `places` (_partition = index in `files`, source file,
+    line: one row each), one partition file at a time, so memory holds one file's columns."""
+    schema = pq.read_schema(files[0]) if files else None
+    parts: list[pa.Table] = []
+    partition = places.column("_partition")
+    for i, path in enumerate(files):
+        mine = places.filter(pc.equal(partition, i)).select([SOURCE_FILE, LINE_NUMBER])
+        if not mine.num_rows:
+            continue
+        rows = pq.read_table(path, columns=[*columns, SOURCE_FILE, LINE_NUMBER])
+        found = rows.join(mine, keys=[SOURCE_FILE, LINE_NUMBER], join_type="left semi")
+        parts.append(found.select(columns))
+        del rows, found
+    if not parts:
+        assert schema is not None
+        return pa.schema([schema.field(c) for c in columns]).empty_table()
+    return pa.concat_tables(parts, promote_options="permissive")
 
 
 def match_campaign_recipients(

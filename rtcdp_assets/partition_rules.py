@@ -25,7 +25,7 @@ again; only a partition a rule touches is read back.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -210,12 +210,14 @@ class RowDigests:
         self._hashes.append(_row_hashes(batch, self._canonical))
         self._future.append(_future_mask(batch, self._ts_fields, self._limit))
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(hashes, future flags) of every row added, in order."""
+    def drain(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(hashes, future flags) of the rows added, in order, block by block; each block is
+        let go once handed out, so the caller's filtered copy never doubles the memory."""
         self._digest()
-        if not self._hashes:
-            return np.empty(0, np.uint64), np.empty(0, bool)
-        return np.concatenate(self._hashes), np.concatenate(self._future)
+        self._hashes.reverse()
+        self._future.reverse()
+        while self._hashes:
+            yield self._hashes.pop(), self._future.pop()
 
 
 def apply_partition_rules(
@@ -251,9 +253,10 @@ def apply_partition_rules(
     any_future = False
     for i, (part, limit) in enumerate(zip(good_parts, limits, strict=True)):
         if digests is not None:
-            part_hashes, future = digests[i].arrays()
-            any_future |= bool(future.any())
-            hashes.append(part_hashes[~future])
+            for part_hashes, future in digests[i].drain():
+                late = bool(future.any())
+                any_future |= late
+                hashes.append(part_hashes[~future] if late else part_hashes)
             continue
         for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS):
             future = _future_mask(batch, ts_fields, limit)

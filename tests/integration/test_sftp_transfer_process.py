@@ -49,13 +49,14 @@ def wait_gone(pid: int, seconds: float = 10) -> bool:
 @pytest.fixture
 def zone(sshd):
     """Every file through the child, however small."""
-    z = sftp_zone(sshd, child_process_min_bytes=0)
+    z = sftp_zone(sshd, read_in_child_process=True, child_process_min_bytes=0)
     yield z
     z.close()
 
 
-def test_the_child_path_is_the_default_for_files_of_a_mebibyte_or_more(sshd, zone):
-    default = sftp_zone(sshd, base_path=zone.base_path)
+def test_once_enabled_the_child_path_takes_files_of_a_mebibyte_or_more(sshd, zone):
+    assert sftp_zone(sshd).read_in_child_process is False  # opt-in
+    default = sftp_zone(sshd, base_path=zone.base_path, read_in_child_process=True)
     big, small = os.urandom(1 << 20), b"x,y\n1,2\n"
     default.write_bytes("export/big.csv", big)
     default.write_bytes("export/small.csv", small)
@@ -92,14 +93,22 @@ def test_unknown_host_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     zone.write_bytes("export/a.csv", b"x\n")
     empty = sshd.write_empty_known_hosts(tmp_path / "known_hosts_empty")
     unknown = sftp_zone(
-        sshd, base_path=zone.base_path, known_hosts_path=str(empty), child_process_min_bytes=0
+        sshd,
+        base_path=zone.base_path,
+        known_hosts_path=str(empty),
+        read_in_child_process=True,
+        child_process_min_bytes=0,
     )
     with pytest.raises(DropZoneAccessDenied, match="host key refused"):  # noqa: SIM117
         with unknown.open_read("export/a.csv"):
             pass
     rotated = sshd.write_wrong_known_hosts(tmp_path / "known_hosts_wrong")
     spoofed = sftp_zone(
-        sshd, base_path=zone.base_path, known_hosts_path=str(rotated), child_process_min_bytes=0
+        sshd,
+        base_path=zone.base_path,
+        known_hosts_path=str(rotated),
+        read_in_child_process=True,
+        child_process_min_bytes=0,
     )
     with pytest.raises(DropZoneAccessDenied, match="host key mismatch"):  # noqa: SIM117
         with spoofed.open_read("export/a.csv"):
@@ -111,7 +120,11 @@ def test_wrong_client_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     stranger = tmp_path / "stranger"
     generate_ed25519_key(stranger)
     wrong = sftp_zone(
-        sshd, base_path=zone.base_path, private_key_path=str(stranger), child_process_min_bytes=0
+        sshd,
+        base_path=zone.base_path,
+        private_key_path=str(stranger),
+        read_in_child_process=True,
+        child_process_min_bytes=0,
     )
     with pytest.raises(DropZoneAccessDenied, match="SFTP authentication failed"):  # noqa: SIM117
         with wrong.open_read("export/a.csv"):
@@ -214,6 +227,7 @@ def test_the_passphrase_reaches_the_child_only_through_stdin(sshd, tmp_path, mon
         base_path=plain.base_path,
         private_key_path=str(key),
         private_key_passphrase=passphrase,
+        read_in_child_process=True,
     )
     with zone.open_read("export/big.bin") as fh:
         assert len(fh.read(65536)) > 0  # the encrypted key was opened in the child
@@ -230,6 +244,7 @@ def test_the_passphrase_reaches_the_child_only_through_stdin(sshd, tmp_path, mon
         base_path=plain.base_path,
         private_key_path=str(key),
         private_key_passphrase=f"wrong-{passphrase}",
+        read_in_child_process=True,
         child_process_min_bytes=0,  # no stat in the run process first: the child loads the key
     )
     with pytest.raises(DropZoneAccessDenied, match="cannot be loaded") as denied:  # noqa: SIM117

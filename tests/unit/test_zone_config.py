@@ -45,11 +45,11 @@ def test_production_defaults_to_azure_blob_for_every_role(env):
     assert isinstance(resources["warehouse"].zone, AzureBlobDropZone)
 
 
-def test_the_sftp_transfer_child_process_is_on_unless_the_environment_turns_it_off(env):
+def test_the_sftp_transfer_child_process_is_off_unless_the_environment_turns_it_on(env):
     env.delenv("CAMPAIGN_SFTP_READ_IN_CHILD_PROCESS", raising=False)
-    assert production_resources()["campaign_sftp"].read_in_child_process is True
-    env.setenv("CAMPAIGN_SFTP_READ_IN_CHILD_PROCESS", "false")
     assert production_resources()["campaign_sftp"].read_in_child_process is False
+    env.setenv("CAMPAIGN_SFTP_READ_IN_CHILD_PROCESS", "true")
+    assert production_resources()["campaign_sftp"].read_in_child_process is True
 
 
 def test_the_aep_destination_can_be_an_s3_bucket(env):
