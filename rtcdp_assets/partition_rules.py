@@ -248,23 +248,27 @@ def apply_partition_rules(
         when = latest_time(entry["source_file"])
         limits.append(None if when is None else when + tolerance)
 
-    # Pass 1: one hash per row that survives the future rule, in partition order.
-    hashes: list[np.ndarray] = []
+    # Pass 1: one hash per row that survives the future rule, in partition order, written
+    # straight into one array (a list of blocks and their concatenation would hold two copies).
+    all_hashes = np.empty(sum(pq.ParquetFile(p).metadata.num_rows for p in good_parts), np.uint64)
+    filled = 0
     any_future = False
     for i, (part, limit) in enumerate(zip(good_parts, limits, strict=True)):
         if digests is not None:
-            for part_hashes, future in digests[i].drain():
-                late = bool(future.any())
-                any_future |= late
-                hashes.append(part_hashes[~future] if late else part_hashes)
-            continue
-        for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS):
-            future = _future_mask(batch, ts_fields, limit)
-            any_future |= bool(future.any())
-            if batch.num_rows:
-                hashes.append(_row_hashes(batch, canonical)[~future])
-    all_hashes = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-    del hashes
+            blocks = digests[i].drain()
+        else:
+            blocks = (
+                (_row_hashes(batch, canonical), _future_mask(batch, ts_fields, limit))
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=_BATCH_ROWS)
+            )
+        for part_hashes, future in blocks:
+            late = bool(future.any())
+            any_future |= late
+            kept = part_hashes[~future] if late else part_hashes
+            all_hashes[filled : filled + kept.size] = kept
+            filled += kept.size
+            del part_hashes, kept
+    all_hashes = all_hashes[:filled]
     all_hashes.sort()
     twice = all_hashes[1:][all_hashes[1:] == all_hashes[:-1]]  # sorted, with repeats
     repeated = twice[np.concatenate([[True], twice[1:] != twice[:-1]])] if twice.size else twice

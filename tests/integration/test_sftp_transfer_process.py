@@ -46,10 +46,14 @@ def wait_gone(pid: int, seconds: float = 10) -> bool:
     return gone(pid)
 
 
+def child_zone(sshd, **overrides):
+    """A zone that reads every file through the child, however small."""
+    return sftp_zone(sshd, read_in_child_process=True, child_process_min_bytes=0, **overrides)
+
+
 @pytest.fixture
 def zone(sshd):
-    """Every file through the child, however small."""
-    z = sftp_zone(sshd, read_in_child_process=True, child_process_min_bytes=0)
+    z = child_zone(sshd)
     yield z
     z.close()
 
@@ -92,24 +96,12 @@ def test_missing_file_raises_file_not_found_as_in_process(sshd, zone):
 def test_unknown_host_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     zone.write_bytes("export/a.csv", b"x\n")
     empty = sshd.write_empty_known_hosts(tmp_path / "known_hosts_empty")
-    unknown = sftp_zone(
-        sshd,
-        base_path=zone.base_path,
-        known_hosts_path=str(empty),
-        read_in_child_process=True,
-        child_process_min_bytes=0,
-    )
+    unknown = child_zone(sshd, base_path=zone.base_path, known_hosts_path=str(empty))
     with pytest.raises(DropZoneAccessDenied, match="host key refused"):  # noqa: SIM117
         with unknown.open_read("export/a.csv"):
             pass
     rotated = sshd.write_wrong_known_hosts(tmp_path / "known_hosts_wrong")
-    spoofed = sftp_zone(
-        sshd,
-        base_path=zone.base_path,
-        known_hosts_path=str(rotated),
-        read_in_child_process=True,
-        child_process_min_bytes=0,
-    )
+    spoofed = child_zone(sshd, base_path=zone.base_path, known_hosts_path=str(rotated))
     with pytest.raises(DropZoneAccessDenied, match="host key mismatch"):  # noqa: SIM117
         with spoofed.open_read("export/a.csv"):
             pass
@@ -119,13 +111,7 @@ def test_wrong_client_key_is_access_denied_in_the_child(sshd, zone, tmp_path):
     zone.write_bytes("export/a.csv", b"x\n")
     stranger = tmp_path / "stranger"
     generate_ed25519_key(stranger)
-    wrong = sftp_zone(
-        sshd,
-        base_path=zone.base_path,
-        private_key_path=str(stranger),
-        read_in_child_process=True,
-        child_process_min_bytes=0,
-    )
+    wrong = child_zone(sshd, base_path=zone.base_path, private_key_path=str(stranger))
     with pytest.raises(DropZoneAccessDenied, match="SFTP authentication failed"):  # noqa: SIM117
         with wrong.open_read("export/a.csv"):
             pass
