@@ -132,7 +132,24 @@ def _later_copies(table: pa.Table, canonical: Sequence[str]) -> tuple[np.ndarray
 
 
 def _row_hashes(batch: pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
-    frame = batch.select(list(columns)).to_pandas()
+    """One hash per row of `columns`, whatever the other rows of the batch hold.
+
+    pandas turns an integer or boolean column into float or object when the batch has a null,
+    and hashes those differently, while the rules hash the same rows in blocks cut one way
+    during the stream and another way when reading the parts back. So those columns go to
+    pandas null-free, with their null mask beside them.
+    """
+    arrays: list[pa.Array] = []
+    names: list[str] = []
+    for name in columns:
+        values = batch.column(name)
+        if pa.types.is_integer(values.type) or pa.types.is_boolean(values.type):
+            arrays += [pc.fill_null(values, pa.scalar(0).cast(values.type)), pc.is_null(values)]
+            names += [name, f"{name}\0null"]
+        else:
+            arrays.append(values)
+            names.append(name)
+    frame = pa.RecordBatch.from_arrays(arrays, names=names).to_pandas()
     return pd.util.hash_pandas_object(frame, index=False).to_numpy(dtype=np.uint64)
 
 

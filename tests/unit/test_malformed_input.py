@@ -705,3 +705,24 @@ def test_digests_taken_while_streaming_give_the_rules_the_same_result_as_a_re_re
     assert streamed[2] == reread[2]
     for a, b in zip(streamed[0] + streamed[1], reread[0] + reread[1], strict=True):
         assert a.equals(b)
+
+
+def test_a_row_hashes_alike_whatever_else_its_batch_holds():
+    """The rules hash streamed blocks and re-read batches cut at other rows; a null elsewhere
+    in a batch must not change a row's hash (pandas would turn the column into floats)."""
+    import pyarrow as pa
+
+    cols = ["n", "flag", "text"]
+    clean = pa.record_batch(
+        {"n": pa.array([7, 8]), "flag": pa.array([True, False]), "text": pa.array(["a", "b"])}
+    )
+    with_nulls = pa.record_batch(
+        {"n": pa.array([7, None]), "flag": pa.array([True, None]), "text": pa.array(["a", None])}
+    )
+    a, b = partition_rules._row_hashes(clean, cols), partition_rules._row_hashes(with_nulls, cols)
+    assert a[0] == b[0]
+    # a null is not a zero or a false
+    zeros = pa.record_batch(
+        {"n": pa.array([0]), "flag": pa.array([False]), "text": pa.array([None], pa.string())}
+    )
+    assert partition_rules._row_hashes(zeros, cols)[0] != b[1]
