@@ -238,7 +238,6 @@ def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
 def _rows_at(files: Sequence[Path], places: pa.Table, columns: list[str]) -> pa.Table:
     """`columns` of the profile rows at `places` (_partition = index in `files`, source file,
     line: one row each), one partition file at a time, so memory holds one file's columns."""
-    schema = pq.read_schema(files[0]) if files else None
     parts: list[pa.Table] = []
     partition = places.column("_partition")
     for i, path in enumerate(files):
@@ -250,7 +249,7 @@ def _rows_at(files: Sequence[Path], places: pa.Table, columns: list[str]) -> pa.
         parts.append(found.select(columns))
         del rows, found
     if not parts:
-        assert schema is not None
+        schema = pq.read_schema(files[0])  # `_profile_files` never hands over an empty list
         return pa.schema([schema.field(c) for c in columns]).empty_table()
     return pa.concat_tables(parts, promote_options="permissive")
 
