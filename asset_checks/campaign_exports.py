@@ -31,7 +31,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
-    AssetsDefinition,
     MetadataValue,
     multi_asset_check,
 )
@@ -63,8 +62,7 @@ def _spec(
 # --------------------------------------------------------------------------------------------
 # Typed-asset checks
 # --------------------------------------------------------------------------------------------
-def build_typed_checks(flow: "CampaignExportFlow", typed: AssetsDefinition) -> Any:
-    key = typed.key
+def build_typed_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
     specs = [
         _spec(
             "reconciliation",
@@ -252,13 +250,11 @@ def xdm_check_names(flow: "CampaignExportFlow") -> list[str]:
     return names
 
 
-def build_xdm_checks(flow: "CampaignExportFlow", xdm_asset: AssetsDefinition) -> Any:
+def build_xdm_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
     specs = []
     for name in xdm_check_names(flow):
         description, source, limit = XDM_CHECK_DESCRIPTIONS[name]
-        specs.append(
-            _spec(name, xdm_asset.key, description, blocking=True, source=source, limit=limit)
-        )
+        specs.append(_spec(name, key, description, blocking=True, source=source, limit=limit))
 
     @multi_asset_check(specs=specs, name=f"{flow.xdm_dataset}_checks")
     def xdm_checks(

@@ -77,10 +77,10 @@ def token_format_result(
     )
 
 
-def build_token_format_check(flow: "CampaignExportFlow", typed: AssetsDefinition) -> Any:
+def build_token_format_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
     spec = _spec(
         "push_token_format",
-        typed.key,
+        key,
         "Every typed push subscription's token matches its platform's format (APNs: 64 hex "
         "characters; FCM: the configured permissive pattern). Rows that do not are quarantined "
         "at ingestion with reason invalid_push_token.",
@@ -138,10 +138,10 @@ def quarantine_result(
     )
 
 
-def build_quarantine_check(flow: "CampaignExportFlow", xdm_asset: AssetsDefinition) -> Any:
+def build_quarantine_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
     spec = _spec(
         "push_quarantine_respected",
-        xdm_asset.key,
+        key,
         "No push token that Campaign lists as quarantined or denylisted on the push channels "
         "(non_deliverables) is published to AEP as active: each is marked denylisted.",
         blocking=True,

@@ -8,9 +8,14 @@ turns that description into the same Dagster objects for every dataset:
       (SFTP export folder)     typed rows      XDM records       AEP landing container
                                + quarantine    (checked, blocking)
 
-and into the checks that guard them. Files move `export/` → `export/archive/<dataset>/` after
-their rows are safely in the warehouse, or → `export/quarantine/<dataset>/` with a reason when
-they cannot be read at all. Nothing is ever deleted.
+and into the checks that guard them. `<dataset>` and `<dataset>_xdm` come from one op
+(`<dataset>_ingest`, a subsettable multi-asset): each file is read once and written as typed
+and XDM Parquet in the same pass. Materializing `<dataset>_xdm` alone maps the stored typed
+partition again (after a change of mapping, for example).
+
+Files move `export/` → `export/archive/<dataset>/` after their rows are safely in the
+warehouse, or → `export/quarantine/<dataset>/` with a reason when they cannot be read at all.
+Nothing is ever deleted.
 
 No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
 functions (context and resource parameters) at definition time.
@@ -21,7 +26,7 @@ import json
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +39,7 @@ from dagster import (
     AssetKey,
     AssetsDefinition,
     AssetSelection,
+    AssetSpec,
     DefaultSensorStatus,
     Failure,
     MaterializeResult,
@@ -49,6 +55,7 @@ from dagster import (
     asset,
     define_asset_job,
     in_process_executor,
+    multi_asset,
     sensor,
 )
 
@@ -82,6 +89,23 @@ RecordKind = Literal["event", "profile"]
 
 SOURCE_FILE_TAG = "rtcdp/source_file"
 SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
+
+
+@dataclass(frozen=True)
+class XdmOutput:
+    """What an XDM partition holds once written: its record count and Arrow schema."""
+
+    rows: int
+    schema: pa.Schema
+
+
+@dataclass
+class PartitionOutput:
+    """`ingest_partition`'s result: the typed partition's manifest and, when mapped in the
+    same pass, the XDM partition."""
+
+    manifest: dict[str, Any]
+    xdm: XdmOutput | None = None
 
 
 @dataclass
@@ -125,18 +149,19 @@ class CampaignExportFlow:
     # XDM path -> source columns (canonical names) for `dagster/column_lineage`.
     column_lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     allowed_codes: Callable[[PipelineSettings], Mapping[str, frozenset[str]]] = lambda _settings: {}
-    # Dataset-specific checks: each builder gets the flow and its typed asset.
-    extra_checks: tuple[Callable[["CampaignExportFlow", AssetsDefinition], Any], ...] = ()
+    # Dataset-specific checks: each builder gets the flow and its typed asset's key.
+    extra_checks: tuple[Callable[["CampaignExportFlow", AssetKey], Any], ...] = ()
     # -- optional hooks (push_subscriptions) -----------------------------------------------
     # Row rules over several typed fields (ingest.RowRules), built from the settings.
     row_rules: Callable[[PipelineSettings], RowRules | None] = lambda _settings: None
     # A mapper bound to state outside the partition (e.g. Campaign's quarantined push tokens),
-    # built once per XDM materialization; `to_xdm` is used when this is None.
+    # built once per XDM materialization (before the files are read when both assets run);
+    # `to_xdm` is used when this is None.
     bind_xdm: Callable[[AssetExecutionContext, Warehouse, PipelineSettings], XdmMapper] | None = (
         None
     )
-    # Checks on the XDM asset: each builder gets the flow and its XDM asset.
-    extra_xdm_checks: tuple[Callable[["CampaignExportFlow", AssetsDefinition], Any], ...] = ()
+    # Checks on the XDM asset: each builder gets the flow and its XDM asset's key.
+    extra_xdm_checks: tuple[Callable[["CampaignExportFlow", AssetKey], Any], ...] = ()
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -146,6 +171,14 @@ class CampaignExportFlow:
     @property
     def xdm_dataset(self) -> str:
         return f"{self.dataset}_xdm"
+
+    @property
+    def typed_key(self) -> AssetKey:
+        return AssetKey(self.dataset)
+
+    @property
+    def xdm_key(self) -> AssetKey:
+        return AssetKey(self.xdm_dataset)
 
     @property
     def published_name(self) -> str:
@@ -188,129 +221,157 @@ class CampaignExportFlow:
 
     # -- the Dagster objects -------------------------------------------------------------
     def build(self) -> CampaignExportDefinitions:
-        typed = self._typed_asset()
-        xdm_asset = self._xdm_asset(typed)
-        published = self._published_asset(xdm_asset)
+        ingest = self._ingest_assets()
+        published = self._published_asset()
         checks = [
-            build_typed_checks(self, typed),
-            build_xdm_checks(self, xdm_asset),
-            *[build(self, typed) for build in self.extra_checks],
-            *[build(self, xdm_asset) for build in self.extra_xdm_checks],
+            build_typed_checks(self, self.typed_key),
+            build_xdm_checks(self, self.xdm_key),
+            *[build(self, self.typed_key) for build in self.extra_checks],
+            *[build(self, self.xdm_key) for build in self.extra_xdm_checks],
         ]
         # Only this flow's partitioned checks run with a partition; window-spanning checks such
         # as export freshness run on their own schedule.
         job = define_asset_job(
             f"{self.dataset}_job",
-            selection=AssetSelection.assets(typed, xdm_asset, published).without_checks()
+            selection=AssetSelection.assets(ingest, published).without_checks()
             | AssetSelection.checks(*checks),
             executor_def=in_process_executor,
             description=f"Ingest, map, check and publish one {self.dataset} partition.",
         )
         return CampaignExportDefinitions(
-            assets=[typed, xdm_asset, published],
+            assets=[ingest, published],
             asset_checks=checks,
             sensor=self._sensor(job),
             job=job,
             flow=self,
         )
 
-    def _typed_asset(self) -> AssetsDefinition:
+    def _ingest_assets(self) -> AssetsDefinition:
+        """`<dataset>` and `<dataset>_xdm`, written by one op in one pass over each file.
+
+        Reading the typed Parquet back to map it was a second pass over the partition (about
+        a third of the time, bench/README.md). Either asset can still run alone: the XDM one
+        then maps the stored typed partition.
+        """
         flow = self
+        typed_key, xdm_key = self.typed_key, self.xdm_key
         columns = [
             TableColumn(f.name, str(_arrow_type_name(f.kind)), description=f.description)
             for f in self.fmt.fields
         ]
-
-        @asset(
-            name=self.dataset,
-            partitions_def=four_hourly_partitions,
+        lineage = TableColumnLineage(
+            deps_by_column={
+                path: [TableColumnDep(asset_key=typed_key, column_name=c) for c in cols]
+                for path, cols in self.column_lineage.items()
+            }
+        )
+        typed_spec = AssetSpec(
+            key=typed_key,
             group_name="campaign_to_aep",
             kinds={"sftp", "parquet"},
             deps=list(self.upstream),
             description=self.description
             or f"Typed {self.dataset} rows from Campaign exports, with a quarantine.",
             metadata={"dagster/column_schema": TableSchema(columns=columns)},
+        )
+        xdm_spec = AssetSpec(
+            key=xdm_key,
+            group_name="campaign_to_aep",
+            kinds={"parquet"},
+            deps=[typed_key],
+            description=f"{self.dataset} as XDM records ({self.xdm_class}).",
+            metadata={"dagster/column_lineage": lineage},
+        )
+
+        @multi_asset(
+            name=f"{self.dataset}_ingest",
+            specs=[typed_spec, xdm_spec],
+            partitions_def=four_hourly_partitions,
+            can_subset=True,
             pool="campaign_sftp",
         )
-        def typed_asset(
+        def ingest(
             context: AssetExecutionContext,
             campaign_sftp: DropZone,
             warehouse: Warehouse,
             settings: PipelineSettings,
             file_ledger: FileLedger,
-        ) -> MaterializeResult:
-            manifest = flow.ingest_partition(
-                campaign_sftp,
-                warehouse,
-                settings,
-                context.partition_key,
-                log=context.log,
-                ledger=file_ledger,
-                run_id=context.run.run_id,
-            )
-            return MaterializeResult(metadata=flow._typed_metadata(manifest, warehouse))
-
-        return typed_asset
-
-    def _xdm_asset(self, typed: AssetsDefinition) -> AssetsDefinition:
-        flow = self
-        lineage = TableColumnLineage(
-            deps_by_column={
-                path: [TableColumnDep(asset_key=typed.key, column_name=c) for c in cols]
-                for path, cols in self.column_lineage.items()
-            }
-        )
-
-        @asset(
-            name=self.xdm_dataset,
-            partitions_def=four_hourly_partitions,
-            group_name="campaign_to_aep",
-            kinds={"parquet"},
-            deps=[typed],
-            description=f"{self.dataset} as XDM records ({self.xdm_class}).",
-            metadata={"dagster/column_lineage": lineage},
-        )
-        def xdm_asset(
-            context: AssetExecutionContext, warehouse: Warehouse, settings: PipelineSettings
-        ) -> MaterializeResult:
+        ) -> Iterator[MaterializeResult]:
             pk = context.partition_key
-            to_xdm = flow.bind_xdm(context, warehouse, settings) if flow.bind_xdm else flow.to_xdm
-            with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
-                local = Path(tmp) / "data.parquet"
-                sink: ParquetSink | None = None
-                for batch in warehouse.iter_batches(flow.dataset, pk):
-                    mapped = to_xdm(batch, settings)
-                    if sink is None:
-                        sink = ParquetSink(local, mapped.schema, statistics=False)
-                    sink.write(mapped)
-                if sink is None:  # no typed rows: still publish an empty, well-typed dataset
-                    empty = flow.fmt.typed_schema.empty_table().to_batches() or [
-                        pa.RecordBatch.from_pylist([], schema=flow.fmt.typed_schema)
-                    ]
-                    sink = ParquetSink(local, to_xdm(empty[0], settings).schema, statistics=False)
-                sink.close()
-                warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
-                rows = sink.rows
-            return MaterializeResult(
-                metadata={
-                    "dagster/row_count": rows,
-                    "dagster/column_lineage": lineage,
-                    "dagster/column_schema": table_schema(sink.schema),
-                    "preview": MetadataValue.md(_xdm_preview(warehouse, flow.xdm_dataset, pk)),
-                    "xdm_class": flow.xdm_class,
-                    "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
-                    "warehouse_path": warehouse.path(flow.xdm_dataset, pk, "data.parquet"),
-                }
-            )
+            selected = context.selected_asset_keys
+            to_xdm: XdmMapper | None = None
+            if xdm_key in selected:
+                bind = flow.bind_xdm
+                to_xdm = bind(context, warehouse, settings) if bind else flow.to_xdm
+            xdm_out: XdmOutput | None = None
+            if typed_key in selected:
+                out = flow.ingest_partition(
+                    campaign_sftp,
+                    warehouse,
+                    settings,
+                    pk,
+                    log=context.log,
+                    ledger=file_ledger,
+                    run_id=context.run.run_id,
+                    to_xdm=to_xdm,
+                )
+                xdm_out = out.xdm
+                yield MaterializeResult(
+                    asset_key=typed_key, metadata=flow._typed_metadata(out.manifest, warehouse)
+                )
+            elif to_xdm is not None:
+                xdm_out = flow.map_partition(warehouse, settings, pk, to_xdm)
+            if xdm_out is not None:
+                yield MaterializeResult(
+                    asset_key=xdm_key,
+                    metadata={
+                        "dagster/row_count": xdm_out.rows,
+                        "dagster/column_lineage": lineage,
+                        "dagster/column_schema": table_schema(xdm_out.schema),
+                        "preview": MetadataValue.md(_xdm_preview(warehouse, flow.xdm_dataset, pk)),
+                        "xdm_class": flow.xdm_class,
+                        "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
+                        "warehouse_path": warehouse.path(flow.xdm_dataset, pk, "data.parquet"),
+                    },
+                )
 
-        return xdm_asset
+        return ingest
+
+    def map_partition(
+        self, warehouse: Warehouse, settings: PipelineSettings, pk: str, to_xdm: XdmMapper
+    ) -> XdmOutput:
+        """The XDM partition mapped from the stored typed one (the XDM asset run alone)."""
+        with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
+            local = Path(tmp) / "data.parquet"
+            with XdmWriter(local, to_xdm, settings) as writer:
+                for batch in warehouse.iter_batches(self.dataset, pk):
+                    writer.write(batch)
+            out = self._finish_xdm([local] if writer.rows else [], local, to_xdm, settings)
+            warehouse.put_file(self.xdm_dataset, pk, "data.parquet", local)
+        return out
+
+    def _finish_xdm(
+        self, parts: Sequence[Path], out: Path, to_xdm: XdmMapper, settings: PipelineSettings
+    ) -> XdmOutput:
+        """The XDM parts of a partition's files as one Parquet file at `out`."""
+        if parts:
+            schema = pq.read_schema(parts[0])
+            return XdmOutput(_concat_parquet(parts, out, schema), schema)
+        # No typed rows: still an empty, well-typed dataset for the checks and the publication.
+        empty = self.fmt.typed_schema.empty_table().to_batches() or [
+            pa.RecordBatch.from_pylist([], schema=self.fmt.typed_schema)
+        ]
+        schema = to_xdm(empty[0], settings).schema
+        with ParquetSink(out, schema, statistics=False):
+            pass
+        return XdmOutput(0, schema)
 
     def landing_paths(self, settings: PipelineSettings, pk: str) -> tuple[str, str]:
         compact = datetime.strptime(pk, PARTITION_KEY_FORMAT).strftime("%Y%m%d_%H%M")
         folder = join(settings.aep_landing_folder, self.dataset, compact)
         return join(folder, f"{self.dataset}_{compact}.json"), join(folder, "_manifest.json")
 
-    def _published_asset(self, xdm_asset: AssetsDefinition) -> AssetsDefinition:
+    def _published_asset(self) -> AssetsDefinition:
         flow = self
 
         @asset(
@@ -318,7 +379,9 @@ class CampaignExportFlow:
             partitions_def=four_hourly_partitions,
             group_name="campaign_to_aep",
             kinds={"azure", "json"},
-            deps=[xdm_asset],
+            # The typed asset too: its blocking checks (reconciliation above all) must pass
+            # before anything is published, and they gate only direct dependents.
+            deps=[self.xdm_key, self.typed_key],
             description=(
                 f"{self.dataset} XDM records as JSON Lines in the AEP landing container, read by "
                 "AEP's Azure Blob source connector. Written only after the blocking checks pass."
@@ -428,7 +491,15 @@ class CampaignExportFlow:
         log: Any = None,
         ledger: FileLedger | None = None,
         run_id: str | None = None,
-    ) -> dict[str, Any]:
+        to_xdm: XdmMapper | None = None,
+    ) -> PartitionOutput:
+        """Type, check and land partition `pk`; with `to_xdm`, also its XDM in the same pass.
+
+        Every version of the partition's files is read once, from the drop zone as it streams
+        in. The typed, rejects and (optional) XDM Parquet go to the warehouse, then the typed
+        manifest, which says the partition is complete; the sources move to the archive or the
+        quarantine last.
+        """
         sources = self.resolve_sources(zone, settings, pk)
         if not sources:
             raise Failure(
@@ -452,9 +523,11 @@ class CampaignExportFlow:
             tmpdir = Path(tmp)
             good_parts: list[Path] = []
             bad_parts: list[Path] = []
+            xdm_parts: list[Path | None] = []  # None: the file has no typed rows
             digests: list[RowDigests] = []
             for i, src in enumerate(sources):
                 good_path, bad_path = tmpdir / f"good-{i}.parquet", tmpdir / f"bad-{i}.parquet"
+                xdm_path = tmpdir / f"xdm-{i}.parquet"
                 result = FileResult(source_file=src.name, layout="")
                 latest = latest_time(src.name)
                 digest = RowDigests(self.fmt, None if latest is None else latest + tolerance)
@@ -466,6 +539,7 @@ class CampaignExportFlow:
                         with (
                             ParquetSink(good_path, self.fmt.typed_schema) as good,
                             ParquetSink(bad_path, REJECT_SCHEMA) as bad,
+                            XdmWriter(xdm_path, to_xdm, settings) as xdm_writer,
                         ):
                             for part in ingest_file(
                                 fh,
@@ -480,6 +554,7 @@ class CampaignExportFlow:
                                 good.write(part.good)
                                 bad.write(part.rejects)
                                 digest.add(part.good)
+                                xdm_writer.write(part.good)
                     except UnreadableFile as exc:
                         error = exc
                     fh.drain()  # the ledger's checksum covers every byte, read or not
@@ -529,12 +604,13 @@ class CampaignExportFlow:
                 first_by_sha[sha] = str(version)
                 good_parts.append(good_path)
                 bad_parts.append(_sorted_rejects(bad_path))
+                xdm_parts.append(xdm_path if xdm_writer.rows else None)
                 digests.append(digest)
                 files.append({**base, "status": "processed", **result.as_dict()})
                 outcomes.append((src, "processed", {"sha256": sha, "rows": result.rows_in}))
 
             # Rules that need the whole partition or the file's name (partition_rules.py).
-            good_parts, bad_parts = apply_partition_rules(
+            ruled_parts, bad_parts = apply_partition_rules(
                 self.fmt,
                 good_parts,
                 bad_parts,
@@ -543,11 +619,33 @@ class CampaignExportFlow:
                 tolerance=tolerance,
                 digests=digests,
             )
+            xdm_out: XdmOutput | None = None
+            if to_xdm is not None:
+                for i, (before, after) in enumerate(zip(good_parts, ruled_parts, strict=True)):
+                    if after != before:
+                        # A rule moved rows out of this file's part (rare): map what is left.
+                        with XdmWriter(tmpdir / f"xdm-{i}-ruled.parquet", to_xdm, settings) as w:
+                            for batch in pq.ParquetFile(after).iter_batches(batch_size=65536):
+                                w.write(batch)
+                        xdm_parts[i] = w.path if w.rows else None
+                xdm_local = tmpdir / "xdm.parquet"
+                kept = [p for p in xdm_parts if p is not None]
+                xdm_out = self._finish_xdm(kept, xdm_local, to_xdm, settings)
+            # Concatenation moves a lone part into place: after the XDM re-mapping above.
             data_local, rejects_local = tmpdir / "data.parquet", tmpdir / "rejects.parquet"
-            rows_out = _concat_parquet(good_parts, data_local, self.fmt.typed_schema)
+            rows_out = _concat_parquet(ruled_parts, data_local, self.fmt.typed_schema)
             rows_rejected = _concat_parquet(bad_parts, rejects_local, REJECT_SCHEMA)
+            if xdm_out is not None and xdm_out.rows != rows_out:
+                raise Failure(
+                    description=(
+                        f"{self.xdm_dataset} {pk}: {xdm_out.rows} XDM records for "
+                        f"{rows_out} typed rows; the mapping must give one record a row"
+                    )
+                )
             warehouse.put_file(self.dataset, pk, "data.parquet", data_local)
             warehouse.put_file(self.dataset, pk, "rejects.parquet", rejects_local)
+            if xdm_out is not None:
+                warehouse.put_file(self.xdm_dataset, pk, "data.parquet", xdm_local)
 
         for src, status, detail in outcomes:
             target: Literal["archive", "quarantine"] = (
@@ -593,7 +691,7 @@ class CampaignExportFlow:
         }
         # Written last: the manifest is what says the partition is complete.
         warehouse.put_json(self.dataset, pk, "manifest.json", manifest)
-        return manifest
+        return PartitionOutput(manifest, xdm_out)
 
     def _destination(
         self, settings: PipelineSettings, src: SourceFile, target: Literal["archive", "quarantine"]
@@ -837,6 +935,41 @@ def _already_published(
         and manifest.get("data_identity") == data.identity
     )
     return data if same else None
+
+
+class XdmWriter:
+    """Maps typed batches to XDM records into one local Parquet file.
+
+    The schema is the first mapped batch's (a mapping types its columns the same way for
+    every batch); no file is written while no row arrives. Without a mapper it does nothing,
+    so one `with` serves the ingestion with and without the XDM asset selected.
+    """
+
+    def __init__(self, path: Path, to_xdm: XdmMapper | None, settings: PipelineSettings) -> None:
+        self.path = path
+        self._to_xdm = to_xdm
+        self._settings = settings
+        self._sink: ParquetSink | None = None
+
+    @property
+    def rows(self) -> int:
+        return self._sink.rows if self._sink is not None else 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if self._to_xdm is None or not batch.num_rows:
+            return
+        mapped = self._to_xdm(batch, self._settings)
+        if self._sink is None:
+            # XDM is read whole (checks, publication): no min/max statistics.
+            self._sink = ParquetSink(self.path, mapped.schema, statistics=False)
+        self._sink.write(mapped)
+
+    def __enter__(self) -> "XdmWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._sink is not None:
+            self._sink.close()
 
 
 class _HashingReader:

@@ -69,7 +69,7 @@ automation_sensor = AutomationConditionSensorDefinition(
 
 # Every partitioned check of the Campaign datasets, summarised per partition for reviewers.
 data_quality_report = build_data_quality_report(
-    [flow.assets[0].key.to_user_string() for flow in CAMPAIGN_EXPORTS],
+    [flow.flow.dataset for flow in CAMPAIGN_EXPORTS],
     [spec.key for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks for spec in c.check_specs],
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
@@ -77,7 +77,7 @@ data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quali
 file_ledger_checks = build_file_ledger_checks([flow.flow for flow in CAMPAIGN_EXPORTS])
 file_ledger_job, file_ledger_schedule = build_file_ledger_schedule(file_ledger_checks)
 
-freshness_checks = [build_freshness_check(flow.assets[0].key) for flow in CAMPAIGN_EXPORTS]
+freshness_checks = [build_freshness_check(flow.flow.typed_key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
 
 defs = Definitions(

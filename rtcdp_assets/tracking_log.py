@@ -31,7 +31,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetKey,
-    AssetsDefinition,
     asset_check,
 )
 
@@ -192,11 +191,11 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
     )
 
 
-def build_orphan_check(flow: CampaignExportFlow, typed: AssetsDefinition) -> object:
+def build_orphan_check(flow: CampaignExportFlow, key: AssetKey) -> object:
     """Tracking rows whose broadLog is in no broadlog partition within the look-back."""
 
     @asset_check(
-        asset=typed,
+        asset=key,
         name="orphan_tracking_rows",
         additional_deps=[AssetKey("broadlog")],
         partitions_def=four_hourly_partitions,

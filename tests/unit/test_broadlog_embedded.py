@@ -14,12 +14,14 @@ from dagster import DagsterInstance, materialize
 from asset_checks.xdm_conformance import XdmSchema
 from resources import embedded_resources
 from rtcdp_assets.broadlog import broadlog_defs, broadlog_flow
+from tests.results import materialization
 
 PK = "2026-11-23-08:00"
 HEADER = (
     "iBroadLogId,iDeliveryId,iRecipientId,sExternalId,sAddress,iStatus,iFailureType,"
     "iFailureReason,tsEvent,sDeliveryLabel\n"
 )
+
 GOOD = [
     "1,10,100,CUST-1,Alice@Example.com,1,0,0,2026-11-23 08:01:00,Newsletter",
     "2,10,101,,bob@example.org,2,2,1,2026-11-23 08:02:00,Newsletter",
@@ -128,7 +130,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(env):
     result = run(resources)
     assert result.success
     assert checks_by_name(result)["reconciliation"].passed
-    mat = result.asset_materializations_for_node("broadlog")[0]
+    mat = materialization(result, "broadlog")
     assert mat.metadata["rows_in"].value == 7
     assert mat.metadata["dagster/row_count"].value == 4
     assert mat.metadata["rows_rejected"].value == 3
@@ -156,9 +158,9 @@ def test_unreadable_file_is_quarantined_and_blocks_publication(env):
     assert "corrupt_gzip" in json.dumps(
         recon.metadata["files_quarantined"].value
     ) or "truncated_gzip" in json.dumps(recon.metadata["files_quarantined"].value)
-    # the blocking check stopped the XDM mapping and the publication
+    # typed and XDM rows come from the same pass; the blocking check stopped the publication
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
-    assert materialized == {"broadlog"}
+    assert materialized == {"broadlog", "broadlog_xdm"}
     assert not (
         root / "aep_landing" / broadlog_flow.landing_paths(resources["settings"], PK)[0]
     ).exists()

@@ -28,6 +28,7 @@ from rtcdp_assets.non_deliverables import (
 from rtcdp_assets.preferences import preferences_defs, preferences_flow
 from rtcdp_assets.profiles import profiles_defs, profiles_flow
 from rtcdp_assets.tracking_log import tracking_log_defs, tracking_log_flow
+from tests.results import materialization
 
 PK = "2026-11-23-08:00"
 STAMP = "20261123_0800"
@@ -262,7 +263,7 @@ def test_dataset_flows_end_to_end_in_both_layouts(env, dataset, layout_index):
     assert len(records) == len(ROWS[dataset])
     schema = XdmSchema.compose(flow.xdm_class, list(flow.xdm_field_groups))
     assert [schema.errors(r) for r in records] == [[] for _ in records]
-    mat = result.asset_materializations_for_node(dataset)[0]
+    mat = materialization(result, dataset)
     assert mat.metadata["rows_in"].value == len(ROWS[dataset])
     assert_no_personal_data_in_metadata(result)
     layout = flow.fmt.layouts[layout_index].name

@@ -29,6 +29,7 @@ from rtcdp_assets.push_subscriptions import (
     push_subscriptions_flow,
 )
 from rtcdp_assets.push_tokens import quarantined_tokens
+from tests.results import materialization
 
 PK = "2026-11-23-08:00"
 STAMP = "20261123_0800"
@@ -164,7 +165,7 @@ def test_realistic_push_export_end_to_end(env, layout):
     token_column = "sRegistrationToken" if layout == "classic" else "registrationToken"
     bad_tokens = [r for r in rejects.to_pylist() if r["reason"] == "invalid_push_token"]
     assert all(r["column"] == token_column and token_column in r["raw"] for r in bad_tokens)
-    mat = result.asset_materializations_for_node("push_subscriptions")[0]
+    mat = materialization(result, "push_subscriptions")
     assert mat.metadata["rows_in"].value == 1500
     assert_metadata_without_tokens(result, [(i["appID"], i["token"], "") for i in items])
     assert mat.metadata["rows_rejected"].value == 1500 - generated.expected_valid

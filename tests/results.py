@@ -1,0 +1,11 @@
+"""Reading a Dagster run's results by asset, whatever op wrote the asset."""
+
+from dagster import AssetKey, AssetMaterialization, ExecuteInProcessResult
+
+
+def materialization(result: ExecuteInProcessResult, asset: str) -> AssetMaterialization:
+    """The run's (first) materialization of `asset`; typed and XDM assets share one op."""
+    key = AssetKey(asset)
+    return next(
+        e.materialization for e in result.get_asset_materialization_events() if e.asset_key == key
+    )
