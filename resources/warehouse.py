@@ -135,25 +135,30 @@ class ParquetSink:
             return
         table = pa.Table.from_batches(self._pending, schema=self.schema)
         self._pending, self._pending_rows = [], 0
-        if self._writer is None:
-            self._writer = _open_writer(self.path, self.schema, table, self._statistics)
-            if self._queue is not None:
-                self._thread = threading.Thread(
-                    target=self._drain, name=f"parquet-{self.path.name}", daemon=True
-                )
-                self._thread.start()
         if self._queue is None:
-            self._writer.write_table(table, row_group_size=table.num_rows)
-        else:
-            self._queue.put(table)
-            self._raise_error()
+            self._write(table)
+            return
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._drain, name=f"parquet-{self.path.name}", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(table)
+        self._raise_error()
+
+    def _write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            # Judging which columns get a dictionary counts the distinct values of every
+            # column of the first row group: in the writer's thread, off the caller's.
+            self._writer = _open_writer(self.path, self.schema, table, self._statistics)
+        self._writer.write_table(table, row_group_size=table.num_rows)
 
     def _drain(self) -> None:
-        assert self._queue is not None and self._writer is not None
+        assert self._queue is not None
         while (table := self._queue.get()) is not None:
             if self._error is None:  # after an error, keep taking tables so `write` never blocks
                 try:
-                    self._writer.write_table(table, row_group_size=table.num_rows)
+                    self._write(table)
                     del table
                     pa.default_memory_pool().release_unused()
                 except BaseException as exc:  # re-raised in the caller's thread

@@ -709,7 +709,7 @@ def test_digests_taken_while_streaming_give_the_rules_the_same_result_as_a_re_re
 
 def test_a_row_hashes_alike_whatever_else_its_batch_holds():
     """The rules hash streamed blocks and re-read batches cut at other rows; a null elsewhere
-    in a batch must not change a row's hash (pandas would turn the column into floats)."""
+    in a batch must not change a row's hash."""
     import pyarrow as pa
 
     cols = ["n", "flag", "text"]
@@ -726,3 +726,19 @@ def test_a_row_hashes_alike_whatever_else_its_batch_holds():
         {"n": pa.array([0]), "flag": pa.array([False]), "text": pa.array([None], pa.string())}
     )
     assert partition_rules._row_hashes(zeros, cols)[0] != b[1]
+
+
+def test_a_text_hashes_alike_wherever_its_bytes_sit_in_the_arrow_buffers():
+    """Text enters the hash from the Arrow buffers (length, first and last 8 bytes): a slice,
+    a re-built array and a large_string must agree, and a byte inside those 16 must count."""
+    import pyarrow as pa
+
+    texts = ["", None, "a", "ab", "ab\x00", "é", "abcdefgh", "abcdefghi", "CUST-000000012345"]
+    texts += ["Xbcdefghijklmnopq", "abcdefghijklmnopX", "abcdefghijklmnopq", "bcdefghijklmnopq"]
+    full = partition_rules._row_hashes(pa.record_batch({"t": pa.array(texts)}), ["t"])
+    assert len(set(full.tolist())) == len(texts)
+    for k in range(1, len(texts)):
+        sliced = pa.record_batch({"t": pa.array(texts).slice(k)})
+        rebuilt = pa.record_batch({"t": pa.array(texts[k:], pa.large_string())})
+        assert (partition_rules._row_hashes(sliced, ["t"]) == full[k:]).all()
+        assert (partition_rules._row_hashes(rebuilt, ["t"]) == full[k:]).all()
