@@ -125,7 +125,11 @@ def _ingest(
     # during the pass, as `ingest_partition` takes them.
     tolerance = timedelta(hours=1)
     window_end = window_end_from_stamp(csv_path.stem.split("_", 1)[1])
-    digest = RowDigests(BROADLOG_FORMAT, window_end + tolerance) if rules and window_end else None
+    digest = (
+        RowDigests(BROADLOG_FORMAT, window_end + tolerance, spill_dir=_scratch(out_dir))
+        if rules and window_end
+        else None
+    )
     result = FileResult(source_file=csv_path.name, layout="")
     typed_sink = ParquetSink(out_dir / "typed.parquet", BROADLOG_FORMAT.typed_schema)
     rejects = ParquetSink(out_dir / "rejects.parquet", REJECT_SCHEMA)
@@ -182,6 +186,13 @@ def _assets(csv_path: Path, out_dir: Path, settings: object) -> int:
         to_xdm=broadlog_flow.to_xdm,
     )
     return int(out.manifest["rows_in"])
+
+
+def _scratch(out_dir: Path) -> Path:
+    """Working files (the rules' digests), not counted as output."""
+    scratch = out_dir / "scratch"
+    scratch.mkdir(exist_ok=True)
+    return scratch
 
 
 def _xdm_from_typed(typed_path: Path, out: Path, settings: object) -> None:
@@ -383,8 +394,12 @@ def _run_once(name: str, csv_path: Path, per_row_rows: int) -> dict[str, float]:
         if proc.returncode:
             raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
         run = json.loads(proc.stdout.strip().splitlines()[-1])
-        # The source's link in the `assets` zone is input, not output.
-        outputs = [p for p in Path(out).rglob("*") if p.is_file() and "zone" not in p.parts]
+        # The source's link in the `assets` zone is input, scratch files are neither.
+        outputs = [
+            p
+            for p in Path(out).rglob("*")
+            if p.is_file() and not {"zone", "scratch"} & set(p.relative_to(out).parts)
+        ]
         run["output_mib"] = sum(p.stat().st_size for p in outputs) / 2**20
         return run
 

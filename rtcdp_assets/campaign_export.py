@@ -530,7 +530,9 @@ class CampaignExportFlow:
                 xdm_path = tmpdir / f"xdm-{i}.parquet"
                 result = FileResult(source_file=src.name, layout="")
                 latest = latest_time(src.name)
-                digest = RowDigests(self.fmt, None if latest is None else latest + tolerance)
+                digest = RowDigests(
+                    self.fmt, None if latest is None else latest + tolerance, spill_dir=tmpdir
+                )
                 version = FileVersion(zone_id, folder, src.name, src.identity)
                 error: UnreadableFile | None = None
                 with zone.open_read(src.entry.path) as raw:

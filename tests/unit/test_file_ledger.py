@@ -113,7 +113,7 @@ def test_the_same_bytes_under_another_name_are_counted_once(env):
     rows = ledger_rows(env)
     assert rows["broadLog_20261123_1200.csv", "duplicate"].duplicate_of == f["duplicate_of"]
     # nothing deleted: the duplicate is archived like any other delivery
-    assert (root / "campaign_sftp" / rows["broadLog_20261123_1200.csv", "duplicate"].location)
+    assert root / "campaign_sftp" / rows["broadLog_20261123_1200.csv", "duplicate"].location
     # re-runs of either partition keep the same answer
     run(env, "2026-11-23-12:00")
     run(env, "2026-11-23-08:00")

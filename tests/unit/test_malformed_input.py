@@ -670,7 +670,7 @@ def test_digests_taken_while_streaming_give_the_rules_the_same_result_as_a_re_re
             lines = runs[name]
             good, bad = folder / f"good-{i}.parquet", folder / f"bad-{i}.parquet"
             limit = window_end_from_stamp(name.split("_", 1)[1].removesuffix(".csv"))
-            digest = RowDigests(BROADLOG_FORMAT, limit + tolerance)
+            digest = RowDigests(BROADLOG_FORMAT, limit + tolerance, spill_dir=folder)
             with (
                 ParquetSink(good, BROADLOG_FORMAT.typed_schema) as g,
                 ParquetSink(bad, REJECT_SCHEMA) as b,
@@ -742,3 +742,23 @@ def test_a_text_hashes_alike_wherever_its_bytes_sit_in_the_arrow_buffers():
         rebuilt = pa.record_batch({"t": pa.array(texts[k:], pa.large_string())})
         assert (partition_rules._row_hashes(sliced, ["t"]) == full[k:]).all()
         assert (partition_rules._row_hashes(rebuilt, ["t"]) == full[k:]).all()
+
+
+def test_repeated_hashes_found_bucket_by_bucket_equal_those_of_one_sort(tmp_path):
+    """Repeats are searched one sixteenth of the hash space at a time, from files, to keep
+    memory flat; the result must be every hash seen twice or more, sorted, once each."""
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(0, 2**64, 50_000, dtype=np.uint64)
+    hashes = np.concatenate([hashes, hashes[rng.integers(0, hashes.size, 700)]])
+    hashes = np.concatenate([hashes, np.array([0, 0, 2**64 - 1, 2**64 - 1], np.uint64)])
+    rng.shuffle(hashes)
+    buckets = partition_rules._HashBuckets(tmp_path)
+    for block in np.array_split(hashes, 7):
+        buckets.add(block)
+    values, counts = np.unique(hashes, return_counts=True)
+    expected = values[counts > 1]
+    found = buckets.repeated()
+    assert found.size > 600 and found.dtype == np.uint64
+    assert np.array_equal(found, expected)
