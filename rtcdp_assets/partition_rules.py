@@ -156,6 +156,8 @@ def _text_components(col: pa.Array) -> list[np.ndarray]:
     most of the rules' time.
     """
     n = len(col)
+    if n == 0:
+        return [np.empty(0, np.uint64)] * 3
     wide = pa.types.is_large_string(col.type)
     offsets = np.frombuffer(col.buffers()[1], dtype=np.int64 if wide else np.int32)
     offsets = offsets[col.offset : col.offset + n + 1].astype(np.int64)
