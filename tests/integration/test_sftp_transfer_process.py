@@ -237,3 +237,32 @@ def test_the_passphrase_reaches_the_child_only_through_stdin(sshd, tmp_path, mon
         with wrong.open_read("export/big.bin"):
             pass
     assert passphrase not in str(denied.value)
+
+
+def test_an_in_process_download_shortens_the_gil_switch_interval_then_restores_it(sshd, tmp_path):
+    """The download thread needs the GIL for every packet: while a file streams in, Python's
+    switch interval is the zone's setting; nested reads (two zones, two sessions) share it,
+    and the last one out, even through an error, puts Python's own back."""
+    zone = sftp_zone(sshd)
+    other = sftp_zone(sshd, base_path=zone.base_path)
+    source = tmp_path / "export.csv"
+    source.write_bytes(os.urandom(3 << 20))
+    zone.write_atomic("export.csv", source)
+    before = sys.getswitchinterval()
+    assert before != zone.gil_switch_interval_seconds
+    try:
+        with zone.open_read("export.csv") as outer:
+            assert sys.getswitchinterval() == zone.gil_switch_interval_seconds
+            with other.open_read("export.csv") as inner:
+                assert inner.read(1 << 20) == outer.read(1 << 20)
+            assert sys.getswitchinterval() == zone.gil_switch_interval_seconds
+            raise KeyError("a parser error mid-file")
+    except KeyError:
+        pass
+    assert sys.getswitchinterval() == before
+    untouched = sftp_zone(sshd, base_path=zone.base_path, gil_switch_interval_seconds=None)
+    with untouched.open_read("export.csv") as fh:
+        assert sys.getswitchinterval() == before
+        assert fh.read() == source.read_bytes()
+    for z in (zone, other, untouched):
+        z.close()
