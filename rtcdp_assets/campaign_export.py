@@ -78,6 +78,7 @@ from rtcdp_assets.ingest import (
     FileResult,
     RowRules,
     UnreadableFile,
+    empty_batch,
     ingest_file,
 )
 from rtcdp_assets.masking import mask_text, masked_preview
@@ -358,10 +359,7 @@ class CampaignExportFlow:
             schema = pq.read_schema(parts[0])
             return XdmOutput(_concat_parquet(parts, out, schema), schema)
         # No typed rows: still an empty, well-typed dataset for the checks and the publication.
-        empty = self.fmt.typed_schema.empty_table().to_batches() or [
-            pa.RecordBatch.from_pylist([], schema=self.fmt.typed_schema)
-        ]
-        schema = to_xdm(empty[0], settings).schema
+        schema = to_xdm(empty_batch(self.fmt.typed_schema), settings).schema
         with ParquetSink(out, schema, statistics=False):
             pass
         return XdmOutput(0, schema)

@@ -705,7 +705,7 @@ def ingest_file(
                 res.rows_in += bad_batch.num_rows
                 res.rows_rejected += bad_batch.num_rows
                 res.reasons.update(bad_batch.column("reason").to_pylist())
-                yield IngestedBatch(good=_empty_batch(typed_schema), rejects=bad_batch)
+                yield IngestedBatch(good=empty_batch(typed_schema), rejects=bad_batch)
             break
         n = batch.num_rows
         numbers = _record_numbers(
@@ -830,7 +830,7 @@ def _unreadable_from_arrow(exc: pa.ArrowInvalid) -> UnreadableFile:
 
 
 @functools.cache
-def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
+def empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     # Built once per schema: from_pylist took a millisecond, once per parser block.
     return pa.RecordBatch.from_pylist([], schema=schema)
 
@@ -839,7 +839,7 @@ def _malformed_rejects(
     source_file: str, rows: list[tuple[int | None, str, int, int]]
 ) -> pa.RecordBatch:
     if not rows:
-        return _empty_batch(REJECT_SCHEMA)
+        return empty_batch(REJECT_SCHEMA)
     return pa.RecordBatch.from_pydict(
         {
             "source_file": [source_file] * len(rows),
