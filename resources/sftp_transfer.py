@@ -33,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -40,6 +42,7 @@ from queue import Empty, Full, Queue
 from typing import Any
 
 import paramiko
+from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 from paramiko.sftp import CMD_EXTENDED, CMD_EXTENDED_REPLY, SFTPError
 from tenacity import (
     Retrying,
@@ -130,6 +133,100 @@ _CIPHERS = (
 _MAX_PACKET_BYTES = 256 * 1024
 _DEFAULT_READ_REQUEST_BYTES = 32 * 1024
 _MAX_READ_REQUEST_BYTES = 255 * 1024
+# paramiko acknowledges received data (a window-adjust packet, written to the socket by the
+# reading thread) after each tenth of the window: 2 MiB, paramiko's default, meant ~850 such
+# writes per 177 MB file. The window also bounds what the channel buffers: 8 MiB per session.
+_WINDOW_BYTES = 8 * 1024 * 1024
+
+
+class _ReceiveQueue(BufferedPipe):
+    """The SFTP channel's receive buffer, keeping each packet's bytes as they arrived.
+
+    paramiko's `BufferedPipe` appends every packet to one array and, on each read, copies the
+    bytes out and shifts the rest down: megabytes moved for a 4-byte read when the window is
+    full. Its reads also return whatever has arrived, so paramiko's SFTP layer glues a 255 KiB
+    answer together from eight 32 KiB packets, copying it again each time. Here a read waits
+    until it can return everything it asks for (up to `fill_bytes`; the SFTP layer always
+    wants exactly that many) and joins just those bytes once. All of it runs holding the GIL,
+    next to the parser.
+    """
+
+    def __init__(self, fill_bytes: int) -> None:
+        super().__init__()
+        self._fill_bytes = fill_bytes
+        self._chunks: deque[bytes] = deque()
+        self._head = 0  # bytes of _chunks[0] already read
+        self._size = 0  # bytes not read yet
+
+    def feed(self, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else bytes(data)
+        with self._lock:
+            if self._event is not None:
+                self._event.set()
+            if chunk:
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+            self._cv.notify_all()
+
+    def read_ready(self) -> bool:
+        with self._lock:
+            return self._size > 0
+
+    def read(self, nbytes: int, timeout: float | None = None) -> bytes:
+        want = min(nbytes, self._fill_bytes)
+        with self._lock:
+            if self._size == 0 and not self._closed and timeout == 0.0:
+                raise PipeTimeout()
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while self._size < want and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    if self._size == 0:
+                        raise PipeTimeout()
+                    break  # what there is, as BufferedPipe would
+                self._cv.wait(left)
+            out = self._take(nbytes)
+            if self._size == 0 and self._event is not None and not self._closed:
+                self._event.clear()
+            return out
+
+    def _take(self, nbytes: int) -> bytes:
+        want = min(nbytes, self._size)
+        self._size -= want
+        parts = []
+        while want:
+            chunk, head = self._chunks[0], self._head
+            available = len(chunk) - head
+            if available <= want:
+                parts.append(chunk[head:] if head else chunk)
+                self._chunks.popleft()
+                self._head = 0
+                want -= available
+            else:
+                parts.append(chunk[head : head + want])
+                self._head += want
+                want = 0
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def empty(self) -> bytes:
+        with self._lock:
+            out = self._take(self._size)
+            if self._event is not None and not self._closed:
+                self._event.clear()
+            return out
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._size
+
+
+def _open_sftp(transport: paramiko.Transport) -> paramiko.SFTPClient:
+    """`SFTPClient.from_transport`, with the larger window and the leaner receive buffer."""
+    channel = transport.open_session(window_size=_WINDOW_BYTES, max_packet_size=_MAX_PACKET_BYTES)
+    # Before any data can arrive: the subsystem request below is the first the server answers.
+    channel.in_buffer = _ReceiveQueue(fill_bytes=_WINDOW_BYTES // 4)
+    channel.invoke_subsystem("sftp")
+    return paramiko.SFTPClient(channel)
 
 
 def _transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
@@ -195,9 +292,7 @@ def connect(settings: SftpSettings) -> tuple[paramiko.SSHClient, paramiko.SFTPCl
         )
         transport = client.get_transport()
         assert transport is not None
-        sftp = paramiko.SFTPClient.from_transport(transport, max_packet_size=_MAX_PACKET_BYTES)
-        if sftp is None:
-            raise paramiko.SSHException("the server opened no SFTP channel")
+        sftp = _open_sftp(transport)
     except Exception as exc:
         client.close()
         reraise_classified(exc)
@@ -256,7 +351,9 @@ class SftpSession:
 
 
 # A transfer's own failures; a parser error raised by the caller while reading keeps its type.
-_STREAM_ERRORS = (TimeoutError, paramiko.SSHException, EOFError, ConnectionError)
+# OSError covers paramiko's "Socket is closed", raised when a read past the data the channel
+# had buffered must send a request on a connection that has dropped.
+_STREAM_ERRORS = (paramiko.SSHException, EOFError, OSError)
 
 _retry_resume = Retrying(
     retry=retry_if_exception_type(DropZoneUnavailable) & retry_if_not_exception_type(ReadAbandoned),
@@ -322,7 +419,11 @@ class ResumingReader(io.RawIOBase):
             self._open()
         assert self._fh is not None
         try:
-            return self._fh.read(size) if size >= 0 else self._fh.read()
+            if size < 0:
+                return self._fh.read()
+            # One prefetched answer per call: paramiko then hands over its bytes object as is,
+            # where a larger read would glue answers together, copying all of it each time.
+            return self._fh.read(min(size, self._fh.MAX_REQUEST_SIZE))
         except _STREAM_ERRORS as exc:
             self._drop()
             classified = classify(exc)
@@ -366,31 +467,43 @@ class ReadAhead(io.RawIOBase):
     consumer is busy (the transfer process waiting for room in its pipe; the parser, when
     `open_read` reads in-process) nothing arrives. The thread keeps reading meanwhile. In the
     run process the overlap is partial, since paramiko's packet handling is Python holding the
-    GIL (figures in bench/README.md). The queue bound keeps memory at `depth` chunks, whatever
-    the file size.
+    GIL (figures in bench/README.md). The queue bound keeps memory at `depth` chunks of about
+    `chunk_bytes`, whatever the file size. A chunk is the list of what the reads returned, and
+    a read that takes a whole piece gets it without a copy.
     """
 
     def __init__(self, fh: io.RawIOBase, chunk_bytes: int, depth: int) -> None:
         self._fh = fh
         self._chunk_bytes = chunk_bytes
-        self._queue: Queue[bytes | BaseException] = Queue(maxsize=depth)
+        self._queue: Queue[list[bytes] | BaseException] = Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._current = memoryview(b"")
+        self._pieces: deque[bytes] = deque()
+        self._head = 0  # bytes of _pieces[0] already read
         self._eof = False
         self._thread = threading.Thread(target=self._fetch, name="sftp-read-ahead", daemon=True)
         self._thread.start()
 
     def _fetch(self) -> None:
+        chunk: list[bytes] = []
         try:
             while not self._stop.is_set():
-                data = self._fh.read(self._chunk_bytes)
-                self._put(data)
-                if not data:
+                size = 0
+                while size < self._chunk_bytes:
+                    data = self._fh.read(self._chunk_bytes - size)
+                    if not data:
+                        break
+                    chunk.append(data)
+                    size += len(data)
+                done, chunk = chunk, []
+                self._put(done)
+                if not done:
                     return
         except BaseException as exc:  # handed to the reader, which re-raises it
+            if chunk:  # the bytes read before the error come first
+                self._put(chunk)
             self._put(exc)
 
-    def _put(self, item: bytes | BaseException) -> None:
+    def _put(self, item: list[bytes] | BaseException) -> None:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -404,15 +517,22 @@ class ReadAhead(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
-        if not self._current and not self._eof:
+        if not self._pieces and not self._eof:
             item = self._queue.get()
             if isinstance(item, BaseException):
                 self._eof = True
                 raise item
             self._eof = not item
-            self._current = memoryview(item)
-        out, self._current = self._current[:size], self._current[size:]
-        return out.tobytes()
+            self._pieces.extend(item)
+        if not self._pieces or size == 0:
+            return b""
+        piece, head = self._pieces[0], self._head
+        if len(piece) - head <= size:
+            self._pieces.popleft()
+            self._head = 0
+            return piece[head:] if head else piece
+        self._head += size
+        return piece[head : head + size]
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

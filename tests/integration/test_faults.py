@@ -165,12 +165,13 @@ def test_a_resumed_download_never_splices_two_versions_of_a_file(
     services, sshd, sftp_proxy, tmp_path
 ):
     direct = services["campaign_sftp"]
-    direct.write_bytes(f"export/{NAME}", export(30_000))
-    # A short read-ahead, so most of the file is still to come when the connection drops.
+    # About 17 MB, twice the SSH channel's window, and a short read-ahead: most of the file is
+    # still to come when the connection drops.
+    direct.write_bytes(f"export/{NAME}", export(160_000))
     zone = sftp_through(
         sftp_proxy, sshd, tmp_path, direct.base_path, read_ahead_chunks=1, read_chunk_bytes=32768
     )
-    newer = export(30_001)
+    newer = export(160_001)
     with zone.open_read(f"export/{NAME}") as reader:
         first = reader.read(64 * 1024)
         direct.write_bytes(f"export/{NAME}", newer)  # replaced while being read
@@ -178,7 +179,7 @@ def test_a_resumed_download_never_splices_two_versions_of_a_file(
         with pytest.raises(FileChangedWhileReading, match="changed while it was being read"):
             while reader.read(1 << 20):
                 pass
-    assert first == export(30_000)[: len(first)]
+    assert first == export(160_000)[: len(first)]
     zone.close()
 
 

@@ -82,6 +82,22 @@ def test_bytes_arrive_whole_through_the_pipe(zone, size):
     assert zone.read_bytes("export/p.bin") == payload
 
 
+# Around the 255 KiB read request: the in-process download hands the parser paramiko's answers
+# as they came, so their edges must neither lose nor repeat a byte.
+@pytest.mark.parametrize("size", [0, 1, 255 * 1024 - 1, 255 * 1024, 255 * 1024 + 1, BIG + 5])
+def test_bytes_arrive_whole_in_process(sshd, size):
+    in_process = sftp_zone(sshd)
+    payload = os.urandom(size)
+    in_process.write_bytes("export/p.bin", payload)
+    with in_process.open_read("export/p.bin") as fh:
+        parts, read_size = [], 1
+        while part := fh.read(read_size):
+            parts.append(part)
+            read_size = read_size * 3 + 7  # sizes that straddle the answers' edges
+    in_process.close()
+    assert b"".join(parts) == payload
+
+
 def test_missing_file_raises_file_not_found_as_in_process(sshd, zone):
     with pytest.raises(FileNotFoundError) as child, zone.open_read("export/missing.csv"):
         pass
