@@ -762,3 +762,28 @@ def test_repeated_hashes_found_bucket_by_bucket_equal_those_of_one_sort(tmp_path
     found = buckets.repeated()
     assert found.size > 600 and found.dtype == np.uint64
     assert np.array_equal(found, expected)
+
+
+def test_text_decoding_takes_ascii_as_is_and_still_checks_every_other_byte():
+    import pyarrow as pa
+
+    from rtcdp_assets.ingest import _decode_utf8
+
+    values = [b"plain", b"", b"Caf\xc3\xa9", b"Caf\xe9", b"tail"]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(values, pa.binary()), pa.array([b"a", b"b", b"c", b"d", b"e"], pa.binary())],
+        names=["label", "code"],
+    )
+    text, reasons, columns = _decode_utf8(batch)
+    assert text.column("code").type == pa.string()
+    assert text.column("code").to_pylist() == ["a", "b", "c", "d", "e"]
+    assert text.column("label").to_pylist() == ["plain", "", "Café", "Caf\\xe9", "tail"]
+    assert reasons is not None and columns is not None
+    assert reasons.to_pylist() == [None, None, None, "bad_encoding", None]
+    assert columns.to_pylist() == [None, None, None, "label", None]
+    # A slice sees only its own bytes: the bad value outside it does not count.
+    sliced = pa.RecordBatch.from_arrays([pa.array(values, pa.binary()).slice(0, 2)], ["label"])
+    text, reasons, _ = _decode_utf8(sliced)
+    assert (text.column("label").to_pylist(), reasons) == (["plain", ""], None)
+    after = pa.RecordBatch.from_arrays([pa.array(values, pa.binary()).slice(4)], ["label"])
+    assert _decode_utf8(after)[0].column("label").to_pylist() == ["tail"]
