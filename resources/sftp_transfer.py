@@ -1,12 +1,14 @@
 """SFTP connection and resuming downloads, free of dagster and pydantic; the transfer process.
 
 paramiko handles every SSH packet in Python while holding the GIL, so a download in a thread of
-the run process and the parser in its main thread mostly take turns. `SftpDropZone.open_read`
-therefore streams the file from a child process (`ChildProcessReader`): the child runs the
-download (`ResumingReader`) on the other core with its own GIL and writes the bytes into a pipe
-the parser reads. The child imports only this module, `resources.errors`, paramiko and tenacity
-(about 0.2 s of start-up); the `resources` package `__init__` imports dagster (1.3 s), which is
-why the child is launched through `resources/sftp_child.py` instead of `python -m`.
+the run process (`ReadAhead`, the default) and the parser in its main thread take turns for it;
+the download's receive path (`_ReceiveQueue`) is built to copy as little as it can while it
+holds it. With `read_in_child_process`, `SftpDropZone.open_read` streams the file from a child
+process instead (`ChildProcessReader`): the child runs the download (`ResumingReader`) with its
+own GIL and writes the bytes into a pipe the parser reads. The child imports only this module,
+`resources.errors`, paramiko and tenacity (about 0.2 s of start-up); the `resources` package
+`__init__` imports dagster (1.3 s), which is why the child is launched through
+`resources/sftp_child.py` instead of `python -m`.
 
 Protocol between the two processes:
 
