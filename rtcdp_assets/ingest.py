@@ -353,9 +353,12 @@ _NULL_STRING = pa.scalar(None, pa.string())
 
 # Fast paths on the raw bytes of string arrays. Each gives exactly what the compute kernel it
 # stands in for gives, and hands the batch to that kernel whenever its shortcut does not apply.
-def _string_buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray] | None:
-    """Zero-copy views of the offsets and bytes of a `string` array; None for other arrays."""
-    if values.type != pa.string() or len(values) == 0:
+def _string_buffers(
+    values: pa.Array, type_: pa.DataType | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Zero-copy views of the offsets and bytes of a `string` array (or of `type_`, which has
+    the same layout: `binary`); None for other arrays."""
+    if values.type != (type_ or pa.string()) or len(values) == 0:
         return None
     _, offsets_buf, data_buf = values.buffers()
     if offsets_buf is None:
@@ -787,18 +790,12 @@ def _prefetch(reader: pacsv.CSVStreamingReader, depth: int = 2) -> Iterator[pa.R
 def _all_ascii(values: pa.Array) -> bool:
     """Whether every byte of a `binary` array's values is below 0x80 (a scan of its bytes,
     several times faster than the cast's UTF-8 check)."""
-    if values.type != pa.binary() or len(values) == 0:
+    buffers = _string_buffers(values, pa.binary())
+    if buffers is None:
         return False
-    _, offsets_buf, data_buf = values.buffers()
-    if offsets_buf is None:
-        return False
-    offsets = np.frombuffer(
-        offsets_buf, dtype=np.int32, count=len(values) + 1, offset=values.offset * 4
-    )
+    offsets, data = buffers
     start, end = int(offsets[0]), int(offsets[-1])
-    if data_buf is None or start == end:
-        return True
-    return bool(np.frombuffer(data_buf, dtype=np.uint8)[start:end].max() < 0x80)
+    return start == end or bool(data[start:end].max() < 0x80)
 
 
 def _decode_utf8(
