@@ -381,20 +381,29 @@ def _trimmed(values: pa.Array) -> pa.Array:
     if buffers is None or values.null_count:
         return pc.utf8_trim_whitespace(values)
     offsets, data = buffers
-    starts, ends = offsets[:-1], offsets[1:]
-    nonempty = ends > starts
-    first, last = data[starts[nonempty]], data[ends[nonempty] - 1]
-    if ((first <= 0x20) | (first >= 0x80) | (last <= 0x20) | (last >= 0x80)).any():
+    if data.size == 0:
+        return values
+    # For an empty value these read a neighbour's byte (checked anyway) or, clipped at the
+    # buffer's ends, some other byte: at worst a needless trim, never a missed one.
+    first = data.take(offsets[:-1], mode="clip")
+    last = data.take(offsets[1:] - 1, mode="clip")
+    # uint8 arithmetic wraps: a byte passes only if it lies in 0x21..0x7F.
+    plain = np.uint8(0x5F)
+    if ((first - np.uint8(0x21)) >= plain).any() or ((last - np.uint8(0x21)) >= plain).any():
         return pc.utf8_trim_whitespace(values)
     return values
 
 
-def _is_empty(values: pa.Array) -> pa.Array:
-    """`utf8_length(values) == 0`, read off the offsets when the array has no nulls."""
+def _empty_mask(values: pa.Array) -> pa.Array | None:
+    """`utf8_length(values) == 0`, or None when no value is empty (the usual case, which then
+    costs one comparison of the offsets)."""
     buffers = _string_buffers(values)
     if buffers is None or values.null_count:
-        return pc.equal(pc.utf8_length(values), 0)
-    return pa.array(np.diff(buffers[0]) == 0)
+        empty = pc.equal(pc.utf8_length(values), 0)
+        return empty if pc.any(empty).as_py() else None
+    offsets = buffers[0]
+    empty_np = offsets[1:] == offsets[:-1]
+    return pa.array(empty_np) if empty_np.any() else None
 
 
 _TS_DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
@@ -526,10 +535,10 @@ def validate_batch(
             typed.append(pa.nulls(n, ARROW_TYPES[f.kind]))
             continue
         raw = _trimmed(batch.column(src))
-        empty = _is_empty(raw)
         # Clean batches are the rule: a rule whose mask is all false is not kept, and a column
         # without empty values is not copied, which saves most of the kernel calls per batch.
-        any_empty = pc.any(empty).as_py()
+        empty = _empty_mask(raw)
+        any_empty = empty is not None
         if f.required and any_empty:
             rules.append((empty, "missing_required_value", src))
         allowed = overrides.get(f.name, f.allowed)

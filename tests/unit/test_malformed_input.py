@@ -787,3 +787,33 @@ def test_text_decoding_takes_ascii_as_is_and_still_checks_every_other_byte():
     assert (text.column("label").to_pylist(), reasons) == (["plain", ""], None)
     after = pa.RecordBatch.from_arrays([pa.array(values, pa.binary()).slice(4)], ["label"])
     assert _decode_utf8(after)[0].column("label").to_pylist() == ["tail"]
+
+
+def test_trim_and_empty_shortcuts_agree_with_arrow_on_every_edge():
+    # The shortcuts read the first and last byte of each value off the buffers (clipped at
+    # the buffer's ends for empty values); they may trim needlessly, never miss a trim.
+    import random
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from rtcdp_assets.ingest import _empty_mask, _trimmed
+
+    rng = random.Random(3)
+    pieces = ["a", "b", " ", "\t", "é", "", "\u00a0", "x y", "\n", "\u2003"]
+    for _ in range(2000):
+        values = [
+            "".join(rng.choice(pieces) for _ in range(rng.randint(0, 3)))
+            for _ in range(rng.randint(1, 8))
+        ]
+        whole = pa.array(values, pa.string())
+        for array in (whole, whole.slice(1), whole.slice(0, len(whole) - 1)):
+            if not len(array):
+                continue
+            assert _trimmed(array).equals(pc.utf8_trim_whitespace(array)), values
+            empty = pc.equal(pc.utf8_length(array), 0)
+            mask = _empty_mask(array)
+            if pc.any(empty).as_py():
+                assert mask is not None and mask.equals(empty), values
+            else:
+                assert mask is None, values
