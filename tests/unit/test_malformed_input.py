@@ -817,3 +817,45 @@ def test_trim_and_empty_shortcuts_agree_with_arrow_on_every_edge():
                 assert mask is not None and mask.equals(empty), values
             else:
                 assert mask is None, values
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_the_byte_stream_hands_out_every_byte_once_whatever_the_read_sizes(gzipped):
+    # The source answers in pieces of its own sizes (an SFTP download: 255 KiB answers), the
+    # parser asks for blocks of its own; the stream keeps the pieces and joins what it returns.
+    import io
+    import random
+
+    from rtcdp_assets.ingest import _GuardedStream
+
+    class Pieces(io.RawIOBase):
+        def __init__(self, data: bytes, rng: random.Random) -> None:
+            self.data, self.pos, self.rng = data, 0, rng
+
+        def readable(self) -> bool:
+            return True
+
+        def read(self, size: int | None = -1) -> bytes:
+            size = len(self.data) if size is None or size < 0 else size
+            take = min(size, self.rng.choice([1, 7, 1000, 255 * 1024, 1 << 20]))
+            out = self.data[self.pos : self.pos + take]
+            self.pos += len(out)
+            return out
+
+    rng = random.Random(5)
+    payload = os.urandom(1_500_000)
+    # Two gzip members back to back, as gzip allows.
+    source = gzip.compress(payload) + gzip.compress(b"tail") if gzipped else payload
+    expected = payload + b"tail" if gzipped else payload
+    for _ in range(10):
+        stream = _GuardedStream(Pieces(source, rng), gzip=gzipped, max_bytes=10**9)
+        parts = []
+        while True:
+            size = rng.choice([0, 1, 5, 4096, 2 << 20, 3 << 20])
+            part = stream.read(size)
+            assert len(part) <= size
+            if size and not part:
+                break
+            parts.append(part)
+        assert b"".join(parts) == expected
+        assert (stream.bytes_in, stream.bytes_out) == (len(source), len(expected))
