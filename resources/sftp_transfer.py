@@ -519,6 +519,8 @@ class ReadAhead(io.RawIOBase):
     def read(self, size: int | None = -1) -> bytes:
         if size is None or size < 0:
             return b"".join(iter(lambda: self.read(1 << 20), b""))
+        if size == 0:
+            return b""
         if not self._pieces and not self._eof:
             item = self._queue.get()
             if isinstance(item, BaseException):
@@ -526,7 +528,7 @@ class ReadAhead(io.RawIOBase):
                 raise item
             self._eof = not item
             self._pieces.extend(item)
-        if not self._pieces or size == 0:
+        if not self._pieces:
             return b""
         piece, head = self._pieces[0], self._head
         if len(piece) - head <= size:

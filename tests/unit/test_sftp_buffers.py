@@ -136,6 +136,7 @@ class Pieces(io.RawIOBase):
 def test_read_ahead_hands_over_whole_pieces_and_splits_only_when_asked():
     pieces = [b"a" * 300, b"b" * 300, b"c" * 50]
     ahead = ReadAhead(Pieces(pieces), chunk_bytes=1000, depth=2)
+    assert ahead.read(0) == b""
     first = ahead.read(1 << 20)
     assert first is pieces[0]
     assert ahead.read(100) == b"b" * 100
