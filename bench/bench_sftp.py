@@ -27,6 +27,7 @@ Absolute times drift +-25 % between runs on a shared 2-core machine, so compare 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -52,6 +53,32 @@ def _peak_rss_mib() -> float:
     return float("nan")
 
 
+def _main_thread_times() -> tuple[float, float]:
+    """This thread's seconds on a CPU and seconds runnable but waiting for one (Linux only)."""
+    try:
+        on_cpu, runqueue = Path("/proc/thread-self/schedstat").read_text().split()[:2]
+    except (OSError, ValueError):
+        return float("nan"), float("nan")
+    return int(on_cpu) / 1e9, int(runqueue) / 1e9
+
+
+def _process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _server_cpu(pid: int | None) -> float:
+    """CPU seconds of the sshd listener's finished children (sessions and sftp-server)."""
+    if pid is None:
+        return float("nan")
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return float("nan")
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
 def _sftp_zone(conn: dict[str, object], child: bool = False) -> object:
     from resources.sftp import SftpDropZone
 
@@ -68,6 +95,7 @@ def run_approach(
     source = f"{settings.campaign_export_folder}/{FILE_NAME}"
     child = name.endswith(CHILD)
     name = name.removesuffix(CHILD)
+    cpu_before, (on_before, wait_before) = _process_cpu(), _main_thread_times()
     start = time.perf_counter()
     rows = None
     if name == "transfer":
@@ -97,7 +125,19 @@ def run_approach(
         if name == "end_to_end":
             zone.close()  # type: ignore[attr-defined]
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "bytes": nbytes, "rows": rows, "peak_rss_mib": _peak_rss_mib()}
+    on_cpu, runqueue = _main_thread_times()
+    return {
+        "seconds": seconds,
+        "bytes": nbytes,
+        "rows": rows,
+        "peak_rss_mib": _peak_rss_mib(),
+        "cpu": _process_cpu() - cpu_before,
+        # The main thread (the parser's) split into running, runnable but waiting for a core
+        # (CPU contention), and the rest: the GIL, queues, the network.
+        "main_on_cpu": on_cpu - on_before,
+        "main_runqueue": runqueue - wait_before,
+        "main_other_wait": seconds - (on_cpu - on_before) - (runqueue - wait_before),
+    }
 
 
 def _fresh_zone(csv_path: Path, root: Path) -> None:
@@ -109,10 +149,16 @@ def _fresh_zone(csv_path: Path, root: Path) -> None:
 
 
 def run_once(
-    name: str, csv_path: Path, zone_root: Path, conn: dict, typed_only: bool
+    name: str,
+    csv_path: Path,
+    zone_root: Path,
+    conn: dict,
+    typed_only: bool,
+    sshd_pid: int | None = None,
 ) -> dict[str, float]:
     """One run of an approach in a fresh process, on a zone holding only the file."""
     _fresh_zone(csv_path, zone_root)
+    server_before = _server_cpu(sshd_pid)
     with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sftp-") as work:
         proc = subprocess.run(
             [
@@ -129,11 +175,23 @@ def run_once(
             text=True,
             check=True,
         )
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["server_cpu"] = 0.0
+    if name != "parse":
+        # The session's processes are counted once sshd has reaped them.
+        deadline = time.monotonic() + 2
+        while (spent := _server_cpu(sshd_pid) - server_before) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        result["server_cpu"] = spent
+    return result
+
+
+_CPU_FIGURES = ("cpu", "server_cpu", "main_on_cpu", "main_runqueue", "main_other_wait")
 
 
 def summary(runs: list[dict[str, float]]) -> dict:
     return {
+        **{k: statistics.median(r[k] for r in runs) for k in _CPU_FIGURES},
         "seconds": statistics.median(r["seconds"] for r in runs),
         "bytes": runs[0]["bytes"],
         "rows": runs[0]["rows"],
@@ -161,8 +219,10 @@ def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) 
         "BatchMode=yes",
         f"{sshd.username}@{sshd.host}",  # type: ignore[attr-defined]
     ]
-    runs = []
+    runs, cpu, server_cpu = [], [], []
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        server_before = _server_cpu(sshd.pid)  # type: ignore[attr-defined]
         start = time.perf_counter()
         subprocess.run(
             cmd,
@@ -172,7 +232,21 @@ def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) 
             capture_output=True,
         )
         runs.append(time.perf_counter() - start)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        deadline = time.monotonic() + 2
+        while (
+            spent := _server_cpu(sshd.pid) - server_before  # type: ignore[attr-defined]
+        ) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        server_cpu.append(spent)
+    nan = float("nan")
     return {
+        "cpu": statistics.median(cpu),
+        "server_cpu": statistics.median(server_cpu),
+        "main_on_cpu": nan,
+        "main_runqueue": nan,
+        "main_other_wait": nan,
         "seconds": statistics.median(runs),
         "bytes": csv_path.stat().st_size,
         "rows": None,
@@ -230,7 +304,9 @@ def main() -> int:
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
             for _ in range(args.repeat):
                 for name in names:
-                    runs[name].append(run_once(name, csv_path, zone_root, conn, args.typed_only))
+                    runs[name].append(
+                        run_once(name, csv_path, zone_root, conn, args.typed_only, sshd.pid)
+                    )
             results.update({name: summary(rs) for name, rs in runs.items()})
             load_after = os.getloadavg()
 
@@ -248,6 +324,7 @@ def main() -> int:
             f"{name:<22} {r['seconds']:>8.2f} {r['bytes'] / 1e6 / r['seconds']:>8.1f} "
             f"{r['peak_rss_mib']:>6.0f} MiB  {r['runs']}"
         )
+    _print_cpu(results)
     transfer, parse, e2e = (results[n]["seconds"] for n in APPROACHES)
     openssh = results["openssh"]["seconds"]
     print(f"transfer rate vs OpenSSH sftp: {openssh / transfer:.2f}x")
@@ -264,6 +341,35 @@ def main() -> int:
             f"end_to_end / (transfer + parse): {e_ch / (t_ch + parse):.2f}x"
         )
     return 0
+
+
+def _print_cpu(results: dict[str, dict]) -> None:
+    """Where the time went: CPU of both ends and the parser thread's waits (medians)."""
+    cores = os.cpu_count() or 1
+    print(
+        f"\nCPU ({cores} cores; medians): run process and sshd CPU seconds, busy cores, and "
+        "the main thread's wall time split into on a CPU / runnable but waiting for a core / "
+        "other waits (GIL, queues, network)"
+    )
+    print(f"{'approach':<22} {'run CPU':>8} {'sshd CPU':>9} {'busy':>6}  main thread")
+    for name, r in results.items():
+        if "cpu" not in r:
+            continue
+        busy = (r["cpu"] + r["server_cpu"]) / r["seconds"]
+        main = (
+            f"{r['main_on_cpu']:.2f} / {r['main_runqueue']:.2f} / {r['main_other_wait']:.2f} s"
+            if r["main_on_cpu"] == r["main_on_cpu"]  # not NaN: OpenSSH's client has none
+            else "-"
+        )
+        print(f"{name:<22} {r['cpu']:>8.2f} {r['server_cpu']:>9.2f} {busy:>6.2f}  {main}")
+    parse, e2e = results["parse"], results["end_to_end"]
+    print(
+        f"end_to_end - parse: {e2e['seconds'] - parse['seconds']:+.2f} s; main thread on a CPU "
+        f"{e2e['main_on_cpu'] - parse['main_on_cpu']:+.2f} s, waiting for a core "
+        f"{e2e['main_runqueue'] - parse['main_runqueue']:+.2f} s, other waits "
+        f"{e2e['main_other_wait'] - parse['main_other_wait']:+.2f} s; the download adds "
+        f"{e2e['cpu'] - parse['cpu'] + e2e['server_cpu']:.2f} CPU s (both ends)\n"
+    )
 
 
 def _per_round(runs: dict[str, list[dict[str, float]]], suffix: str) -> str:
