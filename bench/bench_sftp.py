@@ -79,6 +79,14 @@ def _server_cpu(pid: int | None) -> float:
     return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
+def _server_cpu_since(pid: int | None, before: float) -> float:
+    """The sshd's CPU seconds since `before`, once it has reaped the session (at most 2 s)."""
+    deadline = time.monotonic() + 2
+    while (spent := _server_cpu(pid) - before) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return spent
+
+
 def _sftp_zone(conn: dict[str, object], child: bool = False) -> object:
     from resources.sftp import SftpDropZone
 
@@ -178,11 +186,7 @@ def run_once(
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
     result["server_cpu"] = 0.0
     if name != "parse":
-        # The session's processes are counted once sshd has reaped them.
-        deadline = time.monotonic() + 2
-        while (spent := _server_cpu(sshd_pid) - server_before) == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        result["server_cpu"] = spent
+        result["server_cpu"] = _server_cpu_since(sshd_pid, server_before)
     return result
 
 
@@ -234,12 +238,7 @@ def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) 
         runs.append(time.perf_counter() - start)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
-        deadline = time.monotonic() + 2
-        while (
-            spent := _server_cpu(sshd.pid) - server_before  # type: ignore[attr-defined]
-        ) == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        server_cpu.append(spent)
+        server_cpu.append(_server_cpu_since(sshd.pid, server_before))  # type: ignore[attr-defined]
     nan = float("nan")
     return {
         "cpu": statistics.median(cpu),
