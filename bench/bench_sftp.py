@@ -63,8 +63,11 @@ def _main_thread_times() -> tuple[float, float]:
 
 
 def _process_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of this process and of its finished children (the transfer process)."""
+    own, children = (
+        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _server_cpu(pid: int | None) -> float:
@@ -346,9 +349,9 @@ def _print_cpu(results: dict[str, dict]) -> None:
     """Where the time went: CPU of both ends and the parser thread's waits (medians)."""
     cores = os.cpu_count() or 1
     print(
-        f"\nCPU ({cores} cores; medians): run process and sshd CPU seconds, busy cores, and "
-        "the main thread's wall time split into on a CPU / runnable but waiting for a core / "
-        "other waits (GIL, queues, network)"
+        f"\nCPU ({cores} cores; medians): CPU seconds of the run process (its transfer process "
+        "included) and of the sshd, busy cores, and the main thread's wall time split into on a "
+        "CPU / runnable but waiting for a core / other waits (GIL, queues, network)"
     )
     print(f"{'approach':<22} {'run CPU':>8} {'sshd CPU':>9} {'busy':>6}  main thread")
     for name, r in results.items():
