@@ -22,6 +22,12 @@ Target (issue 7): end_to_end at most 1.2 x max(transfer, parse). The transfer ra
 as a ratio to OpenSSH's client. Approaches run interleaved, round after round, each in a fresh
 process; each figure is the median of `--repeat` runs, and the ratio is also given per round.
 Absolute times drift +-25 % between runs on a shared 2-core machine, so compare the ratios.
+
+A second table says where the time went: the CPU seconds of the run process (its transfer
+process included) and of the sshd, the cores they kept busy, and the main thread's wall time
+split into on a CPU, runnable but waiting for a core, and other waits (GIL, queues, network),
+from /proc/thread-self/schedstat. On a machine whose cores the parse alone keeps busy, the
+download's CPU shows up as the parser waiting for a core.
 """
 
 import argparse
@@ -71,7 +77,7 @@ def _process_cpu() -> float:
 
 
 def _server_cpu(pid: int | None) -> float:
-    """CPU seconds of the sshd listener's finished children (sessions and sftp-server)."""
+    """CPU seconds of the sshd listener's finished children: the SFTP sessions it served."""
     if pid is None:
         return float("nan")
     try:
@@ -187,9 +193,7 @@ def run_once(
             check=True,
         )
     result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["server_cpu"] = 0.0
-    if name != "parse":
-        result["server_cpu"] = _server_cpu_since(sshd_pid, server_before)
+    result["server_cpu"] = 0.0 if name == "parse" else _server_cpu_since(sshd_pid, server_before)
     return result
 
 
