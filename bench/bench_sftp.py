@@ -68,12 +68,14 @@ def _main_thread_times() -> tuple[float, float]:
     return int(on_cpu) / 1e9, int(runqueue) / 1e9
 
 
+def _cpu_seconds(*who: int) -> float:
+    """User + system CPU seconds of `resource.RUSAGE_SELF` and/or `RUSAGE_CHILDREN` (finished
+    children: the transfer process, OpenSSH's client)."""
+    return sum(u.ru_utime + u.ru_stime for u in map(resource.getrusage, who))
+
+
 def _process_cpu() -> float:
-    """CPU seconds of this process and of its finished children (the transfer process)."""
-    own, children = (
-        resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-    )
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return _cpu_seconds(resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
 
 
 def _server_cpu(pid: int | None) -> float:
@@ -232,7 +234,7 @@ def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) 
     ]
     runs, cpu, server_cpu = [], [], []
     for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        before = _cpu_seconds(resource.RUSAGE_CHILDREN)
         server_before = _server_cpu(sshd.pid)  # type: ignore[attr-defined]
         start = time.perf_counter()
         subprocess.run(
@@ -243,8 +245,7 @@ def measure_openssh(sshd: object, csv_path: Path, zone_root: Path, repeat: int) 
             capture_output=True,
         )
         runs.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        cpu.append(_cpu_seconds(resource.RUSAGE_CHILDREN) - before)
         server_cpu.append(_server_cpu_since(sshd.pid, server_before))  # type: ignore[attr-defined]
     nan = float("nan")
     return {
