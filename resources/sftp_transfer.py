@@ -36,7 +36,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -54,6 +53,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from resources.byte_queue import ByteQueue
 from resources.errors import DropZoneAccessDenied, DropZoneUnavailable
 
 # Errors that say "the network or the server hiccuped": retry, then let a sensor skip the tick.
@@ -156,70 +156,48 @@ class _ReceiveQueue(BufferedPipe):
     def __init__(self, fill_bytes: int) -> None:
         super().__init__()
         self._fill_bytes = fill_bytes
-        self._chunks: deque[bytes] = deque()
-        self._head = 0  # bytes of _chunks[0] already read
-        self._size = 0  # bytes not read yet
+        self._bytes = ByteQueue()
 
     def feed(self, data: bytes | str) -> None:
         chunk = data.encode() if isinstance(data, str) else bytes(data)
         with self._lock:
             if self._event is not None:
                 self._event.set()
-            if chunk:
-                self._chunks.append(chunk)
-                self._size += len(chunk)
+            self._bytes.append(chunk)
             self._cv.notify_all()
 
     def read_ready(self) -> bool:
         with self._lock:
-            return self._size > 0
+            return len(self._bytes) > 0
 
     def read(self, nbytes: int, timeout: float | None = None) -> bytes:
         want = min(nbytes, self._fill_bytes)
         with self._lock:
-            if self._size == 0 and not self._closed and timeout == 0.0:
+            if not self._bytes and not self._closed and timeout == 0.0:
                 raise PipeTimeout()
             deadline = None if timeout is None else time.monotonic() + timeout
-            while self._size < want and not self._closed:
+            while len(self._bytes) < want and not self._closed:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    if self._size == 0:
+                    if not self._bytes:
                         raise PipeTimeout()
                     break  # what there is, as BufferedPipe would
                 self._cv.wait(left)
-            out = self._take(nbytes)
-            if self._size == 0 and self._event is not None and not self._closed:
+            out = self._bytes.take(nbytes)
+            if not self._bytes and self._event is not None and not self._closed:
                 self._event.clear()
             return out
 
-    def _take(self, nbytes: int) -> bytes:
-        want = min(nbytes, self._size)
-        self._size -= want
-        parts = []
-        while want:
-            chunk, head = self._chunks[0], self._head
-            available = len(chunk) - head
-            if available <= want:
-                parts.append(chunk[head:] if head else chunk)
-                self._chunks.popleft()
-                self._head = 0
-                want -= available
-            else:
-                parts.append(chunk[head : head + want])
-                self._head += want
-                want = 0
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
     def empty(self) -> bytes:
         with self._lock:
-            out = self._take(self._size)
+            out = self._bytes.take(len(self._bytes))
             if self._event is not None and not self._closed:
                 self._event.clear()
             return out
 
     def __len__(self) -> int:
         with self._lock:
-            return self._size
+            return len(self._bytes)
 
 
 def _open_sftp(transport: paramiko.Transport) -> paramiko.SFTPClient:
@@ -479,8 +457,7 @@ class ReadAhead(io.RawIOBase):
         self._chunk_bytes = chunk_bytes
         self._queue: Queue[list[bytes] | BaseException] = Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._pieces: deque[bytes] = deque()
-        self._head = 0  # bytes of _pieces[0] already read
+        self._pieces = ByteQueue()
         self._eof = False
         self._thread = threading.Thread(target=self._fetch, name="sftp-read-ahead", daemon=True)
         self._thread.start()
@@ -527,16 +504,11 @@ class ReadAhead(io.RawIOBase):
                 self._eof = True
                 raise item
             self._eof = not item
-            self._pieces.extend(item)
-        if not self._pieces:
-            return b""
-        piece, head = self._pieces[0], self._head
-        if len(piece) - head <= size:
-            self._pieces.popleft()
-            self._head = 0
-            return piece[head:] if head else piece
-        self._head += size
-        return piece[head : head + size]
+            for piece in item:
+                self._pieces.append(piece)
+        # At most one piece per read, as a raw stream may return less than asked: the parser's
+        # stream keeps pieces as they come, so a join here would only copy them once more.
+        return self._pieces.take_piece(size)
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

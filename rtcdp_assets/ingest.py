@@ -16,7 +16,7 @@ import io
 import json
 import threading
 import zlib
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+
+from resources.byte_queue import ByteQueue
 
 FieldKind = Literal["int", "string", "timestamp", "date", "email", "bool"]
 
@@ -170,18 +172,14 @@ class FileResult:
 class _GuardedStream(io.RawIOBase):
     """Decompresses gzip on the fly (if asked), counts bytes and refuses a gzip bomb.
 
-    What it has read but not handed out stays in the pieces it came in: a read joins just the
-    bytes it returns, once, and a piece that fits whole is handed out as it is. (Gluing the
-    pieces onto one growing bytes object copied the block again for each piece: several times
-    over for an SFTP download, which arrives in 255 KiB answers.)
+    What it has read but not handed out waits in a `ByteQueue`, in the pieces it came in.
     """
 
     def __init__(self, raw: BinaryIO, gzip: bool, max_bytes: int) -> None:
         self._raw = raw
         self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16) if gzip else None
         self._max = max_bytes
-        self._pieces: deque[bytes] = deque()
-        self._buffered = 0  # bytes in _pieces
+        self._pending = ByteQueue()
         self._eof = False
         self.bytes_out = 0
         self.bytes_in = 0
@@ -189,29 +187,24 @@ class _GuardedStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def _keep(self, data: bytes) -> None:
-        if data:
-            self._pieces.append(data)
-            self._buffered += len(data)
-
     def _fill(self, want: int) -> None:
-        while self._buffered < want and not self._eof:
-            chunk = self._raw.read(max(want - self._buffered, 1 << 20))
+        while len(self._pending) < want and not self._eof:
+            chunk = self._raw.read(max(want - len(self._pending), 1 << 20))
             self.bytes_in += len(chunk)
             if self._inflate is None:
                 if not chunk:
                     self._eof = True
-                self._keep(chunk)
+                self._pending.append(chunk)
                 continue
             if chunk:
                 # Bound the output of each step so one tiny compressed chunk cannot expand
                 # into gigabytes in memory before the limit is checked.
                 data = self._inflate.decompress(chunk, 1 << 24)
                 while self._inflate.unconsumed_tail:
-                    self._keep(data)
+                    self._pending.append(data)
                     self._check()
                     data = self._inflate.decompress(self._inflate.unconsumed_tail, 1 << 24)
-                self._keep(data)
+                self._pending.append(data)
             else:
                 if not self._inflate.eof:
                     raise UnreadableFile(
@@ -222,11 +215,11 @@ class _GuardedStream(io.RawIOBase):
                 # A concatenated gzip member follows (gzip allows several): keep going.
                 rest = self._inflate.unused_data
                 self._inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                self._keep(self._inflate.decompress(rest))
+                self._pending.append(self._inflate.decompress(rest))
             self._check()
 
     def _check(self) -> None:
-        if self.bytes_out + self._buffered > self._max:
+        if self.bytes_out + len(self._pending) > self._max:
             raise UnreadableFile(
                 "decompressed_size_exceeded",
                 f"the file inflates beyond {self._max} bytes (possible gzip bomb)",
@@ -244,22 +237,9 @@ class _GuardedStream(io.RawIOBase):
             self._fill(size)
         except zlib.error as exc:
             raise UnreadableFile("corrupt_gzip", str(exc)) from exc
-        parts: list[bytes] = []
-        need = min(size, self._buffered)
-        self._buffered -= need
-        self.bytes_out += need
-        while need:
-            piece = self._pieces[0]
-            if len(piece) <= need:
-                parts.append(self._pieces.popleft())
-                need -= len(piece)
-            else:
-                parts.append(piece[:need])
-                self._pieces[0] = piece[need:]
-                need = 0
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
+        out = self._pending.take(size)
+        self.bytes_out += len(out)
+        return out
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         data = self.read(len(buffer))

@@ -1,4 +1,4 @@
-"""The SFTP download's own buffers: the channel's receive queue and the read-ahead.
+"""The SFTP download's own buffers: the byte queue, the channel's receive queue, the read-ahead.
 
 Both sit between paramiko and the parser and exist to copy less; these tests pin down that
 they still hand over every byte, in order, with the blocking, timeout and end-of-stream
@@ -14,7 +14,32 @@ import time
 import pytest
 from paramiko.buffered_pipe import BufferedPipe, PipeTimeout
 
+from resources.byte_queue import ByteQueue
 from resources.sftp_transfer import ReadAhead, _ReceiveQueue
+
+
+def test_the_byte_queue_hands_out_every_byte_once_in_order_whatever_the_sizes():
+    queue = ByteQueue()
+    pieces = [b"abc", b"", b"defgh", b"i", b"jklmnop"]
+    for piece in pieces:
+        queue.append(piece)
+    assert len(queue) == 16 and queue.take(0) == b"" and queue.take_piece(0) == b""
+    assert queue.take(2) == b"ab"  # part of a piece
+    assert queue.take(4) == b"cdef"  # the rest of one, part of the next
+    assert queue.take_piece(10) == b"gh"  # the first piece's rest, never a join
+    assert queue.take_piece(10) == b"i"
+    assert len(queue) == 7
+    assert queue.take(100) == b"jklmnop"
+    assert (len(queue), queue.take(5), queue.take_piece(5)) == (0, b"", b"")
+
+
+def test_a_piece_taken_whole_is_the_object_that_was_appended():
+    queue = ByteQueue()
+    first, second = b"x" * 1000, b"y" * 1000
+    queue.append(first)
+    queue.append(second)
+    assert queue.take(1000) is first
+    assert queue.take_piece(5000) is second
 
 
 def test_reads_join_packets_into_exactly_the_bytes_asked_for():
