@@ -11,7 +11,7 @@ in a fresh process (peak RSS from VmHWM):
 
 - plain_join (baseline): `pyarrow` inner join of the profiles' external_id column (all
   partitions read into one table) with the members' key column, nothing else;
-- build_import: `rtcdp_assets.campaign_import.build_import`, what the asset runs: latest version
+- build_import: `campaign_audience_import.build_import`, what the asset runs: latest version
   of each recipient, ambiguity, suppression, the staged import CSV files, quarantine and
   exclusions Parquet, manifest.
 
@@ -60,8 +60,8 @@ def generate(root: Path, members: int, profiles: int, seed: int = 7) -> dict[str
     import pyarrow.parquet as pq
 
     from resources import LocalDropZone, Warehouse
-    from rtcdp_assets.profiles import profiles_flow
-    from rtcdp_assets.segments import MEMBERS_SCHEMA
+    from rtcdp_assets.aep_to_campaign.audience_exports import MEMBERS_SCHEMA
+    from rtcdp_assets.campaign_to_aep.profiles import profiles_flow
 
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -182,7 +182,7 @@ def run_approach(name: str, root: Path) -> dict[str, object]:
     import pyarrow.parquet as pq
 
     from resources import AudienceSettings, LocalDropZone, Warehouse
-    from rtcdp_assets.campaign_import import build_import
+    from rtcdp_assets.aep_to_campaign.campaign_audience_import import build_import
 
     pks = json.loads((root / "_partitions.json").read_text())
     start, cpu = time.perf_counter(), time.process_time()

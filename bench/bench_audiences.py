@@ -30,9 +30,9 @@ warnings.filterwarnings("ignore")
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
 from resources import AudienceSettings, LocalDropZone, PipelineSettings, Warehouse  # noqa: E402
-from rtcdp_assets import sample_audiences as sample  # noqa: E402
-from rtcdp_assets.segments import AUDIENCES_PARTITION_NAME, audience_defs  # noqa: E402
-from tests.services import free_port  # noqa: E402
+from rtcdp_assets.aep_to_campaign.audience_exports import AUDIENCES_PARTITION_NAME, audience_defs  # noqa: E402
+from rtcdp_dev import sample_audiences as sample  # noqa: E402
+from rtcdp_dev.services import free_port  # noqa: E402
 
 DEST = "Bench_Blob"
 T0 = datetime(2026, 11, 20, 6, tzinfo=UTC)

@@ -13,7 +13,7 @@ so a change of load on the shared machine hits all of them alike; the figures ar
 - ingest: `ingest_file` (streaming parse, validate, quarantine split) → typed Parquet and
   rejects Parquet through `ParquetSink`: what the typed asset does per file.
 - ingest_rules: `ingest` plus the partition rules (`duplicate_row`, `timestamp_in_future`:
-  `rtcdp_assets.partition_rules`), their row digests taken during the pass, as the typed asset
+  `partition_rules`), their row digests taken during the pass, as the typed asset
   runs them.
 - ingest_xdm (the target): the same pass also maps each good batch to XDM
   (`broadlog_to_xdm`) → typed, rejects and XDM Parquet, each file read once.
@@ -73,7 +73,7 @@ PER_ROW_CHUNK = 20_000
 
 def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) -> dict[str, float]:
     from resources.settings import PipelineSettings
-    from rtcdp_assets import broadlog  # noqa: F401  (imported before the clock starts)
+    from rtcdp_assets.campaign_to_aep import broadlog  # noqa: F401  (imported before the clock starts)
 
     settings = PipelineSettings()
     # Every approach's imports happen before this point: a run process loads the code once,
@@ -101,7 +101,7 @@ def run_approach(name: str, csv_path: Path, out_dir: Path, per_row_rows: int) ->
 def _plain_pyarrow(csv_path: Path, out_dir: Path) -> int:
     import pyarrow.csv as pacsv
 
-    from rtcdp_assets.broadlog import BROADLOG_FORMAT, CLASSIC
+    from rtcdp_assets.campaign_to_aep.broadlog import BROADLOG_FORMAT, CLASSIC
 
     kinds = {f.name: f.kind for f in BROADLOG_FORMAT.fields}
     arrow = {"int": pa.int64(), "timestamp": pa.timestamp("us")}
@@ -117,9 +117,13 @@ def _ingest(
     from datetime import timedelta
 
     from resources.warehouse import ParquetSink
-    from rtcdp_assets.broadlog import BROADLOG_FORMAT, _allowed_codes, broadlog_to_xdm
-    from rtcdp_assets.ingest import REJECT_SCHEMA, FileResult, ingest_file
-    from rtcdp_assets.partition_rules import RowDigests, window_end_from_stamp
+    from rtcdp_assets.campaign_to_aep.broadlog import (
+        BROADLOG_FORMAT,
+        _allowed_codes,
+        broadlog_to_xdm,
+    )
+    from rtcdp_assets.shared.ingest import REJECT_SCHEMA, FileResult, ingest_file
+    from rtcdp_assets.shared.partition_rules import RowDigests, window_end_from_stamp
 
     # The typed asset's partition rules (duplicate_row, timestamp_in_future): digests taken
     # during the pass, as `ingest_partition` takes them.
@@ -156,7 +160,7 @@ def _ingest(
             xdm_sink.close()
     assert result.rows_in == result.rows_out + result.rows_rejected
     if digest is not None:
-        from rtcdp_assets.partition_rules import apply_partition_rules
+        from rtcdp_assets.shared.partition_rules import apply_partition_rules
 
         entry = {"source_file": csv_path.name, "rows_out": 0, "rows_rejected": 0, "reasons": {}}
         apply_partition_rules(
@@ -173,7 +177,7 @@ def _ingest(
 
 def _assets(csv_path: Path, out_dir: Path, settings: object) -> int:
     from resources import LocalDropZone, Warehouse
-    from rtcdp_assets.broadlog import broadlog_flow
+    from rtcdp_assets.campaign_to_aep.broadlog import broadlog_flow
 
     zone_root = out_dir / "zone"
     (zone_root / "export").mkdir(parents=True)
@@ -198,7 +202,7 @@ def _scratch(out_dir: Path) -> Path:
 def _xdm_from_typed(typed_path: Path, out: Path, settings: object) -> None:
     """The `<dataset>_xdm` asset's loop, on a local file instead of the warehouse."""
     from resources.warehouse import ParquetSink
-    from rtcdp_assets.broadlog import broadlog_to_xdm
+    from rtcdp_assets.campaign_to_aep.broadlog import broadlog_to_xdm
 
     sink = None
     for batch in pq.ParquetFile(typed_path).iter_batches(batch_size=65536):
@@ -226,14 +230,14 @@ def _per_row_python(csv_path: Path, out_dir: Path, settings: object, limit: int)
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from rtcdp_assets.broadlog import (
+    from rtcdp_assets.campaign_to_aep.broadlog import (
         BROADLOG_FORMAT,
         CLASSIC,
         FAILURE_REASONS,
         STATUS_LABELS,
         _allowed_codes,
     )
-    from rtcdp_assets.ingest import _EMAIL_RE, _TS_RE
+    from rtcdp_assets.shared.ingest import _EMAIL_RE, _TS_RE
 
     ts_re, email_re, int_re = re.compile(_TS_RE), re.compile(_EMAIL_RE), re.compile(r"^[+-]?\d+$")
     fields = BROADLOG_FORMAT.fields
@@ -421,7 +425,7 @@ def main() -> int:
     if args.child:
         _child(*args.child)
         return 0
-    from rtcdp_assets.sample_data import stream_broadlog_csv
+    from rtcdp_dev.sample_data import stream_broadlog_csv
 
     approaches = args.approach or list(APPROACHES)
     if "plain_pyarrow" not in approaches:

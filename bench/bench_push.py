@@ -40,9 +40,9 @@ def bench_subscriptions(rows: int, repeat: int, tmp: Path) -> None:
     import pyarrow.csv as pacsv
 
     from resources.settings import PipelineSettings
-    from rtcdp_assets import sample_data as sd
-    from rtcdp_assets.ingest import ingest_file
-    from rtcdp_assets.push_subscriptions import push_subscriptions_flow as flow
+    from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_flow as flow
+    from rtcdp_assets.shared.ingest import ingest_file
+    from rtcdp_dev import sample_data as sd
 
     settings = PipelineSettings()
     path = tmp / "appSubscriptions_20261102_0800.csv"
@@ -84,8 +84,8 @@ def bench_aep(records: int, repeat: int, tmp: Path) -> None:
     import pyarrow.json as pajson
 
     from resources import embedded_resources
-    from rtcdp_assets import aep_push_tokens as aep
-    from rtcdp_assets import sample_data as sd
+    from rtcdp_assets.mobile_push import aep_push_tokens as aep
+    from rtcdp_dev import sample_data as sd
 
     resources = embedded_resources(tmp / "zones", file_settle_seconds=0)
     export = sd.aep_push_token_export(

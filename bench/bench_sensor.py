@@ -26,9 +26,9 @@ warnings.filterwarnings("ignore")
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
 from resources import FileLedger, LocalDropZone, PipelineSettings  # noqa: E402
-from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
-from tests.integration.zones import sftp_zone  # noqa: E402
-from tests.services import SshdServer  # noqa: E402
+from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_dev.services import SshdServer  # noqa: E402
+from tests.zones import sftp_zone  # noqa: E402
 
 
 def populate(root: Path, files: int) -> None:

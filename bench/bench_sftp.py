@@ -108,7 +108,7 @@ def run_approach(
     name: str, conn: dict[str, object], zone_root: Path, work: Path, typed_only: bool
 ) -> dict:
     from resources import LocalDropZone, PipelineSettings, Warehouse
-    from rtcdp_assets.broadlog import broadlog_flow
+    from rtcdp_assets.campaign_to_aep.broadlog import broadlog_flow
 
     settings = PipelineSettings()
     source = f"{settings.campaign_export_folder}/{FILE_NAME}"
@@ -284,8 +284,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from rtcdp_assets.sample_data import stream_broadlog_csv
-    from tests.services import SshdServer
+    from rtcdp_dev.sample_data import stream_broadlog_csv
+    from rtcdp_dev.services import SshdServer
 
     with tempfile.TemporaryDirectory(prefix="rtcdp-bench-sftp-data-") as tmp:
         csv_path = Path(tmp) / FILE_NAME

@@ -28,7 +28,7 @@ from resources.drop_zones import (
     Entry,
     LocalDropZone,
 )
-from resources.ledger import FileLedger
+from resources.file_ledger import FileLedger
 from resources.settings import PipelineSettings
 from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse

@@ -20,34 +20,34 @@ from dagster import (
 # result per 4-hour partition possible, so the warning is expected here.
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
-from asset_checks.freshness import build_freshness_check, freshness_automation  # noqa: E402
+from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from resources import environment_resources  # noqa: E402
-from rtcdp_assets.aep_push_tokens import (  # noqa: E402
+from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs  # noqa: E402
+from rtcdp_assets.aep_to_campaign.destinations import destination_defs  # noqa: E402
+from rtcdp_assets.aep_to_campaign.reach import reach_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
+from rtcdp_assets.campaign_to_aep.preferences import preferences_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.profiles import profiles_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs  # noqa: E402
+from rtcdp_assets.customer_to_campaign.customer_imports import customer_import_defs  # noqa: E402
+from rtcdp_assets.mobile_push.aep_push_tokens import (  # noqa: E402
     aep_push_tokens,
     aep_push_tokens_checks,
     aep_push_tokens_job,
     aep_push_tokens_sensor,
     duplicate_registration_check,
 )
-from rtcdp_assets.broadlog import broadlog_defs  # noqa: E402
-from rtcdp_assets.customer_imports import customer_import_defs  # noqa: E402
-from rtcdp_assets.data_quality import (  # noqa: E402
+from rtcdp_assets.operations.data_quality_report import (  # noqa: E402
     build_data_quality_report,
     build_data_quality_schedule,
 )
-from rtcdp_assets.destinations import destination_defs  # noqa: E402
-from rtcdp_assets.file_ledger import (  # noqa: E402
+from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
     build_file_ledger_checks,
     build_file_ledger_schedule,
     file_ledger_asset,
 )
-from rtcdp_assets.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
-from rtcdp_assets.preferences import preferences_defs  # noqa: E402
-from rtcdp_assets.profiles import profiles_defs  # noqa: E402
-from rtcdp_assets.push_subscriptions import push_subscriptions_defs  # noqa: E402
-from rtcdp_assets.reach import reach_defs  # noqa: E402
-from rtcdp_assets.segments import audience_defs  # noqa: E402
-from rtcdp_assets.tracking_log import tracking_log_defs  # noqa: E402
 
 CAMPAIGN_EXPORTS = [
     broadlog_defs,

@@ -7,4 +7,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m rtcdp_assets.demo "$@"
+exec .venv/bin/python -m rtcdp_dev.demo "$@"

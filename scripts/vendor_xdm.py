@@ -1,14 +1,14 @@
 """Vendor the XDM schema files the conformance validator needs.
 
-Copies, unchanged, the closure of ``asset_checks.xdm_conformance.VENDORED_ROOTS`` (every
+Copies, unchanged, the closure of ``rtcdp_assets.shared.xdm_conformance.VENDORED_ROOTS`` (every
 ``$ref`` and ``meta:extends``, transitively) from the official adobe/xdm tree into
-``asset_checks/xdm_schemas/``, keeping the tree's relative paths, plus its LICENSE and a README
-naming the source. Files of an earlier run that are no longer in the closure are removed, so the
-folder stays as small as the closure.
+``rtcdp_assets/shared/xdm_schemas/``, keeping the tree's relative paths, plus its LICENSE and a
+README naming the source. Files of an earlier run that are no longer in the closure are
+removed, so the folder stays as small as the closure.
 
 Usage (from the repository root)::
 
-    python scripts/vendor_xdm.py [--source ../shared/xdm] [--dest asset_checks/xdm_schemas]
+    python scripts/vendor_xdm.py [--source ../shared/xdm] [--dest rtcdp_assets/shared/xdm_schemas]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     # Runnable as a plain script without installing the project.
     sys.path.insert(0, str(REPO_ROOT))
 
-from asset_checks.xdm_conformance import (  # noqa: E402 - needs the sys.path line above
+from rtcdp_assets.shared.xdm_conformance import (  # noqa: E402 - needs the sys.path line above
     VENDORED_ROOT,
     VENDORED_ROOTS,
     schema_closure,

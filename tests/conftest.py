@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import AzuriteServer, MotoS3Server, PostgresServer, SshdServer
+from rtcdp_dev.services import AzuriteServer, MotoS3Server, PostgresServer, SshdServer
 
 # ---- real services (session-scoped) ----------------------------------------------------------
 # One sshd, one Azurite and one PostgreSQL for the whole run: starting them costs about a

@@ -3,7 +3,7 @@
 import pytest
 
 from resources import FileLedger, PipelineSettings, Warehouse
-from tests.integration.zones import blob_zone, sftp_zone
+from tests.zones import blob_zone, sftp_zone
 
 
 @pytest.fixture

@@ -1,0 +1,344 @@
+"""Guardrail checks shared by every Campaign → AEP dataset.
+
+On the typed asset (`<dataset>`):
+- `reconciliation` (blocking): per file, rows in = typed rows + quarantined rows, and no file
+  was quarantined whole. Publication of an incomplete partition is impossible.
+- `single_org_unit` (blocking): the pattern supports one Campaign organizational unit; when
+  an export carries the org-unit column, every row belongs to the configured unit.
+- `export_cadence` (WARN by default, `settings.cadence_severity`): Campaign export workflows
+  run at most every 4 hours, so one window holds at most one export.
+
+On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the records:
+- `xdm_conformance`, `id_unique`, `no_future_timestamp` (events), `record_size` (10 KB per
+  event, 100 KB per profile record), `identity_count` (at most 20 identities per record).
+
+Each check spec carries `guardrail/*` metadata (source, limit) so that the guardrail catalog
+can be generated from the code. The functions that compute results take plain arguments and
+are unit-tested without Dagster runs.
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+    multi_asset_check,
+)
+
+from resources.settings import PipelineSettings
+from resources.warehouse import Warehouse
+from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.partitions import four_hourly_partitions
+
+if TYPE_CHECKING:
+    from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
+
+MAX_IDENTITIES_PER_RECORD = 20  # adobe-formats.md §e2 (Identity Service guardrail)
+
+
+def _spec(
+    name: str, asset: AssetKey, description: str, *, blocking: bool, source: str, limit: str = ""
+) -> AssetCheckSpec:
+    return AssetCheckSpec(
+        name=name,
+        asset=asset,
+        blocking=blocking,
+        description=description,
+        partitions_def=four_hourly_partitions,
+        metadata={"guardrail/source": source, "guardrail/limit": limit},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Typed-asset checks
+# --------------------------------------------------------------------------------------------
+def build_typed_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+    specs = [
+        _spec(
+            "reconciliation",
+            key,
+            "Per source file: rows in the file = typed rows + quarantined rows, and no file was "
+            "quarantined as unreadable. Blocks publication of an incomplete partition.",
+            blocking=True,
+            source="project: nothing lost, counts reconcile",
+            limit="rows in = rows out + rows rejected",
+        ),
+        _spec(
+            "single_org_unit",
+            key,
+            "Every row of an export that carries the organizational-unit column belongs to the "
+            "configured Campaign organizational unit.",
+            blocking=True,
+            source="blueprint: single organizational unit deployments only (§f1)",
+            limit="1 organizational unit",
+        ),
+        _spec(
+            "export_cadence",
+            key,
+            "At most one Campaign export per 4-hour window (WARN unless configured as ERROR).",
+            blocking=False,
+            source="blueprint: Campaign export workflows run at most every 4 hours (§f1)",
+            limit="1 export per 4 h",
+        ),
+    ]
+
+    @multi_asset_check(specs=specs, name=f"{flow.dataset}_checks")
+    def typed_checks(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> Iterator[AssetCheckResult]:
+        pk = context.partition_key
+        yield reconcile(flow.dataset, warehouse, pk)
+        yield org_unit_result(flow.dataset, warehouse, settings, pk)
+        yield cadence_result(flow, warehouse, settings, pk)
+
+    return typed_checks
+
+
+def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
+    """Counts from the manifest against what is actually stored, file by file."""
+    key = AssetKey(dataset)
+    manifest = warehouse.get_json(dataset, pk, "manifest.json")
+    if manifest is None:
+        return AssetCheckResult(
+            asset_key=key,
+            check_name="reconciliation",
+            passed=False,
+            metadata={"error": "partition has no manifest"},
+        )
+    counted, mismatches = recount_files(warehouse, dataset, pk, manifest["files"], "source_file")
+    quarantined = [
+        f"{f['source_file']}: {f['reason']}"
+        for f in manifest["files"]
+        if f["status"] == "quarantined"
+    ]
+    return AssetCheckResult(
+        asset_key=key,
+        check_name="reconciliation",
+        passed=not mismatches and not quarantined,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_in": sum(f["rows_in"] or 0 for f in manifest["files"]),
+            "rows_out": sum(counted["good"].values()),
+            "rows_rejected": sum(counted["rejected"].values()),
+            "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
+            "files_quarantined": MetadataValue.json(quarantined),
+            "mismatches": MetadataValue.json(mismatches),
+        },
+    )
+
+
+def recount_files(
+    warehouse: Warehouse,
+    dataset: str,
+    pk: str,
+    files: list[dict[str, Any]],
+    name_key: str,
+) -> tuple[dict[str, Counter[str]], list[str]]:
+    """Rows actually stored per source file (typed and rejected), and every processed file
+    whose stored rows differ from the counts its manifest entry claims."""
+    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
+    for kind, name, col in (
+        ("good", "data.parquet", "_source_file"),
+        ("rejected", "rejects.parquet", "source_file"),
+    ):
+        with warehouse.local_copy(dataset, pk, name) as local:
+            if local is None:
+                continue
+            column = pq.read_table(local, columns=[col]).column(col)
+            for item in pc.value_counts(column).to_pylist():
+                counted[kind][item["values"]] = item["counts"]
+    mismatches = []
+    for f in files:
+        if f["status"] != "processed":
+            continue
+        good, bad = counted["good"][f[name_key]], counted["rejected"][f[name_key]]
+        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
+            mismatches.append(f"{f[name_key]}: {f['rows_in']} in, {good} stored + {bad} rejected")
+    return counted, mismatches
+
+
+def org_unit_result(
+    dataset: str, warehouse: Warehouse, settings: PipelineSettings, pk: str
+) -> AssetCheckResult:
+    counts: Counter[str] = Counter()
+    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
+        if local is not None and "org_unit" in pq.read_schema(local).names:
+            column = pq.read_table(local, columns=["org_unit"]).column("org_unit")
+            for item in pc.value_counts(pc.drop_null(column)).to_pylist():
+                counts[item["values"]] = item["counts"]
+    foreign = {unit: n for unit, n in counts.items() if unit != settings.campaign_org_unit}
+    return AssetCheckResult(
+        asset_key=AssetKey(dataset),
+        check_name="single_org_unit",
+        passed=not foreign,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "configured_org_unit": settings.campaign_org_unit,
+            "rows_by_org_unit": MetadataValue.json(dict(sorted(counts.items()))),
+            "rows_outside_org_unit": sum(foreign.values()),
+        },
+    )
+
+
+def cadence_result(
+    flow: "CampaignExportFlow", warehouse: Warehouse, settings: PipelineSettings, pk: str
+) -> AssetCheckResult:
+    manifest = warehouse.get_json(flow.dataset, pk, "manifest.json") or {"files": []}
+    # Split parts of one export share its timestamp; different timestamps are separate exports.
+    exports = sorted({flow.export_stamp(f["source_file"]) for f in manifest["files"]} - {None})
+    severity = AssetCheckSeverity[settings.cadence_severity]
+    return AssetCheckResult(
+        asset_key=AssetKey(flow.dataset),
+        check_name="export_cadence",
+        passed=len(exports) <= 1,
+        severity=severity,
+        metadata={
+            "exports_in_window": len(exports),
+            "export_times": MetadataValue.json(exports),
+            "limit": "1 export per 4-hour window",
+        },
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# XDM checks
+# --------------------------------------------------------------------------------------------
+XDM_CHECK_DESCRIPTIONS = {
+    "xdm_conformance": (
+        "Every record validates against the official XDM schemas (class + field groups, "
+        "unknown fields rejected).",
+        "XDM conformance of output bound for AEP (§c)",
+        "all records",
+    ),
+    "id_unique": (
+        "`_id` is unique within the partition (AEP de-duplicates events on it).",
+        "XDM ExperienceEvent `_id` (§c1)",
+        "0 duplicates",
+    ),
+    "no_future_timestamp": (
+        "No event `timestamp` lies in the future (XDM requires past timestamps).",
+        "XDM ExperienceEvent `timestamp` (§c1)",
+        "timestamp <= now + tolerance",
+    ),
+    "record_size": (
+        "Every record fits AEP's size limit; larger records are dropped by AEP.",
+        "AEP profile guardrails (§e1)",
+        "10 KB per ExperienceEvent, 100 KB per profile record",
+    ),
+    "identity_count": (
+        "At most 20 identities per record (Identity Service guardrail).",
+        "AEP identity guardrails (§e2)",
+        f"{MAX_IDENTITIES_PER_RECORD} identities per record",
+    ),
+}
+
+
+def xdm_check_names(flow: "CampaignExportFlow") -> list[str]:
+    names = ["xdm_conformance", "id_unique", "record_size", "identity_count"]
+    if flow.record_kind == "event":
+        names.insert(2, "no_future_timestamp")
+    return names
+
+
+def build_xdm_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+    specs = []
+    for name in xdm_check_names(flow):
+        description, source, limit = XDM_CHECK_DESCRIPTIONS[name]
+        specs.append(_spec(name, key, description, blocking=True, source=source, limit=limit))
+
+    @multi_asset_check(specs=specs, name=f"{flow.xdm_dataset}_checks")
+    def xdm_checks(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> Iterator[AssetCheckResult]:
+        yield from evaluate_xdm(flow, warehouse, settings, context.partition_key)
+
+    return xdm_checks
+
+
+def _identity_counts(records: list[dict[str, Any]]) -> list[int]:
+    return [sum(len(items) for items in (r.get("identityMap") or {}).values()) for r in records]
+
+
+def evaluate_xdm(
+    flow: "CampaignExportFlow", warehouse: Warehouse, settings: PipelineSettings, pk: str
+) -> list[AssetCheckResult]:
+    """One pass over the XDM partition for every record-level guardrail."""
+    key = AssetKey(flow.xdm_dataset)
+    schema = flow.xdm_schema()
+    is_event = flow.record_kind == "event"
+    limit = settings.max_event_bytes if is_event else settings.max_profile_bytes
+    now = datetime.now(UTC) + timedelta(seconds=settings.future_tolerance_seconds)
+    checked = invalid = oversize = future = too_many_ids = duplicates = largest = 0
+    most_ids = 0
+    examples: list[str] = []
+    kinds: Counter[str] = Counter()
+    ids_seen: set[str] = set()
+    for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
+        records = xdm.to_records(batch)
+        report = schema.validate_many(records, max_examples=20)
+        invalid += report.invalid
+        kinds.update(report.error_counts)
+        examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)
+        if "_id" in batch.schema.names:
+            for v in batch.column("_id").to_pylist():
+                duplicates += v in ids_seen
+                ids_seen.add(v)
+        if is_event and "timestamp" in batch.schema.names:
+            ts = batch.column("timestamp")
+            future += pc.sum(pc.greater(ts, pa.scalar(now, ts.type)).cast(pa.int64())).as_py() or 0
+        for r, n_ids in zip(records, _identity_counts(records), strict=True):
+            size = len(xdm.dumps(r).encode())
+            largest = max(largest, size)
+            oversize += size > limit
+            most_ids = max(most_ids, n_ids)
+            too_many_ids += n_ids > MAX_IDENTITIES_PER_RECORD
+        checked += batch.num_rows
+    results = {
+        "xdm_conformance": (
+            invalid == 0,
+            {
+                "records_checked": checked,
+                "records_invalid": invalid,
+                "errors_by_kind": MetadataValue.json(dict(kinds.most_common(50))),
+                "examples": MetadataValue.json(examples[:20]),
+            },
+        ),
+        "id_unique": (duplicates == 0, {"records_checked": checked, "duplicate_ids": duplicates}),
+        "no_future_timestamp": (
+            future == 0,
+            {"records_checked": checked, "future_timestamps": future},
+        ),
+        "record_size": (
+            oversize == 0,
+            {
+                "records_checked": checked,
+                "records_over_limit": oversize,
+                "limit_bytes": limit,
+                "largest_record_bytes": largest,
+            },
+        ),
+        "identity_count": (
+            too_many_ids == 0,
+            {
+                "records_checked": checked,
+                "records_over_limit": too_many_ids,
+                "limit": MAX_IDENTITIES_PER_RECORD,
+                "most_identities_in_a_record": most_ids,
+            },
+        ),
+    }
+    return [
+        AssetCheckResult(asset_key=key, check_name=name, passed=passed, metadata=meta)
+        for name in xdm_check_names(flow)
+        for passed, meta in [results[name]]
+    ]

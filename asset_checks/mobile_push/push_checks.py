@@ -1,0 +1,241 @@
+"""Guardrails of the mobile push part of the pattern.
+
+- `push_token_format` on `push_subscriptions` (blocking, ERROR): every typed subscription's
+  token matches its platform's format (APNs 64 hex characters, FCM the permissive pattern of
+  `PipelineSettings.fcm_token_pattern`). Rows that do not are quarantined at ingestion with
+  `invalid_push_token`; the check proves none slipped through and reports how many were
+  quarantined.
+- `push_quarantine_respected` on `push_subscriptions_xdm` (blocking): no record bound for AEP
+  carries a token that Campaign has quarantined or denylisted on the push channels unless it
+  is marked `denylisted`.
+- `duplicate_registration` on `aep_push_tokens` (WARN): the blueprint warns that running both
+  the Experience Platform Mobile SDK and the Campaign SDK makes the device register (and call)
+  twice; a token that AEP received from the Mobile SDK and that Campaign also holds is such a
+  device. The result counts them per app.
+
+The functions computing results take plain arguments, so tests can call them without runs.
+"""
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetsDefinition,
+    MetadataValue,
+    multi_asset_check,
+)
+
+from asset_checks.campaign_to_aep.export_checks import _spec
+from resources.settings import PipelineSettings
+from resources.warehouse import Warehouse
+from rtcdp_assets.shared import push_tokens, xdm
+
+if TYPE_CHECKING:
+    from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
+
+CAMPAIGN_PUSH_DATASET = "push_subscriptions"
+AEP_PUSH_DATASET = "aep_push_tokens"
+
+
+# --------------------------------------------------------------------------------------------
+# push_token_format
+# --------------------------------------------------------------------------------------------
+def token_format_result(
+    dataset: str, warehouse: Warehouse, settings: PipelineSettings, pk: str
+) -> AssetCheckResult:
+    checked = invalid = 0
+    by_platform: Counter[str] = Counter()
+    for batch in warehouse.iter_batches(dataset, pk):
+        platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
+        bad = push_tokens.invalid_tokens(batch.column("token"), platform, settings)
+        invalid += pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
+        for item in pc.value_counts(pc.fill_null(platform, "unknown")).to_pylist():
+            by_platform[item["values"]] += item["counts"]
+        checked += batch.num_rows
+    reasons = (warehouse.get_json(dataset, pk, "manifest.json") or {}).get("reasons", {})
+    return AssetCheckResult(
+        asset_key=AssetKey(dataset),
+        check_name="push_token_format",
+        passed=invalid == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_checked": checked,
+            "rows_by_platform": MetadataValue.json(dict(sorted(by_platform.items()))),
+            "invalid_tokens_in_typed_rows": invalid,
+            "rows_quarantined_invalid_push_token": reasons.get(push_tokens.INVALID_PUSH_TOKEN, 0),
+            "rows_quarantined_unknown_platform": reasons.get("unknown_code:platform", 0),
+            "apns_token_pattern": settings.apns_token_pattern,
+            "fcm_token_pattern": settings.fcm_token_pattern,
+        },
+    )
+
+
+def build_token_format_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+    spec = _spec(
+        "push_token_format",
+        key,
+        "Every typed push subscription's token matches its platform's format (APNs: 64 hex "
+        "characters; FCM: the configured permissive pattern). Rows that do not are quarantined "
+        "at ingestion with reason invalid_push_token.",
+        blocking=True,
+        source="APNs / FCM token formats (rtcdp_assets/push_tokens.py)",
+        limit="0 malformed tokens published",
+    )
+
+    @multi_asset_check(specs=[spec], name=f"{flow.dataset}_token_checks")
+    def token_checks(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> Iterator[AssetCheckResult]:
+        yield token_format_result(flow.dataset, warehouse, settings, context.partition_key)
+
+    return token_checks
+
+
+# --------------------------------------------------------------------------------------------
+# push_quarantine_respected
+# --------------------------------------------------------------------------------------------
+def _push_items(batch: pa.RecordBatch) -> pa.StructArray | None:
+    if "pushNotificationDetails" not in batch.schema.names:
+        return None
+    return pc.list_flatten(batch.column("pushNotificationDetails"))
+
+
+def quarantine_result(
+    xdm_dataset: str, warehouse: Warehouse, pk: str, quarantined: set[str]
+) -> AssetCheckResult:
+    """Every published push item whose token Campaign has quarantined is `denylisted`."""
+    records = items = quarantined_items = active = 0
+    value_set = pa.array(sorted(quarantined), pa.string())
+    for batch in warehouse.iter_batches(xdm_dataset, pk):
+        records += batch.num_rows
+        flat = _push_items(batch)
+        if flat is None or not len(flat):
+            continue
+        items += len(flat)
+        hit = pc.fill_null(pc.is_in(flat.field("token"), value_set=value_set), False)
+        denied = pc.fill_null(flat.field("denylisted"), False)
+        quarantined_items += pc.sum(pc.cast(hit, pa.int64())).as_py() or 0
+        active += pc.sum(pc.cast(pc.and_(hit, pc.invert(denied)), pa.int64())).as_py() or 0
+    return AssetCheckResult(
+        asset_key=AssetKey(xdm_dataset),
+        check_name="push_quarantine_respected",
+        passed=active == 0,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "records_checked": records,
+            "push_items_checked": items,
+            "tokens_quarantined_by_campaign": len(quarantined),
+            "quarantined_tokens_in_partition": quarantined_items,
+            "quarantined_tokens_published_active": active,
+        },
+    )
+
+
+def build_quarantine_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+    spec = _spec(
+        "push_quarantine_respected",
+        key,
+        "No push token that Campaign lists as quarantined or denylisted on the push channels "
+        "(non_deliverables) is published to AEP as active: each is marked denylisted.",
+        blocking=True,
+        source="Campaign quarantine of device tokens (§b5) applied to AEP push details",
+        limit="0 quarantined tokens published active",
+    )
+
+    @multi_asset_check(specs=[spec], name=f"{flow.xdm_dataset}_quarantine_checks")
+    def quarantine_checks(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> Iterator[AssetCheckResult]:
+        pk = context.partition_key
+        quarantined = push_tokens.quarantined_tokens(context.instance, warehouse, settings, pk)
+        yield quarantine_result(flow.xdm_dataset, warehouse, pk, quarantined)
+
+    return quarantine_checks
+
+
+# --------------------------------------------------------------------------------------------
+# duplicate_registration
+# --------------------------------------------------------------------------------------------
+def campaign_tokens(
+    warehouse: Warehouse, settings: PipelineSettings, partitions: set[str]
+) -> dict[str, str]:
+    """token → app ID of every device token Campaign holds in the given partitions."""
+    out: dict[str, str] = {}
+    for pk in sorted(partitions):
+        for batch in warehouse.iter_batches(CAMPAIGN_PUSH_DATASET, pk):
+            platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
+            token = push_tokens.normalized(batch.column("token"), platform)
+            out.update(zip(token.to_pylist(), batch.column("app_id").to_pylist(), strict=True))
+    return out
+
+
+def duplicate_registration_result(
+    warehouse: Warehouse, pk: str, campaign: dict[str, str]
+) -> AssetCheckResult:
+    aep_tokens: set[str] = set()
+    apps: Counter[str] = Counter()
+    campaign_apps: Counter[str] = Counter()
+    for batch in warehouse.iter_batches(AEP_PUSH_DATASET, pk):
+        for token, app in zip(
+            batch.column("token").to_pylist(), batch.column("app_id").to_pylist(), strict=True
+        ):
+            if token in aep_tokens:
+                continue
+            aep_tokens.add(token)
+            if token in campaign:
+                apps[app or "unknown"] += 1
+                campaign_apps[campaign[token] or "unknown"] += 1
+    both = sum(apps.values())
+    return AssetCheckResult(
+        asset_key=AssetKey(AEP_PUSH_DATASET),
+        check_name="duplicate_registration",
+        passed=both == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "aep_tokens": len(aep_tokens),
+            "campaign_tokens": len(campaign),
+            "tokens_registered_through_both_routes": both,
+            "apps_concerned": MetadataValue.json(dict(sorted(apps.items()))),
+            "campaign_apps_concerned": MetadataValue.json(dict(sorted(campaign_apps.items()))),
+            "advice": (
+                "Register each app's devices through one SDK route only (the Experience "
+                "Platform Mobile SDK or the Campaign SDK): both routes send duplicate calls."
+            ),
+        },
+    )
+
+
+def build_duplicate_registration_check(aep_asset: AssetsDefinition) -> Any:
+    spec = _spec(
+        "duplicate_registration",
+        aep_asset.key,
+        "Device tokens that AEP received from the Experience Platform Mobile SDK and that "
+        "Campaign also holds (push_subscriptions up to this window): WARN with counts and the "
+        "apps concerned; PASS when the two routes are disjoint.",
+        blocking=False,
+        source="blueprint: running both SDK routes creates duplicate calls from the device",
+        limit="0 tokens registered through both routes",
+    )
+
+    @multi_asset_check(specs=[spec], name="aep_push_tokens_checks_duplicates")
+    def duplicate_checks(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> Iterator[AssetCheckResult]:
+        pk = context.partition_key
+        partitions = {
+            p
+            for p in context.instance.get_materialized_partitions(AssetKey(CAMPAIGN_PUSH_DATASET))
+            if p <= pk
+        }
+        yield duplicate_registration_result(
+            warehouse, pk, campaign_tokens(warehouse, settings, partitions)
+        )
+
+    return duplicate_checks

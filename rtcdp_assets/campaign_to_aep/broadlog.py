@@ -1,0 +1,253 @@
+"""broadLog: Campaign delivery logs (one row per message sent or attempted).
+
+Accepted file names: `broadLog_YYYYMMDD_HHMM[SS][_<suffix>].csv` and the same with `.gz`, in the
+Campaign SFTP export folder. The time in the name puts the file in its 4-hour UTC window
+(`broadLog_20261123_0930.csv` → partition `2026-11-23-08:00`).
+
+Two column layouts are recognised from the header (all columns may come in any order; columns
+not listed are ignored):
+
+| canonical       | Campaign Classic v7/v8 | Campaign Standard | required |
+|-----------------|------------------------|-------------------|----------|
+| broadlog_id     | iBroadLogId            | id                | yes      |
+| delivery_id     | iDeliveryId            | delivery-id       | yes      |
+| recipient_id    | iRecipientId           | profile-id        | yes      |
+| external_id     | sExternalId            | externalId        |          |
+| address         | sAddress               | address           | yes      |
+| status          | iStatus                | status            | yes      |
+| failure_type    | iFailureType           | failureType       |          |
+| failure_reason  | iFailureReason         | failureReason     |          |
+| event_date      | tsEvent                | eventDate         | yes      |
+| contact_date    | tsContact              | contactDate       |          |
+| last_modified   | tsLastModified         | lastModified      |          |
+| delivery_label  | sDeliveryLabel         | deliveryLabel     |          |
+| campaign_id     | iOperationId           | campaign-id       |          |
+| org_unit        | sOrgUnit               | orgUnit           |          |
+
+Classic column names follow Campaign's SQL naming (`i` integer, `s` string, `ts` timestamp);
+adobe-formats.md §g marks several of them UNCONFIRMED, which is why layouts are data, not code.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from resources.settings import PipelineSettings
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
+from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
+
+# Status codes with a public source (adobe-formats.md §b3); other instances may use more:
+# add them to settings.broadlog_status_codes.
+STATUS_LABELS = {"1": "sent", "2": "failed", "6": "pending", "7": "cancelled"}
+
+# failureReason technical values for email (adobe-formats.md §b3, V8-FAIL).
+FAILURE_REASONS = {
+    "0": "not_defined",
+    "1": "user_unknown",
+    "2": "invalid_domain",
+    "3": "unreachable",
+    "4": "account_disabled",
+    "5": "mailbox_full",
+    "6": "not_connected",
+    "7": "address_not_specified",
+    "8": "denylisted_address",
+    "9": "address_in_quarantine",
+    "10": "double",
+    "11": "excluded_by_sql_rule",
+    "12": "excluded_after_arbitration",
+    "14": "bad_quality_address",
+    "15": "unqualified_address",
+    "16": "not_eligible_for_offers",
+    "17": "target_limited_in_size",
+    "20": "refused",
+    "25": "error_ignored",
+    "127": "control_address",
+}
+
+FIELDS = (
+    FieldSpec("broadlog_id", "int", required=True, description="Delivery log ID (PK)."),
+    FieldSpec("delivery_id", "int", required=True, description="Delivery (NmsDelivery) ID."),
+    FieldSpec("recipient_id", "int", required=True, description="Campaign recipient ID."),
+    FieldSpec("external_id", "string", description="Recipient external ID (AEP identity)."),
+    FieldSpec("address", "email", required=True, personal=True, description="Target address."),
+    FieldSpec("status", "int", required=True, description="Delivery status code (iStatus)."),
+    FieldSpec("failure_type", "int", description="Failure type code (hard/soft/ignored)."),
+    FieldSpec(
+        "failure_reason",
+        "int",
+        allowed=frozenset(FAILURE_REASONS),
+        description="Failure reason code (§b3 table).",
+    ),
+    FieldSpec("event_date", "timestamp", required=True, description="When the log was written."),
+    FieldSpec("contact_date", "timestamp", description="Contact date of the delivery."),
+    FieldSpec("last_modified", "timestamp", description="Last modification of the log."),
+    FieldSpec("delivery_label", "string", description="Delivery label."),
+    FieldSpec("campaign_id", "string", description="Campaign (operation) ID."),
+    FieldSpec("org_unit", "string", description="Campaign organizational unit."),
+)
+
+CLASSIC = Layout(
+    "campaign_classic",
+    {
+        "iBroadLogId": "broadlog_id",
+        "iDeliveryId": "delivery_id",
+        "iRecipientId": "recipient_id",
+        "sExternalId": "external_id",
+        "sAddress": "address",
+        "iStatus": "status",
+        "iFailureType": "failure_type",
+        "iFailureReason": "failure_reason",
+        "tsEvent": "event_date",
+        "tsContact": "contact_date",
+        "tsLastModified": "last_modified",
+        "sDeliveryLabel": "delivery_label",
+        "iOperationId": "campaign_id",
+        "sOrgUnit": "org_unit",
+    },
+)
+STANDARD = Layout(
+    "campaign_standard",
+    {
+        "id": "broadlog_id",
+        "delivery-id": "delivery_id",
+        "profile-id": "recipient_id",
+        "externalId": "external_id",
+        "address": "address",
+        "status": "status",
+        "failureType": "failure_type",
+        "failureReason": "failure_reason",
+        "eventDate": "event_date",
+        "contactDate": "contact_date",
+        "lastModified": "last_modified",
+        "deliveryLabel": "delivery_label",
+        "campaign-id": "campaign_id",
+        "orgUnit": "org_unit",
+    },
+)
+
+BROADLOG_FORMAT = ExportFormat(dataset="broadlog", fields=FIELDS, layouts=(CLASSIC, STANDARD))
+
+EXPERIENCE_EVENT = "https://ns.adobe.com/xdm/context/experienceevent"
+DIRECT_MARKETING = "https://ns.adobe.com/xdm/context/experienceevent-directmarketing"
+CAMPAIGN_DELIVERY_LOG = (
+    "https://ns.adobe.com/experience/campaign/experienceevent-campaign-delivery-log"
+)
+
+
+def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
+    """Typed broadLog rows → XDM ExperienceEvents (Campaign Delivery Logs field group).
+
+    eventType: failed + hard → emailBounced; failed + soft → emailBouncedSoft; every other
+    row → emailSent, whose measures say what happened (sends for sent, notSent for pending
+    or cancelled, excludes for ignored failures), so every typed row has exactly one event.
+    """
+    status = xdm.lookup(batch.column("status"), STATUS_LABELS)
+    ftype = xdm.lookup(batch.column("failure_type"), settings.failure_type_codes)
+    failed = pc.fill_null(pc.equal(status, "failed"), False)
+    hard = pc.and_(failed, pc.fill_null(pc.equal(ftype, "hard"), False))
+    soft = pc.and_(failed, pc.fill_null(pc.equal(ftype, "soft"), False))
+    sent = pc.fill_null(pc.equal(status, "sent"), False)
+    not_sent = pc.fill_null(pc.is_in(status, value_set=pa.array(["pending", "cancelled"])), False)
+    excluded = pc.and_(failed, pc.invert(pc.or_(hard, soft)))
+    event_type = pc.if_else(
+        hard,
+        "directMarketing.emailBounced",
+        pc.if_else(soft, "directMarketing.emailBouncedSoft", "directMarketing.emailSent"),
+    )
+    event_ts = pc.cast(batch.column("event_date"), pa.int64())
+    # Each id is turned into text once, for the `_id` and for its own field.
+    broadlog_id = xdm.as_text(batch.column("broadlog_id"))
+    recipient_id = xdm.as_text(batch.column("recipient_id"))
+    ids = xdm.event_ids("campaign-broadlog", broadlog_id, batch.column("status"), event_ts)
+    recipient_identity = pc.coalesce(batch.column("external_id"), recipient_id)
+    n = batch.num_rows
+    identity_map = xdm.struct(
+        {
+            "Email": xdm.identities(batch.column("address"), primary=False),
+            settings.campaign_identity_namespace: xdm.identities(recipient_identity, primary=True),
+        }
+    )
+    direct_marketing = xdm.struct(
+        {
+            "sends": xdm.measure(sent),
+            "bounces": xdm.measure(pc.or_(hard, soft)),
+            "nonDeliverables": xdm.measure(hard),
+            "notSent": xdm.measure(not_sent),
+            "excludes": xdm.measure(excluded),
+        }
+    )
+    campaign = xdm.struct(
+        {
+            "broadlogID": broadlog_id,
+            "deliveryID": xdm.as_text(batch.column("delivery_id")),
+            "recipientID": recipient_id,
+            "externalID": recipient_identity,
+            "campaignID": batch.column("campaign_id"),
+            "deliveryLabel": batch.column("delivery_label"),
+            "channel": xdm.constant("email", n),
+            "status": status,
+            "reason": xdm.lookup(batch.column("failure_reason"), FAILURE_REASONS),
+            "quarantine": hard,
+        }
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            ids,
+            batch.column("event_date"),
+            event_type,
+            xdm.constant("system", n),
+            identity_map,
+            direct_marketing,
+            xdm.struct({"campaign": campaign}),
+        ],
+        names=[
+            "_id",
+            "timestamp",
+            "eventType",
+            "producedBy",
+            "identityMap",
+            "directMarketing",
+            "_experience",
+        ],
+    )
+
+
+def _allowed_codes(settings: PipelineSettings) -> dict[str, frozenset[str]]:
+    return {
+        "status": frozenset(STATUS_LABELS),
+        "failure_type": frozenset(settings.failure_type_codes),
+    }
+
+
+broadlog_flow = CampaignExportFlow(
+    fmt=BROADLOG_FORMAT,
+    file_prefix="broadLog",
+    to_xdm=broadlog_to_xdm,
+    xdm_class=EXPERIENCE_EVENT,
+    xdm_field_groups=(DIRECT_MARKETING, CAMPAIGN_DELIVERY_LOG),
+    record_kind="event",
+    description=(
+        "Campaign delivery logs (broadLog): one typed row per message, from the 4-hourly "
+        "export on the Campaign SFTP server. Malformed rows go to rejects.parquet with a reason."
+    ),
+    column_lineage={
+        "_id": ("broadlog_id", "status", "event_date"),
+        "timestamp": ("event_date",),
+        "eventType": ("status", "failure_type"),
+        "identityMap.Email": ("address",),
+        "identityMap.campaign": ("external_id", "recipient_id"),
+        "directMarketing.sends.value": ("status",),
+        "directMarketing.bounces.value": ("status", "failure_type"),
+        "_experience.campaign.broadlogID": ("broadlog_id",),
+        "_experience.campaign.deliveryID": ("delivery_id",),
+        "_experience.campaign.recipientID": ("recipient_id",),
+        "_experience.campaign.status": ("status",),
+        "_experience.campaign.reason": ("failure_reason",),
+        "_experience.campaign.quarantine": ("status", "failure_type"),
+    },
+    allowed_codes=_allowed_codes,
+)
+
+broadlog_defs = broadlog_flow.build()

@@ -1,0 +1,286 @@
+"""trackingLog: recipients' reactions to deliveries (opens, clicks, unsubscriptions, mirror pages).
+
+Accepted file names: `trackingLog_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]` in the export folder.
+
+| canonical        | Campaign Classic v7/v8 | Campaign Standard | required |
+|------------------|------------------------|-------------------|----------|
+| tracking_log_id  | iTrackingLogId         | id                | yes      |
+| broadlog_id      | iBroadLogId            | broadLog-id       | yes      |
+| delivery_id      | iDeliveryId            | delivery-id       | yes      |
+| recipient_id     | iRecipientId           | profile-id        | yes      |
+| external_id      | sExternalId            | externalId        |          |
+| url_type         | iUrlType               | urlType           | yes      |
+| url_id           | iUrlId                 | url-id            |          |
+| url              | sUrl                   | url               |          |
+| url_category     | sUrlCategory           | urlCategory       |          |
+| log_date         | tsLog                  | logDate           | yes      |
+| device           | sTrackedDevice         | trackedDevice     |          |
+| org_unit         | sOrgUnit               | orgUnit           |          |
+
+URL types (adobe-formats.md §b4): 1 email click, 2 open, 3 opt-out (unsubscription link),
+4 web page, 5 transaction, 6 mirror page.
+"""
+
+from datetime import timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetKey,
+    asset_check,
+)
+
+from resources.settings import PipelineSettings
+from resources.warehouse import Warehouse
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
+from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
+from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
+from rtcdp_assets.shared.xdm_conformance import (
+    EXPERIENCE_EVENT,
+    FG_CAMPAIGN_TRACKING_LOG,
+    FG_DIRECT_MARKETING,
+)
+
+URL_TYPES = {
+    "1": "email_click",
+    "2": "open",
+    "3": "opt_out",
+    "4": "web",
+    "5": "transaction",
+    "6": "mirror_page",
+}
+
+FIELDS = (
+    FieldSpec("tracking_log_id", "int", required=True, description="Tracking log ID (PK)."),
+    FieldSpec("broadlog_id", "int", required=True, description="The delivery log it reacts to."),
+    FieldSpec("delivery_id", "int", required=True, description="Delivery ID."),
+    FieldSpec("recipient_id", "int", required=True, description="Campaign recipient ID."),
+    FieldSpec("external_id", "string", description="Recipient external ID (AEP identity)."),
+    FieldSpec(
+        "url_type",
+        "int",
+        required=True,
+        allowed=frozenset(URL_TYPES),
+        description="1 click, 2 open, 3 opt-out, 4 web, 5 transaction, 6 mirror page.",
+    ),
+    FieldSpec("url_id", "int", description="Tracked URL ID (1 = the built-in open URL)."),
+    # Tracked URLs can carry personal tokens in their query strings.
+    FieldSpec("url", "string", personal=True, description="Tracked URL."),
+    FieldSpec("url_category", "string", description="URL category (email, facebook, ...)."),
+    FieldSpec("log_date", "timestamp", required=True, description="When the reaction happened."),
+    FieldSpec("device", "string", description="Tracked device (pc, mobile, ...)."),
+    FieldSpec("org_unit", "string", description="Campaign organizational unit."),
+)
+
+CLASSIC = Layout(
+    "campaign_classic",
+    {
+        "iTrackingLogId": "tracking_log_id",
+        "iBroadLogId": "broadlog_id",
+        "iDeliveryId": "delivery_id",
+        "iRecipientId": "recipient_id",
+        "sExternalId": "external_id",
+        "iUrlType": "url_type",
+        "iUrlId": "url_id",
+        "sUrl": "url",
+        "sUrlCategory": "url_category",
+        "tsLog": "log_date",
+        "sTrackedDevice": "device",
+        "sOrgUnit": "org_unit",
+    },
+)
+STANDARD = Layout(
+    "campaign_standard",
+    {
+        "id": "tracking_log_id",
+        "broadLog-id": "broadlog_id",
+        "delivery-id": "delivery_id",
+        "profile-id": "recipient_id",
+        "externalId": "external_id",
+        "urlType": "url_type",
+        "url-id": "url_id",
+        "url": "url",
+        "urlCategory": "url_category",
+        "logDate": "log_date",
+        "trackedDevice": "device",
+        "orgUnit": "org_unit",
+    },
+)
+
+TRACKING_LOG_FORMAT = ExportFormat(
+    dataset="tracking_log", fields=FIELDS, layouts=(CLASSIC, STANDARD)
+)
+
+
+def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
+    """Typed trackingLog rows → ExperienceEvents (Campaign Tracking Logs field group).
+
+    open → emailOpened (opens); opt-out → emailUnsubscribed (unsubscriptions); mirror page →
+    emailClicked (mirrorPages); email click, web page and transaction → emailClicked (clicks).
+    """
+    kind = xdm.lookup(batch.column("url_type"), URL_TYPES)
+    opened = pc.fill_null(pc.equal(kind, "open"), False)
+    unsubscribed = pc.fill_null(pc.equal(kind, "opt_out"), False)
+    mirror = pc.fill_null(pc.equal(kind, "mirror_page"), False)
+    clicked = pc.invert(pc.or_(pc.or_(opened, unsubscribed), mirror))
+    event_type = pc.if_else(
+        opened,
+        "directMarketing.emailOpened",
+        pc.if_else(
+            unsubscribed, "directMarketing.emailUnsubscribed", "directMarketing.emailClicked"
+        ),
+    )
+    ids = xdm.event_ids(
+        "campaign-trackinglog",
+        batch.column("tracking_log_id"),
+        pc.cast(batch.column("log_date"), pa.int64()),
+    )
+    recipient_identity = pc.coalesce(
+        batch.column("external_id"), xdm.as_text(batch.column("recipient_id"))
+    )
+    n = batch.num_rows
+    campaign = xdm.struct(
+        {
+            "trackinglogID": xdm.as_text(batch.column("tracking_log_id")),
+            "broadlogID": xdm.as_text(batch.column("broadlog_id")),
+            "deliveryID": xdm.as_text(batch.column("delivery_id")),
+            "recipientID": xdm.as_text(batch.column("recipient_id")),
+            "externalID": recipient_identity,
+            "url": batch.column("url"),
+            "urlCategory": batch.column("url_category"),
+            "channel": xdm.constant("email", n),
+        }
+    )
+    return pa.RecordBatch.from_arrays(
+        [
+            ids,
+            batch.column("log_date"),
+            event_type,
+            xdm.constant("self", n),
+            xdm.struct(
+                {
+                    settings.campaign_identity_namespace: xdm.identities(
+                        recipient_identity, primary=True
+                    )
+                }
+            ),
+            xdm.struct(
+                {
+                    "opens": xdm.measure(opened),
+                    "clicks": xdm.measure(clicked),
+                    "unsubscriptions": xdm.measure(unsubscribed),
+                    "mirrorPages": xdm.measure(mirror),
+                }
+            ),
+            xdm.struct({"campaign": campaign}),
+        ],
+        names=[
+            "_id",
+            "timestamp",
+            "eventType",
+            "producedBy",
+            "identityMap",
+            "directMarketing",
+            "_experience",
+        ],
+    )
+
+
+def build_orphan_check(flow: CampaignExportFlow, key: AssetKey) -> object:
+    """Tracking rows whose broadLog is in no broadlog partition within the look-back."""
+
+    @asset_check(
+        asset=key,
+        name="orphan_tracking_rows",
+        additional_deps=[AssetKey("broadlog")],
+        partitions_def=four_hourly_partitions,
+        blocking=False,
+        description=(
+            "Tracking rows whose broadLog ID appears in no broadlog partition within the "
+            "configured look-back (settings.orphan_lookback_hours). WARN, with the orphan rate."
+        ),
+        metadata={
+            "guardrail/source": "project: trackingLog depends on broadLog (lineage)",
+            "guardrail/limit": "0 orphans (advisory)",
+        },
+    )
+    def orphan_tracking_rows(
+        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
+    ) -> AssetCheckResult:
+        return orphan_result(warehouse, settings, context.partition_key)
+
+    return orphan_tracking_rows
+
+
+def orphan_result(warehouse: Warehouse, settings: PipelineSettings, pk: str) -> AssetCheckResult:
+    tracked = _column(warehouse, "tracking_log", pk, "broadlog_id")
+    window = four_hourly_partitions.time_window_for_partition_key(pk)
+    steps = max(1, settings.orphan_lookback_hours // 4)
+    # This window and the ones before it: a reaction comes after its send.
+    keys = [
+        (window.start - timedelta(hours=4 * i)).strftime(PARTITION_KEY_FORMAT)
+        for i in range(steps + 1)
+    ]
+    known = pa.chunked_array(
+        [_column(warehouse, "broadlog", k, "broadlog_id") for k in keys], pa.int64()
+    )
+    orphans = 0
+    if len(tracked):
+        present = pc.is_in(tracked, value_set=pc.unique(known))
+        orphans = len(tracked) - (pc.sum(present.cast(pa.int64())).as_py() or 0)
+    rate = orphans / len(tracked) if len(tracked) else 0.0
+    return AssetCheckResult(
+        passed=orphans == 0,
+        severity=AssetCheckSeverity.WARN,
+        metadata={
+            "tracking_rows": len(tracked),
+            "orphan_rows": orphans,
+            "orphan_rate": round(rate, 6),
+            "broadlog_partitions_searched": len(keys),
+            "lookback_hours": settings.orphan_lookback_hours,
+        },
+    )
+
+
+def _column(warehouse: Warehouse, dataset: str, pk: str, column: str) -> pa.Array:
+    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
+        if local is None:
+            return pa.array([], pa.int64())
+        return pq.read_table(local, columns=[column]).column(column).combine_chunks()
+
+
+tracking_log_flow = CampaignExportFlow(
+    fmt=TRACKING_LOG_FORMAT,
+    file_prefix="trackingLog",
+    to_xdm=tracking_log_to_xdm,
+    xdm_class=EXPERIENCE_EVENT,
+    xdm_field_groups=(FG_DIRECT_MARKETING, FG_CAMPAIGN_TRACKING_LOG),
+    record_kind="event",
+    description=(
+        "Campaign tracking logs (trackingLog): opens, clicks, unsubscriptions and mirror-page "
+        "views, one typed row per reaction, from the 4-hourly export."
+    ),
+    upstream=(AssetKey("broadlog"),),
+    column_lineage={
+        "_id": ("tracking_log_id", "log_date"),
+        "timestamp": ("log_date",),
+        "eventType": ("url_type",),
+        "identityMap.campaign": ("external_id", "recipient_id"),
+        "directMarketing.opens.value": ("url_type",),
+        "directMarketing.clicks.value": ("url_type",),
+        "directMarketing.unsubscriptions.value": ("url_type",),
+        "directMarketing.mirrorPages.value": ("url_type",),
+        "_experience.campaign.trackinglogID": ("tracking_log_id",),
+        "_experience.campaign.broadlogID": ("broadlog_id",),
+        "_experience.campaign.url": ("url",),
+        "_experience.campaign.urlCategory": ("url_category",),
+    },
+    extra_checks=(build_orphan_check,),
+)
+
+tracking_log_defs = tracking_log_flow.build()

@@ -1,0 +1,425 @@
+"""The newcomer's demo on the embedded default (`scripts/demo.sh`).
+
+Writes sample Campaign exports into the local stand-in for the Campaign SFTP server, then either
+
+- starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
+  partitions, check results and published files while you watch; or
+- with `--headless`, does what the sensor daemon would do once: evaluates every Campaign export
+  sensor (push subscriptions last, after the quarantine list they are checked against), runs
+  each requested partition and refreshes the suppression list; then writes one
+  sample AEP audience export (members drawn from the Campaign recipients just materialized:
+  most in Campaign, some unknown to Campaign, a few exited, a few without the join identity,
+  plus a manifest) into the `aep_destination` zone, evaluates the audience sensor the same way
+  and runs its request, so the AEP → Campaign import file lands in the SFTP import folder.
+  It prints a summary (asset, partition, rows, checks passed and failed) and exits non-zero if
+  anything failed unexpectedly.
+
+Everything lives under `--data-dir` (default `.rtcdp/demo`): the drop zones, the warehouse,
+and `dagster_home/` with the SQLite instance, so the UI afterwards shows the headless runs too.
+
+`--audience-zone s3` puts the AEP destination (where the audience export arrives) in an S3
+bucket instead of a local folder: `AEP_DESTINATION_BUCKET` (default `rtcdp-aep-destination`)
+through `AWS_ENDPOINT_URL` with the AWS credentials of the environment; without an endpoint the
+demo starts moto's S3 server on 127.0.0.1 itself (placeholder keys, an empty bucket, nothing
+kept after the demo) and stops it at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# The summary is the demo's output; Dagster's step-by-step event log stays in the instance
+# (and the UI) instead of the terminal.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# SQLite storage under dagster_home (the default). Two cores: at most three runs at once, and
+# one run at a time per audience so its exports apply in order. No outside network for
+# telemetry to reach. A run that fails (an SFTP connection cut mid-file) is retried by the
+# daemon: the sensor requests each file version once, so the retry is what finishes it.
+DEMO_INSTANCE_CONFIG = """\
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+run_retries:
+  enabled: true
+  max_retries: 2
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 3
+    tag_concurrency_limits:
+      - key: "rtcdp/audience_id"
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+
+
+@dataclass
+class RunSummary:
+    partition: str
+    job: str
+    success: bool
+    rows: dict[str, int] = field(default_factory=dict)
+    checks_passed: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="rtcdp-demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--headless", action="store_true", help="process once, print, exit")
+    p.add_argument("--data-dir", type=Path, default=ROOT / ".rtcdp" / "demo")
+    p.add_argument("--windows", type=int, default=6, help="4-hour windows of sample data")
+    p.add_argument("--rows-per-file", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--port", type=int, default=3000, help="UI port (not headless)")
+    p.add_argument("--fresh", action="store_true", help="wipe --data-dir first")
+    p.add_argument(
+        "--audience-zone",
+        choices=["local", "s3"],
+        default="local",
+        help="where AEP's audience export arrives (s3: see above)",
+    )
+    return p.parse_args(argv)
+
+
+@contextlib.contextmanager
+def audience_zone(kind: str, data_dir: Path) -> Iterator[str]:
+    """Point the AEP destination role at `kind` for this process (and `dagster dev`); yields
+    where it is, for the summary."""
+    if kind != "s3":
+        yield str(data_dir / "aep_destination")
+        return
+    os.environ["AEP_DESTINATION_ZONE"] = "s3"
+    bucket = os.environ.setdefault("AEP_DESTINATION_BUCKET", "rtcdp-aep-destination")
+    os.environ.setdefault("AWS_REGION", "us-east-1")
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        yield f"s3 bucket {bucket} at {os.environ['AWS_ENDPOINT_URL']}"
+        return
+    # The same service the integration tests use (tests/services.py is plain Python for this).
+    from rtcdp_dev.services import MotoS3Server
+
+    with MotoS3Server(workdir=data_dir / "moto") as server:
+        # moto's placeholder keys, so real AWS credentials in the environment are never sent
+        # to the local server.
+        os.environ.update(server.credentials_env())
+        os.environ["AWS_ENDPOINT_URL"] = server.endpoint_url
+        server.create_bucket(bucket)
+        try:
+            yield f"s3 bucket {bucket} at {server.endpoint_url} (moto, stopped at the end)"
+        finally:
+            del os.environ["AWS_ENDPOINT_URL"]
+
+
+def _prepare(args: argparse.Namespace) -> Path:
+    data_dir: Path = args.data_dir.resolve()
+    if args.fresh and data_dir.exists():
+        import shutil
+
+        shutil.rmtree(data_dir)
+    home = data_dir / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DEMO_INSTANCE_CONFIG)
+    os.environ["RTCDP_ENV"] = "embedded"
+    os.environ["RTCDP_DATA_DIR"] = str(data_dir)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return data_dir
+
+
+def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: int) -> list[str]:
+    from rtcdp_dev.sample_data import DATASETS, write_dataset_files
+
+    now = datetime.now(UTC)
+    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
+    start = end - timedelta(hours=4 * windows)
+    written: list[str] = []
+    for dataset in DATASETS:
+        files = write_dataset_files(
+            dataset,
+            data_dir / "campaign_sftp",
+            start=start,
+            end=end,
+            rows_per_file=rows_per_file,
+            seed=seed,
+            now=now,
+        )
+        written += [f.name for f in files]
+    # Files written a moment ago are "still being written" for the sensor's settle window.
+    past = now.timestamp() - 60
+    for path in (data_dir / "campaign_sftp").rglob("*"):
+        if path.is_file():
+            os.utime(path, (past, past))
+    return written
+
+
+AUDIENCE_SENSOR = "aep_audience_export_sensor"
+# A fixed audience and destination name: a second demo run recognises its own export and does
+# not write another one, so "nothing new" stays true.
+DEMO_AUDIENCE_ID = "5e1f0c2a-7d4b-4c3e-9f8a-0b1c2d3e4f50"
+DEMO_DESTINATION = "Demo_Blob"
+
+
+def run_headless(data_dir: Path) -> list[RunSummary]:
+    """One sensor evaluation per sensor, then each requested run, in this process."""
+    from dagster import AutomationConditionSensorDefinition, DagsterInstance
+
+    from rtcdp_assets.definitions import defs
+
+    instance = DagsterInstance.get()
+    summaries: list[RunSummary] = []
+    for sensor_def in defs.sensors or []:
+        # The audience sensor goes last: its export is drawn from the profiles processed here.
+        # Automation-condition sensors only run inside the daemon; what they would request
+        # (the suppression list) is materialized below instead.
+        if sensor_def.name == AUDIENCE_SENSOR or isinstance(
+            sensor_def, AutomationConditionSensorDefinition
+        ):
+            continue
+        summaries += _tick_and_run(sensor_def, defs, instance, data_dir)
+    if summaries:
+        # What the automation would do next: refresh the suppression list from the new
+        # partitions (the audience import refuses to run without it).
+        summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
+    write_sample_audience_export(data_dir, defs, instance)
+    summaries += _tick_and_run(defs.resolve_sensor_def(AUDIENCE_SENSOR), defs, instance, data_dir)
+    if summaries:
+        # What the hourly ledger schedule would do: every file version and its fate, checked.
+        ledger_job = defs.resolve_job_def("file_ledger_job")
+        outcome = ledger_job.execute_in_process(
+            instance=instance, run_config=QUIET, raise_on_error=False
+        )
+        summaries.append(_summarize(outcome, partition="-", job=ledger_job.name))
+    return summaries
+
+
+def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> list[RunSummary]:
+    """One tick the way the daemon does it: partitions, runless check results, runs, cursor."""
+    from dagster import SensorResult, build_sensor_context, partition_loading_context
+
+    state_key = f"demo-cursor-{sensor_def.name}"
+    cursor_file = data_dir / "dagster_home" / f"{state_key}.json"
+    cursor = cursor_file.read_text() if cursor_file.exists() else None
+    resources = {k: defs.resources[k] for k in sensor_def.required_resource_keys}
+    with build_sensor_context(instance=instance, cursor=cursor, resources=resources) as ctx:
+        result = sensor_def(ctx)
+    if not isinstance(result, SensorResult) or not result.run_requests:
+        return []
+    for request in result.dynamic_partitions_requests or []:
+        instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+    summaries = []
+    for event in result.asset_events or []:
+        instance.report_runless_asset_event(event)
+        check = f"{event.asset_key.to_user_string()}:{event.check_name}"
+        summaries.append(
+            RunSummary(
+                partition="-",
+                job=sensor_def.name,
+                success=True,
+                checks_passed=[check] if event.passed else [],
+                checks_failed=[] if event.passed else [check],
+            )
+        )
+    job = defs.resolve_job_def(sensor_def.job_name)
+    # Dynamic partition keys (audiences) are resolved against the instance, as in the daemon.
+    with partition_loading_context(dynamic_partitions_store=instance):
+        for request in result.run_requests:
+            summaries.append(_execute(job, request, instance))
+    if result.cursor:
+        cursor_file.write_text(result.cursor)
+    return summaries
+
+
+def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> list[str]:
+    """One AEP audience export (+ manifest) drawn from the Campaign recipients in the warehouse.
+
+    Returns the names written; nothing when the demo audience was exported already or no
+    profiles partition is materialized yet.
+    """
+    from dagster import AssetKey, build_resources
+
+    from resources import LocalDropZone
+    from resources.drop_zones import join
+    from rtcdp_dev import sample_audiences
+
+    # The configured zone (a local folder or a bucket), with its EnvVars resolved.
+    with build_resources({"zone": defs.resources["aep_destination"]}) as built:
+        zone = built.zone
+    folder = defs.resources["audience_settings"].destination_folder
+    prefix = f"{DEMO_DESTINATION}_{DEMO_AUDIENCE_ID}_"
+    if any(e.name.startswith(prefix) for e in zone.list(folder)):
+        return []
+    recipients = _campaign_recipients(
+        defs.resources["warehouse"], instance.get_materialized_partitions(AssetKey("profiles"))
+    )
+    if not recipients:
+        return []
+    in_campaign = min(200, max(2, len(recipients) // 2))
+    members = sample_audiences.audience_members(
+        recipients,
+        in_campaign=in_campaign,
+        not_in_campaign=max(1, in_campaign // 10),
+        exited=max(1, in_campaign // 40),
+        without_identity=max(1, in_campaign // 50),
+    )
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    files = sample_audiences.export_files(
+        members, destination=DEMO_DESTINATION, audience_id=DEMO_AUDIENCE_ID, when=when
+    )
+    manifest_name, manifest_data = sample_audiences.manifest(files, scheduled=when)
+    files[manifest_name] = manifest_data
+    for name, data in files.items():
+        zone.write_bytes(join(folder, name), data)
+    if isinstance(zone, LocalDropZone):
+        # Written "a minute ago" so the sensor does not take them for files still being written.
+        past = datetime.now(UTC).timestamp() - 60
+        for name in files:
+            os.utime(Path(zone.root) / join(folder, name), (past, past))
+    else:
+        # An object store sets the modification time itself: wait out the settle window (and a
+        # second more, as the store's clock is not ours).
+        time.sleep(defs.resources["settings"].file_settle_seconds + 1)
+    return sorted(files)
+
+
+def _campaign_recipients(warehouse: Any, partitions: set[str]) -> list[dict[str, str]]:
+    """Latest version of each materialized recipient that has the join identity and an email."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    columns = ["recipient_id", "external_id", "email", "first_name", "last_name", "last_modified"]
+    frames = []
+    for pk in sorted(partitions):
+        with warehouse.local_copy("profiles", pk, "data.parquet") as local:
+            if local is not None:
+                frames.append(pq.read_table(local, columns=columns).to_pandas())
+    if not frames:
+        return []
+    df = pd.concat(frames, ignore_index=True)
+    df = df.sort_values(["last_modified", "recipient_id"], kind="stable")
+    df = df.drop_duplicates("recipient_id", keep="last").sort_values("recipient_id")
+    # Campaign external IDs must be unique to be a join identity (ambiguous ones are refused).
+    df = df[df["external_id"].notna() & (df["external_id"] != "") & df["email"].notna()]
+    df = df.drop_duplicates("external_id", keep=False)
+    return [
+        {k: "" if pd.isna(v) else str(v) for k, v in row.items()}
+        for row in df[columns[:5]].to_dict("records")
+    ]
+
+
+def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
+    from dagster import AssetKey, materialize
+
+    asset_def = defs.resolve_assets_def(AssetKey(name))
+    # resolved asset definitions already carry the code location's resources
+    outcome = materialize([asset_def], instance=instance, raise_on_error=False, run_config=QUIET)
+    return _summarize(outcome, partition="-", job=name)
+
+
+def _execute(job: object, request: object, instance: object) -> RunSummary:
+    pk = request.partition_key  # type: ignore[attr-defined]
+    outcome = job.execute_in_process(  # type: ignore[attr-defined]
+        partition_key=pk,
+        instance=instance,
+        run_config=QUIET,
+        tags=request.tags,
+        raise_on_error=False,  # type: ignore[attr-defined]
+    )
+    return _summarize(outcome, partition=pk, job=job.name)  # type: ignore[attr-defined]
+
+
+def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
+    summary = RunSummary(partition=partition, job=job, success=outcome.success)
+    for mat in outcome.get_asset_materialization_events():
+        meta = mat.materialization.metadata
+        rows = meta.get("dagster/row_count")
+        summary.rows[mat.asset_key.to_user_string()] = int(rows.value) if rows else 0
+    for ev in outcome.get_asset_check_evaluations():
+        name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
+        (summary.checks_passed if ev.passed else summary.checks_failed).append(name)
+        summary.rows.setdefault(ev.asset_key.to_user_string(), 0)
+    if not outcome.success:
+        failure = next(
+            (e for e in outcome.all_events if e.event_type_value == "STEP_FAILURE"), None
+        )
+        summary.error = str(failure.event_specific_data.error.message) if failure else "failed"
+    return summary
+
+
+def print_summary(summaries: list[RunSummary]) -> None:
+    print(f"{'asset':<36} {'partition':<36} {'rows':>8}  checks")
+    for s in sorted(summaries, key=lambda s: (s.job, s.partition)):
+        for asset_name, rows in s.rows.items():  # in materialization order
+            passed = sum(c.startswith(f"{asset_name}:") for c in s.checks_passed)
+            failed = sum(c.startswith(f"{asset_name}:") for c in s.checks_failed)
+            checks = f"{passed} passed, {failed} failed" if passed or failed else "-"
+            print(f"{asset_name:<36} {s.partition:<36} {rows:>8}  {checks}")
+        for failed in s.checks_failed:
+            print(f"  FAILED CHECK {failed} ({s.partition})")
+        if not s.success:
+            print(f"  RUN FAILED {s.job} {s.partition}: {s.error}")
+    runs = len(summaries)
+    failed_runs = sum(not s.success for s in summaries)
+    failed_checks = sum(len(s.checks_failed) for s in summaries)
+    passed_checks = sum(len(s.checks_passed) for s in summaries)
+    print(
+        f"\n{runs} runs, {failed_runs} failed; "
+        f"{passed_checks} checks passed, {failed_checks} failed"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    data_dir = _prepare(args)
+    if (data_dir / "campaign_sftp").exists():
+        print(f"sample data already in {data_dir / 'campaign_sftp'} (use --fresh to start over)")
+    else:
+        written = write_sample_data(data_dir, args.windows, args.rows_per_file, args.seed)
+        print(f"sample data: {len(written)} files in {data_dir / 'campaign_sftp'}")
+    with audience_zone(args.audience_zone, data_dir) as where:
+        print(f"AEP audience exports arrive in {where}")
+        return _run(args, data_dir)
+
+
+def _run(args: argparse.Namespace, data_dir: Path) -> int:
+    if args.headless:
+        summaries = run_headless(data_dir)
+        print_summary(summaries)
+        if not summaries:
+            print("no runs were requested: nothing new in the drop zones")
+        bad = [s for s in summaries if not s.success or s.checks_failed]
+        return 1 if bad else 0
+    print(f"Dagster UI: http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(ROOT / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(args.port),
+    ]
+    return subprocess.call(cmd, cwd=ROOT)  # noqa: S603 - fixed argv, no shell
+
+
+if __name__ == "__main__":
+    sys.exit(main())

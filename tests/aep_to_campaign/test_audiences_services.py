@@ -1,0 +1,251 @@
+"""AEP audience exports end to end over the real services, no mocks.
+
+Azurite holds the AEP destination container (where AEP writes audience exports) and the
+warehouse; the real OpenSSH sshd is the Campaign SFTP server, where the Campaign exports come
+from (profiles, non-deliverables, preferences) and where the Campaign import file goes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+
+from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from resources import FileLedger, PipelineSettings, Warehouse
+from resources.audience_settings import AepDestinationOptions, AudienceSettings
+from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs
+from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
+from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
+from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
+from rtcdp_dev import sample_audiences as sample
+from tests.zones import blob_zone, sftp_zone
+
+pytestmark = pytest.mark.integration
+
+AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
+DEST = "Azure_Blob"
+FOLDER = "aep/exports"
+PK = "2026-11-23-08:00"
+T0 = datetime(2026, 11, 23, 8, 0, 0, tzinfo=UTC)
+STAMP = "20261123_080000"
+SENSOR = audience_defs.sensors[0]
+QUARANTINED = range(0, 60)
+OPTED_OUT = range(60, 120)
+
+
+@pytest.fixture
+def services(sshd, azurite, tmp_path):
+    sftp = sftp_zone(sshd)
+    resources = {
+        "campaign_sftp": sftp,
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
+        "aep_destination": blob_zone(azurite),
+        "warehouse": Warehouse(zone=blob_zone(azurite)),
+        "settings": PipelineSettings(file_settle_seconds=0),
+        "audience_settings": AudienceSettings(
+            destination_folder=FOLDER,
+            destinations={
+                DEST: AepDestinationOptions(
+                    export_mode="incremental", manifest_required=True, rows_per_file=1500
+                )
+            },
+            audience_names={AUD: "Loyal buyers"},
+        ),
+    }
+    yield resources
+    sftp.close()
+
+
+def tick(resources, instance, cursor=None):
+    keys = ("aep_destination", "audience_settings", "settings")
+    with build_sensor_context(
+        instance=instance, cursor=cursor, resources={k: resources[k] for k in keys}
+    ) as ctx:
+        result = SENSOR(ctx)
+    assert isinstance(result, SensorResult)
+    return result
+
+
+def upload(resources, files):
+    for name, data in files.items():
+        resources["aep_destination"].write_bytes(f"{FOLDER}/{name}", data)
+
+
+def run_export(resources, instance, request):
+    return materialize(
+        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
+        partition_key=request.partition_key,
+        tags=request.tags,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def import_rows(sftp, stamp):
+    names = sorted(e.name for e in sftp.list("import") if e.name.endswith(".csv"))
+    mine = [n for n in names if stamp in n]
+    frames = [
+        pd.read_csv(io.BytesIO(sftp.read_bytes(f"import/{n}")), dtype=str, keep_default_na=False)
+        for n in mine
+    ]
+    return pd.concat(frames, ignore_index=True), mine
+
+
+def test_blob_export_becomes_the_campaign_import_on_sftp_and_reruns_identically(services):
+    sftp, warehouse = services["campaign_sftp"], services["warehouse"]
+    instance = DagsterInstance.ephemeral()
+
+    # The Campaign side, through the existing flows: profiles, quarantine, opt-outs.
+    recipients = sample.campaign_recipients(3000)
+    for name, data in sample.campaign_exports(
+        recipients, quarantined=QUARANTINED, opted_out=OPTED_OUT
+    ).items():
+        sftp.write_bytes(f"export/{name}", data)
+    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
+        assert materialize(
+            [defs.assets[0]], partition_key=PK, resources=services, instance=instance
+        ).success
+    assert materialize([suppression_list], resources=services, instance=instance).success
+
+    # AEP writes the backfill of an incremental export in two parts, then the manifest.
+    members = sample.audience_members(
+        recipients, in_campaign=2400, not_in_campaign=150, without_identity=30
+    )
+    files = sample.export_files(
+        members, destination=DEST, audience_id=AUD, when=T0, rows_per_file=1500, compress=True
+    )
+    assert len(files) == 2
+    upload(services, files)
+    waiting = tick(services, instance)
+    assert not waiting.run_requests
+    assert "waiting for the manifest" in waiting.skip_reason.skip_message
+    upload(services, dict([sample.manifest(files)]))
+    ready = tick(services, instance, waiting.cursor)
+    (request,) = ready.run_requests
+    assert [r.partition_keys for r in ready.dynamic_partitions_requests] == [[AUD]]
+    instance.add_dynamic_partitions("audiences", [AUD])
+
+    run = run_export(services, instance, request)
+    assert run.success
+    checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert all(c.passed for c in checks.values()), {k: c.metadata for k, c in checks.items()}
+
+    by_external = {r["external_id"]: r for r in recipients}
+    suppressed = {recipients[i]["external_id"] for i in (*QUARANTINED, *OPTED_OUT)}
+    in_campaign = [m for m in members if m.in_campaign]
+    expected = sorted(
+        by_external[m.external_id]["recipient_id"]
+        for m in in_campaign
+        if m.external_id not in suppressed
+    )
+    imported, names = import_rows(sftp, STAMP)
+    assert names == [f"aep_audience_{AUD}_{STAMP}.csv"]
+    assert sorted(imported["recipient_id"]) == expected
+    assert (
+        imported["email"] == imported["external_id"].map(lambda e: by_external[e]["email"])
+    ).all()
+    assert set(imported["membership_status"]) == {"realized"}
+    assert set(imported["audience_name"]) == {"Loyal buyers"}
+
+    # Everyone else is accounted for, with the expected reason.
+    base = f"{AUD}/{STAMP}"
+    quarantine = warehouse.read_table("campaign_audience_import", base, "quarantine.parquet")
+    assert sorted(quarantine.column("reason").to_pylist()) == ["not_in_campaign"] * 150
+    assert not set(quarantine.column("external_id").to_pylist()) & set(by_external)
+    excluded = warehouse.read_table(
+        "campaign_audience_import", base, "excluded.parquet"
+    ).to_pylist()
+    want_excluded = {
+        by_external[m.external_id]["recipient_id"]: (
+            "quarantine"
+            if recipients.index(by_external[m.external_id]) in QUARANTINED
+            else "opted_out"
+        )
+        for m in in_campaign
+        if m.external_id in suppressed
+    }
+    assert {r["recipient_id"]: r["reason"] for r in excluded} == want_excluded
+    rejects = warehouse.read_table("segment_exports", base, "rejects.parquet")
+    assert rejects.column("reason").to_pylist() == ["missing_required_value"] * 30
+    reconciliation = warehouse.get_json("campaign_audience_import", base, "manifest.json")[
+        "reconciliation"
+    ]
+    assert reconciliation["balanced"] and reconciliation["rows_in"] == len(members)
+
+    # The completion marker names the file, its row count and its SHA-256.
+    name = names[0]
+    data = sftp.read_bytes(f"import/{name}")
+    marker = json.loads(sftp.read_bytes(f"import/{name}.done"))
+    assert marker["rows"] == len(expected) and marker["parts"] == 1
+    assert marker["sha256"] == hashlib.sha256(data).hexdigest()
+
+    # A re-run of the same export writes the same bytes.
+    assert run_export(services, instance, request).success
+    assert sftp.read_bytes(f"import/{name}") == data
+    assert json.loads(sftp.read_bytes(f"import/{name}.done")) == marker
+
+    # Twelve hours later an incremental export: 200 members left, 40 joined.
+    leaving = [m for m in in_campaign if m.external_id not in suppressed][:200]
+    current = {m.external_id for m in members if m.external_id}
+    joiners = [r for r in recipients[120:] if r["external_id"] not in current][:40]
+    later = T0 + timedelta(hours=12)
+    delta = [
+        sample.AudienceMember(
+            m.external_id, m.email, m.first_name, m.last_name, "exited", later, True
+        )
+        for m in leaving
+    ] + [
+        sample.AudienceMember(
+            r["external_id"], r["email"], r["first_name"], r["last_name"], "realized", later, True
+        )
+        for r in joiners
+    ]
+    files2 = sample.export_files(delta, destination=DEST, audience_id=AUD, when=later)
+    upload(services, files2)
+    upload(
+        services,
+        dict([sample.manifest(files2, flow_run_id="1bd9f4d1-aaaa-4bbb-8ccc-0123456789ab")]),
+    )
+    (request2,) = tick(services, instance, ready.cursor).run_requests
+    assert run_export(services, instance, request2).success
+    second, _ = import_rows(sftp, "20261123_200000")
+    status = second.groupby("membership_status")["recipient_id"].apply(set).to_dict()
+    assert status["exited"] == {by_external[m.external_id]["recipient_id"] for m in leaving}
+    assert status["realized"] == {r["recipient_id"] for r in joiners}
+    assert len(status["existing"]) == len(expected) - 200
+    diff = warehouse.read_table("audience_membership", f"{AUD}/20261123_200000", "diff.parquet")
+    counts = pd.Series(diff.column("change").to_pylist()).value_counts().to_dict()
+    assert counts["removed"] == 200 and counts["added"] == 40
+
+
+def test_incomplete_split_export_waits_until_every_part_matches(services):
+    instance = DagsterInstance.ephemeral()
+    members = sample.audience_members(sample.campaign_recipients(100), in_campaign=80)
+    files = sample.export_files(
+        members, destination=DEST, audience_id=AUD, when=T0, rows_per_file=30
+    )
+    names = sorted(files)  # .csv, _2.csv, _3.csv
+    manifest_name, manifest_data = sample.manifest(files)
+    upload(services, {names[0]: files[names[0]], names[2]: files[names[2]]})
+    upload(services, {manifest_name: manifest_data})
+    first = tick(services, instance)
+    assert not first.run_requests
+    assert "waiting for split file(s) _2" in first.skip_reason.skip_message
+    # _2 arrives cut short: its size disagrees with the manifest
+    upload(services, {names[1]: files[names[1]][:-10]})
+    second = tick(services, instance, first.cursor)
+    assert not second.run_requests
+    assert f"{names[1]} is {len(files[names[1]]) - 10} bytes" in second.skip_reason.skip_message
+    upload(services, {names[1]: files[names[1]]})
+    third = tick(services, instance, second.cursor)
+    (request,) = third.run_requests
+    assert [f["name"] for f in json.loads(request.tags["rtcdp/export_files"])] == names
+    etags = {f["etag"] for f in json.loads(request.tags["rtcdp/export_files"])}
+    assert len(etags) == 3 and all(etags)  # Blob ETags, not sizes
