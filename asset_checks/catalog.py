@@ -5,7 +5,7 @@
 Every asset check of the code location is one row: the asset it guards, the check, where the
 guardrail comes from and its limit (the `guardrail/source` and `guardrail/limit` metadata each
 check spec carries), whether a failure blocks downstream assets, and its description.
-`tests/unit/test_guardrail_catalog.py` fails when docs/guardrails.md differs from this output.
+`tests/operations/test_guardrail_catalog.py` fails when docs/guardrails.md differs from this output.
 """
 
 import sys

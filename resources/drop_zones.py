@@ -4,7 +4,7 @@ Sensors and assets only talk to `DropZone`: list entries, stream one out, write 
 move one to an archive or quarantine folder. The embedded default is `LocalDropZone`; the
 Campaign SFTP server (`resources.sftp.SftpDropZone`) and Azure Blob
 (`resources.azure_blob.AzureBlobDropZone`) implement the same contract, and the contract tests
-in `tests/integration/test_drop_zone_contract.py` run the same assertions against all three.
+in `tests/resources/test_drop_zone_contract.py` run the same assertions against all three.
 
 Nothing here deletes: a drop zone can only add, replace atomically and move.
 """

@@ -6,7 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from resources import FileLedger, PipelineSettings, Warehouse
 from rtcdp_dev.services import AzuriteServer, MotoS3Server, PostgresServer, SshdServer
+from tests.zones import blob_zone, sftp_zone
 
 # ---- real services (session-scoped) ----------------------------------------------------------
 # One sshd, one Azurite and one PostgreSQL for the whole run: starting them costs about a
@@ -63,3 +65,23 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+# ---- a Campaign → AEP run on the real services ------------------------------------------------
+
+
+@pytest.fixture
+def services(sshd, azurite, tmp_path):
+    """SFTP on sshd, Blob on Azurite: fresh folders and containers per test, so tests never see
+    each other's files."""
+    sftp = sftp_zone(sshd)
+    resources = {
+        "campaign_sftp": sftp,
+        "aep_landing": blob_zone(azurite),
+        "warehouse": Warehouse(zone=blob_zone(azurite)),
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
+        # SFTP mtimes have whole seconds; tests sleep past them instead of waiting 30 s
+        "settings": PipelineSettings(file_settle_seconds=0),
+    }
+    yield resources
+    sftp.close()

@@ -26,7 +26,7 @@ blocking `reconciliation` check. A file that cannot be read at all (`corrupt_par
 Parquet and plain JSON-lines files are read whole by Arrow and split with compute kernels;
 gzip'd JSON, or JSON that Arrow refuses (a malformed line, types that differ between lines),
 takes the per-record path, which names every malformed line. Both paths give the same rows and
-rejects for the same records (tests/unit/test_push.py).
+rejects for the same records (tests/mobile_push/test_push.py).
 """
 
 import gzip

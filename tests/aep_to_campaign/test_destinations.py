@@ -2,7 +2,7 @@
 
 Contracts are tested on crafted member sources against known SHA-256 values; the whole path
 (AEP export → membership → destination files → aep_landing) runs on LocalDropZone resources the
-way tests/unit/test_segments.py runs the Campaign import.
+way tests/aep_to_campaign/test_audience_exports.py runs the Campaign import.
 """
 
 import hashlib

@@ -1,7 +1,7 @@
 """How S3DropZone sorts boto3's failures: what a person must fix vs. what the next tick retries.
 
 The server-side cases moto can produce (stopped server, wrong keys, denied policy, missing
-bucket) are exercised for real in tests/integration/test_s3_zone.py; moto cannot answer 503
+bucket) are exercised for real in tests/resources/test_s3_zone.py; moto cannot answer 503
 SlowDown or 500 InternalError on demand, so those answers are built here as S3 sends them.
 """
 
