@@ -6,5 +6,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/install_test_services.sh
 .venv/bin/ruff check .
+# The import contracts in pyproject.toml: layers, independent wings, no cycles.
+.venv/bin/lint-imports
 .venv/bin/python -m dagster definitions validate -w workspace.yaml >/dev/null
 exec .venv/bin/python -m pytest "$@"
