@@ -21,6 +21,7 @@ from dagster import (
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
+from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs  # noqa: E402
 from rtcdp_assets.aep_to_campaign.destinations import destination_defs  # noqa: E402
@@ -99,7 +100,7 @@ defs = Definitions(
         *audience_defs.asset_checks,
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
-        *customer_import_defs.asset_checks,
+        *customer_import_checks,
         aep_push_tokens_checks,
         duplicate_registration_check,
     ],
