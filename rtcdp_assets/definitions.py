@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
+from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs  # noqa: E402
 from rtcdp_assets.aep_to_campaign.destinations import destination_defs  # noqa: E402
@@ -44,7 +45,6 @@ from rtcdp_assets.operations.data_quality_report import (  # noqa: E402
     build_data_quality_schedule,
 )
 from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
-    build_file_ledger_checks,
     build_file_ledger_schedule,
     file_ledger_asset,
 )
