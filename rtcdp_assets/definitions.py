@@ -21,6 +21,9 @@ from dagster import (
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
+from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
+from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
+from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs  # noqa: E402
 from rtcdp_assets.aep_to_campaign.destinations import destination_defs  # noqa: E402
@@ -34,17 +37,14 @@ from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs  # noqa:
 from rtcdp_assets.customer_to_campaign.customer_imports import customer_import_defs  # noqa: E402
 from rtcdp_assets.mobile_push.aep_push_tokens import (  # noqa: E402
     aep_push_tokens,
-    aep_push_tokens_checks,
     aep_push_tokens_job,
     aep_push_tokens_sensor,
-    duplicate_registration_check,
 )
 from rtcdp_assets.operations.data_quality_report import (  # noqa: E402
     build_data_quality_report,
     build_data_quality_schedule,
 )
 from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
-    build_file_ledger_checks,
     build_file_ledger_schedule,
     file_ledger_asset,
 )
@@ -99,9 +99,8 @@ defs = Definitions(
         *audience_defs.asset_checks,
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
-        *customer_import_defs.asset_checks,
-        aep_push_tokens_checks,
-        duplicate_registration_check,
+        *customer_import_checks,
+        *aep_push_token_checks,
     ],
     sensors=[
         *(flow.sensor for flow in CAMPAIGN_EXPORTS),

@@ -20,13 +20,16 @@ from dagster import (
     materialize,
 )
 
+from asset_checks.customer_to_campaign.import_checks import (
+    customer_import_checks,
+    personalization_import_checks,
+    profile_import_checks,
+)
 from resources import LocalDropZone, PipelineSettings, embedded_resources
 from rtcdp_assets.customer_to_campaign.customer_imports import (
     customer_import_defs,
     personalization_import,
-    personalization_import_checks,
     profile_import,
-    profile_import_checks,
 )
 
 PROFILE_HEADER = (
@@ -234,7 +237,7 @@ def test_check_fails_when_the_uploaded_file_was_changed(env):
     job = define_asset_job("recheck", selection=AssetSelection.checks(profile_import_checks))
     definitions = Definitions(
         assets=customer_import_defs.assets,
-        asset_checks=customer_import_defs.asset_checks,
+        asset_checks=customer_import_checks,
         jobs=[job],
         resources=resources,
     )
@@ -251,7 +254,7 @@ def test_customer_import_definitions_load(tmp_path):
     resources["customer_source"] = LocalDropZone(root=str(tmp_path / "customer_source"))
     defs = Definitions(
         assets=customer_import_defs.assets,
-        asset_checks=customer_import_defs.asset_checks,
+        asset_checks=customer_import_checks,
         jobs=customer_import_defs.jobs,
         sensors=customer_import_defs.sensors,
         resources=resources,

@@ -17,6 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
+from asset_checks.mobile_push.aep_push_token_checks import (
+    aep_push_tokens_checks,
+    duplicate_registration_check,
+)
 from asset_checks.mobile_push.push_checks import quarantine_result, token_format_result
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
@@ -29,6 +33,7 @@ from rtcdp_assets.campaign_to_aep.push_subscriptions import (
     push_subscriptions_flow,
 )
 from rtcdp_assets.mobile_push import aep_push_tokens as aep
+from rtcdp_assets.mobile_push.push_token_columns import arrow_table
 from rtcdp_assets.shared.push_tokens import quarantined_tokens
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev import sample_data as sd
@@ -91,7 +96,7 @@ def run(defs, resources, instance, pk=PK):
 
 def run_aep(resources, instance, pk=PK):
     return materialize(
-        [aep.aep_push_tokens, aep.aep_push_tokens_checks, aep.duplicate_registration_check],
+        [aep.aep_push_tokens, aep_push_tokens_checks, duplicate_registration_check],
         partition_key=pk,
         resources=resources,
         instance=instance,
@@ -455,9 +460,9 @@ def test_arrow_and_per_record_paths_agree(env):
     plain.write_bytes(data)
     zipped.write_bytes(sd.gzip_bytes(data))
     pq.write_table(pa.Table.from_pylist([json.loads(line) for line in data.splitlines()]), parquet)
-    assert aep._arrow_table(plain, plain.name) is not None
-    assert aep._arrow_table(parquet, parquet.name) is not None
-    assert aep._arrow_table(zipped, zipped.name) is None
+    assert arrow_table(plain, plain.name) is not None
+    assert arrow_table(parquet, parquet.name) is not None
+    assert arrow_table(zipped, zipped.name) is None
     outcomes = []
     for pk in (PK, "2026-11-23-12:00", "2026-11-23-16:00"):
         manifest = aep.ingest_window(

@@ -11,6 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
+from asset_checks.mobile_push.aep_push_token_checks import (
+    aep_push_tokens_checks,
+    duplicate_registration_check,
+)
 from rtcdp_assets.campaign_to_aep.push_subscriptions import (
     push_subscriptions_defs,
     push_subscriptions_flow,
@@ -96,7 +100,7 @@ def test_push_subscriptions_and_aep_tokens_through_sftp_and_blob(services, azuri
         tick = aep.aep_push_tokens_sensor(ctx)
     assert [r.partition_key for r in tick.run_requests] == [PK]
     result = materialize(
-        [aep.aep_push_tokens, aep.aep_push_tokens_checks, aep.duplicate_registration_check],
+        [aep.aep_push_tokens, aep_push_tokens_checks, duplicate_registration_check],
         partition_key=PK,
         resources=resources,
         instance=instance,

@@ -23,5 +23,5 @@ def test_docs_catalog_matches_the_check_definitions(monkeypatch, tmp_path):
     # every guardrail says where it comes from and what its limit is
     assert [r for r in rows if not r.source or not r.limit] == []
     assert (REPO / "docs" / "guardrails.md").read_text() == render(rows), (
-        "docs/guardrails.md is stale: run python -m asset_checks.catalog > docs/guardrails.md"
+        "docs/guardrails.md is stale: run python scripts/guardrail_catalog.py > docs/guardrails.md"
     )

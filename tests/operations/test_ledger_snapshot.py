@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from asset_checks.operations.ledger_checks import build_file_ledger_checks
 from resources import embedded_resources
 from resources.drop_zones import Entry
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
-from rtcdp_assets.operations.ledger_snapshot import build_file_ledger_checks, file_ledger_asset
+from rtcdp_assets.operations.ledger_snapshot import file_ledger_asset
 
 HEADER = (
     "iBroadLogId,iDeliveryId,iRecipientId,sExternalId,sAddress,iStatus,iFailureType,"

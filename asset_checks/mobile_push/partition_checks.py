@@ -1,0 +1,96 @@
+"""What the checks of the mobile push wing share: the spec of a partitioned check, and the
+per-file recount of a partition against its manifest (as the Campaign datasets are recounted).
+"""
+
+from collections import Counter
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetKey,
+    MetadataValue,
+)
+
+from resources.warehouse import Warehouse
+from rtcdp_assets.shared.partitions import four_hourly_partitions
+
+
+def partition_check_spec(
+    name: str, asset: AssetKey, description: str, *, blocking: bool, source: str, limit: str = ""
+) -> AssetCheckSpec:
+    """A check on one 4-hour partition, with the guardrail catalog's source and limit."""
+    return AssetCheckSpec(
+        name=name,
+        asset=asset,
+        blocking=blocking,
+        description=description,
+        partitions_def=four_hourly_partitions,
+        metadata={"guardrail/source": source, "guardrail/limit": limit},
+    )
+
+
+def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
+    """Counts from the manifest against what is actually stored, file by file."""
+    key = AssetKey(dataset)
+    manifest = warehouse.get_json(dataset, pk, "manifest.json")
+    if manifest is None:
+        return AssetCheckResult(
+            asset_key=key,
+            check_name="reconciliation",
+            passed=False,
+            metadata={"error": "partition has no manifest"},
+        )
+    counted, mismatches = recount_files(warehouse, dataset, pk, manifest["files"], "source_file")
+    quarantined = [
+        f"{f['source_file']}: {f['reason']}"
+        for f in manifest["files"]
+        if f["status"] == "quarantined"
+    ]
+    return AssetCheckResult(
+        asset_key=key,
+        check_name="reconciliation",
+        passed=not mismatches and not quarantined,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "rows_in": sum(f["rows_in"] or 0 for f in manifest["files"]),
+            "rows_out": sum(counted["good"].values()),
+            "rows_rejected": sum(counted["rejected"].values()),
+            "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
+            "files_quarantined": MetadataValue.json(quarantined),
+            "mismatches": MetadataValue.json(mismatches),
+        },
+    )
+
+
+def recount_files(
+    warehouse: Warehouse,
+    dataset: str,
+    pk: str,
+    files: list[dict[str, Any]],
+    name_key: str,
+) -> tuple[dict[str, Counter[str]], list[str]]:
+    """Rows actually stored per source file (typed and rejected), and every processed file
+    whose stored rows differ from the counts its manifest entry claims."""
+    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
+    for kind, name, col in (
+        ("good", "data.parquet", "_source_file"),
+        ("rejected", "rejects.parquet", "source_file"),
+    ):
+        with warehouse.local_copy(dataset, pk, name) as local:
+            if local is None:
+                continue
+            column = pq.read_table(local, columns=[col]).column(col)
+            for item in pc.value_counts(column).to_pylist():
+                counted[kind][item["values"]] = item["counts"]
+    mismatches = []
+    for f in files:
+        if f["status"] != "processed":
+            continue
+        good, bad = counted["good"][f[name_key]], counted["rejected"][f[name_key]]
+        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
+            mismatches.append(f"{f[name_key]}: {f['rows_in']} in, {good} stored + {bad} rejected")
+    return counted, mismatches

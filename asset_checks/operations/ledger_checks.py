@@ -1,0 +1,153 @@
+"""The checks on `file_ledger`: nothing lost (`files_accounted_for`), nothing stuck
+(`no_stuck_pending`).
+
+The Campaign export flows whose archive and quarantine folders are searched are passed in
+(rtcdp_assets/definitions.py passes every Campaign dataset's flow); any object with the two
+folder methods of `ExportFolders` will do.
+"""
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    MetadataValue,
+    multi_asset_check,
+)
+
+from resources.drop_zones import DropZone, is_temporary_name
+from resources.file_ledger import FileLedger, LedgerRow
+from resources.settings import PipelineSettings
+
+
+class ExportFolders(Protocol):
+    """Where a Campaign export flow moves the files it has read (CampaignExportFlow has both)."""
+
+    def archive_folder(self, settings: PipelineSettings) -> str: ...
+
+    def quarantine_folder(self, settings: PipelineSettings) -> str: ...
+
+
+def stuck_pending(rows: Sequence[LedgerRow], now: datetime, alert_hours: float) -> list[LedgerRow]:
+    limit = now - timedelta(hours=alert_hours)
+    return [r for r in rows if r.status == "pending" and r.first_seen < limit]
+
+
+def unaccounted_files(
+    zone: DropZone,
+    flows: Sequence[ExportFolders],
+    settings: PipelineSettings,
+    rows: Sequence[LedgerRow],
+) -> tuple[list[str], list[str]]:
+    """(lost, unrecorded): ledger versions whose recorded location holds no file, and files
+    in the archive or quarantine folders the ledger knows nothing about."""
+    zone_id = zone.describe()
+    mine = [r for r in rows if r.version.zone == zone_id]
+    present: set[str] = set()
+    for folder in {
+        settings.campaign_export_folder,
+        *(f.archive_folder(settings) for f in flows),
+        *(f.quarantine_folder(settings) for f in flows),
+    }:
+        present.update(
+            e.path
+            for e in zone.list(folder)
+            if not is_temporary_name(e.name) and not e.name.endswith(".reason.json")
+        )
+    lost = sorted(
+        f"{r.dataset}: {r.version.name} ({r.status}) expected at {r.location}"
+        for r in mine
+        if r.status in ("processed", "quarantined", "duplicate") and r.location not in present
+    )
+    # A version that left the export folder before any run read it is lost too.
+    vanished = sorted(
+        f"{r.dataset}: {r.version.name} left {r.version.folder} before it was processed"
+        for r in mine
+        if r.status == "pending" and not r.in_folder
+    )
+    recorded = {r.location for r in mine}
+    moved_folders = tuple(
+        f"{folder}/"
+        for flow in flows
+        for folder in (flow.archive_folder(settings), flow.quarantine_folder(settings))
+    )
+    unrecorded = sorted(p for p in present - recorded if p.startswith(moved_folders))
+    return lost + vanished, unrecorded
+
+
+def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
+    specs = [
+        AssetCheckSpec(
+            name="files_accounted_for",
+            asset="file_ledger",
+            blocking=False,
+            description=(
+                "Every processed, quarantined or duplicate version is where the ledger says "
+                "(archive or quarantine folder), and no pending version left the export folder "
+                "unread: nothing was lost."
+            ),
+            metadata={
+                "guardrail/source": "project: nothing lost, never deleted",
+                "guardrail/limit": "0 lost file versions",
+            },
+        ),
+        AssetCheckSpec(
+            name="no_stuck_pending",
+            asset="file_ledger",
+            blocking=False,
+            description=(
+                "No file version has waited longer than `ledger_pending_alert_hours` without "
+                "being processed (a failed run, a missing completion marker, a file still "
+                "growing)."
+            ),
+            metadata={
+                "guardrail/source": "project: every file version processed exactly once",
+                "guardrail/limit": "pending < ledger_pending_alert_hours (default 8 h)",
+            },
+        ),
+    ]
+
+    @multi_asset_check(specs=specs, name="file_ledger_checks")
+    def file_ledger_checks(
+        context: AssetCheckExecutionContext,
+        file_ledger: FileLedger,
+        campaign_sftp: DropZone,
+        settings: PipelineSettings,
+    ) -> Iterator[AssetCheckResult]:
+        rows = file_ledger.rows()
+        lost, unrecorded = unaccounted_files(campaign_sftp, flows, settings, rows)
+        yield AssetCheckResult(
+            check_name="files_accounted_for",
+            passed=not lost,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "versions": len(rows),
+                "lost": MetadataValue.json(lost[:100]),
+                "lost_count": len(lost),
+                # Archived before the ledger existed, or moved there by hand: reported only.
+                "unrecorded_in_archive": MetadataValue.json(unrecorded[:100]),
+                "unrecorded_count": len(unrecorded),
+            },
+        )
+        stuck = stuck_pending(rows, datetime.now(UTC), settings.ledger_pending_alert_hours)
+        yield AssetCheckResult(
+            check_name="no_stuck_pending",
+            passed=not stuck,
+            severity=AssetCheckSeverity.WARN,
+            metadata={
+                "stuck_count": len(stuck),
+                "stuck": MetadataValue.json(
+                    [
+                        f"{r.dataset}: {r.version.name} since {r.first_seen:%Y-%m-%d %H:%M}Z"
+                        for r in stuck[:100]
+                    ]
+                ),
+                "alert_hours": settings.ledger_pending_alert_hours,
+            },
+        )
+
+    return file_ledger_checks
