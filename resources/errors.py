@@ -1,7 +1,7 @@
 """The errors a drop zone raises on purpose.
 
 They live apart from `resources.drop_zones` (which imports dagster) so that the SFTP transfer
-process (`resources/sftp_transfer.py`) can raise the very same classes without importing
+process (`resources/sftp_transfer/`) can raise the very same classes without importing
 dagster or pydantic, whose import takes longer than a small file's download.
 """
 

@@ -1,4 +1,4 @@
-"""Entry point of the process `SftpDropZone.open_read` downloads through (sftp_transfer.py).
+"""Entry point of the process `SftpDropZone.open_read` downloads through (sftp_transfer/).
 
 Launched by path (`python -P resources/sftp_child.py <status fd>`), not with `-m resources...`:
 importing the `resources` package runs its `__init__`, which imports dagster (1.3 s of start-up

@@ -5,7 +5,8 @@ declares each destination-bound asset with the marketing actions its use perform
 policies as deny expressions over labels (`{label: C2}` or `{operator: AND|OR, operands: [...]}`),
 as in AEP's policy model. `evaluate` applies every policy whose marketing actions meet the
 destination's to the labels of the fields actually exported, and explains each violation:
-field(s), label(s), policy, marketing action. A blocking check built from it stops the upload.
+field(s), label(s), policy, marketing action. A blocking check built from it stops the upload
+(`asset_checks.governance_checks.usage_policy_result`).
 
 The file is read once per process; `RTCDP_GOVERNANCE_FILE` points at a customer's own copy.
 """
@@ -15,12 +16,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
-
-if TYPE_CHECKING:
-    from dagster import AssetCheckResult
 
 DEFAULT_FILE = Path(__file__).with_name("governance.yaml")
 ANY_ACTION = "*"
@@ -126,24 +124,3 @@ def parse(doc: Mapping[str, Any]) -> Governance:
 def load(path: str | None = None) -> Governance:
     file = Path(path or os.environ.get("RTCDP_GOVERNANCE_FILE") or DEFAULT_FILE)
     return parse(yaml.safe_load(file.read_text()))
-
-
-def usage_policy_result(dataset: str, fields: Sequence[str]) -> "AssetCheckResult":
-    """Blocking result for a destination-bound asset: passes when no policy denies exporting
-    these fields for the destination's marketing actions; otherwise explains every violation."""
-    from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
-
-    governance = load()
-    violations = governance.evaluate(dataset, fields)
-    labels = governance.field_labels(dataset, fields)
-    return AssetCheckResult(
-        passed=not violations,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "marketing_actions": MetadataValue.json(list(governance.destinations[dataset])),
-            "fields_exported": MetadataValue.json(list(fields)),
-            "labels_by_field": MetadataValue.json({f: sorted(ls) for f, ls in labels.items()}),
-            "policies_evaluated": len(governance.policies),
-            "violations": MetadataValue.json([v.explain() for v in violations]),
-        },
-    )

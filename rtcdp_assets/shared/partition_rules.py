@@ -25,7 +25,6 @@ without being read again; only a partition a rule touches is read back.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from rtcdp_assets.shared.ingest import LINE_NUMBER, REJECT_SCHEMA, SOURCE_FILE, ExportFormat
+from rtcdp_assets.shared.row_json import raw_json
 
 DUPLICATE_ROW = "duplicate_row"
 TIMESTAMP_IN_FUTURE = "timestamp_in_future"
@@ -210,46 +210,6 @@ def _row_hashes(batch: pa.RecordBatch, columns: Sequence[str]) -> np.ndarray:
         for part in parts:
             h = _mix(h, part)
     return h
-
-
-def _json_text(col: pa.Array) -> pa.Array:
-    """Each value as JSON text, vectorised (json.dumps per row took most of the time)."""
-    if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-        text = pc.cast(col, pa.string())
-    elif pa.types.is_boolean(col.type):
-        text = pc.if_else(col, "true", "false")
-    else:
-        text = pc.cast(col, pa.string())
-        for char, escaped in (
-            ("\\", "\\\\"),
-            ('"', '\\"'),
-            ("\n", "\\n"),
-            ("\r", "\\r"),
-            ("\t", "\\t"),
-        ):
-            text = pc.replace_substring(text, char, escaped)
-        text = pc.binary_join_element_wise('"', text, '"', "")
-    return pc.fill_null(text, "null")
-
-
-def _raw_json(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.Array:
-    """The typed values of rejected rows as JSON objects (the CSV text is gone by now)."""
-    parts: list[pa.Array | str] = []
-    for i, name in enumerate(columns):
-        parts.append(("{" if i == 0 else ", ") + json.dumps(name) + ": ")
-        parts.append(_json_text(batch.column(name)))
-    parts.append("}")
-    text = pc.binary_join_element_wise(*parts, "")
-    # Other control characters need \\u escapes: the rare rows holding one go through json.
-    odd = pc.match_substring_regex(text, "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]")
-    if not pc.any(odd).as_py():
-        return text
-    rows = batch.select(list(columns)).to_pylist()
-    fixed = [
-        json.dumps(row, ensure_ascii=False, default=str) if bad else value
-        for row, bad, value in zip(rows, odd.to_pylist(), text.to_pylist(), strict=True)
-    ]
-    return pa.array(fixed, pa.string())
 
 
 class RowDigests:
@@ -481,7 +441,7 @@ def apply_partition_rules(
                                     bad_batch.column(LINE_NUMBER),
                                     pa.array(reasons, pa.string()),
                                     columns,
-                                    _raw_json(bad_batch, canonical),
+                                    raw_json(bad_batch, canonical),
                                 ],
                                 schema=REJECT_SCHEMA,
                             )
