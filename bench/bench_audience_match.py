@@ -60,7 +60,7 @@ def generate(root: Path, members: int, profiles: int, seed: int = 7) -> dict[str
     import pyarrow.parquet as pq
 
     from resources import LocalDropZone, Warehouse
-    from rtcdp_assets.aep_to_campaign.audience_exports import MEMBERS_SCHEMA
+    from rtcdp_assets.aep_to_campaign.audience_exports.membership import MEMBERS_SCHEMA
     from rtcdp_assets.campaign_to_aep.profiles import profiles_flow
 
     rng = np.random.default_rng(seed)
@@ -182,7 +182,7 @@ def run_approach(name: str, root: Path) -> dict[str, object]:
     import pyarrow.parquet as pq
 
     from resources import AudienceSettings, LocalDropZone, Warehouse
-    from rtcdp_assets.aep_to_campaign.campaign_audience_import import build_import
+    from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_build import build_import
 
     pks = json.loads((root / "_partitions.json").read_text())
     start, cpu = time.perf_counter(), time.process_time()

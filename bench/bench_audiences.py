@@ -29,8 +29,9 @@ warnings.filterwarnings("ignore")
 
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
+from asset_checks.aep_to_campaign.wiring import audience_defs  # noqa: E402
 from resources import AudienceSettings, LocalDropZone, PipelineSettings, Warehouse  # noqa: E402
-from rtcdp_assets.aep_to_campaign.audience_exports import AUDIENCES_PARTITION_NAME, audience_defs  # noqa: E402
+from rtcdp_assets.aep_to_campaign.audience_exports.datasets import AUDIENCES_PARTITION_NAME  # noqa: E402
 from rtcdp_dev import sample_audiences as sample  # noqa: E402
 from rtcdp_dev.services import free_port  # noqa: E402
 

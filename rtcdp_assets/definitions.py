@@ -20,14 +20,12 @@ from dagster import (
 # result per 4-hour partition possible, so the warning is expected here.
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
+from asset_checks.aep_to_campaign.wiring import audience_defs, destination_defs, reach_defs  # noqa: E402
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
-from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs  # noqa: E402
-from rtcdp_assets.aep_to_campaign.destinations import destination_defs  # noqa: E402
-from rtcdp_assets.aep_to_campaign.reach import reach_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs  # noqa: E402

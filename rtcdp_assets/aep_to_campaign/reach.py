@@ -42,25 +42,23 @@ Decisions where the pattern is silent:
   (the import file carries members over from earlier exports), so they can exceed `exported`.
 
 The table holds counts only: no IDs, addresses or names. The same numbers, as JSON, are stored in
-the warehouse at `audience_reach/<audience id>/reach.json` (what the `reach_funnel` check reads)
-and in the `reach` metadata entry.
+the warehouse at `audience_reach/<audience id>/reach.json` (what the `reach_funnel` check of
+asset_checks/aep_to_campaign/reach_checks.py reads) and in the `reach` metadata entry.
 
 No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
 functions at definition time.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
+    AssetChecksDefinition,
     AssetDep,
     AssetExecutionContext,
     AssetKey,
@@ -71,24 +69,28 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     asset,
-    asset_check,
     define_asset_job,
     in_process_executor,
 )
 from pydantic import Field
 from tabulate import tabulate
 
-from asset_checks.aep_to_campaign.audience_checks import read_staged_rows
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
-from rtcdp_assets.aep_to_campaign.audience_exports import (
+from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
     AUDIENCE_MEMBERSHIP,
     GROUP,
     audience_partitions,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.export_records import (
     read_export_record,
     read_index,
 )
-from rtcdp_assets.aep_to_campaign.campaign_audience_import import CAMPAIGN_IMPORT, PUBLISHED
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
+    CAMPAIGN_IMPORT,
+    PUBLISHED,
+    read_staged_rows,
+)
 from rtcdp_assets.campaign_to_aep.broadlog import STATUS_LABELS
 from rtcdp_assets.campaign_to_aep.tracking_log import URL_TYPES
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
@@ -373,47 +375,6 @@ def audience_reach(
     )
 
 
-# --------------------------------------------------------------------------------------------
-# Check
-# --------------------------------------------------------------------------------------------
-def funnel_problems(export: dict[str, Any]) -> list[str]:
-    """Why a stored funnel cannot be right (empty when it holds together)."""
-    problems = []
-    order = [s for s in STAGES if s != "exported"]
-    for earlier, later in pairwise(order):
-        if export[later] > export[earlier]:
-            problems.append(f"{later} ({export[later]}) > {earlier} ({export[earlier]})")
-    accounted = export["targeted"] + sum(export["excluded"].values())
-    if accounted != export["matched"]:
-        problems.append(f"matched {export['matched']} != targeted + excluded {accounted}")
-    return problems
-
-
-@asset_check(
-    asset=audience_reach,
-    name="reach_funnel",
-    partitions_def=audience_partitions,
-    blocking=False,
-    description="Every stage of each funnel is at most the stage before it, and matched = "
-    "targeted + excluded by reason.",
-    metadata={"guardrail/source": "project: counts reconcile", "guardrail/limit": "0 problems"},
-)
-def reach_funnel(context: AssetCheckExecutionContext, warehouse: Warehouse) -> AssetCheckResult:
-    stored = warehouse.get_json(AUDIENCE_REACH, context.partition_key, "reach.json") or {
-        "exports": []
-    }
-    problems = {e["export_id"]: funnel_problems(e) for e in stored["exports"]}
-    problems = {k: v for k, v in problems.items() if v}
-    return AssetCheckResult(
-        passed=not problems,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "exports": len(stored["exports"]),
-            "problems": MetadataValue.json(problems),
-        },
-    )
-
-
 audience_reach_job = define_asset_job(
     "audience_reach_job",
     selection=AssetSelection.assets(audience_reach),
@@ -425,10 +386,12 @@ audience_reach_job = define_asset_job(
 @dataclass
 class ReachDefinitions:
     assets: list[AssetsDefinition]
-    asset_checks: list[Any]
-    jobs: list[Any]
+    asset_checks: list[AssetChecksDefinition]
+    jobs: list[Any]  # unresolved asset jobs
 
 
-reach_defs = ReachDefinitions(
-    assets=[audience_reach], asset_checks=[reach_funnel], jobs=[audience_reach_job]
-)
+def build_reach_definitions(checks: Sequence[AssetChecksDefinition]) -> ReachDefinitions:
+    """`audience_reach`, the checks passed in (asset_checks/aep_to_campaign) and its job."""
+    return ReachDefinitions(
+        assets=[audience_reach], asset_checks=list(checks), jobs=[audience_reach_job]
+    )

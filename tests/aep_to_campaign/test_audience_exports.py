@@ -33,35 +33,46 @@ from dagster import (
     partition_loading_context,
 )
 
-from asset_checks.aep_to_campaign.audience_checks import (
-    PARTITIONED_AUDIENCE_CHECKS,
+from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.audience_checks.audience_count_check import (
     audience_count_outcome,
-    cadence_result,
-    field_count_result,
+)
+from asset_checks.aep_to_campaign.audience_checks.campaign_import_checks import (
     file_row_limit_result,
     source_of_truth_result,
     suppression_result,
 )
+from asset_checks.aep_to_campaign.audience_checks.segment_export_checks import (
+    cadence_result,
+    field_count_result,
+)
+from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import PipelineSettings, embedded_resources
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from resources.drop_zones import Entry
-from rtcdp_assets.aep_to_campaign.audience_exports import (
-    MEMBERS_SCHEMA,
-    AepCsvStream,
-    ManifestError,
-    apply_export,
+from rtcdp_assets.aep_to_campaign.audience_exports.aep_csv_stream import AepCsvStream
+from rtcdp_assets.aep_to_campaign.audience_exports.completeness import (
     assess_export,
-    audience_defs,
-    compute_membership,
     group_listing,
-    ingest_export,
     load_manifests,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.file_names import (
+    ManifestError,
     parse_export_name,
     parse_manifest,
-    plan_audience_tick,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.membership import (
+    MEMBERS_SCHEMA,
+    apply_export,
+    compute_membership,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.segment_exports import (
+    ingest_export,
     resolve_export,
 )
-from rtcdp_assets.aep_to_campaign.campaign_audience_import import IMPORT_COLUMNS, csv_bytes
+from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audience_tick
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import IMPORT_COLUMNS
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs

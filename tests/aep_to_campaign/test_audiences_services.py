@@ -17,9 +17,9 @@ import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import FileLedger, PipelineSettings, Warehouse
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
-from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs

@@ -16,16 +16,17 @@ import yaml
 from dagster import DagsterInstance, Definitions, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.destination_checks import (
+    identity_contract_result,
+    identity_contract_violations,
+)
+from asset_checks.aep_to_campaign.wiring import audience_defs, destination_defs
 from resources import PipelineSettings, embedded_resources
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
-from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs
-from rtcdp_assets.aep_to_campaign.destinations import (
+from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     CONTRACTS,
     CONTRACTS_BY_NAME,
     apply_contract,
-    destination_defs,
-    identity_contract_result,
-    identity_contract_violations,
 )
 from rtcdp_assets.shared import governance
 from rtcdp_dev import sample_audiences as sample

@@ -10,16 +10,11 @@ import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.reach_checks import funnel_problems, reach_funnel
+from asset_checks.aep_to_campaign.wiring import audience_defs, reach_defs
 from resources import PipelineSettings, embedded_resources
 from resources.audience_settings import AudienceSettings
-from rtcdp_assets.aep_to_campaign.audience_exports import audience_defs
-from rtcdp_assets.aep_to_campaign.reach import (
-    audience_reach,
-    funnel_problems,
-    reach_defs,
-    reach_funnel,
-    window_partitions,
-)
+from rtcdp_assets.aep_to_campaign.reach import audience_reach, window_partitions
 from rtcdp_assets.campaign_to_aep.broadlog import BROADLOG_FORMAT, broadlog_defs
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs

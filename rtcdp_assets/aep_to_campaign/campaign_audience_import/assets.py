@@ -1,0 +1,115 @@
+"""The `campaign_audience_import` asset (the staged, checked import) and
+`campaign_audience_import_published` (its upload to the Campaign SFTP server).
+
+No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
+functions at definition time.
+"""
+
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from resources.audience_settings import AudienceSettings
+from resources.drop_zones import DropZone
+from resources.settings import PipelineSettings
+from resources.warehouse import Warehouse
+from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
+    GROUP,
+    SEGMENT_EXPORTS,
+    audience_partitions,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
+from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_membership
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_build import build_import
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
+    CAMPAIGN_IMPORT,
+    PUBLISHED,
+)
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import publish_import
+from rtcdp_assets.shared.masking import masked_preview
+
+
+@asset(
+    name=CAMPAIGN_IMPORT,
+    partitions_def=audience_partitions,
+    group_name=GROUP,
+    kinds={"parquet", "csv"},
+    deps=[
+        audience_membership,
+        # Every audience is matched against all Campaign recipients, whatever window brought them.
+        AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
+        AssetKey("suppression_list"),
+    ],
+    description=(
+        "Audience members joined to Campaign profiles, as the staged Campaign import file; "
+        "members without a Campaign profile are quarantined (`not_in_campaign`), suppressed "
+        "addresses excluded with their reason. Checked before it is uploaded."
+    ),
+)
+def campaign_audience_import(
+    context: AssetExecutionContext, warehouse: Warehouse, audience_settings: AudienceSettings
+) -> MaterializeResult:
+    audience_id = context.partition_key
+    stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
+    manifest = build_import(
+        warehouse,
+        audience_settings,
+        context.instance.get_materialized_partitions(AssetKey("profiles")),
+        audience_id,
+        stamp,
+    )
+    quarantine = warehouse.read_table(
+        CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", "quarantine.parquet"
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": manifest["rows"],
+            "export_id": manifest["export_id"],
+            "files": MetadataValue.json(manifest["files"]),
+            "rows_by_status": MetadataValue.json(manifest["rows_by_status"]),
+            "excluded_by_reason": MetadataValue.json(manifest["excluded"]),
+            "quarantined_by_reason": MetadataValue.json(manifest["quarantined"]),
+            "reconciliation": MetadataValue.json(manifest["reconciliation"]),
+            "quarantine_preview": MetadataValue.md(
+                masked_preview(quarantine, {"email", "key", "external_id"})
+            ),
+            "warehouse_path": warehouse.path(CAMPAIGN_IMPORT, audience_id, stamp),
+        }
+    )
+
+
+@asset(
+    name=PUBLISHED,
+    partitions_def=audience_partitions,
+    group_name=GROUP,
+    kinds={"sftp", "csv"},
+    deps=[campaign_audience_import],
+    description=(
+        "The checked Campaign import file(s) of the export, uploaded atomically to the Campaign "
+        "SFTP import folder, each followed by its `.done` completion marker."
+    ),
+    pool="campaign_sftp",
+)
+def campaign_audience_import_published(
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    campaign_sftp: DropZone,
+    settings: PipelineSettings,
+) -> MaterializeResult:
+    audience_id = context.partition_key
+    stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
+    published = publish_import(warehouse, campaign_sftp, settings, audience_id, stamp)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(p["rows"] for p in published),
+            "import_files": MetadataValue.json(published),
+            "campaign_sftp": campaign_sftp.describe(),
+            "segment_exports_record": f"{SEGMENT_EXPORTS}/{audience_id}/{stamp}/export.json",
+        }
+    )

@@ -1,0 +1,158 @@
+"""The `destination_exports` and `destination_exports_published` assets, and their job built
+around the checks it is given.
+
+No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
+functions at definition time.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dagster import (
+    AllPartitionMapping,
+    AssetChecksDefinition,
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    AssetSelection,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    define_asset_job,
+    in_process_executor,
+)
+
+from resources.audience_settings import AudienceSettings
+from resources.drop_zones import DropZone, join
+from resources.warehouse import Warehouse
+from rtcdp_assets.aep_to_campaign.audience_exports.datasets import GROUP, audience_partitions
+from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
+from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_membership
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import upload_verified
+from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
+    DESTINATION_EXPORTS,
+    LANDING_FOLDER,
+    PUBLISHED,
+    build_destination_exports,
+    read_destination_manifest,
+)
+
+
+@asset(
+    name=DESTINATION_EXPORTS,
+    partitions_def=audience_partitions,
+    group_name=GROUP,
+    kinds={"parquet", "csv"},
+    deps=[
+        audience_membership,
+        # Phones come from the Campaign profiles, whatever window brought them.
+        AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
+    ],
+    description=(
+        "The audience's current members as one CSV per activation destination (email, sms, "
+        "social_ads), each holding exactly its identity contract's columns; rows that cannot "
+        "meet the contract are rejected with a reason. Checked before it is published."
+    ),
+)
+def destination_exports(
+    context: AssetExecutionContext, warehouse: Warehouse, audience_settings: AudienceSettings
+) -> MaterializeResult:
+    audience_id = context.partition_key
+    stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
+    manifest = build_destination_exports(
+        warehouse,
+        audience_settings,
+        context.instance.get_materialized_partitions(AssetKey("profiles")),
+        audience_id,
+        stamp,
+    )
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(f["rows"] for f in manifest["files"]),
+            "export_stamp": stamp,
+            "members": manifest["members"],
+            "files": MetadataValue.json(manifest["files"]),
+            "counts": MetadataValue.json(manifest["counts"]),
+            "warehouse_path": warehouse.path(DESTINATION_EXPORTS, audience_id, stamp),
+        }
+    )
+
+
+def publish_destination_exports(
+    warehouse: Warehouse, aep_landing: DropZone, audience_id: str, stamp: str
+) -> list[dict[str, Any]]:
+    manifest = read_destination_manifest(warehouse, audience_id, stamp)
+    published = []
+    for f in manifest["files"]:
+        target = join(LANDING_FOLDER, f["destination"], audience_id, stamp, f["name"])
+        marker = {
+            "file": f["name"],
+            "destination": f["destination"],
+            "rows": f["rows"],
+            "bytes": f["bytes"],
+            "sha256": f["sha256"],
+            "columns": f["columns"],
+            "namespaces": f["namespaces"],
+            "audience_id": audience_id,
+            "export_stamp": stamp,
+        }
+        entry = upload_verified(
+            warehouse,
+            aep_landing,
+            (DESTINATION_EXPORTS, f"{audience_id}/{stamp}", f["name"]),
+            target,
+            f["sha256"],
+            marker,
+        )
+        published.append({"path": target, "rows": f["rows"], "bytes": entry.size})
+    return published
+
+
+@asset(
+    name=PUBLISHED,
+    partitions_def=audience_partitions,
+    group_name=GROUP,
+    kinds={"azure", "csv"},
+    deps=[destination_exports],
+    description=(
+        "The checked destination files of the export, written atomically to the AEP landing "
+        "zone under destinations/<destination>/<audience>/<stamp>/, each followed by `.done`."
+    ),
+)
+def destination_exports_published(
+    context: AssetExecutionContext, warehouse: Warehouse, aep_landing: DropZone
+) -> MaterializeResult:
+    audience_id = context.partition_key
+    stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
+    published = publish_destination_exports(warehouse, aep_landing, audience_id, stamp)
+    return MaterializeResult(
+        metadata={
+            "dagster/row_count": sum(p["rows"] for p in published),
+            "files": MetadataValue.json(published),
+            "aep_landing": aep_landing.describe(),
+        }
+    )
+
+
+@dataclass
+class DestinationDefinitions:
+    assets: list[AssetsDefinition]
+    asset_checks: list[AssetChecksDefinition]
+    jobs: list[Any]  # unresolved asset jobs
+
+
+def build_destination_definitions(
+    checks: Sequence[AssetChecksDefinition],
+) -> DestinationDefinitions:
+    """The two assets, the checks passed in (asset_checks/aep_to_campaign) and their job."""
+    assets = [destination_exports, destination_exports_published]
+    job = define_asset_job(
+        "destination_export_job",
+        selection=AssetSelection.assets(*assets).without_checks() | AssetSelection.checks(*checks),
+        executor_def=in_process_executor,
+        description="Build, check and publish the destination files of one audience export "
+        "(the export named in the run tags, else the latest processed one).",
+    )
+    return DestinationDefinitions(assets=assets, asset_checks=list(checks), jobs=[job])

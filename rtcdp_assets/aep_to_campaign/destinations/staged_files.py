@@ -1,0 +1,104 @@
+"""The staged destination files of one export: built from the members, and read back."""
+
+import hashlib
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from dagster import Failure
+
+from resources.audience_settings import AudienceSettings
+from resources.warehouse import Warehouse
+from rtcdp_assets.aep_to_campaign.audience_exports.datasets import AUDIENCE_MEMBERSHIP
+from rtcdp_assets.aep_to_campaign.audience_exports.export_records import read_index
+from rtcdp_assets.aep_to_campaign.audience_exports.membership import read_members
+from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
+from rtcdp_assets.aep_to_campaign.destinations.contracts import CONTRACTS, apply_contract
+from rtcdp_assets.aep_to_campaign.destinations.member_sources import campaign_phones, member_sources
+
+DESTINATION_EXPORTS = "destination_exports"
+PUBLISHED = "destination_exports_published"
+LANDING_FOLDER = "destinations"
+
+
+def file_name(destination: str, audience_id: str, stamp: str) -> str:
+    return f"{destination}_{audience_id}_{stamp}.csv"
+
+
+def build_destination_exports(
+    warehouse: Warehouse,
+    audience_settings: AudienceSettings,
+    profile_partitions: set[str],
+    audience_id: str,
+    stamp: str,
+) -> dict[str, Any]:
+    if read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp) is None:
+        raise Failure(
+            description=f"Export {stamp} of audience {audience_id} is not applied to the "
+            "membership yet; materialize audience_membership for it first."
+        )
+    sources = member_sources(
+        read_members(warehouse, audience_id, stamp),
+        campaign_phones(warehouse, profile_partitions, audience_settings.join_identity),
+    )
+    folder = f"{audience_id}/{stamp}"
+    files, counts, rejects = [], {}, []
+    with tempfile.TemporaryDirectory(prefix="rtcdp-destinations-") as tmp:
+        for contract in CONTRACTS:
+            result = apply_contract(contract, sources)
+            name = file_name(contract.destination, audience_id, stamp)
+            data = csv_bytes(result.exported, contract.columns)
+            local = Path(tmp) / name
+            local.write_bytes(data)
+            warehouse.put_file(DESTINATION_EXPORTS, folder, name, local)
+            files.append(
+                {
+                    "destination": contract.destination,
+                    "name": name,
+                    "rows": result.exported.num_rows,
+                    "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(),
+                    "columns": list(contract.columns),
+                    "namespaces": [i.namespace for i in contract.identities],
+                }
+            )
+            counts[contract.destination] = result.reconciliation()
+            rejects.append(result.rejects)
+        local = Path(tmp) / "rejects.parquet"
+        pq.write_table(pa.concat_tables(rejects), local, compression="zstd")
+        warehouse.put_file(DESTINATION_EXPORTS, folder, "rejects.parquet", local)
+    manifest = {
+        "audience_id": audience_id,
+        "export_stamp": stamp,
+        "members": sources.num_rows,
+        "files": files,
+        "counts": counts,
+    }
+    # Written last: the manifest is what says the staged files are complete.
+    warehouse.put_json(DESTINATION_EXPORTS, folder, "manifest.json", manifest)
+    return manifest
+
+
+def read_destination_manifest(warehouse: Warehouse, audience_id: str, stamp: str) -> dict[str, Any]:
+    manifest = warehouse.get_json(DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "manifest.json")
+    if manifest is None:
+        raise Failure(description=f"No staged destination files for {audience_id} {stamp}.")
+    return manifest
+
+
+def read_staged_file(warehouse: Warehouse, audience_id: str, stamp: str, name: str) -> pa.Table:
+    with warehouse.local_copy(DESTINATION_EXPORTS, f"{audience_id}/{stamp}", name) as local:
+        if local is None:
+            raise Failure(description=f"Staged destination file {name} is missing.")
+        # Every value as text: an identity must never be reinterpreted as a number.
+        with local.open("rb") as fh:
+            header = fh.readline().decode().rstrip("\n").split(",")
+        options = pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in header},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        )
+        return pacsv.read_csv(local, convert_options=options)
