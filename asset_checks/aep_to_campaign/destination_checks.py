@@ -15,6 +15,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.governance_checks import usage_policy_result
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
@@ -33,7 +34,6 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     read_destination_manifest,
     read_staged_file,
 )
-from rtcdp_assets.shared.governance import usage_policy_result
 
 EXPORTS_KEY = AssetKey(DESTINATION_EXPORTS)
 

@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from asset_checks.aep_to_campaign.audience_checks.guardrail_spec import guardrail_spec
+from asset_checks.governance_checks import usage_policy_result
 from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
@@ -42,7 +43,6 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.recipient_matching im
     load_email_suppression,
     recipients_by_id,
 )
-from rtcdp_assets.shared.governance import usage_policy_result
 from rtcdp_assets.shared.masking import mask_email
 
 IMPORT_KEY = AssetKey(CAMPAIGN_IMPORT)

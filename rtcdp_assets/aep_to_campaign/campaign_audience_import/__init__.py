@@ -60,7 +60,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     CAMPAIGN_IMPORT,
     IMPORT_COLUMNS,
 )
-from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import upload_verified
+from rtcdp_assets.shared.campaign_import_files import upload_verified
 
 # Imported by other wings and tests/shared.
 __all__ = ["CAMPAIGN_IMPORT", "IMPORT_COLUMNS", "csv_bytes", "upload_verified"]

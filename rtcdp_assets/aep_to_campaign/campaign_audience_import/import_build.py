@@ -19,7 +19,6 @@ from rtcdp_assets.aep_to_campaign.audience_exports.export_records import (
     read_export_record,
     read_index,
 )
-from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import write_prepared_csv
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     CAMPAIGN_IMPORT,
     IMPORT_COLUMNS,
@@ -36,6 +35,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.recipient_matching im
     match_handed_over_keys,
     release_memory,
 )
+from rtcdp_assets.shared.campaign_import_files import write_csv
 
 
 def _iso_times(part: pa.Table) -> pa.Table:
@@ -146,7 +146,7 @@ def build_import(
         for i, file_name in enumerate(names):
             part = table.slice(i * limit, limit)
             local = Path(tmp) / file_name
-            size, sha256 = write_prepared_csv(part, local, IMPORT_COLUMNS, _iso_times)
+            size, sha256 = write_csv(part, local, IMPORT_COLUMNS, _iso_times)
             warehouse.put_file(CAMPAIGN_IMPORT, f"{audience_id}/{stamp}", file_name, local)
             files.append(
                 {

@@ -30,7 +30,6 @@ from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import GROUP, audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_membership
-from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import upload_verified
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     LANDING_FOLDER,
@@ -38,6 +37,7 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     build_destination_exports,
     read_destination_manifest,
 )
+from rtcdp_assets.shared.campaign_import_files import upload_verified
 
 
 @asset(
