@@ -117,6 +117,8 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
+    # Before the benchmarks import the pipeline (in their bodies, on purpose): its Dagster
+    # preview/beta warnings would otherwise interleave with the figures.
     warnings.simplefilter("ignore")
     with tempfile.TemporaryDirectory(prefix="bench-push-") as tmp:
         bench_subscriptions(args.rows, args.repeat, Path(tmp))

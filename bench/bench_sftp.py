@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_sftp.py --rows 1000000 [--repeat 3]
 
 Generates one clean broadLog CSV, serves it from a private OpenSSH sshd on 127.0.0.1
-(tests/services.py's SshdServer) and times, each in a fresh process (peak RSS from VmHWM):
+(rtcdp_dev.services' SshdServer) and times, each in a fresh process (peak RSS from VmHWM):
 
 - openssh: OpenSSH's own `sftp` client fetching the file to /dev/null (the transfer baseline);
 - transfer: our `SftpDropZone.open_read` read to the end and thrown away (transfer alone);
@@ -284,6 +284,8 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
+    # Imported after the --child branch on purpose: the measured child stays free of the
+    # generator (and of the Dagster definitions it loads) and of the service starters.
     from rtcdp_dev.sample_data import stream_broadlog_csv
     from rtcdp_dev.services import SshdServer
 

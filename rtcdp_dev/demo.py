@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
+import pyarrow.parquet as pq
+from dagster import (
+    AssetKey,
+    AutomationConditionSensorDefinition,
+    DagsterInstance,
+    SensorResult,
+    build_resources,
+    build_sensor_context,
+    materialize,
+    partition_loading_context,
+)
+
+from resources import LocalDropZone
+from resources.drop_zones import join
+from rtcdp_dev import sample_audiences
+from rtcdp_dev.sample_data import DATASETS, write_dataset_files
+from rtcdp_dev.services import MotoS3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 # The summary is the demo's output; Dagster's step-by-step event log stays in the instance
@@ -111,9 +131,7 @@ def audience_zone(kind: str, data_dir: Path) -> Iterator[str]:
     if os.environ.get("AWS_ENDPOINT_URL"):
         yield f"s3 bucket {bucket} at {os.environ['AWS_ENDPOINT_URL']}"
         return
-    # The same service the integration tests use (tests/services.py is plain Python for this).
-    from rtcdp_dev.services import MotoS3Server
-
+    # The same S3 server the integration tests use (rtcdp_dev.services).
     with MotoS3Server(workdir=data_dir / "moto") as server:
         # moto's placeholder keys, so real AWS credentials in the environment are never sent
         # to the local server.
@@ -129,8 +147,6 @@ def audience_zone(kind: str, data_dir: Path) -> Iterator[str]:
 def _prepare(args: argparse.Namespace) -> Path:
     data_dir: Path = args.data_dir.resolve()
     if args.fresh and data_dir.exists():
-        import shutil
-
         shutil.rmtree(data_dir)
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
@@ -144,8 +160,6 @@ def _prepare(args: argparse.Namespace) -> Path:
 
 
 def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: int) -> list[str]:
-    from rtcdp_dev.sample_data import DATASETS, write_dataset_files
-
     now = datetime.now(UTC)
     end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
     start = end - timedelta(hours=4 * windows)
@@ -178,8 +192,9 @@ DEMO_DESTINATION = "Demo_Blob"
 
 def run_headless(data_dir: Path) -> list[RunSummary]:
     """One sensor evaluation per sensor, then each requested run, in this process."""
-    from dagster import AutomationConditionSensorDefinition, DagsterInstance
-
+    # Imported here on purpose: loading the definitions builds the resources from the
+    # environment (RTCDP_ENV, RTCDP_DATA_DIR, AEP_DESTINATION_ZONE, ...) that `_prepare` and
+    # `audience_zone` set first; `dagster dev` loads them in its own process.
     from rtcdp_assets.definitions import defs
 
     instance = DagsterInstance.get()
@@ -211,8 +226,6 @@ def run_headless(data_dir: Path) -> list[RunSummary]:
 
 def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> list[RunSummary]:
     """One tick the way the daemon does it: partitions, runless check results, runs, cursor."""
-    from dagster import SensorResult, build_sensor_context, partition_loading_context
-
     state_key = f"demo-cursor-{sensor_def.name}"
     cursor_file = data_dir / "dagster_home" / f"{state_key}.json"
     cursor = cursor_file.read_text() if cursor_file.exists() else None
@@ -252,12 +265,6 @@ def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> li
     Returns the names written; nothing when the demo audience was exported already or no
     profiles partition is materialized yet.
     """
-    from dagster import AssetKey, build_resources
-
-    from resources import LocalDropZone
-    from resources.drop_zones import join
-    from rtcdp_dev import sample_audiences
-
     # The configured zone (a local folder or a bucket), with its EnvVars resolved.
     with build_resources({"zone": defs.resources["aep_destination"]}) as built:
         zone = built.zone
@@ -300,9 +307,6 @@ def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> li
 
 def _campaign_recipients(warehouse: Any, partitions: set[str]) -> list[dict[str, str]]:
     """Latest version of each materialized recipient that has the join identity and an email."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
     columns = ["recipient_id", "external_id", "email", "first_name", "last_name", "last_modified"]
     frames = []
     for pk in sorted(partitions):
@@ -324,8 +328,6 @@ def _campaign_recipients(warehouse: Any, partitions: set[str]) -> list[dict[str,
 
 
 def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
-    from dagster import AssetKey, materialize
-
     asset_def = defs.resolve_assets_def(AssetKey(name))
     # resolved asset definitions already carry the code location's resources
     outcome = materialize([asset_def], instance=instance, raise_on_error=False, run_config=QUIET)

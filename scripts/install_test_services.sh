@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real services the integration tests, benchmarks and demo start (tests/services.py):
+# Installs the real services the integration tests, benchmarks and demo start (rtcdp_dev/services):
 #   - OpenSSH's sshd as the Campaign SFTP server, and the `sftp` client the benchmarks compare
 #     against (Debian packages openssh-server and openssh-client);
 #   - Azurite, Microsoft's Azure Blob API emulator, from the npm registry, pinned by

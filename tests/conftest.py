@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+from dagster import DagsterInstance
 
-from resources import FileLedger, PipelineSettings, Warehouse
+from resources import FileLedger, PipelineSettings, Warehouse, embedded_resources
 from rtcdp_dev.services import AzuriteServer, MotoS3Server, PostgresServer, SshdServer
 from tests.zones import blob_zone, sftp_zone
 
@@ -85,3 +88,21 @@ def services(sshd, azurite, tmp_path):
     }
     yield resources
     sftp.close()
+
+
+# ---- the embedded environment (local folders) -------------------------------------------------
+
+
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
+    """(root, resources): every zone a local folder under the test's tmp_path."""
+    return tmp_path, embedded_resources(tmp_path)
+
+
+@pytest.fixture
+def embedded_env_with_instance(
+    tmp_path: Path,
+) -> tuple[Path, dict[str, Any], DagsterInstance]:
+    """(root, resources, instance): `embedded_env` plus an ephemeral instance shared by the
+    test's runs and sensor evaluations."""
+    return tmp_path, embedded_resources(tmp_path), DagsterInstance.ephemeral()

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from dagster import AssetKey
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,23 +33,133 @@ def test_pyproject_does_not_shadow_workspace_yaml():
     assert "[tool.dagster]" not in text and "[tool.dg" not in text
 
 
-def test_asset_names_jobs_sensors_and_checks(monkeypatch, tmp_path):
+# The six Campaign export datasets: each one an asset, its XDM asset and its published asset,
+# a job and an export sensor, with the checks every dataset shares plus its own.
+CAMPAIGN_DATASETS = (
+    "broadlog",
+    "tracking_log",
+    "non_deliverables",
+    "preferences",
+    "profiles",
+    "push_subscriptions",
+)
+CAMPAIGN_CHECKS = {"export_cadence", "export_freshness", "reconciliation", "single_org_unit"}
+CAMPAIGN_XDM_CHECKS = {"id_unique", "identity_count", "record_size", "xdm_conformance"}
+CAMPAIGN_OWN_CHECKS = {
+    "tracking_log": {"orphan_tracking_rows"},
+    "push_subscriptions": {"push_token_format"},
+    "broadlog_xdm": {"no_future_timestamp"},
+    "tracking_log_xdm": {"no_future_timestamp"},
+    "push_subscriptions_xdm": {"push_quarantine_respected"},
+}
+
+# The other wings' assets (with their group), checks, jobs, sensors and schedules.
+OTHER_ASSET_GROUPS = {
+    "suppression_list": "campaign_to_aep",
+    "segment_exports": "aep_to_campaign",
+    "audience_membership": "aep_to_campaign",
+    "campaign_audience_import": "aep_to_campaign",
+    "campaign_audience_import_published": "aep_to_campaign",
+    "destination_exports": "aep_to_campaign",
+    "destination_exports_published": "aep_to_campaign",
+    "audience_reach": "aep_to_campaign",
+    "profile_import": "customer_to_campaign",
+    "personalization_import": "customer_to_campaign",
+    "aep_push_tokens": "mobile_push",
+    "file_ledger": "operations",
+    "data_quality_report": "data_quality",
+}
+OTHER_CHECKS = {
+    "segment_exports": {
+        "activation_cadence",
+        "audience_count",
+        "audience_field_count",
+        "export_reconciliation",
+    },
+    "campaign_audience_import": {
+        "data_usage_policy",
+        "file_row_limit",
+        "import_reconciliation",
+        "source_of_truth",
+        "suppression",
+    },
+    "destination_exports": {"data_usage_policy", "identity_contract"},
+    "audience_reach": {"reach_funnel"},
+    "profile_import": {"import_reconciliation"},
+    "personalization_import": {"import_reconciliation"},
+    "aep_push_tokens": {"duplicate_registration", "reconciliation"},
+    "file_ledger": {"files_accounted_for", "no_stuck_pending"},
+}
+OTHER_JOBS = {
+    "audience_guardrails_job",
+    "audience_import_job",
+    "audience_reach_job",
+    "destination_export_job",
+    "customer_import_job",
+    "aep_push_tokens_job",
+    "export_freshness_job",
+    "file_ledger_job",
+    "data_quality_report_job",
+}
+OTHER_SENSORS = {
+    "suppression_list_automation",
+    "aep_audience_export_sensor",
+    "customer_source_sensor",
+    "aep_push_tokens_sensor",
+}
+SCHEDULES = {"export_freshness_schedule", "file_ledger_schedule", "data_quality_report_schedule"}
+
+
+def expected_asset_groups() -> dict[str, str]:
+    campaign = {
+        name: "campaign_to_aep"
+        for dataset in CAMPAIGN_DATASETS
+        for name in (dataset, f"{dataset}_xdm", f"{dataset}_published")
+    }
+    return {**campaign, **OTHER_ASSET_GROUPS}
+
+
+def expected_checks() -> set[tuple[str, str]]:
+    by_asset = dict(OTHER_CHECKS)
+    for dataset in CAMPAIGN_DATASETS:
+        by_asset[dataset] = CAMPAIGN_CHECKS | CAMPAIGN_OWN_CHECKS.get(dataset, set())
+        xdm = f"{dataset}_xdm"
+        by_asset[xdm] = CAMPAIGN_XDM_CHECKS | CAMPAIGN_OWN_CHECKS.get(xdm, set())
+    return {(asset, check) for asset, checks in by_asset.items() for check in checks}
+
+
+@pytest.fixture
+def defs(monkeypatch, tmp_path):
     monkeypatch.setenv("RTCDP_DATA_DIR", str(tmp_path))
     from rtcdp_assets.definitions import defs
 
+    return defs
+
+
+def test_every_asset_check_job_sensor_and_schedule_keeps_its_name(defs):
     graph = defs.resolve_asset_graph()
-    names = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    for dataset in ("broadlog", "tracking_log", "non_deliverables", "preferences", "profiles"):
-        assert {dataset, f"{dataset}_xdm", f"{dataset}_published"} <= names
-        assert defs.resolve_job_def(f"{dataset}_job")
-        assert defs.resolve_sensor_def(f"{dataset}_export_sensor")
-    assert "suppression_list" in names
+    groups = {key.to_user_string(): graph.get(key).group_name for key in graph.get_all_asset_keys()}
+    assert groups == expected_asset_groups()
     checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
-    assert ("broadlog", "reconciliation") in checks
-    assert ("broadlog_xdm", "xdm_conformance") in checks
-    assert ("tracking_log", "orphan_tracking_rows") in checks
-    assert ("profiles", "export_freshness") in checks
-    # lineage: tracking logs react to deliveries
-    assert graph.get(graph.get_all_asset_keys().__iter__().__next__()) is not None
-    tracking = next(k for k in graph.get_all_asset_keys() if k.to_user_string() == "tracking_log")
-    assert "broadlog" in {p.to_user_string() for p in graph.get(tracking).parent_keys}
+    assert checks == expected_checks()
+    jobs = {job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")}
+    assert jobs == {f"{dataset}_job" for dataset in CAMPAIGN_DATASETS} | OTHER_JOBS
+    sensors = {sensor.name for sensor in defs.sensors or []}
+    assert sensors == {f"{dataset}_export_sensor" for dataset in CAMPAIGN_DATASETS} | OTHER_SENSORS
+    assert {schedule.name for schedule in defs.schedules or []} == SCHEDULES
+
+
+@pytest.mark.parametrize("dataset", CAMPAIGN_DATASETS)
+def test_campaign_dataset_job_sensor_and_lineage(defs, dataset):
+    assert defs.resolve_job_def(f"{dataset}_job").name == f"{dataset}_job"
+    sensor = defs.resolve_sensor_def(f"{dataset}_export_sensor")
+    assert sensor.job_name == f"{dataset}_job"
+    graph = defs.resolve_asset_graph()
+
+    def parents(name: str) -> set[str]:
+        return {key.to_user_string() for key in graph.get(AssetKey(name)).parent_keys}
+
+    assert parents(f"{dataset}_xdm") == {dataset}
+    assert parents(f"{dataset}_published") == {dataset, f"{dataset}_xdm"}
+    # tracking logs react to deliveries; every other export stands alone
+    assert parents(dataset) == ({"broadlog"} if dataset == "tracking_log" else set())

@@ -1,7 +1,7 @@
 """The real test services behave the way the drop zones and tests rely on.
 
 Straight paramiko and azure-storage-blob, no project code: when one of these fails, the problem
-is the service setup (tests/services.py), not the drop zones.
+is the service setup (rtcdp_dev/services), not the drop zones.
 """
 
 from __future__ import annotations

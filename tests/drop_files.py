@@ -1,0 +1,43 @@
+"""Files dropped into local zones the way an exporter leaves them: written, then settled."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
+
+
+def write_settled(path: Path, content: bytes | str, age_seconds: float = 3600) -> Path:
+    """Write `content` (str as UTF-8) to `path` with a modification time `age_seconds` ago, so
+    a sensor's settle window does not take it for a file still being written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    past = time.time() - age_seconds
+    os.utime(path, (past, past))
+    return path
+
+
+def drop_campaign_export(
+    root: Path, name: str, content: bytes | str, age_seconds: float = 3600
+) -> Path:
+    """A Campaign export file in the embedded SFTP stand-in (`<root>/campaign_sftp/export`)."""
+    return write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
+
+
+def flow_csv(
+    flow: CampaignExportFlow, rows: Iterable[Mapping[str, str]], layout_index: int = 0
+) -> str:
+    """`rows` (canonical field -> value) as the flow's CSV in one of its layouts."""
+    layout = flow.fmt.layouts[layout_index]
+    by_canonical = {v: k for k, v in layout.columns.items()}
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([by_canonical[f.name] for f in flow.fmt.fields])
+    for row in rows:
+        writer.writerow([row.get(f.name, "") for f in flow.fmt.fields])
+    return out.getvalue()
