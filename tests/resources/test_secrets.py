@@ -18,6 +18,7 @@ from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
+from asset_checks.campaign_to_aep.freshness import build_freshness_check
 from resources import PipelineSettings, production_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_dev.services import SSH_KEYGEN_BINARY
@@ -124,7 +125,10 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
         RepositorySnap.from_def(
             Definitions(
                 assets=[*broadlog_defs.assets],
-                asset_checks=[*campaign_export_checks(broadlog_defs.flow)],
+                asset_checks=[
+                    *campaign_export_checks(broadlog_defs.flow),
+                    build_freshness_check(broadlog_defs.flow.typed_key),
+                ],
                 sensors=[broadlog_defs.sensor],
                 jobs=[broadlog_defs.job],
                 resources=resources,

@@ -33,7 +33,8 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import XdmOutput
 @dataclass
 class CampaignExportDefinitions:
     """A dataset's assets, job and sensor. Its checks are built in asset_checks/campaign_to_aep
-    (`campaign_export_checks`); the job picks them up by asset."""
+    (`campaign_export_checks`); the job picks them up by asset. A `Definitions` holding the job
+    must also hold the typed asset's `export_freshness` check, which the job leaves out."""
 
     assets: list[AssetsDefinition]
     sensor: Any
