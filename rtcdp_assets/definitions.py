@@ -21,6 +21,7 @@ from dagster import (
 warnings.filterwarnings("ignore", category=PreviewWarning)
 
 from asset_checks.aep_to_campaign.wiring import audience_defs, destination_defs, reach_defs  # noqa: E402
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks  # noqa: E402
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
@@ -55,6 +56,10 @@ CAMPAIGN_EXPORTS = [
     profiles_defs,
     push_subscriptions_defs,  # after non_deliverables: its mapping reads the push quarantine
 ]
+# The partitioned checks of each Campaign dataset; its job runs them by selecting its assets.
+campaign_export_check_defs = [
+    check for flow in CAMPAIGN_EXPORTS for check in campaign_export_checks(flow.flow)
+]
 
 # Evaluates the automation conditions (suppression_list: eager after new quarantine or
 # preference partitions); on by default like the export sensors.
@@ -68,7 +73,7 @@ automation_sensor = AutomationConditionSensorDefinition(
 # Every partitioned check of the Campaign datasets, summarised per partition for reviewers.
 data_quality_report = build_data_quality_report(
     [flow.flow.dataset for flow in CAMPAIGN_EXPORTS],
-    [spec.key for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks for spec in c.check_specs],
+    [spec.key for c in campaign_export_check_defs for spec in c.check_specs],
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 
@@ -91,7 +96,7 @@ defs = Definitions(
         aep_push_tokens,
     ],
     asset_checks=[
-        *(c for flow in CAMPAIGN_EXPORTS for c in flow.asset_checks),
+        *campaign_export_check_defs,
         *freshness_checks,
         file_ledger_checks,
         *audience_defs.asset_checks,

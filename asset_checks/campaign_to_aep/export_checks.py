@@ -20,7 +20,7 @@ are unit-tested without Dagster runs.
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetKey,
@@ -37,11 +38,9 @@ from dagster import (
 
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.partitions import four_hourly_partitions
-
-if TYPE_CHECKING:
-    from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 
 MAX_IDENTITIES_PER_RECORD = 20  # adobe-formats.md §e2 (Identity Service guardrail)
 
@@ -62,7 +61,7 @@ def _spec(
 # --------------------------------------------------------------------------------------------
 # Typed-asset checks
 # --------------------------------------------------------------------------------------------
-def build_typed_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetChecksDefinition:
     specs = [
         _spec(
             "reconciliation",
@@ -191,7 +190,7 @@ def org_unit_result(
 
 
 def cadence_result(
-    flow: "CampaignExportFlow", warehouse: Warehouse, settings: PipelineSettings, pk: str
+    flow: CampaignExportDescription, warehouse: Warehouse, settings: PipelineSettings, pk: str
 ) -> AssetCheckResult:
     manifest = warehouse.get_json(flow.dataset, pk, "manifest.json") or {"files": []}
     # Split parts of one export share its timestamp; different timestamps are separate exports.
@@ -243,14 +242,14 @@ XDM_CHECK_DESCRIPTIONS = {
 }
 
 
-def xdm_check_names(flow: "CampaignExportFlow") -> list[str]:
+def xdm_check_names(flow: CampaignExportDescription) -> list[str]:
     names = ["xdm_conformance", "id_unique", "record_size", "identity_count"]
     if flow.record_kind == "event":
         names.insert(2, "no_future_timestamp")
     return names
 
 
-def build_xdm_checks(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+def build_xdm_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetChecksDefinition:
     specs = []
     for name in xdm_check_names(flow):
         description, source, limit = XDM_CHECK_DESCRIPTIONS[name]
@@ -270,7 +269,7 @@ def _identity_counts(records: list[dict[str, Any]]) -> list[int]:
 
 
 def evaluate_xdm(
-    flow: "CampaignExportFlow", warehouse: Warehouse, settings: PipelineSettings, pk: str
+    flow: CampaignExportDescription, warehouse: Warehouse, settings: PipelineSettings, pk: str
 ) -> list[AssetCheckResult]:
     """One pass over the XDM partition for every record-level guardrail."""
     key = AssetKey(flow.xdm_dataset)

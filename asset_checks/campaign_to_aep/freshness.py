@@ -24,6 +24,7 @@ from dagster import (
 )
 
 from resources.settings import PipelineSettings
+from rtcdp_assets.campaign_to_aep.export_flow import EXPORT_FRESHNESS_CHECK
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 
 
@@ -62,7 +63,7 @@ def freshness_result(
 def build_freshness_check(key: AssetKey) -> Any:
     @asset_check(
         asset=key,
-        name="export_freshness",
+        name=EXPORT_FRESHNESS_CHECK,
         blocking=False,
         description="Every recent 4-hour window received its export within 4 h plus the grace.",
         metadata={

@@ -37,6 +37,11 @@ from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
+from rtcdp_assets.shared.xdm_conformance import (
+    EXPERIENCE_EVENT,
+    FG_CAMPAIGN_DELIVERY_LOG,
+    FG_DIRECT_MARKETING,
+)
 
 # Status codes with a public source (adobe-formats.md §b3); other instances may use more:
 # add them to settings.broadlog_status_codes.
@@ -129,12 +134,6 @@ STANDARD = Layout(
 
 BROADLOG_FORMAT = ExportFormat(dataset="broadlog", fields=FIELDS, layouts=(CLASSIC, STANDARD))
 
-EXPERIENCE_EVENT = "https://ns.adobe.com/xdm/context/experienceevent"
-DIRECT_MARKETING = "https://ns.adobe.com/xdm/context/experienceevent-directmarketing"
-CAMPAIGN_DELIVERY_LOG = (
-    "https://ns.adobe.com/experience/campaign/experienceevent-campaign-delivery-log"
-)
-
 
 def broadlog_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
     """Typed broadLog rows → XDM ExperienceEvents (Campaign Delivery Logs field group).
@@ -226,7 +225,7 @@ broadlog_flow = CampaignExportFlow(
     file_prefix="broadLog",
     to_xdm=broadlog_to_xdm,
     xdm_class=EXPERIENCE_EVENT,
-    xdm_field_groups=(DIRECT_MARKETING, CAMPAIGN_DELIVERY_LOG),
+    xdm_field_groups=(FG_DIRECT_MARKETING, FG_CAMPAIGN_DELIVERY_LOG),
     record_kind="event",
     description=(
         "Campaign delivery logs (broadLog): one typed row per message, from the 4-hourly "

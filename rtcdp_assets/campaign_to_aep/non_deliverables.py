@@ -35,6 +35,7 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AutomationCondition,
+    DagsterInstance,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -333,3 +334,23 @@ def build_suppression_list(
 def _read(warehouse: Warehouse, dataset: str, pk: str, columns: list[str]) -> pa.Table | None:
     with warehouse.local_copy(dataset, pk, "data.parquet") as local:
         return None if local is None else pq.read_table(local, columns=columns)
+
+
+def quarantined_tokens(
+    instance: DagsterInstance, warehouse: Warehouse, settings: PipelineSettings, up_to: str
+) -> set[str]:
+    """Device tokens Campaign holds as quarantined or denylisted on the push channels, as of
+    the `non_deliverables` partitions materialized up to window `up_to` (latest state per
+    address wins, so a released token is active again). Bounded by the window, a re-run of a
+    partition sees the same quarantine state."""
+    partitions = {
+        pk
+        for pk in instance.get_materialized_partitions(AssetKey("non_deliverables"))
+        if pk <= up_to
+    }
+    table = build_suppression_list(warehouse, settings, partitions, set())
+    push = table.filter(
+        pc.is_in(table.column("channel"), value_set=pa.array(sorted(PUSH_CHANNEL_PLATFORMS)))
+    )
+    platform = xdm.lookup(push.column("channel"), PUSH_CHANNEL_PLATFORMS)
+    return set(push_tokens.normalized(push.column("address"), platform).to_pylist()) - {None}

@@ -44,10 +44,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import AssetExecutionContext
 
-from asset_checks.mobile_push.push_checks import build_quarantine_check, build_token_format_check
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow, XdmMapper
+from rtcdp_assets.campaign_to_aep.non_deliverables import quarantined_tokens
 from rtcdp_assets.shared import push_tokens, xdm
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout, RowRules
 from rtcdp_assets.shared.xdm_conformance import (
@@ -173,7 +173,7 @@ def _bind_quarantine(
     context: AssetExecutionContext, warehouse: Warehouse, settings: PipelineSettings
 ) -> XdmMapper:
     quarantined = sorted(
-        push_tokens.quarantined_tokens(context.instance, warehouse, settings, context.partition_key)
+        quarantined_tokens(context.instance, warehouse, settings, context.partition_key)
     )
     context.log.info(f"{len(quarantined)} push tokens quarantined by Campaign up to this window")
 
@@ -220,10 +220,8 @@ push_subscriptions_flow = CampaignExportFlow(
         "consents.marketing.push.time": ("last_modified",),
     },
     allowed_codes=_allowed_codes,
-    extra_checks=(build_token_format_check,),
     row_rules=_token_rules,
     bind_xdm=_bind_quarantine,
-    extra_xdm_checks=(build_quarantine_check,),
 )
 
 push_subscriptions_defs = push_subscriptions_flow.build()

@@ -21,25 +21,14 @@ URL types (adobe-formats.md §b4): 1 email click, 2 open, 3 opt-out (unsubscript
 4 web page, 5 transaction, 6 mirror page.
 """
 
-from datetime import timedelta
-
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
-from dagster import (
-    AssetCheckExecutionContext,
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetKey,
-    asset_check,
-)
+from dagster import AssetKey
 
 from resources.settings import PipelineSettings
-from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
-from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 from rtcdp_assets.shared.xdm_conformance import (
     EXPERIENCE_EVENT,
     FG_CAMPAIGN_TRACKING_LOG,
@@ -191,69 +180,6 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
     )
 
 
-def build_orphan_check(flow: CampaignExportFlow, key: AssetKey) -> object:
-    """Tracking rows whose broadLog is in no broadlog partition within the look-back."""
-
-    @asset_check(
-        asset=key,
-        name="orphan_tracking_rows",
-        additional_deps=[AssetKey("broadlog")],
-        partitions_def=four_hourly_partitions,
-        blocking=False,
-        description=(
-            "Tracking rows whose broadLog ID appears in no broadlog partition within the "
-            "configured look-back (settings.orphan_lookback_hours). WARN, with the orphan rate."
-        ),
-        metadata={
-            "guardrail/source": "project: trackingLog depends on broadLog (lineage)",
-            "guardrail/limit": "0 orphans (advisory)",
-        },
-    )
-    def orphan_tracking_rows(
-        context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
-    ) -> AssetCheckResult:
-        return orphan_result(warehouse, settings, context.partition_key)
-
-    return orphan_tracking_rows
-
-
-def orphan_result(warehouse: Warehouse, settings: PipelineSettings, pk: str) -> AssetCheckResult:
-    tracked = _column(warehouse, "tracking_log", pk, "broadlog_id")
-    window = four_hourly_partitions.time_window_for_partition_key(pk)
-    steps = max(1, settings.orphan_lookback_hours // 4)
-    # This window and the ones before it: a reaction comes after its send.
-    keys = [
-        (window.start - timedelta(hours=4 * i)).strftime(PARTITION_KEY_FORMAT)
-        for i in range(steps + 1)
-    ]
-    known = pa.chunked_array(
-        [_column(warehouse, "broadlog", k, "broadlog_id") for k in keys], pa.int64()
-    )
-    orphans = 0
-    if len(tracked):
-        present = pc.is_in(tracked, value_set=pc.unique(known))
-        orphans = len(tracked) - (pc.sum(present.cast(pa.int64())).as_py() or 0)
-    rate = orphans / len(tracked) if len(tracked) else 0.0
-    return AssetCheckResult(
-        passed=orphans == 0,
-        severity=AssetCheckSeverity.WARN,
-        metadata={
-            "tracking_rows": len(tracked),
-            "orphan_rows": orphans,
-            "orphan_rate": round(rate, 6),
-            "broadlog_partitions_searched": len(keys),
-            "lookback_hours": settings.orphan_lookback_hours,
-        },
-    )
-
-
-def _column(warehouse: Warehouse, dataset: str, pk: str, column: str) -> pa.Array:
-    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
-        if local is None:
-            return pa.array([], pa.int64())
-        return pq.read_table(local, columns=[column]).column(column).combine_chunks()
-
-
 tracking_log_flow = CampaignExportFlow(
     fmt=TRACKING_LOG_FORMAT,
     file_prefix="trackingLog",
@@ -280,7 +206,6 @@ tracking_log_flow = CampaignExportFlow(
         "_experience.campaign.url": ("url",),
         "_experience.campaign.urlCategory": ("url_category",),
     },
-    extra_checks=(build_orphan_check,),
 )
 
 tracking_log_defs = tracking_log_flow.build()

@@ -15,15 +15,12 @@ Token formats (the patterns are `PipelineSettings` fields, so a deployment can t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetKey
 
 from resources.settings import PipelineSettings
-from resources.warehouse import Warehouse
 from rtcdp_assets.shared import xdm
 
 PLATFORMS = frozenset({"apns", "apnsSandbox", "fcm"})
@@ -107,28 +104,3 @@ def push_details(
     items = xdm.struct(fields)
     offsets = pa.array(np.arange(n + 1, dtype=np.int32))
     return pa.ListArray.from_arrays(offsets, items, mask=pc.is_null(token))
-
-
-def quarantined_tokens(
-    instance: Any, warehouse: Warehouse, settings: PipelineSettings, up_to: str
-) -> set[str]:
-    """Device tokens Campaign holds as quarantined or denylisted on the push channels, as of
-    the `non_deliverables` partitions materialized up to window `up_to` (latest state per
-    address wins, so a released token is active again). Bounded by the window, a re-run of a
-    partition sees the same quarantine state."""
-    from rtcdp_assets.campaign_to_aep.non_deliverables import (
-        PUSH_CHANNEL_PLATFORMS,
-        build_suppression_list,
-    )
-
-    partitions = {
-        pk
-        for pk in instance.get_materialized_partitions(AssetKey("non_deliverables"))
-        if pk <= up_to
-    }
-    table = build_suppression_list(warehouse, settings, partitions, set())
-    push = table.filter(
-        pc.is_in(table.column("channel"), value_set=pa.array(sorted(PUSH_CHANNEL_PLATFORMS)))
-    )
-    platform = xdm.lookup(push.column("channel"), PUSH_CHANNEL_PLATFORMS)
-    return set(normalized(push.column("address"), platform).to_pylist()) - {None}

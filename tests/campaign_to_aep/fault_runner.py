@@ -12,6 +12,7 @@ import sys
 from dagster import DagsterInstance, materialize
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import AzureBlobDropZone, FileLedger, PipelineSettings, SftpDropZone, Warehouse
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 
@@ -33,7 +34,7 @@ def main(raw: str) -> int:
     }
     print("started", flush=True)
     result = materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=cfg["partition"],
         resources=resources,
         instance=DagsterInstance.ephemeral(),

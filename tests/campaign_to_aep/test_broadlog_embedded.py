@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
@@ -51,7 +52,7 @@ def env(tmp_path):
 
 def run(resources, instance=None):
     return materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=PK,
         resources=resources,
         instance=instance or DagsterInstance.ephemeral(),

@@ -9,6 +9,7 @@ import time
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import DropZoneAccessDenied, FileLedger, PipelineSettings
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
@@ -31,7 +32,7 @@ BAD = ["301,77,1301,,broken-address,1,0,0,2026-11-23 09:00:00", "302,77,1302"]
 
 def materialize_partition(resources, instance, pk=PK):
     return materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=pk,
         resources=resources,
         instance=instance,

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.campaign_to_aep.export_checks import evaluate_xdm
 from asset_checks.campaign_to_aep.freshness import freshness_result
 from resources import PipelineSettings, embedded_resources
@@ -225,7 +226,7 @@ def drop(root, flow, rows, layout_index=0, stamp=STAMP):
 
 def run(defs, resources, instance=None, pk=PK):
     return materialize(
-        [*defs.assets, *defs.asset_checks],
+        [*defs.assets, *campaign_export_checks(defs.flow)],
         partition_key=pk,
         resources=resources,
         instance=instance or DagsterInstance.ephemeral(),

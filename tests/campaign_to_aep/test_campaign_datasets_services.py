@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
     non_deliverables_defs,
@@ -66,14 +67,14 @@ def test_generated_export_through_sftp_and_blob(services, tmp_path, dataset, lay
     assert [r.partition_key for r in tick.run_requests] == [PK]
     if dataset == "tracking_log":
         assert materialize(
-            [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+            [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
             partition_key=PK,
             resources=services,
             instance=instance,
         ).success
 
     result = materialize(
-        [*defs.assets, *defs.asset_checks],
+        [*defs.assets, *campaign_export_checks(defs.flow)],
         partition_key=PK,
         resources=services,
         instance=instance,

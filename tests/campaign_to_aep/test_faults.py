@@ -20,6 +20,7 @@ import pytest
 from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import AzureBlobDropZone, DropZoneAccessDenied, PipelineSettings
 from resources.sftp import FileChangedWhileReading
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
@@ -52,9 +53,9 @@ def export(rows: int, bad: int = 0, hour: int = 8) -> bytes:
 
 def run(resources, pk=PK, typed_only=False):
     selection = (
-        [broadlog_defs.assets[0], broadlog_defs.asset_checks[0]]
+        [broadlog_defs.assets[0], campaign_export_checks(broadlog_defs.flow)[0]]
         if typed_only
-        else [*broadlog_defs.assets, *broadlog_defs.asset_checks]
+        else [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)]
     )
     return materialize(
         selection,

@@ -21,10 +21,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import LocalDropZone, PipelineSettings, SftpDropZone, embedded_resources
 from resources.drop_zones import UnsafePathError
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.campaign_to_aep.export_flow import SourceFile, plan_tick
+from rtcdp_assets.campaign_to_aep.export_flow.ingest_step import move_source, source_destination
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.shared import partition_rules
 
@@ -63,7 +65,7 @@ def env(tmp_path):
 def run_typed(resources, defs=broadlog_defs, pk=PK):
     """The typed asset with its typed-asset checks (reconciliation among them)."""
     return materialize(
-        [defs.assets[0], defs.asset_checks[0]],
+        [defs.assets[0], campaign_export_checks(defs.flow)[0]],
         partition_key=pk,
         resources=resources,
         instance=DagsterInstance.ephemeral(),
@@ -476,8 +478,8 @@ def test_archive_and_quarantine_moves_refuse_a_name_that_would_escape(env):
         source = SourceFile(name, entry, "incoming")
         for target in ("archive", "quarantine"):
             with pytest.raises(UnsafePathError):
-                dest = broadlog_flow._destination(resources["settings"], source, target)
-                broadlog_flow._move_source(zone, source, dest, {"reason": "x"})
+                dest = source_destination(broadlog_flow, resources["settings"], source, target)
+                move_source(zone, source, dest, {"reason": "x"})
     assert (root / "campaign_sftp" / "export" / NAME).exists()
     assert not list(root.rglob("escaped.csv"))
 

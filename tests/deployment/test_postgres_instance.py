@@ -40,6 +40,7 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 from dagster._daemon.sensor import execute_sensor_iteration
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_dev.sample_data import write_dataset_files
 
@@ -216,7 +217,9 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
             db,
             "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions",
         )
-        per_run = [spec.key for c in broadlog_defs.asset_checks for spec in c.check_specs]
+        per_run = [
+            spec.key for c in campaign_export_checks(broadlog_defs.flow) for spec in c.check_specs
+        ]
         assert len(checks) == len(per_run) * EXPORTED
         assert {c[3] for c in checks} == {"SUCCEEDED"}
         assert {c[2] for c in checks} == set(keys[-EXPORTED:])

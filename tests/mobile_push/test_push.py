@@ -17,15 +17,20 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
+from asset_checks.campaign_to_aep.push_subscription_checks import (
+    quarantine_result,
+    token_format_result,
+)
 from asset_checks.mobile_push.aep_push_token_checks import (
     aep_push_tokens_checks,
     duplicate_registration_check,
 )
-from asset_checks.mobile_push.push_checks import quarantine_result, token_format_result
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
     non_deliverables_defs,
     non_deliverables_flow,
+    quarantined_tokens,
 )
 from rtcdp_assets.campaign_to_aep.push_subscriptions import (
     map_subscriptions,
@@ -34,7 +39,6 @@ from rtcdp_assets.campaign_to_aep.push_subscriptions import (
 )
 from rtcdp_assets.mobile_push import aep_push_tokens as aep
 from rtcdp_assets.mobile_push.push_token_columns import arrow_table
-from rtcdp_assets.shared.push_tokens import quarantined_tokens
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev import sample_data as sd
 from tests.results import materialization
@@ -86,7 +90,7 @@ def subscription(n: int, platform: str, token: str, **extra: str) -> dict[str, s
 
 def run(defs, resources, instance, pk=PK):
     return materialize(
-        [*defs.assets, *defs.asset_checks],
+        [*defs.assets, *campaign_export_checks(defs.flow)],
         partition_key=pk,
         resources=resources,
         instance=instance,
@@ -287,7 +291,7 @@ def test_quarantined_token_is_never_published_active(env):
     assert failing.metadata["quarantined_tokens_published_active"].value == 1
     spec = next(
         s
-        for c in push_subscriptions_defs.asset_checks
+        for c in campaign_export_checks(push_subscriptions_defs.flow)
         for s in c.check_specs
         if s.name == "push_quarantine_respected"
     )

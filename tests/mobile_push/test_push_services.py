@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.mobile_push.aep_push_token_checks import (
     aep_push_tokens_checks,
     duplicate_registration_check,
@@ -52,7 +53,7 @@ def test_push_subscriptions_and_aep_tokens_through_sftp_and_blob(services, azuri
     assert isinstance(tick, SensorResult)
     assert [r.partition_key for r in tick.run_requests] == [PK]
     result = materialize(
-        [*push_subscriptions_defs.assets, *push_subscriptions_defs.asset_checks],
+        [*push_subscriptions_defs.assets, *campaign_export_checks(push_subscriptions_defs.flow)],
         partition_key=PK,
         resources=resources,
         instance=instance,

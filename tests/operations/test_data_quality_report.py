@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dagster import DagsterInstance, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_assets.operations.data_quality_report import build_data_quality_report
 from tests.campaign_to_aep.test_broadlog_embedded import BAD, GOOD, PK, write_export
@@ -24,12 +25,12 @@ def test_report_lists_every_check_with_evidence_and_masked_rejects(tmp_path):
     )
     instance = DagsterInstance.ephemeral()
     assert materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=PK,
         resources=resources,
         instance=instance,
     ).success
-    keys = [spec.key for c in broadlog_defs.asset_checks for spec in c.check_specs]
+    keys = [spec.key for c in campaign_export_checks(broadlog_defs.flow) for spec in c.check_specs]
     report_asset = build_data_quality_report(["broadlog", "tracking_log"], keys)
     result = materialize([report_asset], partition_key=PK, resources=resources, instance=instance)
     meta = result.asset_materializations_for_node("data_quality_report")[0].metadata
@@ -82,12 +83,12 @@ def test_a_range_of_partitions_is_one_run_with_a_page_per_partition(tmp_path):
     write_export(tmp_path, "broadLog_20261123_0800.csv", GOOD + BAD)
     instance = DagsterInstance.ephemeral()
     assert materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=PK,
         resources=resources,
         instance=instance,
     ).success
-    keys = [spec.key for c in broadlog_defs.asset_checks for spec in c.check_specs]
+    keys = [spec.key for c in campaign_export_checks(broadlog_defs.flow) for spec in c.check_specs]
     report_asset = build_data_quality_report(["broadlog"], keys)
     assert report_asset.backfill_policy == BackfillPolicy.single_run()
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.operations.ledger_checks import build_file_ledger_checks
 from resources import embedded_resources
 from resources.drop_zones import Entry
@@ -48,7 +49,7 @@ def env(tmp_path):
 def run(env, pk: str):
     _, resources, instance = env
     result = materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key=pk,
         resources=resources,
         instance=instance,
@@ -168,7 +169,7 @@ def test_a_quarantined_version_records_its_reason(env):
     drop(root, "broadLog_20261123_0800.csv", b"")
     _, resources, instance = env
     materialize(
-        [*broadlog_defs.assets, *broadlog_defs.asset_checks],
+        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
         partition_key="2026-11-23-08:00",
         resources=resources,
         instance=instance,

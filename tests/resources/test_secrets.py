@@ -17,6 +17,8 @@ from dagster import DagsterInstance, Definitions, SensorResult, build_sensor_con
 from dagster._core.remote_representation.external_data import RepositorySnap
 from dagster._serdes import serialize_value
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
+from asset_checks.campaign_to_aep.freshness import build_freshness_check
 from resources import PipelineSettings, production_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_dev.services import SSH_KEYGEN_BINARY
@@ -96,7 +98,7 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
     with build_sensor_context(instance=instance, resources=resources) as ctx:
         tick = broadlog_defs.sensor(ctx)
     assert isinstance(tick, SensorResult) and len(tick.run_requests) == 1
-    selection = [*broadlog_defs.assets, *broadlog_defs.asset_checks]
+    selection = [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)]
     ok = materialize(
         selection,
         partition_key=PK,
@@ -123,7 +125,10 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
         RepositorySnap.from_def(
             Definitions(
                 assets=[*broadlog_defs.assets],
-                asset_checks=[*broadlog_defs.asset_checks],
+                asset_checks=[
+                    *campaign_export_checks(broadlog_defs.flow),
+                    build_freshness_check(broadlog_defs.flow.typed_key),
+                ],
                 sensors=[broadlog_defs.sensor],
                 jobs=[broadlog_defs.job],
                 resources=resources,

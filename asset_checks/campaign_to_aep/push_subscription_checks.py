@@ -1,4 +1,4 @@
-"""Guardrails of the mobile push part of the pattern.
+"""Guardrails of Campaign's push subscriptions (`push_subscriptions`, a Campaign export).
 
 - `push_token_format` on `push_subscriptions` (blocking, ERROR): every typed subscription's
   token matches its platform's format (APNs 64 hex characters, FCM the permissive pattern of
@@ -14,13 +14,13 @@ The functions computing results take plain arguments, so tests can call them wit
 
 from collections import Counter
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
+    AssetChecksDefinition,
     AssetCheckSeverity,
     AssetKey,
     MetadataValue,
@@ -30,10 +30,9 @@ from dagster import (
 from asset_checks.campaign_to_aep.export_checks import _spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
+from rtcdp_assets.campaign_to_aep.non_deliverables import quarantined_tokens
 from rtcdp_assets.shared import push_tokens, xdm
-
-if TYPE_CHECKING:
-    from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 
 
 # --------------------------------------------------------------------------------------------
@@ -69,7 +68,9 @@ def token_format_result(
     )
 
 
-def build_token_format_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+def build_token_format_check(
+    flow: CampaignExportDescription, key: AssetKey
+) -> AssetChecksDefinition:
     spec = _spec(
         "push_token_format",
         key,
@@ -130,7 +131,7 @@ def quarantine_result(
     )
 
 
-def build_quarantine_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
+def build_quarantine_check(flow: CampaignExportDescription, key: AssetKey) -> AssetChecksDefinition:
     spec = _spec(
         "push_quarantine_respected",
         key,
@@ -146,7 +147,7 @@ def build_quarantine_check(flow: "CampaignExportFlow", key: AssetKey) -> Any:
         context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
     ) -> Iterator[AssetCheckResult]:
         pk = context.partition_key
-        quarantined = push_tokens.quarantined_tokens(context.instance, warehouse, settings, pk)
+        quarantined = quarantined_tokens(context.instance, warehouse, settings, pk)
         yield quarantine_result(flow.xdm_dataset, warehouse, pk, quarantined)
 
     return quarantine_checks

@@ -1,0 +1,199 @@
+"""The tick planning of `<dataset>_export_sensor`: which export file versions to run, from a
+listing of the SFTP export folder, the file ledger and the sensor's cursor.
+
+No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
+functions (context and resource parameters) at definition time.
+"""
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dagster import (
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name
+from resources.file_ledger import FileLedger, FileVersion, Presence
+from resources.settings import PipelineSettings
+from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
+
+SOURCE_FILE_TAG = "rtcdp/source_file"
+SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
+
+
+@dataclass
+class TickPlan:
+    run_requests: list[RunRequest]
+    cursor: str
+    notes: list[str]
+    new: list[Entry] = field(default_factory=list)  # versions to record as pending
+    gone: list[tuple[str, str]] = field(default_factory=list)  # (name, identity) left the folder
+
+
+def _request_token(run_key: str) -> str:
+    # The cursor holds the versions requested but not settled yet; short digests keep it small
+    # even when thousands of files arrive at once.
+    return hashlib.sha256(run_key.encode()).hexdigest()[:16]
+
+
+def plan_tick(
+    flow: CampaignExportDescription,
+    entries: Sequence[Entry],
+    known: Mapping[tuple[str, str], Presence],
+    cursor: str | None,
+    now: datetime,
+    settings: PipelineSettings,
+) -> TickPlan:
+    """Decide which file versions to run, from a listing, the ledger and the cursor.
+
+    A version is requested once: when the ledger has no fate for it yet (not processed,
+    quarantined, duplicate or superseded) and the cursor does not hold it as already
+    requested. Neither file times nor the wall clock decide what is new, so a file that
+    arrives late with an old modification time is still picked up. The run key is the path
+    plus the content identity, so a new version of the same name always runs.
+
+    A version is ready when it is not under a temporary name, not empty, not modified within
+    `file_settle_seconds`, seen unchanged for `stability_window_seconds` across ticks (for
+    writers that cannot rename) and, if configured, has its completion marker beside it.
+    """
+    state = json.loads(cursor) if cursor else {}
+    requested = set(state.get("requested", []))
+    still_requested: set[str] = set()
+    requests: list[RunRequest] = []
+    notes: list[str] = []
+    new: list[Entry] = []
+    listed: set[tuple[str, str]] = set()
+    unrecognised = []
+    marker = settings.completion_marker_suffix
+    paths = {e.path for e in entries} if marker else set()
+    for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
+        key = (entry.name, entry.identity)
+        row = known.get(key)
+        if row is not None:
+            listed.add(key)
+            if row.status != "pending":
+                notes.append(
+                    f"{entry.name} is already {row.status} (run {row.run_id}); the next run of "
+                    f"{row.partition} moves it out of the export folder"
+                )
+                continue
+            run_key = f"{entry.path}@{entry.identity}"
+            token = _request_token(run_key)
+            if token in requested:
+                # Requested by an earlier tick, not settled yet: the cheap path of idle ticks.
+                still_requested.add(token)
+                continue
+            first_seen = datetime.fromisoformat(row.first_seen)
+        else:
+            first_seen = now
+        if is_temporary_name(entry.name):
+            continue
+        pk = flow.partition_for(entry.name)
+        if pk is None:
+            if entry.name.lower().startswith(flow.file_prefix.lower()) and not (
+                marker and entry.name.endswith(marker)
+            ):
+                unrecognised.append(entry.name)
+            continue
+        if row is None:
+            listed.add(key)
+            new.append(entry)
+        run_key = f"{entry.path}@{entry.identity}"
+        waiting = _not_ready(entry, first_seen, now, settings, paths)
+        if waiting:
+            notes.append(f"{entry.name}: {waiting}; waiting")
+            continue
+        requests.append(
+            RunRequest(
+                run_key=run_key,
+                partition_key=pk,
+                tags={SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity},
+            )
+        )
+        still_requested.add(_request_token(run_key))
+    if unrecognised:
+        notes.append(
+            f"left alone, name not recognised as {flow.file_prefix}_YYYYMMDD_HHMM.csv[.gz]: "
+            + ", ".join(sorted(unrecognised)[:20])
+        )
+    return TickPlan(
+        requests,
+        json.dumps({"requested": sorted(still_requested)}),
+        notes,
+        new=new,
+        gone=[key for key in known if key not in listed],
+    )
+
+
+def _not_ready(
+    entry: Entry,
+    first_seen: datetime,
+    now: datetime,
+    settings: PipelineSettings,
+    paths: set[str],
+) -> str:
+    """Why a version must wait, or "" when it can be read."""
+    if entry.size == 0:
+        return "empty so far (still being written?)"
+    if now.timestamp() - entry.modified_ts < settings.file_settle_seconds:
+        return "modified moments ago, still being written"
+    window = settings.stability_window_seconds
+    if window > 0 and (now - first_seen).total_seconds() < window:
+        return f"size and time must stay unchanged for {window:g} s across ticks"
+    marker = settings.completion_marker_suffix
+    if marker and f"{entry.path}{marker}" not in paths:
+        return f"no completion marker {entry.name}{marker} yet"
+    return ""
+
+
+def build_export_sensor(flow: CampaignExportDescription, job: Any) -> Any:
+
+    @sensor(
+        name=f"{flow.dataset}_export_sensor",
+        job=job,
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            f"Watches the Campaign SFTP export folder for {flow.file_prefix}_*.csv[.gz] and "
+            "requests one run per file version."
+        ),
+    )
+    def export_sensor(
+        context: SensorEvaluationContext,
+        campaign_sftp: DropZone,
+        settings: PipelineSettings,
+        file_ledger: FileLedger,
+    ) -> SensorResult | SkipReason:
+        folder = settings.campaign_export_folder
+        zone_id = campaign_sftp.describe()
+        try:
+            entries = campaign_sftp.list(folder)
+        except DropZoneUnavailable as exc:
+            # The cursor is untouched, so nothing is missed once the server is back.
+            return SkipReason(f"Campaign SFTP unavailable, will retry: {exc}")
+        now = datetime.now(UTC)
+        known = file_ledger.present(zone_id, folder, flow.dataset)
+        plan = plan_tick(flow, entries, known, context.cursor, now, settings)
+        # Recorded before the run requests are returned: if this tick fails, the versions
+        # are simply still pending and the next tick requests them.
+        gone = [FileVersion(zone_id, folder, name, identity) for name, identity in plan.gone]
+        file_ledger.observe(zone_id, folder, flow.dataset, plan.new, gone, seen_at=now)
+        for note in plan.notes:
+            context.log.info(note)
+        if not plan.run_requests:
+            return SensorResult(
+                skip_reason=SkipReason("; ".join(plan.notes[:20]) or "no new export files"),
+                cursor=plan.cursor,
+            )
+        return SensorResult(run_requests=plan.run_requests, cursor=plan.cursor)
+
+    return export_sensor
