@@ -30,32 +30,18 @@ from dagster import (
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
-    AssetCheckSpec,
     AssetKey,
     MetadataValue,
     multi_asset_check,
 )
 
+from asset_checks.partition_reconciliation import partition_check_spec, reconcile
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
 from rtcdp_assets.shared import xdm
-from rtcdp_assets.shared.partitions import four_hourly_partitions
 
 MAX_IDENTITIES_PER_RECORD = 20  # adobe-formats.md §e2 (Identity Service guardrail)
-
-
-def _spec(
-    name: str, asset: AssetKey, description: str, *, blocking: bool, source: str, limit: str = ""
-) -> AssetCheckSpec:
-    return AssetCheckSpec(
-        name=name,
-        asset=asset,
-        blocking=blocking,
-        description=description,
-        partitions_def=four_hourly_partitions,
-        metadata={"guardrail/source": source, "guardrail/limit": limit},
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -63,7 +49,7 @@ def _spec(
 # --------------------------------------------------------------------------------------------
 def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetChecksDefinition:
     specs = [
-        _spec(
+        partition_check_spec(
             "reconciliation",
             key,
             "Per source file: rows in the file = typed rows + quarantined rows, and no file was "
@@ -72,7 +58,7 @@ def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetC
             source="project: nothing lost, counts reconcile",
             limit="rows in = rows out + rows rejected",
         ),
-        _spec(
+        partition_check_spec(
             "single_org_unit",
             key,
             "Every row of an export that carries the organizational-unit column belongs to the "
@@ -81,7 +67,7 @@ def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetC
             source="blueprint: single organizational unit deployments only (§f1)",
             limit="1 organizational unit",
         ),
-        _spec(
+        partition_check_spec(
             "export_cadence",
             key,
             "At most one Campaign export per 4-hour window (WARN unless configured as ERROR).",
@@ -101,69 +87,6 @@ def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetC
         yield cadence_result(flow, warehouse, settings, pk)
 
     return typed_checks
-
-
-def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
-    """Counts from the manifest against what is actually stored, file by file."""
-    key = AssetKey(dataset)
-    manifest = warehouse.get_json(dataset, pk, "manifest.json")
-    if manifest is None:
-        return AssetCheckResult(
-            asset_key=key,
-            check_name="reconciliation",
-            passed=False,
-            metadata={"error": "partition has no manifest"},
-        )
-    counted, mismatches = recount_files(warehouse, dataset, pk, manifest["files"], "source_file")
-    quarantined = [
-        f"{f['source_file']}: {f['reason']}"
-        for f in manifest["files"]
-        if f["status"] == "quarantined"
-    ]
-    return AssetCheckResult(
-        asset_key=key,
-        check_name="reconciliation",
-        passed=not mismatches and not quarantined,
-        severity=AssetCheckSeverity.ERROR,
-        metadata={
-            "rows_in": sum(f["rows_in"] or 0 for f in manifest["files"]),
-            "rows_out": sum(counted["good"].values()),
-            "rows_rejected": sum(counted["rejected"].values()),
-            "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
-            "files_quarantined": MetadataValue.json(quarantined),
-            "mismatches": MetadataValue.json(mismatches),
-        },
-    )
-
-
-def recount_files(
-    warehouse: Warehouse,
-    dataset: str,
-    pk: str,
-    files: list[dict[str, Any]],
-    name_key: str,
-) -> tuple[dict[str, Counter[str]], list[str]]:
-    """Rows actually stored per source file (typed and rejected), and every processed file
-    whose stored rows differ from the counts its manifest entry claims."""
-    counted: dict[str, Counter[str]] = {"good": Counter(), "rejected": Counter()}
-    for kind, name, col in (
-        ("good", "data.parquet", "_source_file"),
-        ("rejected", "rejects.parquet", "source_file"),
-    ):
-        with warehouse.local_copy(dataset, pk, name) as local:
-            if local is None:
-                continue
-            column = pq.read_table(local, columns=[col]).column(col)
-            for item in pc.value_counts(column).to_pylist():
-                counted[kind][item["values"]] = item["counts"]
-    mismatches = []
-    for f in files:
-        if f["status"] != "processed":
-            continue
-        good, bad = counted["good"][f[name_key]], counted["rejected"][f[name_key]]
-        if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
-            mismatches.append(f"{f[name_key]}: {f['rows_in']} in, {good} stored + {bad} rejected")
-    return counted, mismatches
 
 
 def org_unit_result(
@@ -253,7 +176,9 @@ def build_xdm_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetChe
     specs = []
     for name in xdm_check_names(flow):
         description, source, limit = XDM_CHECK_DESCRIPTIONS[name]
-        specs.append(_spec(name, key, description, blocking=True, source=source, limit=limit))
+        specs.append(
+            partition_check_spec(name, key, description, blocking=True, source=source, limit=limit)
+        )
 
     @multi_asset_check(specs=specs, name=f"{flow.xdm_dataset}_checks")
     def xdm_checks(

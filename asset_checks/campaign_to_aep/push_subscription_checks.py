@@ -27,7 +27,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from asset_checks.campaign_to_aep.export_checks import _spec
+from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
@@ -71,7 +71,7 @@ def token_format_result(
 def build_token_format_check(
     flow: CampaignExportDescription, key: AssetKey
 ) -> AssetChecksDefinition:
-    spec = _spec(
+    spec = partition_check_spec(
         "push_token_format",
         key,
         "Every typed push subscription's token matches its platform's format (APNs: 64 hex "
@@ -132,7 +132,7 @@ def quarantine_result(
 
 
 def build_quarantine_check(flow: CampaignExportDescription, key: AssetKey) -> AssetChecksDefinition:
-    spec = _spec(
+    spec = partition_check_spec(
         "push_quarantine_respected",
         key,
         "No push token that Campaign lists as quarantined or denylisted on the push channels "

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dagster import AssetCheckExecutionContext, AssetCheckResult, multi_asset_check
 
 from asset_checks.mobile_push.duplicate_registration import build_duplicate_registration_check
-from asset_checks.mobile_push.partition_checks import partition_check_spec, reconcile
+from asset_checks.partition_reconciliation import partition_check_spec, reconcile
 from resources.warehouse import Warehouse
 from rtcdp_assets.mobile_push.aep_push_tokens import aep_push_tokens
 from rtcdp_assets.mobile_push.push_token_records import DATASET

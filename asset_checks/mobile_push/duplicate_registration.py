@@ -20,7 +20,7 @@ from dagster import (
     multi_asset_check,
 )
 
-from asset_checks.mobile_push.partition_checks import partition_check_spec
+from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.mobile_push.push_token_records import DATASET as AEP_PUSH_DATASET

@@ -91,14 +91,13 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     PUBLISHED,
     read_staged_rows,
 )
-from rtcdp_assets.campaign_to_aep.broadlog import STATUS_LABELS
-from rtcdp_assets.campaign_to_aep.tracking_log import URL_TYPES
+from rtcdp_assets.shared.campaign_codes import BROADLOG_STATUS_LABELS, TRACKING_URL_TYPES
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 
 AUDIENCE_REACH = "audience_reach"
 SUPPRESSION_REASONS = ("quarantine", "denylisted", "opted_out")
 CLICK_TYPES = frozenset(
-    k for k, v in URL_TYPES.items() if v in {"email_click", "web", "transaction"}
+    k for k, v in TRACKING_URL_TYPES.items() if v in {"email_click", "web", "transaction"}
 )
 STAGES = ("exported", "matched", "targeted", "sent", "delivered", "opened", "clicked")
 _BROADLOG_COLUMNS = [
@@ -237,7 +236,7 @@ def export_reach(
     broadlog = broadlog.assign(who=_to_recipient(broadlog, targeted))
     in_window = (broadlog["event_date"] >= start) & (broadlog["event_date"] <= end)
     broadlog = broadlog[in_window & broadlog["who"].notna()]
-    status = broadlog["status"].astype("string").map(STATUS_LABELS)
+    status = broadlog["status"].astype("string").map(BROADLOG_STATUS_LABELS)
     failure = (
         broadlog["failure_type"].astype("Int64").astype("string").map(settings.failure_type_codes)
     )

@@ -36,6 +36,7 @@ import pyarrow.compute as pc
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.campaign_codes import BROADLOG_STATUS_LABELS
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.shared.xdm_conformance import (
     EXPERIENCE_EVENT,
@@ -43,9 +44,7 @@ from rtcdp_assets.shared.xdm_conformance import (
     FG_DIRECT_MARKETING,
 )
 
-# Status codes with a public source (adobe-formats.md §b3); other instances may use more:
-# add them to settings.broadlog_status_codes.
-STATUS_LABELS = {"1": "sent", "2": "failed", "6": "pending", "7": "cancelled"}
+STATUS_LABELS = BROADLOG_STATUS_LABELS
 
 # failureReason technical values for email (adobe-formats.md §b3, V8-FAIL).
 FAILURE_REASONS = {

@@ -28,6 +28,7 @@ from dagster import AssetKey
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.campaign_codes import TRACKING_URL_TYPES
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.shared.xdm_conformance import (
     EXPERIENCE_EVENT,
@@ -35,14 +36,7 @@ from rtcdp_assets.shared.xdm_conformance import (
     FG_DIRECT_MARKETING,
 )
 
-URL_TYPES = {
-    "1": "email_click",
-    "2": "open",
-    "3": "opt_out",
-    "4": "web",
-    "5": "transaction",
-    "6": "mirror_page",
-}
+URL_TYPES = TRACKING_URL_TYPES
 
 FIELDS = (
     FieldSpec("tracking_log_id", "int", required=True, description="Tracking log ID (PK)."),

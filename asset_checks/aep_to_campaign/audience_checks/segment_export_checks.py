@@ -16,7 +16,7 @@ from dagster import (
 )
 
 from asset_checks.aep_to_campaign.audience_checks.guardrail_spec import guardrail_spec
-from asset_checks.campaign_to_aep.export_checks import recount_files
+from asset_checks.partition_reconciliation import recount_files
 from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import SEGMENT_EXPORTS

@@ -1,5 +1,5 @@
-"""What the checks of the mobile push wing share: the spec of a partitioned check, and the
-per-file recount of a partition against its manifest (as the Campaign datasets are recounted).
+"""What the check wings share: the spec of a check on a 4-hour partition, and the per-file
+recount of a stored partition against its manifest (`reconciliation`).
 """
 
 from collections import Counter
