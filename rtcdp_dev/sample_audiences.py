@@ -36,6 +36,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from resources.audience_settings import AepDestinationOptions
+from rtcdp_assets.campaign_to_aep.non_deliverables import NON_DELIVERABLES_FORMAT
+from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT
+from rtcdp_assets.campaign_to_aep.profiles import PROFILES_FORMAT
 from rtcdp_assets.shared.ingest import ExportFormat
 
 FIRST_NAMES = ("Ann", "Bo", "Chloé", "Dmitri", "Eve", "Farah", 'Jo "JJ"', "Zoë", "Liam", "Mei")
@@ -78,10 +81,6 @@ def campaign_exports(
     """Campaign export files (Campaign Classic layout) for `recipients`: their profiles, the
     email addresses of `recipients[i]` for i in `quarantined` in the quarantine list (status 3),
     and email opt-outs (blacklist_email) for i in `opted_out`."""
-    from rtcdp_assets.campaign_to_aep.non_deliverables import NON_DELIVERABLES_FORMAT
-    from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT
-    from rtcdp_assets.campaign_to_aep.profiles import PROFILES_FORMAT
-
     when = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:00"
     bounces = [
         {
