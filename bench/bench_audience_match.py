@@ -15,7 +15,7 @@ in a fresh process (peak RSS from VmHWM):
   of each recipient, ambiguity, suppression, the staged import CSV files, quarantine and
   exclusions Parquet, manifest.
 
-Target (issue 7): 10 M members against 50 M profiles in at most 60 s and 4 GiB. Absolute times
+Target: 10 M members against 50 M profiles in at most 60 s and 4 GiB. Absolute times
 drift +-25 % between runs on a shared 2-core machine; the ratio to the plain join is the figure
 to compare. The inputs take about 2 GB under the temp folder and are deleted afterwards.
 """

@@ -10,7 +10,7 @@ Times, each in a fresh process (what the daemon, the webserver and every run wor
 - validate_cli: `dagster definitions validate -w workspace.yaml`, end to end (CLI start-up,
   loading the workspace, validation).
 
-Target (issue 7): definitions load in at most 3 s. Medians of `--repeat` runs; absolute times
+Target: definitions load in at most 3 s. Medians of `--repeat` runs; absolute times
 drift +-25 % between runs on a shared 2-core machine, so compare the ratio to `import dagster`.
 
 Bytecode: a deployed code location has its modules compiled (pip and the image build write

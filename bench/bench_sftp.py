@@ -18,7 +18,7 @@ the run process, reading ahead of the parser. `--child-process` adds both with
 `read_in_child_process=True` (the download in a child process streaming through a pipe, its
 start-up included) for comparison.
 
-Target (issue 7): end_to_end at most 1.2 x max(transfer, parse). The transfer rate is reported
+Target: end_to_end at most 1.2 x max(transfer, parse). The transfer rate is reported
 as a ratio to OpenSSH's client. Approaches run interleaved, round after round, each in a fresh
 process; each figure is the median of `--repeat` runs, and the ratio is also given per round.
 Absolute times drift +-25 % between runs on a shared 2-core machine, so compare the ratios.

@@ -10,11 +10,11 @@ destination connection in AEP's activation UI, so they are configured per destin
 from dagster import Config, ConfigurableResource
 from pydantic import Field
 
-AEP_ROWS_PER_FILE = 5_000_000  # AEP splits exported files at 5,000,000 rows (adobe-formats §a1)
+AEP_ROWS_PER_FILE = 5_000_000  # AEP splits exported files at 5,000,000 rows (docs/formats.md §a1)
 
 
 class AepDestinationOptions(Config):
-    """How one AEP destination connection writes its files (adobe-formats §a2, §a3, §a5)."""
+    """How one AEP destination connection writes its files (docs/formats.md §a2, §a3, §a5)."""
 
     kind: str = Field(
         default="batch",

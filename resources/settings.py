@@ -1,8 +1,8 @@
 """Pipeline settings: the knobs the pattern leaves to each deployment.
 
-Values marked UNCONFIRMED in adobe-formats (numeric codes no public source
-settles, identity namespace codes, time zones of Campaign exports) live here so that a
-deployment can set them from the environment instead of editing code.
+Values marked UNCONFIRMED in docs/formats.md (numeric codes no public source settles, identity
+namespace codes, time zones of Campaign exports) live here so that a deployment can set them
+from the environment instead of editing code.
 """
 
 from __future__ import annotations
@@ -97,13 +97,13 @@ class PipelineSettings(ConfigurableResource):
         ),
     )
     address_status_codes: dict[str, str] = Field(
-        # Only 2 = Valid has a public source (adobe-formats §b5): set your instance's codes.
+        # Only 2 = Valid has a public source (docs/formats.md §b5): set your instance's codes.
         default={"1": "with_errors", "2": "valid", "3": "quarantine", "4": "denylisted"},
         description="nms:address status code -> valid / with_errors / quarantine / denylisted.",
     )
     address_channel_codes: dict[str, str] = Field(
         # NmsService iType numbering (0 email, 1 SMS, 2 phone, 3 direct mail, 4 fax). The push
-        # channels' codes (MESSAGETYPE_IOS / MESSAGETYPE_ANDROID, adobe-formats §b5) are
+        # channels' codes (MESSAGETYPE_IOS / MESSAGETYPE_ANDROID, docs/formats.md §b5) are
         # UNCONFIRMED: 41/42 are placeholders outside the known range; set your instance's.
         default={
             "0": "email",
@@ -118,7 +118,7 @@ class PipelineSettings(ConfigurableResource):
         "for device tokens).",
     )
     failure_type_codes: dict[str, str] = Field(
-        # UNCONFIRMED numeric codes (adobe-formats §b3): set them to your instance's values.
+        # UNCONFIRMED numeric codes (docs/formats.md §b3): set them to your instance's values.
         default={"0": "undefined", "1": "soft", "2": "hard", "3": "ignored"},
         description="broadLog failureType code -> hard / soft / ignored / undefined.",
     )
@@ -133,7 +133,7 @@ class PipelineSettings(ConfigurableResource):
         ),
     )
     push_token_namespaces: dict[str, str] = Field(
-        # UNCONFIRMED: adobe-formats §d lists the APNs / FCM namespace codes as unknown.
+        # UNCONFIRMED: docs/formats.md §d lists the APNs / FCM namespace codes as unknown.
         default={"apns": "APNS", "apnsSandbox": "APNS", "fcm": "FCM"},
         description="Push platform -> identityMap namespace code of its device tokens.",
     )
@@ -160,7 +160,7 @@ class PipelineSettings(ConfigurableResource):
         default="aep_dataset_exports",
         description=(
             "Folder of AEP dataset exports in the aep_dataset_export zone: "
-            "<folder>/<datasetId>/exportTime=YYYYMMDDHHMM/ (adobe-formats §a1)."
+            "<folder>/<datasetId>/exportTime=YYYYMMDDHHMM/ (docs/formats.md §a1)."
         ),
     )
     aep_push_token_dataset_ids: list[str] = Field(

@@ -23,7 +23,7 @@ from dagster import ConfigurableResource
 
 from resources.drop_zones import DropZone, Entry, join
 
-# Writer settings measured in performance-notes.md and bench/README.md: zstd, dictionaries only
+# Writer settings measured in bench/README.md: zstd, dictionaries only
 # on columns with few distinct values (decided per column by `dictionary_columns`).
 PARQUET_OPTIONS: dict[str, object] = {"compression": "zstd"}
 # A column gets a dictionary when its first batch has at most this share of distinct values:

@@ -14,7 +14,7 @@ For tests and demos of the AEP → Campaign audience flow (rtcdp_assets/segments
 - `campaign_exports(...)`: the Campaign side (profiles, non-deliverables, preferences export
   files) for the same recipients, some of them quarantined or opted out.
 
-CSV columns follow adobe-formats §a2/§a4: `person_name_firstName, person_name_lastName,
+CSV columns follow docs/formats.md §a2/§a4: `person_name_firstName, person_name_lastName,
 personalEmail_address, external_id, segmentMembership_ups_<id>_status,
 segmentMembership_ups_<id>_lastQualificationTime` (XDM paths with `.` → `_`). Every address uses
 reserved test domains (example.com / example.org / example.net). Names include quotes, commas
@@ -232,7 +232,7 @@ def _values(m: AudienceMember) -> list[str | None]:
 
 
 def _render(value: str | None, opts: AepDestinationOptions) -> str:
-    """One value the way Spark's CSV writer does with AEP's options (adobe-formats §a2)."""
+    """One value the way Spark's CSV writer does with AEP's options (docs/formats.md §a2)."""
     if value is None:
         return opts.null_value
     if value == "":
@@ -313,7 +313,7 @@ def manifest(
     scheduled: datetime | None = None,
     sink_path: str = "/aep/exports",
 ) -> tuple[str, bytes]:
-    """`manifest-<destinationId>-<dataflowRunId>.json` listing `files` (adobe-formats §a3)."""
+    """`manifest-<destinationId>-<dataflowRunId>.json` listing `files` (docs/formats.md §a3)."""
     when = scheduled or datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     doc = {
         "flowRunId": flow_run_id,

@@ -157,7 +157,7 @@ CHECK_SPECS = [
             "+ rejected by reason per destination. Blocks publication."
         ),
         metadata={
-            "guardrail/source": "AEP identity namespaces and hashing (adobe-formats §d)",
+            "guardrail/source": "AEP identity namespaces and hashing (docs/formats.md §d)",
             "guardrail/limit": "0 contract violations, 0 plain identities on social_ads",
         },
     ),

@@ -41,7 +41,7 @@ from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
 from rtcdp_assets.shared import xdm
 
-MAX_IDENTITIES_PER_RECORD = 20  # adobe-formats.md §e2 (Identity Service guardrail)
+MAX_IDENTITIES_PER_RECORD = 20  # docs/formats.md §e2 (Identity Service guardrail)
 
 
 # --------------------------------------------------------------------------------------------

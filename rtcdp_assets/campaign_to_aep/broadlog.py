@@ -25,7 +25,7 @@ not listed are ignored):
 | org_unit        | sOrgUnit               | orgUnit           |          |
 
 Classic column names follow Campaign's SQL naming (`i` integer, `s` string, `ts` timestamp);
-adobe-formats.md §g marks several of them UNCONFIRMED, which is why layouts are data, not code.
+docs/formats.md §g marks several of them UNCONFIRMED, which is why layouts are data, not code.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from rtcdp_assets.shared.xdm_conformance import (
 
 STATUS_LABELS = BROADLOG_STATUS_LABELS
 
-# failureReason technical values for email (adobe-formats.md §b3, V8-FAIL).
+# failureReason technical values for email (docs/formats.md §b3, V8-FAIL).
 FAILURE_REASONS = {
     "0": "not_defined",
     "1": "user_unknown",

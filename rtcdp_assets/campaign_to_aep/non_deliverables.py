@@ -16,7 +16,7 @@ Accepted file names: `nonDeliverables_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]`.
 | last_modified   | tsLastModified         | lastModified      | yes      |
 | org_unit        | sOrgUnit               | orgUnit           |          |
 
-Status and channel codes are UNCONFIRMED beyond `2 = Valid` (adobe-formats.md §b5), so both
+Status and channel codes are UNCONFIRMED beyond `2 = Valid` (docs/formats.md §b5), so both
 mappings live in `PipelineSettings` (`address_status_codes`, `address_channel_codes`). Rows of a
 channel with no XDM field (postal mail) are quarantined with `unknown_code:channel`, not
 dropped. Device tokens quarantined on the push channels (`push_ios`, `push_android`) become

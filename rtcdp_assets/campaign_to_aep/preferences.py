@@ -17,7 +17,7 @@ Accepted file names: `preferences_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]`.
 | last_modified         | tsLastModified            | lastModified              | yes      |
 | org_unit              | sOrgUnit                  | orgUnit                   |          |
 
-Mapping (Adobe's Campaign ↔ AEP consent sample, adobe-formats.md §c5): a channel flag, or the
+Mapping (Adobe's Campaign ↔ AEP consent sample, docs/formats.md §c5): a channel flag, or the
 global `blackList` (Campaign's delivery mapping applies it to every channel), gives
 `consents.marketing.<channel>.val = "n"`, otherwise `"y"`; `time` is the recipient's
 last modification. `blackList` alone drives `consents.marketing.any`.

@@ -4,7 +4,7 @@ Accepted file names: `appSubscriptions_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]`, w
 4 hours by a Campaign export workflow into the SFTP export folder, like the other datasets.
 The blueprint leaves this export to the implementation (no public source names the file or its
 columns: UNCONFIRMED), so the names below are this project's contract with that workflow,
-following Campaign's SQL naming rule (adobe-formats.md §b1).
+following Campaign's SQL naming rule (docs/formats.md §b1).
 
 | canonical         | Campaign Classic v7/v8 | Campaign Standard | required |
 |-------------------|------------------------|-------------------|----------|

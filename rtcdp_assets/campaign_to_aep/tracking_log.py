@@ -17,7 +17,7 @@ Accepted file names: `trackingLog_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]` in the 
 | device           | sTrackedDevice         | trackedDevice     |          |
 | org_unit         | sOrgUnit               | orgUnit           |          |
 
-URL types (adobe-formats.md §b4): 1 email click, 2 open, 3 opt-out (unsubscription link),
+URL types (docs/formats.md §b4): 1 email click, 2 open, 3 opt-out (unsubscription link),
 4 web page, 5 transaction, 6 mirror page.
 """
 

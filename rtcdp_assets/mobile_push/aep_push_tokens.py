@@ -1,7 +1,7 @@
 """aep_push_tokens: the push tokens AEP knows from the Experience Platform Mobile SDK route.
 
 The Mobile SDK registers each device's push token in a profile dataset (`pushNotificationDetails`
-items). An AEP dataset export (adobe-formats.md §a1) writes that dataset as JSON or Parquet
+items). An AEP dataset export (docs/formats.md §a1) writes that dataset as JSON or Parquet
 files with random names under
 
     <aep_dataset_export_folder>/<datasetId>/exportTime=YYYYMMDDHHMM/<anything>.json[.gz]|.parquet

@@ -21,7 +21,7 @@ registers new audiences, and `audience_guardrails_job` runs it on demand):
 On `campaign_audience_import`, per audience partition, on the staged file before it is uploaded
 (all blocking: a failure keeps the file off the Campaign SFTP server):
 - `source_of_truth`: every row of the import file is an existing Campaign recipient, with that
-  recipient's external ID and email (Campaign is the source of truth, adobe-formats §f1).
+  recipient's external ID and email (Campaign is the source of truth, docs/formats.md §f1).
 - `suppression`: no address of the email import is quarantined, denylisted or opted out.
 - `file_row_limit`: every file the platform writes holds at most `max_rows_per_file` rows.
 - `import_reconciliation`: rows in the export files = imported + excluded by reason +

@@ -15,7 +15,7 @@ behind the `aep_destination` resource (folder `audience_settings.destination_fol
 with `<extension>` one of csv, csv.gz, json, json.gz, parquet.
 
 - `<timestamp>` is `YYYYMMDD_HHMMSS` (SDK and sample manifest), `MMDDYYYY_HHMMSS` (what the UI
-  documentation says) or a 10-digit Unix timestamp (adobe-formats §a1). The two 8+6-digit forms
+  documentation says) or a 10-digit Unix timestamp (docs/formats.md §a1). The two 8+6-digit forms
   cannot be confused: a YYYYMMDD date of this century starts with `20`, which is no month.
   Times are UTC. Every form is normalised to the export stamp `YYYYMMDD_HHMMSS`.
 - `<n>` numbers the split files of one export: AEP starts a new file every 5,000,000 rows

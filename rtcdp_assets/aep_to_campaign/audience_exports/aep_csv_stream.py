@@ -13,7 +13,7 @@ from rtcdp_assets.shared.ingest import CsvOptions, UnreadableFile
 class AepCsvStream(io.RawIOBase):
     """Rewrites an AEP CSV stream into what `ingest_file` reads: UTF-8, RFC 4180 quoting.
 
-    AEP writes CSV with Spark's options (adobe-formats §a2): quotes inside a quoted value are
+    AEP writes CSV with Spark's options (docs/formats.md §a2): quotes inside a quoted value are
     escaped with the escape character (`\\"`, not `""`), a null may be written as `NULL`, the
     file may be UTF-16 or have no header.
 

@@ -86,7 +86,7 @@ def parse_export_name(name: str) -> ExportFileName | None:
 
 @dataclass(frozen=True)
 class AepManifest:
-    """manifest-<destinationId>-<dataflowRunId>.json (adobe-formats §a3)."""
+    """manifest-<destinationId>-<dataflowRunId>.json (docs/formats.md §a3)."""
 
     name: str
     flow_run_id: str

@@ -33,7 +33,7 @@ from rtcdp_assets.shared.ingest import (
 def status_columns(audience_id: str, options: AepDestinationOptions) -> list[str]:
     if options.status_column:
         return [options.status_column]
-    # Dots in XDM paths become `_` in CSV headers (adobe-formats §a2); accept both spellings.
+    # Dots in XDM paths become `_` in CSV headers (docs/formats.md §a2); accept both spellings.
     return [
         f"segmentMembership_ups_{audience_id}_status",
         f"segmentMembership.ups.{audience_id}.status",

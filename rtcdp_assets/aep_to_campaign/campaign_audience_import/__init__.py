@@ -10,7 +10,7 @@ staged import and its reconciliation), `upload` (verified upload to Campaign), `
      export                  staged import file + quarantine           Campaign SFTP import folder,
                              + exclusions (warehouse)                  then `<name>.done`
 
-Campaign is the source of truth for profiles (adobe-formats §f1): an AEP member whose join
+Campaign is the source of truth for profiles (docs/formats.md §f1): an AEP member whose join
 identity (`audience_settings.join_identity`: the Campaign external ID, or the lower-cased email)
 matches no Campaign recipient never reaches Campaign; it goes to the quarantine with the reason
 `not_in_campaign` (`ambiguous_campaign_profile` when several recipients share the identity, so

@@ -11,7 +11,7 @@ The checks are in asset_checks/aep_to_campaign/destination_checks.py.
                                                                        <audience>/<stamp>/… + .done
 
 The blueprint activates an audience to three kinds of destination. What each may receive is an
-**identity contract**, declared as data in `CONTRACTS` (namespaces from adobe-formats §d):
+**identity contract**, declared as data in `CONTRACTS` (namespaces from docs/formats.md §d):
 
 | destination | column              | namespace            | fed by                  | form        |
 |-------------|---------------------|----------------------|-------------------------|-------------|

@@ -38,7 +38,7 @@ class Identity:
     """One identity a destination receives: its column, namespace, source and form."""
 
     column: str  # column of the destination file
-    namespace: str  # AEP identity namespace symbol (adobe-formats §d)
+    namespace: str  # AEP identity namespace symbol (docs/formats.md §d)
     source: str  # column of the member sources (see `member_sources`)
     kind: Kind
     hashed: bool
