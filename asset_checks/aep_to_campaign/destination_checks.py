@@ -167,7 +167,7 @@ CHECK_SPECS = [
         blocking=True,
         partitions_def=audience_partitions,
         description=(
-            "The data-usage policies of asset_checks/governance.yaml allow each destination "
+            "The data-usage policies of rtcdp_assets/shared/governance.yaml allow each destination "
             "(`destination_<name>`) to receive the member fields its file carries. Blocks "
             "publication."
         ),

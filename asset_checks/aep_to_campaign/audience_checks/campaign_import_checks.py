@@ -249,9 +249,9 @@ def campaign_audience_import_checks(
     blocking=True,
     partitions_def=audience_partitions,
     description=(
-        "The data-usage policies of asset_checks/governance.yaml allow exporting every field of "
-        "the import file for the destination's marketing actions; each violation names the "
-        "field, label, policy and marketing action. Blocks the upload."
+        "The data-usage policies of rtcdp_assets/shared/governance.yaml allow exporting every "
+        "field of the import file for the destination's marketing actions; each violation names "
+        "the field, label, policy and marketing action. Blocks the upload."
     ),
     metadata={
         "guardrail/source": "pattern: data-usage labels enforced on destinations (§e4, §e5)",
