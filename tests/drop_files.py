@@ -29,6 +29,18 @@ def drop_campaign_export(
     return write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
 
 
+def drop_flow_export(
+    root: Path,
+    flow: CampaignExportFlow,
+    content: bytes | str,
+    stamp: str,
+    age_seconds: float = 3600,
+) -> Path:
+    """The flow's export file for `stamp` (`<file_prefix>_<stamp>.csv`, e.g. stamp
+    `20261123_0800`) in the embedded SFTP stand-in."""
+    return drop_campaign_export(root, f"{flow.file_prefix}_{stamp}.csv", content, age_seconds)
+
+
 def flow_csv(
     flow: CampaignExportFlow, rows: Iterable[Mapping[str, str]], layout_index: int = 0
 ) -> str:

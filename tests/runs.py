@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from dagster import (
     AssetChecksDefinition,
@@ -15,26 +15,32 @@ from dagster import (
     materialize,
 )
 
+from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
+from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDefinitions
 
-class DatasetDefinitions(Protocol):
-    """What a dataset's `build()` returns, as far as running it is concerned."""
 
-    @property
-    def assets(self) -> Sequence[AssetsDefinition]: ...
+def campaign_assets_and_checks(
+    defs: CampaignExportDefinitions,
+) -> list[AssetsDefinition | AssetChecksDefinition]:
+    """A Campaign dataset's assets with its per-partition checks
+    (`campaign_export_checks(defs.flow)`), ready for `materialize_partition`.
 
-    @property
-    def asset_checks(self) -> Sequence[AssetChecksDefinition]: ...
+    `export_freshness` is not among them: it looks across partitions, not at one run. A
+    Definitions holding the dataset's job needs it too:
+    `build_freshness_check(defs.flow.typed_key)` from asset_checks.campaign_to_aep.freshness."""
+    return [*defs.assets, *campaign_export_checks(defs.flow)]
 
 
 def materialize_partition(
-    defs: DatasetDefinitions,
+    assets_and_checks: Sequence[AssetsDefinition | AssetChecksDefinition],
     resources: Mapping[str, Any],
     partition_key: str,
     instance: DagsterInstance | None = None,
 ) -> ExecuteInProcessResult:
-    """Every asset and check of `defs` for one partition; failures are returned, not raised."""
+    """`assets_and_checks` for one partition; failures are returned, not raised. Without an
+    `instance` the run gets its own ephemeral one."""
     return materialize(
-        [*defs.assets, *defs.asset_checks],
+        list(assets_and_checks),
         partition_key=partition_key,
         resources=resources,
         instance=instance or DagsterInstance.ephemeral(),

@@ -77,6 +77,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs,
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.runs import evaluate_sensor
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
 AUD2 = "0f1e2d3c-4b5a-4678-9abc-def012345678"
@@ -243,8 +244,7 @@ def env(tmp_path):
 
 
 def tick(resources, instance, cursor=None):
-    with build_sensor_context(instance=instance, resources=resources, cursor=cursor) as ctx:
-        return SENSOR(ctx)
+    return evaluate_sensor(SENSOR, resources, instance, cursor)
 
 
 def _two_audiences(root):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
-from dagster import DagsterInstance, SensorResult, build_sensor_context, materialize
+from dagster import DagsterInstance, SensorResult, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.wiring import audience_defs
@@ -24,6 +24,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs,
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.runs import evaluate_sensor
 from tests.zones import blob_zone, sftp_zone
 
 pytestmark = pytest.mark.integration
@@ -63,11 +64,7 @@ def services(sshd, azurite, tmp_path):
 
 
 def tick(resources, instance, cursor=None):
-    keys = ("aep_destination", "audience_settings", "settings")
-    with build_sensor_context(
-        instance=instance, cursor=cursor, resources={k: resources[k] for k in keys}
-    ) as ctx:
-        result = SENSOR(ctx)
+    result = evaluate_sensor(SENSOR, resources, instance, cursor)
     assert isinstance(result, SensorResult)
     return result
 

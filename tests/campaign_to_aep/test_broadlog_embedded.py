@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance
 
-from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
-from tests.results import materialization
+from tests.drop_files import drop_campaign_export
+from tests.results import check_evaluations_by_name, materialization
+from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
 HEADER = (
@@ -36,40 +34,19 @@ BAD = [
 ]
 
 
+BROADLOG = campaign_assets_and_checks(broadlog_defs)
+
+
 def write_export(root: Path, name: str, lines: list[str]) -> Path:
-    path = root / "campaign_sftp" / "export" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(HEADER + "\n".join(lines) + "\n")
-    past = time.time() - 3600
-    os.utime(path, (past, past))
-    return path
+    return drop_campaign_export(root, name, HEADER + "\n".join(lines) + "\n")
 
 
-@pytest.fixture
-def env(tmp_path):
-    return tmp_path, embedded_resources(tmp_path)
-
-
-def run(resources, instance=None):
-    return materialize(
-        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
-        partition_key=PK,
-        resources=resources,
-        instance=instance or DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-
-
-def checks_by_name(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
-def test_good_file_is_typed_checked_and_published(env):
-    root, resources = env
+def test_good_file_is_typed_checked_and_published(embedded_env):
+    root, resources = embedded_env
     write_export(root, "broadLog_20261123_0800.csv", GOOD)
-    result = run(resources)
+    result = materialize_partition(BROADLOG, resources, PK)
     assert result.success
-    checks = checks_by_name(result)
+    checks = check_evaluations_by_name(result)
     assert set(checks) == {
         "reconciliation",
         "single_org_unit",
@@ -110,27 +87,28 @@ def test_good_file_is_typed_checked_and_published(env):
     assert [p.name.split("@")[0] for p in archived] == ["broadLog_20261123_0800.csv"]
 
 
-def test_rerun_gives_byte_identical_output(env):
-    root, resources = env
+def test_rerun_gives_byte_identical_output(embedded_env):
+    root, resources = embedded_env
     write_export(root, "broadLog_20261123_0800.csv", GOOD + BAD)
     instance = DagsterInstance.ephemeral()
     data_path, manifest_path = broadlog_flow.landing_paths(resources["settings"], PK)
-    assert run(resources, instance).success
+    assert materialize_partition(BROADLOG, resources, PK, instance).success
     first = (root / "aep_landing" / data_path).read_bytes()
     first_manifest = (root / "aep_landing" / manifest_path).read_bytes()
     first_rejects = (root / "warehouse/broadlog" / PK / "rejects.parquet").read_bytes()
-    assert run(resources, instance).success  # the file now sits in the archive
+    # the file now sits in the archive
+    assert materialize_partition(BROADLOG, resources, PK, instance).success
     assert (root / "aep_landing" / data_path).read_bytes() == first
     assert (root / "aep_landing" / manifest_path).read_bytes() == first_manifest
     assert (root / "warehouse/broadlog" / PK / "rejects.parquet").read_bytes() == first_rejects
 
 
-def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(env):
-    root, resources = env
+def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(embedded_env):
+    root, resources = embedded_env
     write_export(root, "broadLog_20261123_0800.csv", GOOD + BAD)
-    result = run(resources)
+    result = materialize_partition(BROADLOG, resources, PK)
     assert result.success
-    assert checks_by_name(result)["reconciliation"].passed
+    assert check_evaluations_by_name(result)["reconciliation"].passed
     mat = materialization(result, "broadlog")
     assert mat.metadata["rows_in"].value == 7
     assert mat.metadata["dagster/row_count"].value == 4
@@ -147,14 +125,13 @@ def test_bad_rows_are_quarantined_with_reasons_and_counts_reconcile(env):
     assert "alice@example.com" not in preview.lower() and "bob@example.org" not in preview
 
 
-def test_unreadable_file_is_quarantined_and_blocks_publication(env):
-    root, resources = env
-    path = root / "campaign_sftp/export/broadLog_20261123_0800.csv.gz"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"\x1f\x8b\x08\x00 this is not really gzip")
-    os.utime(path, (time.time() - 3600,) * 2)
-    result = run(resources)
-    recon = checks_by_name(result)["reconciliation"]
+def test_unreadable_file_is_quarantined_and_blocks_publication(embedded_env):
+    root, resources = embedded_env
+    path = drop_campaign_export(
+        root, "broadLog_20261123_0800.csv.gz", b"\x1f\x8b\x08\x00 this is not really gzip"
+    )
+    result = materialize_partition(BROADLOG, resources, PK)
+    recon = check_evaluations_by_name(result)["reconciliation"]
     assert not recon.passed
     assert "corrupt_gzip" in json.dumps(
         recon.metadata["files_quarantined"].value
@@ -172,8 +149,8 @@ def test_unreadable_file_is_quarantined_and_blocks_publication(env):
     assert not path.exists()
 
 
-def test_failing_xdm_check_blocks_publication(env, monkeypatch):
-    root, _resources = env
+def test_failing_xdm_check_blocks_publication(embedded_env, monkeypatch):
+    root, _resources = embedded_env
     # With the default tolerance the typed asset already rejects this row as
     # timestamp_in_future (later than the name's export time); the XDM check is the guard
     # behind that rule, so this test lifts the tolerance to reach it.
@@ -184,8 +161,8 @@ def test_failing_xdm_check_blocks_publication(env, monkeypatch):
         "broadLog_20261123_0800.csv",
         [GOOD[0].replace("2026-11-23 08:01:00", "2099-01-01 00:00:00")],
     )
-    result = run(resources)
-    checks = checks_by_name(result)
+    result = materialize_partition(BROADLOG, resources, PK)
+    checks = check_evaluations_by_name(result)
     assert not checks["no_future_timestamp"].passed
     assert checks["no_future_timestamp"].metadata["future_timestamps"].value == 1
     materialized = {m.asset_key.path[-1] for m in result.get_asset_materialization_events()}
@@ -195,9 +172,9 @@ def test_failing_xdm_check_blocks_publication(env, monkeypatch):
     ).exists()
 
 
-def test_missing_export_fails_with_a_clear_error(env):
-    _root, resources = env
-    result = run(resources)
+def test_missing_export_fails_with_a_clear_error(embedded_env):
+    _root, resources = embedded_env
+    result = materialize_partition(BROADLOG, resources, PK)
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "No broadlog export for partition 2026-11-23-08:00" in str(

@@ -3,22 +3,17 @@ check shown failing on crafted bad input and passing on good input."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import os
 import re
-import time
 from datetime import UTC, datetime
 
 import pyarrow as pa
 import pytest
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance
 
-from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.campaign_to_aep.export_checks import evaluate_xdm
 from asset_checks.campaign_to_aep.freshness import freshness_result
-from resources import PipelineSettings, embedded_resources
+from resources import PipelineSettings
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
     build_suppression_list,
@@ -29,7 +24,9 @@ from rtcdp_assets.campaign_to_aep.preferences import preferences_defs, preferenc
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs, profiles_flow
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs, tracking_log_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
-from tests.results import materialization
+from tests.drop_files import drop_flow_export, flow_csv
+from tests.results import check_evaluations_by_name, materialization
+from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
 STAMP = "20261123_0800"
@@ -205,37 +202,12 @@ def assert_no_personal_data_in_metadata(result):
         assert not RAW_PHONE.search(text), RAW_PHONE.search(text).group(0)
 
 
-def to_csv(flow, rows, layout_index=0) -> str:
-    layout = flow.fmt.layouts[layout_index]
-    by_canonical = {v: k for k, v in layout.columns.items()}
-    header = [by_canonical[f.name] for f in flow.fmt.fields]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([row.get(f.name, "") for f in flow.fmt.fields])
-    return out.getvalue()
-
-
 def drop(root, flow, rows, layout_index=0, stamp=STAMP):
-    path = root / "campaign_sftp" / "export" / f"{flow.file_prefix}_{stamp}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(to_csv(flow, rows, layout_index))
-    os.utime(path, (time.time() - 600,) * 2)
+    drop_flow_export(root, flow, flow_csv(flow, rows, layout_index), stamp, age_seconds=600)
 
 
 def run(defs, resources, instance=None, pk=PK):
-    return materialize(
-        [*defs.assets, *campaign_export_checks(defs.flow)],
-        partition_key=pk,
-        resources=resources,
-        instance=instance or DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-
-
-def checks(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return materialize_partition(campaign_assets_and_checks(defs), resources, pk, instance)
 
 
 def published(root, flow, resources):
@@ -243,20 +215,15 @@ def published(root, flow, resources):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
 
 
-@pytest.fixture
-def env(tmp_path):
-    return tmp_path, embedded_resources(tmp_path)
-
-
 @pytest.mark.parametrize("layout_index", [0, 1], ids=["classic", "standard"])
 @pytest.mark.parametrize("dataset", ["tracking_log", "non_deliverables", "preferences", "profiles"])
-def test_dataset_flows_end_to_end_in_both_layouts(env, dataset, layout_index):
-    root, resources = env
+def test_dataset_flows_end_to_end_in_both_layouts(embedded_env, dataset, layout_index):
+    root, resources = embedded_env
     flow, defs = FLOWS[dataset]
     drop(root, flow, ROWS[dataset], layout_index)
     result = run(defs, resources)
     assert result.success
-    evaluations = checks(result)
+    evaluations = check_evaluations_by_name(result)
     failed = {k: v.metadata for k, v in evaluations.items() if not v.passed}
     # the orphan check is advisory and has no broadLog here; everything else must pass
     assert set(failed) <= {"orphan_tracking_rows"}, failed
@@ -271,8 +238,8 @@ def test_dataset_flows_end_to_end_in_both_layouts(env, dataset, layout_index):
     assert layout in mat.metadata["source_files"].value
 
 
-def test_tracking_events_and_measures(env):
-    root, resources = env
+def test_tracking_events_and_measures(embedded_env):
+    root, resources = embedded_env
     drop(root, tracking_log_flow, ROWS["tracking_log"])
     run(tracking_log_defs, resources)
     by_id = {
@@ -287,8 +254,8 @@ def test_tracking_events_and_measures(env):
     assert by_id["4"]["directMarketing"] == {"mirrorPages": {"value": 1.0}}
 
 
-def test_non_deliverables_and_preferences_mapping(env):
-    root, resources = env
+def test_non_deliverables_and_preferences_mapping(embedded_env):
+    root, resources = embedded_env
     drop(root, non_deliverables_flow, ROWS["non_deliverables"])
     run(non_deliverables_defs, resources)
     records = published(root, non_deliverables_flow, resources)
@@ -304,8 +271,8 @@ def test_non_deliverables_and_preferences_mapping(env):
     assert prefs[1]["consents"]["marketing"]["push"]["val"] == "n"
 
 
-def test_suppression_list_keeps_the_latest_status_and_opt_outs(env):
-    root, resources = env
+def test_suppression_list_keeps_the_latest_status_and_opt_outs(embedded_env):
+    root, resources = embedded_env
     drop(root, non_deliverables_flow, ROWS["non_deliverables"])
     drop(root, preferences_flow, ROWS["preferences"])
     run(non_deliverables_defs, resources)
@@ -328,30 +295,30 @@ def test_suppression_list_keeps_the_latest_status_and_opt_outs(env):
     ]
 
 
-def test_single_org_unit_fails_and_blocks_publication(env):
-    root, resources = env
+def test_single_org_unit_fails_and_blocks_publication(embedded_env):
+    root, resources = embedded_env
     rows = [dict(r) for r in ROWS["profiles"]]
     rows[1]["org_unit"] = "emea_subsidiary"
     drop(root, profiles_flow, rows)
     result = run(profiles_defs, resources)
-    check = checks(result)["single_org_unit"]
+    check = check_evaluations_by_name(result)["single_org_unit"]
     assert not check.passed
     assert check.metadata["rows_outside_org_unit"].value == 1
     assert published(root, profiles_flow, resources) is None
 
 
-def test_single_org_unit_passes_with_the_configured_unit(env):
-    root, resources = env
+def test_single_org_unit_passes_with_the_configured_unit(embedded_env):
+    root, resources = embedded_env
     drop(root, profiles_flow, ROWS["profiles"])
-    assert checks(run(profiles_defs, resources))["single_org_unit"].passed
+    assert check_evaluations_by_name(run(profiles_defs, resources))["single_org_unit"].passed
 
 
-def test_export_cadence_warns_on_two_exports_in_one_window(env):
-    root, resources = env
+def test_export_cadence_warns_on_two_exports_in_one_window(embedded_env):
+    root, resources = embedded_env
     drop(root, broadlog_flow, BROADLOG_ROWS[:1], stamp="20261123_0800")
     drop(root, broadlog_flow, BROADLOG_ROWS[1:], stamp="20261123_1000")
     result = run(broadlog_defs, resources)
-    cadence = checks(result)["export_cadence"]
+    cadence = check_evaluations_by_name(result)["export_cadence"]
     assert not cadence.passed
     assert cadence.severity.value == "WARN"
     assert cadence.metadata["exports_in_window"].value == 2
@@ -359,23 +326,23 @@ def test_export_cadence_warns_on_two_exports_in_one_window(env):
     assert len(published(root, broadlog_flow, resources)) == 2
 
 
-def test_export_cadence_can_be_an_error(env):
-    root, resources = env
+def test_export_cadence_can_be_an_error(embedded_env):
+    root, resources = embedded_env
     resources["settings"] = PipelineSettings(cadence_severity="ERROR")
     drop(root, broadlog_flow, BROADLOG_ROWS[:1], stamp="20261123_0800")
     drop(root, broadlog_flow, BROADLOG_ROWS[1:], stamp="20261123_1000")
-    cadence = checks(run(broadlog_defs, resources))["export_cadence"]
+    cadence = check_evaluations_by_name(run(broadlog_defs, resources))["export_cadence"]
     assert not cadence.passed and cadence.severity.value == "ERROR"
 
 
-def test_orphan_tracking_rows_warn_with_rate(env):
-    root, resources = env
+def test_orphan_tracking_rows_warn_with_rate(embedded_env):
+    root, resources = embedded_env
     instance = DagsterInstance.ephemeral()
     drop(root, broadlog_flow, BROADLOG_ROWS[:1])  # only broadLog 11 exists
     run(broadlog_defs, resources, instance)
     drop(root, tracking_log_flow, ROWS["tracking_log"])
     result = run(tracking_log_defs, resources, instance)
-    orphans = checks(result)["orphan_tracking_rows"]
+    orphans = check_evaluations_by_name(result)["orphan_tracking_rows"]
     assert not orphans.passed
     assert orphans.severity.value == "WARN"
     assert orphans.metadata["orphan_rows"].value == 2
@@ -383,51 +350,52 @@ def test_orphan_tracking_rows_warn_with_rate(env):
     assert result.success  # advisory: publication goes ahead
 
 
-def test_orphan_check_passes_when_every_broadlog_is_known(env):
-    root, resources = env
+def test_orphan_check_passes_when_every_broadlog_is_known(embedded_env):
+    root, resources = embedded_env
     instance = DagsterInstance.ephemeral()
     drop(root, broadlog_flow, BROADLOG_ROWS)
     run(broadlog_defs, resources, instance)
     drop(root, tracking_log_flow, ROWS["tracking_log"])
-    assert checks(run(tracking_log_defs, resources, instance))["orphan_tracking_rows"].passed
+    result = run(tracking_log_defs, resources, instance)
+    assert check_evaluations_by_name(result)["orphan_tracking_rows"].passed
 
 
-def test_oversized_event_blocks_publication(env):
-    root, resources = env
+def test_oversized_event_blocks_publication(embedded_env):
+    root, resources = embedded_env
     rows = [dict(r) for r in ROWS["tracking_log"]]
     rows[1]["url"] = "https://shop.example.com/?q=" + "x" * 11_000
     drop(root, tracking_log_flow, rows)
     result = run(tracking_log_defs, resources)
-    size = checks(result)["record_size"]
+    size = check_evaluations_by_name(result)["record_size"]
     assert not size.passed
     assert size.metadata["records_over_limit"].value == 1
     assert published(root, tracking_log_flow, resources) is None
 
 
-def test_oversized_profile_blocks_publication(env):
-    root, resources = env
+def test_oversized_profile_blocks_publication(embedded_env):
+    root, resources = embedded_env
     rows = [dict(r) for r in ROWS["profiles"]]
     rows[0]["city"] = "L" * 110_000  # > 100 KiB
     drop(root, profiles_flow, rows)
     result = run(profiles_defs, resources)
-    assert not checks(result)["record_size"].passed
+    assert not check_evaluations_by_name(result)["record_size"].passed
     assert published(root, profiles_flow, resources) is None
 
 
-def test_non_conforming_profile_blocks_publication(env):
-    root, resources = env
+def test_non_conforming_profile_blocks_publication(embedded_env):
+    root, resources = embedded_env
     rows = [dict(r) for r in ROWS["profiles"]]
     rows[0]["country_code"] = "FRA"  # XDM wants ISO 3166-1 alpha-2
     drop(root, profiles_flow, rows)
     result = run(profiles_defs, resources)
-    conformance = checks(result)["xdm_conformance"]
+    conformance = check_evaluations_by_name(result)["xdm_conformance"]
     assert not conformance.passed
     assert "homeAddress.countryCode" in json.dumps(conformance.metadata["errors_by_kind"].value)
     assert published(root, profiles_flow, resources) is None
 
 
-def test_identity_count_over_twenty_fails(env):
-    _root, resources = env
+def test_identity_count_over_twenty_fails(embedded_env):
+    _root, resources = embedded_env
     warehouse = resources["warehouse"]
     many = {
         f"ns{i}": [{"id": f"v{i}", "authenticatedState": "ambiguous", "primary": i == 0}]

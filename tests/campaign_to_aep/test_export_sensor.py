@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 import os
 import socket
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paramiko
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
+from dagster import DagsterInstance, SensorResult, SkipReason
 
 from resources import FileLedger, LocalDropZone, PipelineSettings, SftpDropZone
 from resources.file_ledger import FileVersion
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.campaign_to_aep.export_flow import plan_tick
+from tests.drop_files import write_settled
+from tests.runs import evaluate_sensor
 
 SENSOR = broadlog_defs.sensor
 HEADER = b"iBroadLogId,iDeliveryId,iRecipientId,sAddress,iStatus,tsEvent\n"
@@ -33,10 +34,7 @@ def tick(zone, cursor=None, settle=0.0, ledger=None, **settings):
         "settings": PipelineSettings(file_settle_seconds=settle, **settings),
         "file_ledger": ledger or FileLedger(url=f"sqlite:///{Path(zone.root) / 'ledger.sqlite'}"),
     }
-    with build_sensor_context(
-        instance=DagsterInstance.ephemeral(), cursor=cursor, resources=resources
-    ) as ctx:
-        result = SENSOR(ctx)
+    result = evaluate_sensor(SENSOR, resources, DagsterInstance.ephemeral(), cursor)
     if isinstance(result, SkipReason):
         return [], cursor, result
     assert isinstance(result, SensorResult)
@@ -44,12 +42,8 @@ def tick(zone, cursor=None, settle=0.0, ledger=None, **settings):
 
 
 def drop(root: Path, name: str, content: bytes, age_seconds: float = 120) -> Path:
-    path = root / "export" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    past = time.time() - age_seconds
-    os.utime(path, (past, past))
-    return path
+    """An export file in a LocalDropZone rooted at `root` (no `campaign_sftp` level)."""
+    return write_settled(root / "export" / name, content, age_seconds)
 
 
 @pytest.fixture

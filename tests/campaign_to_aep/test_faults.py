@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context, materialize
+from dagster import DagsterInstance, SensorResult, SkipReason, build_sensor_context
 from dagster_azure.blob import AzureBlobStorageKeyCredential, AzureBlobStorageResource
 
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
@@ -25,6 +25,8 @@ from resources import AzureBlobDropZone, DropZoneAccessDenied, PipelineSettings
 from resources.sftp import FileChangedWhileReading
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_dev.services import REPO_ROOT, FaultyTcpProxy, generate_ed25519_key
+from tests.results import check_evaluations_by_name
+from tests.runs import campaign_assets_and_checks, materialize_partition
 from tests.zones import sftp_zone
 
 pytestmark = pytest.mark.integration
@@ -55,15 +57,9 @@ def run(resources, pk=PK, typed_only=False):
     selection = (
         [broadlog_defs.assets[0], campaign_export_checks(broadlog_defs.flow)[0]]
         if typed_only
-        else [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)]
+        else campaign_assets_and_checks(broadlog_defs)
     )
-    return materialize(
-        selection,
-        partition_key=pk,
-        resources=resources,
-        instance=DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
+    return materialize_partition(selection, resources, pk)
 
 
 def step_errors(result) -> str:
@@ -72,10 +68,6 @@ def step_errors(result) -> str:
         for e in result.all_events
         if e.event_type_value == "STEP_FAILURE"
     )
-
-
-def checks(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
 
 
 def sftp_through(proxy: FaultyTcpProxy, sshd, tmp_path: Path, base_path: str, **overrides):
@@ -123,7 +115,7 @@ def test_download_cut_midway_resumes_and_the_counts_are_right(services, sshd, sf
 
     assert result.success, step_errors(result)
     assert sftp_proxy.cuts == 1  # the fault did happen, in the middle of the file
-    recon = checks(result)["reconciliation"]
+    recon = check_evaluations_by_name(result)["reconciliation"]
     assert recon.passed
     assert (recon.metadata["rows_in"].value, recon.metadata["rows_rejected"].value) == (20_003, 3)
     assert services["warehouse"].row_count("broadlog", PK) == 20_000
@@ -157,7 +149,7 @@ def test_a_link_that_keeps_dropping_fails_clearly_and_leaves_nothing_partial(
     sftp_proxy.heal()
     rerun = run(resources, typed_only=True)
     assert rerun.success, step_errors(rerun)
-    assert checks(rerun)["reconciliation"].metadata["rows_in"].value == 20_000
+    assert check_evaluations_by_name(rerun)["reconciliation"].metadata["rows_in"].value == 20_000
     assert warehouse.row_count("broadlog", PK) == 20_000
     zone.close()
 
@@ -368,7 +360,7 @@ def test_run_killed_mid_write_leaves_nothing_partial_and_the_rerun_completes(
 
     rerun = run(services)
     assert rerun.success, step_errors(rerun)
-    recon = checks(rerun)["reconciliation"]
+    recon = check_evaluations_by_name(rerun)["reconciliation"]
     assert (recon.metadata["rows_in"].value, recon.metadata["rows_rejected"].value) == (1_502, 2)
     assert landing_blobs(landing) == ["_manifest.json", "broadlog_20261123_0800.json"]
     data_path, manifest_path = broadlog_flow.landing_paths(services["settings"], PK)
@@ -394,7 +386,7 @@ def test_a_poison_file_is_quarantined_in_its_own_partition_and_others_publish(se
 
     outcomes = {pk: run(services, pk=pk) for pk in partitions}
 
-    poisoned = checks(outcomes["2026-11-23-12:00"])["reconciliation"]
+    poisoned = check_evaluations_by_name(outcomes["2026-11-23-12:00"])["reconciliation"]
     assert not poisoned.passed
     assert poisoned.metadata["files_quarantined"].value == [f"{poison}: corrupt_gzip"]
     landing = services["aep_landing"]

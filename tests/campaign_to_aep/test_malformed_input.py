@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +18,6 @@ from pathlib import Path
 import paramiko
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, materialize
 
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import LocalDropZone, PipelineSettings, SftpDropZone, embedded_resources
@@ -29,6 +27,8 @@ from rtcdp_assets.campaign_to_aep.export_flow import SourceFile, plan_tick
 from rtcdp_assets.campaign_to_aep.export_flow.ingest_step import move_source, source_destination
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.shared import partition_rules
+from tests.drop_files import drop_campaign_export
+from tests.runs import materialize_partition
 
 PK = "2026-11-23-08:00"
 NAME = "broadLog_20261123_0800.csv"
@@ -48,28 +48,10 @@ def csv_bytes(lines: list[str], header: str = HEADER, newline: str = "\n") -> by
     return (newline.join([header, *lines]) + newline).encode()
 
 
-def drop(root: Path, name: str, content: bytes) -> Path:
-    path = root / "campaign_sftp" / "export" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    past = time.time() - 3600
-    os.utime(path, (past, past))
-    return path
-
-
-@pytest.fixture
-def env(tmp_path):
-    return tmp_path, embedded_resources(tmp_path)
-
-
 def run_typed(resources, defs=broadlog_defs, pk=PK):
     """The typed asset with its typed-asset checks (reconciliation among them)."""
-    return materialize(
-        [defs.assets[0], campaign_export_checks(defs.flow)[0]],
-        partition_key=pk,
-        resources=resources,
-        instance=DagsterInstance.ephemeral(),
-        raise_on_error=False,
+    return materialize_partition(
+        [defs.assets[0], campaign_export_checks(defs.flow)[0]], resources, pk
     )
 
 
@@ -137,10 +119,10 @@ def reject_rows(rejects) -> list[tuple[int, str, str | None]]:
 
 
 # ---- encodings and line structure -------------------------------------------------------------
-def test_utf8_bom_is_not_part_of_the_first_column_name(env):
-    root, resources = env
+def test_utf8_bom_is_not_part_of_the_first_column_name(embedded_env):
+    root, resources = embedded_env
     content = b"\xef\xbb\xbf" + csv_bytes(GOOD)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     manifest, data, rejects = assert_reconciles(root)
@@ -150,12 +132,12 @@ def test_utf8_bom_is_not_part_of_the_first_column_name(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_crlf_line_endings_leave_no_carriage_return_in_values(env):
-    root, resources = env
+def test_crlf_line_endings_leave_no_carriage_return_in_values(embedded_env):
+    root, resources = embedded_env
     content = csv_bytes(
         [*GOOD, "4,10,103,,not-an-email,1,0,0,2026-11-23 08:04:00,X"], newline="\r\n"
     )
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success
     _, data, rejects = assert_reconciles(root)
@@ -165,8 +147,8 @@ def test_crlf_line_endings_leave_no_carriage_return_in_values(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_quoted_delimiters_and_newlines_stay_inside_their_value(env):
-    root, resources = env
+def test_quoted_delimiters_and_newlines_stay_inside_their_value(embedded_env):
+    root, resources = embedded_env
     lines = [
         '1,10,100,CUST-1,alice@example.com,1,0,0,2026-11-23 08:01:00,"Sale, 50% off"',
         '2,10,101,CUST-2,bob@example.org,1,0,0,2026-11-23 08:02:00,"two\nlines"',
@@ -174,7 +156,7 @@ def test_quoted_delimiters_and_newlines_stay_inside_their_value(env):
         "4,10,103,CUST-4,dan@example.com,1,0,0,not-a-time,after the quoted newline",
     ]
     content = csv_bytes(lines)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success
     _, data, rejects = assert_reconciles(root)
@@ -184,14 +166,14 @@ def test_quoted_delimiters_and_newlines_stay_inside_their_value(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_latin1_bytes_in_a_utf8_file_reject_only_their_row(env):
-    root, resources = env
+def test_latin1_bytes_in_a_utf8_file_reject_only_their_row(embedded_env):
+    root, resources = embedded_env
     content = csv_bytes(GOOD).replace(
         b"bob@example.org,1,0,0,2026-11-23 08:02:00,Newsletter",
         b"bob@example.org,1,0,0,2026-11-23 08:02:00,Caf\xe9 cr\xe8me",
     )
     assert content != csv_bytes(GOOD)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     _, data, rejects = assert_reconciles(root)
@@ -203,10 +185,10 @@ def test_latin1_bytes_in_a_utf8_file_reject_only_their_row(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_latin1_bytes_in_the_header_quarantine_the_file(env):
-    root, resources = env
+def test_latin1_bytes_in_the_header_quarantine_the_file(embedded_env):
+    root, resources = embedded_env
     content = csv_bytes(GOOD, header=HEADER + ",sLibellX").replace(b"sLibellX", b"sLibell\xe9")
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert not reconciliation(result).passed
     manifest, _, _ = assert_reconciles(root)
@@ -215,12 +197,12 @@ def test_latin1_bytes_in_the_header_quarantine_the_file(env):
 
 
 # ---- columns ----------------------------------------------------------------------------------
-def test_missing_required_column_quarantines_the_file_naming_it(env):
-    root, resources = env
+def test_missing_required_column_quarantines_the_file_naming_it(embedded_env):
+    root, resources = embedded_env
     header = HEADER.replace("sAddress,", "")
     lines = [",".join(v for i, v in enumerate(line.split(",")) if i != 4) for line in GOOD]
     content = csv_bytes(lines, header=header)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     recon = reconciliation(result)
     assert not recon.passed
@@ -231,11 +213,11 @@ def test_missing_required_column_quarantines_the_file_naming_it(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: "unknown_layout"}
 
 
-def test_missing_optional_column_gives_nulls(env):
-    root, resources = env
+def test_missing_optional_column_gives_nulls(embedded_env):
+    root, resources = embedded_env
     header = HEADER.replace(",sDeliveryLabel", "")
     content = csv_bytes([line.rsplit(",", 1)[0] for line in GOOD], header=header)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     assert run_typed(resources).success
     _, data, rejects = assert_reconciles(root)
     assert data.column("delivery_label").to_pylist() == [None] * 3
@@ -243,12 +225,12 @@ def test_missing_optional_column_gives_nulls(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_extra_columns_are_ignored_and_an_extra_value_rejects_its_row(env):
-    root, resources = env
+def test_extra_columns_are_ignored_and_an_extra_value_rejects_its_row(embedded_env):
+    root, resources = embedded_env
     lines = [f"{line},x,y" for line in GOOD]
     lines.append("4,10,103,CUST-4,dan@example.com,1,0,0,2026-11-23 08:04:00,N,x,y,surplus")
     content = csv_bytes(lines, header=HEADER + ",sUnknown,sOther")
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     assert run_typed(resources).success
     _, data, rejects = assert_reconciles(root)
     assert data.column("broadlog_id").to_pylist() == [1, 2, 3]
@@ -257,14 +239,14 @@ def test_extra_columns_are_ignored_and_an_extra_value_rejects_its_row(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_reordered_columns_are_read_by_name(env):
-    root, resources = env
+def test_reordered_columns_are_read_by_name(embedded_env):
+    root, resources = embedded_env
     names = HEADER.split(",")
     order = list(reversed(range(len(names))))
     header = ",".join(names[i] for i in order)
     lines = [",".join(line.split(",")[i] for i in order) for line in GOOD]
     content = csv_bytes(lines, header=header)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     assert run_typed(resources).success
     _, data, _ = assert_reconciles(root)
     assert data.column("address").to_pylist()[0] == "alice@example.com"
@@ -273,18 +255,18 @@ def test_reordered_columns_are_read_by_name(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_duplicate_column_names_quarantine_the_file(env):
-    root, resources = env
+def test_duplicate_column_names_quarantine_the_file(embedded_env):
+    root, resources = embedded_env
     content = csv_bytes([f"{line},again" for line in GOOD], header=HEADER + ",sDeliveryLabel")
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     assert not reconciliation(run_typed(resources)).passed
     assert_reconciles(root)
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: "duplicate_columns"}
 
 
 # ---- values -----------------------------------------------------------------------------------
-def test_wrong_types_are_rejected_with_their_reason_and_column(env):
-    root, resources = env
+def test_wrong_types_are_rejected_with_their_reason_and_column(embedded_env):
+    root, resources = embedded_env
     base = "10,100,CUST,x@example.com,1,0,0,2026-11-23 08:00:00,L"
     lines = [
         GOOD[0],
@@ -298,7 +280,7 @@ def test_wrong_types_are_rejected_with_their_reason_and_column(env):
         "99999999999999999999," + base,  # beyond int64
     ]
     content = csv_bytes(lines)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     _, data, rejects = assert_reconciles(root)
@@ -316,11 +298,11 @@ def test_wrong_types_are_rejected_with_their_reason_and_column(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_an_explicit_plus_sign_beside_a_bad_integer_is_read_as_the_number(env):
-    root, resources = env
+def test_an_explicit_plus_sign_beside_a_bad_integer_is_read_as_the_number(embedded_env):
+    root, resources = embedded_env
     base = "10,100,CUST,x@example.com,1,0,0,2026-11-23 08:00:00,L"
     content = csv_bytes(["+5," + base, "six," + base])
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     _, data, rejects = assert_reconciles(root)
@@ -328,8 +310,8 @@ def test_an_explicit_plus_sign_beside_a_bad_integer_is_read_as_the_number(env):
     assert reject_rows(rejects) == [(3, "invalid_integer", "iBroadLogId")]
 
 
-def test_wrong_date_types_in_profiles(env):
-    root, resources = env
+def test_wrong_date_types_in_profiles(embedded_env):
+    root, resources = embedded_env
     name = "profiles_20261123_0800.csv"
     header = "iRecipientId,sEmail,dBirthDate,iGender,tsLastModified"
     content = csv_bytes(
@@ -341,7 +323,7 @@ def test_wrong_date_types_in_profiles(env):
         ],
         header=header,
     )
-    drop(root, name, content)
+    drop_campaign_export(root, name, content)
     assert run_typed(resources, profiles_defs).success
     _, data, rejects = assert_reconciles(root, "profiles")
     assert data.column("recipient_id").to_pylist() == ["R1"]
@@ -354,20 +336,20 @@ def test_wrong_date_types_in_profiles(env):
 
 
 # ---- empty and compressed files ---------------------------------------------------------------
-def test_empty_file_is_quarantined(env):
-    root, resources = env
-    drop(root, NAME, b"")
+def test_empty_file_is_quarantined(embedded_env):
+    root, resources = embedded_env
+    drop_campaign_export(root, NAME, b"")
     assert not reconciliation(run_typed(resources)).passed
     manifest, data, rejects = assert_reconciles(root)
     assert (manifest["rows_in"], data.num_rows, rejects.num_rows) == (0, 0, 0)
     assert assert_nothing_deleted(root, {NAME: b""}) == {NAME: "empty_file"}
 
 
-def test_header_only_file_is_an_export_with_no_rows(env):
+def test_header_only_file_is_an_export_with_no_rows(embedded_env):
     """Campaign writes the header when a window had no activity: processed, zero rows."""
-    root, resources = env
+    root, resources = embedded_env
     content = csv_bytes([])
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     manifest, data, _ = assert_reconciles(root)
@@ -379,11 +361,11 @@ def test_header_only_file_is_an_export_with_no_rows(env):
     assert assert_nothing_deleted(root, {NAME: content}) == {NAME: None}
 
 
-def test_truncated_gzip_is_quarantined(env):
-    root, resources = env
+def test_truncated_gzip_is_quarantined(embedded_env):
+    root, resources = embedded_env
     whole = gzip.compress(csv_bytes(GOOD * 200))
     content = whole[: len(whole) * 2 // 3]
-    drop(root, f"{NAME}.gz", content)
+    drop_campaign_export(root, f"{NAME}.gz", content)
     assert not reconciliation(run_typed(resources)).passed
     assert_reconciles(root)
     assert assert_nothing_deleted(root, {f"{NAME}.gz": content}) == {f"{NAME}.gz": "truncated_gzip"}
@@ -395,7 +377,7 @@ def test_gzip_bomb_is_quarantined_before_it_inflates(tmp_path):
     # 64 MiB of one repeated row compresses to about 200 KiB.
     content = gzip.compress(csv_bytes([GOOD[0]] * (64 * 1024 * 1024 // len(GOOD[0]))), 9)
     assert len(content) < 1 << 20
-    drop(root, f"{NAME}.gz", content)
+    drop_campaign_export(root, f"{NAME}.gz", content)
     recon = reconciliation(run_typed(resources))
     assert not recon.passed
     manifest, data, _ = assert_reconciles(root)
@@ -415,12 +397,12 @@ TRAVERSAL_NAMES = [
 ]
 
 
-def test_names_with_path_traversal_characters_are_never_processed_or_moved(env):
-    root, resources = env
+def test_names_with_path_traversal_characters_are_never_processed_or_moved(embedded_env):
+    root, resources = embedded_env
     good = csv_bytes(GOOD)
-    drop(root, NAME, good)
+    drop_campaign_export(root, NAME, good)
     for name in TRAVERSAL_NAMES:
-        drop(root, name, csv_bytes(GOOD[:1]))
+        drop_campaign_export(root, name, csv_bytes(GOOD[:1]))
     zone = resources["campaign_sftp"]
     plan = plan_tick(
         broadlog_flow,
@@ -469,9 +451,9 @@ def test_a_drop_zone_path_can_never_leave_its_folder(tmp_path, path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["zone"]
 
 
-def test_archive_and_quarantine_moves_refuse_a_name_that_would_escape(env):
-    root, resources = env
-    drop(root, NAME, csv_bytes(GOOD))
+def test_archive_and_quarantine_moves_refuse_a_name_that_would_escape(embedded_env):
+    root, resources = embedded_env
+    drop_campaign_export(root, NAME, csv_bytes(GOOD))
     zone = resources["campaign_sftp"]
     entry = zone.stat(f"export/{NAME}")
     for name in ("../../../escaped.csv", "a/../../../escaped.csv", "../.."):
@@ -522,7 +504,7 @@ def test_timestamps_with_offsets_are_converted_to_utc(tmp_path):
         "6,10,100,C,a@example.com,1,0,0,2026-11-23 08:30:00.250+00:00,L",
     ]
     content = csv_bytes(lines)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     assert run_typed(resources).success
     _, data, rejects = assert_reconciles(root)
     assert rejects.num_rows == 0
@@ -545,8 +527,8 @@ def future_lines() -> list[str]:
     ]
 
 
-def test_timestamps_later_than_the_export_time_are_rejected(env):
-    root, resources = env
+def test_timestamps_later_than_the_export_time_are_rejected(embedded_env):
+    root, resources = embedded_env
     header = HEADER.replace("tsEvent,", "tsEvent,tsContact,")
     # row 5 is on time but its contact date is not
     lines = [
@@ -554,7 +536,7 @@ def test_timestamps_later_than_the_export_time_are_rejected(env):
         for i, line in enumerate(future_lines())
     ]
     content = csv_bytes(lines, header=header)
-    drop(root, NAME, content)
+    drop_campaign_export(root, NAME, content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     manifest, data, rejects = assert_reconciles(root)
@@ -573,21 +555,21 @@ def test_timestamps_later_than_the_export_time_are_rejected(env):
 
 def test_future_tolerance_is_a_setting(tmp_path):
     resources = embedded_resources(tmp_path, export_time_tolerance_seconds=2 * 3600)
-    drop(tmp_path, NAME, csv_bytes(future_lines()))
+    drop_campaign_export(tmp_path, NAME, csv_bytes(future_lines()))
     assert run_typed(resources).success
     _, data, rejects = assert_reconciles(tmp_path)
     assert data.num_rows == 5 and rejects.num_rows == 0
 
 
 # ---- duplicates -------------------------------------------------------------------------------
-def test_duplicate_rows_keep_the_first_copy_across_files_of_the_partition(env):
-    root, resources = env
+def test_duplicate_rows_keep_the_first_copy_across_files_of_the_partition(embedded_env):
+    root, resources = embedded_env
     second = "broadLog_20261123_0930.csv"
     near = GOOD[1].replace("Newsletter", "Newsletter B")  # differs in one value: not a duplicate
     first_content = csv_bytes([GOOD[0], GOOD[1], GOOD[0], near, GOOD[0]])
     second_content = csv_bytes([GOOD[2], GOOD[1].replace("bob@", "BOB@"), "x,y"])
-    drop(root, NAME, first_content)
-    drop(root, second, second_content)
+    drop_campaign_export(root, NAME, first_content)
+    drop_campaign_export(root, second, second_content)
     result = run_typed(resources)
     assert result.success and reconciliation(result).passed
     manifest, data, rejects = assert_reconciles(root)
@@ -627,14 +609,14 @@ def test_duplicate_rows_keep_the_first_copy_across_files_of_the_partition(env):
     assert_nothing_deleted(root, {NAME: first_content, second: second_content})
 
 
-def test_duplicates_are_confirmed_on_values_not_on_the_hash(env, monkeypatch):
+def test_duplicates_are_confirmed_on_values_not_on_the_hash(embedded_env, monkeypatch):
     """Even if every row hashed alike, only rows with equal values are duplicates."""
-    root, resources = env
+    root, resources = embedded_env
     original = partition_rules._row_hashes
     monkeypatch.setattr(
         partition_rules, "_row_hashes", lambda batch, cols: original(batch, cols) * 0
     )
-    drop(root, NAME, csv_bytes([GOOD[0], GOOD[1], GOOD[2], GOOD[1]]))
+    drop_campaign_export(root, NAME, csv_bytes([GOOD[0], GOOD[1], GOOD[2], GOOD[1]]))
     assert run_typed(resources).success
     _, data, rejects = assert_reconciles(root)
     assert data.column("broadlog_id").to_pylist() == [1, 2, 3]

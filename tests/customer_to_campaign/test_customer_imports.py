@@ -15,7 +15,6 @@ from dagster import (
     DagsterInstance,
     Definitions,
     SkipReason,
-    build_sensor_context,
     define_asset_job,
     materialize,
 )
@@ -31,6 +30,8 @@ from rtcdp_assets.customer_to_campaign.customer_imports import (
     personalization_import,
     profile_import,
 )
+from tests.drop_files import write_settled
+from tests.runs import evaluate_sensor
 
 PROFILE_HEADER = (
     "external_id,email,first_name,last_name,mobile_phone,birth_date,country_code,city,zip_code"
@@ -46,10 +47,7 @@ def env(tmp_path):
 
 
 def drop(root, folder: str, name: str, data: bytes, age: float = 60) -> None:
-    path = root / "customer_source" / folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    os.utime(path, (time.time() - age, time.time() - age))
+    write_settled(root / "customer_source" / folder / name, data, age)
 
 
 def run(resources, instance, *defs):
@@ -268,11 +266,7 @@ def test_sensor_requests_one_run_per_changed_dataset(env):
     sensor_def = customer_import_defs.sensors[0]
 
     def tick():
-        sensor_resources = {k: resources[k] for k in ("customer_source", "settings")}
-        with build_sensor_context(
-            instance=DagsterInstance.ephemeral(), resources=sensor_resources
-        ) as ctx:
-            return sensor_def(ctx)
+        return evaluate_sensor(sensor_def, resources, DagsterInstance.ephemeral())
 
     assert isinstance(tick(), SkipReason)
     drop(root, "profiles", "p.csv", (PROFILE_HEADER + "\nC-1,a@example.com,,,,,,,\n").encode())

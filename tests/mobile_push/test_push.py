@@ -5,8 +5,6 @@ export of the Mobile SDK route with the duplicate-registration warning."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -15,7 +13,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
+from dagster import AssetCheckSeverity, materialize
 
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.campaign_to_aep.push_subscription_checks import (
@@ -26,7 +24,6 @@ from asset_checks.mobile_push.aep_push_token_checks import (
     aep_push_tokens_checks,
     duplicate_registration_check,
 )
-from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
     non_deliverables_defs,
     non_deliverables_flow,
@@ -41,7 +38,9 @@ from rtcdp_assets.mobile_push import aep_push_tokens as aep
 from rtcdp_assets.mobile_push.push_token_columns import arrow_table
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev import sample_data as sd
-from tests.results import materialization
+from tests.drop_files import drop_flow_export, flow_csv
+from tests.results import check_evaluations_by_name, materialization
+from tests.runs import campaign_assets_and_checks, evaluate_sensor, materialize_partition
 
 PK = "2026-11-23-08:00"
 STAMP = "20261123_0800"
@@ -55,21 +54,7 @@ FCM = "cT9xq2B7RmKf3LwZp0Yv1a:APA91b" + "Qz8_kX-2" * 17
 
 
 def drop(root, flow, content: str | bytes, stamp=STAMP) -> None:
-    path = root / "campaign_sftp" / "export" / f"{flow.file_prefix}_{stamp}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content.encode() if isinstance(content, str) else content)
-    os.utime(path, (time.time() - 600,) * 2)
-
-
-def to_csv(flow, rows, layout_index=0) -> str:
-    layout = flow.fmt.layouts[layout_index]
-    by_canonical = {v: k for k, v in layout.columns.items()}
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([by_canonical[f.name] for f in flow.fmt.fields])
-    for row in rows:
-        writer.writerow([row.get(f.name, "") for f in flow.fmt.fields])
-    return out.getvalue()
+    drop_flow_export(root, flow, content, stamp, age_seconds=600)
 
 
 def subscription(n: int, platform: str, token: str, **extra: str) -> dict[str, str]:
@@ -89,13 +74,7 @@ def subscription(n: int, platform: str, token: str, **extra: str) -> dict[str, s
 
 
 def run(defs, resources, instance, pk=PK):
-    return materialize(
-        [*defs.assets, *campaign_export_checks(defs.flow)],
-        partition_key=pk,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return materialize_partition(campaign_assets_and_checks(defs), resources, pk, instance)
 
 
 def run_aep(resources, instance, pk=PK):
@@ -108,31 +87,14 @@ def run_aep(resources, instance, pk=PK):
     )
 
 
-def tick(sensor_def, resources, instance, cursor=None):
-    keys = sensor_def.required_resource_keys
-    with build_sensor_context(
-        resources={k: resources[k] for k in keys}, instance=instance, cursor=cursor
-    ) as ctx:
-        return sensor_def(ctx)
-
-
-def checks(result):
-    return {e.check_name: e for e in result.get_asset_check_evaluations()}
-
-
 def published(root, resources, pk=PK):
     path = root / "aep_landing" / FLOW.landing_paths(resources["settings"], pk)[0]
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
 
 
-@pytest.fixture
-def env(tmp_path):
-    return tmp_path, embedded_resources(tmp_path), DagsterInstance.ephemeral()
-
-
 @pytest.mark.parametrize("layout", ["classic", "standard"])
-def test_realistic_push_export_end_to_end(env, layout):
-    root, resources, instance = env
+def test_realistic_push_export_end_to_end(embedded_env_with_instance, layout):
+    root, resources, instance = embedded_env_with_instance
     generated = sd.generate_push_subscriptions(
         WINDOW, 1500, seed=5, layout=layout, defect_rate=0.03, now=NOW
     )
@@ -141,12 +103,12 @@ def test_realistic_push_export_end_to_end(env, layout):
     drop(root, FLOW, generated.content)
     # the sensor finds the file and asks for its window
     sensor = push_subscriptions_defs.sensor
-    (request,) = tick(sensor, resources, instance).run_requests
+    (request,) = evaluate_sensor(sensor, resources, instance).run_requests
     assert request.partition_key == PK
 
     result = run(push_subscriptions_defs, resources, instance)
     assert result.success
-    evaluations = checks(result)
+    evaluations = check_evaluations_by_name(result)
     assert {k for k, v in evaluations.items() if not v.passed} == set()
     assert {"reconciliation", "push_token_format", "push_quarantine_respected"} <= set(evaluations)
     fmt = evaluations["push_token_format"].metadata
@@ -183,8 +145,8 @@ def test_realistic_push_export_end_to_end(env, layout):
     assert mat.metadata["rows_rejected"].value == 1500 - generated.expected_valid
 
 
-def test_token_format_rejects_with_exact_counts(env):
-    root, resources, instance = env
+def test_token_format_rejects_with_exact_counts(embedded_env_with_instance):
+    root, resources, instance = embedded_env_with_instance
     rows = [
         subscription(1, "iOS", APNS),
         subscription(2, "iOS", APNS_UPPER),  # hex case means nothing: accepted, lower-cased
@@ -195,7 +157,7 @@ def test_token_format_rejects_with_exact_counts(env):
         subscription(7, "iOS", f"<{APNS[:8]} {APNS[8:16]}>"),
         subscription(8, "Windows", APNS),  # a platform the pipeline does not know
     ]
-    drop(root, FLOW, to_csv(FLOW, rows))
+    drop(root, FLOW, flow_csv(FLOW, rows))
     result = run(push_subscriptions_defs, resources, instance)
     assert result.success
     manifest = json.loads(
@@ -212,7 +174,7 @@ def test_token_format_rejects_with_exact_counts(env):
         APNS_UPPER.lower(),
         FCM,
     ]
-    assert checks(result)["push_token_format"].passed
+    assert check_evaluations_by_name(result)["push_token_format"].passed
 
     # The check itself fails when a malformed token reaches the typed rows.
     warehouse, settings = resources["warehouse"], resources["settings"]
@@ -245,9 +207,9 @@ QUARANTINE = [
 ]
 
 
-def test_quarantined_token_is_never_published_active(env):
-    root, resources, instance = env
-    drop(root, non_deliverables_flow, to_csv(non_deliverables_flow, QUARANTINE))
+def test_quarantined_token_is_never_published_active(embedded_env_with_instance):
+    root, resources, instance = embedded_env_with_instance
+    drop(root, non_deliverables_flow, flow_csv(non_deliverables_flow, QUARANTINE))
     nd = run(non_deliverables_defs, resources, instance)
     assert nd.success and all(e.passed for e in nd.get_asset_check_evaluations())
     # the quarantine list itself carries the device tokens as push details
@@ -264,7 +226,7 @@ def test_quarantined_token_is_never_published_active(env):
         subscription(2, "iOS", APNS_UPPER),
         subscription(3, "Android", FCM),
     ]
-    drop(root, FLOW, to_csv(FLOW, rows, layout_index=1))
+    drop(root, FLOW, flow_csv(FLOW, rows, layout_index=1))
     result = run(push_subscriptions_defs, resources, instance)
     assert result.success
     denylisted = {
@@ -272,7 +234,7 @@ def test_quarantined_token_is_never_published_active(env):
         for r in published(root, resources)
     }
     assert denylisted == {APNS: False, APNS_UPPER.lower(): True, FCM: False}
-    check = checks(result)["push_quarantine_respected"]
+    check = check_evaluations_by_name(result)["push_quarantine_respected"]
     assert check.passed
     assert check.metadata["quarantined_tokens_in_partition"].value == 1
 
@@ -306,8 +268,8 @@ def write_aep(root, export) -> None:
         os.utime(path, (time.time() - 600,) * 2)
 
 
-def test_duplicate_registration_warns_then_passes_when_disjoint(env):
-    root, resources, instance = env
+def test_duplicate_registration_warns_then_passes_when_disjoint(embedded_env_with_instance):
+    root, resources, instance = embedded_env_with_instance
     generated = sd.generate_push_subscriptions(WINDOW, 600, seed=9, defect_rate=0.02, now=NOW)
     drop(root, FLOW, generated.content)
     assert run(push_subscriptions_defs, resources, instance).success
@@ -331,15 +293,15 @@ def test_duplicate_registration_warns_then_passes_when_disjoint(env):
     )
     assert export.partition == PK
     write_aep(root, export)
-    first = tick(aep.aep_push_tokens_sensor, resources, instance)
+    first = evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance)
     (request,) = first.run_requests
     assert request.partition_key == PK
-    again = tick(aep.aep_push_tokens_sensor, resources, instance, first.cursor)
+    again = evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance, first.cursor)
     assert not again.run_requests  # the same export never runs twice
 
     result = run_aep(resources, instance)
     assert result.success
-    evaluations = checks(result)
+    evaluations = check_evaluations_by_name(result)
     assert evaluations["reconciliation"].passed
     duplicate = evaluations["duplicate_registration"]
     assert not duplicate.passed and duplicate.severity == AssetCheckSeverity.WARN
@@ -367,11 +329,11 @@ def test_duplicate_registration_warns_then_passes_when_disjoint(env):
     )
     write_aep(root, disjoint)
     pk2 = "2026-11-23-12:00"
-    second = tick(aep.aep_push_tokens_sensor, resources, instance, first.cursor)
+    second = evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance, first.cursor)
     assert [r.partition_key for r in second.run_requests] == [pk2]
     result = run_aep(resources, instance, pk=pk2)
     assert result.success
-    evaluations = checks(result)
+    evaluations = check_evaluations_by_name(result)
     assert evaluations["duplicate_registration"].passed
     assert evaluations["duplicate_registration"].metadata["campaign_tokens"].value == len(
         set(campaign)
@@ -397,8 +359,10 @@ def assert_metadata_without_tokens(result, campaign) -> None:
     assert not any(t in text for t in tokens for text in texts)
 
 
-def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(env):
-    root, resources, instance = env
+def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(
+    embedded_env_with_instance,
+):
+    root, resources, instance = embedded_env_with_instance
     folder = root / "aep_dataset_export" / "aep_dataset_exports" / "ds1" / "exportTime=202611230930"
     folder.mkdir(parents=True)
     good = folder / "part-00000-a.json"
@@ -418,14 +382,14 @@ def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(en
     (folder / "_SUCCESS").write_text("")  # not a data file: ignored
     os.utime(good, (time.time() - 600,) * 2)
     # a part still being written holds the whole window back
-    assert not tick(aep.aep_push_tokens_sensor, resources, instance).run_requests
+    assert not evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance).run_requests
     os.utime(corrupt, (time.time() - 600,) * 2)
-    (request,) = tick(aep.aep_push_tokens_sensor, resources, instance).run_requests
+    (request,) = evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance).run_requests
     assert request.partition_key == PK
 
     result = run_aep(resources, instance)
     assert not result.success  # the blocking reconciliation check failed
-    reconciliation = checks(result)["reconciliation"]
+    reconciliation = check_evaluations_by_name(result)["reconciliation"]
     assert not reconciliation.passed
     assert reconciliation.metadata["files_quarantined"].value == [
         "aep_dataset_exports/ds1/exportTime=202611230930/part-00001-a.parquet: corrupt_parquet"
@@ -436,10 +400,10 @@ def test_aep_export_waits_for_unsettled_files_and_quarantines_unreadable_ones(en
     ]
 
 
-def test_arrow_and_per_record_paths_agree(env):
+def test_arrow_and_per_record_paths_agree(embedded_env_with_instance):
     """Plain JSON lines and Parquet take the Arrow path, gzip'd JSON the per-record one: the
     same records give the same typed rows and the same rejects either way."""
-    root, resources, _ = env
+    root, resources, _ = embedded_env_with_instance
     export = sd.aep_push_token_export(
         [], seed=3, export_time=datetime(2026, 11, 23, 9, tzinfo=UTC), overlap=0, aep_only=40
     )

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
-import pytest
-from dagster import DagsterInstance, materialize
+from dagster import materialize
 
-from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from asset_checks.operations.ledger_checks import build_file_ledger_checks
-from resources import embedded_resources
 from resources.drop_zones import Entry
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.operations.ledger_snapshot import file_ledger_asset
+from tests.drop_files import drop_campaign_export
+from tests.results import check_evaluations_by_name
+from tests.runs import campaign_assets_and_checks, materialize_partition
 
 HEADER = (
     "iBroadLogId,iDeliveryId,iRecipientId,sExternalId,sAddress,iStatus,iFailureType,"
@@ -33,28 +31,13 @@ CONTENT = (HEADER + "\n".join(ROWS) + "\n").encode()
 LEDGER_CHECKS = build_file_ledger_checks([broadlog_flow])
 
 
-def drop(root: Path, name: str, content: bytes = CONTENT, age: float = 3600) -> Path:
-    path = root / "campaign_sftp" / "export" / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    os.utime(path, (time.time() - age, time.time() - age))
-    return path
-
-
-@pytest.fixture
-def env(tmp_path):
-    return tmp_path, embedded_resources(tmp_path), DagsterInstance.ephemeral()
+BROADLOG = campaign_assets_and_checks(broadlog_defs)
 
 
 def run(env, pk: str):
+    """broadLog for `pk` on `env` (`embedded_env_with_instance`); the run must succeed."""
     _, resources, instance = env
-    result = materialize(
-        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
-        partition_key=pk,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    result = materialize_partition(BROADLOG, resources, pk, instance)
     assert result.success
     return result
 
@@ -75,14 +58,14 @@ def ledger_checks(env):
         instance=instance,
         raise_on_error=False,
     )
-    return result, {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return result, check_evaluations_by_name(result)
 
 
-def test_a_processed_version_records_checksum_rows_partition_and_run(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv")
-    result = run(env, "2026-11-23-08:00")
-    [row] = env[1]["file_ledger"].rows()
+def test_a_processed_version_records_checksum_rows_partition_and_run(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
+    result = run(embedded_env_with_instance, "2026-11-23-08:00")
+    [row] = embedded_env_with_instance[1]["file_ledger"].rows()
     assert row.status == "processed"
     assert row.sha256 == hashlib.sha256(CONTENT).hexdigest()
     assert row.rows == 3
@@ -90,7 +73,7 @@ def test_a_processed_version_records_checksum_rows_partition_and_run(env):
     assert row.run_id == result.run_id
     assert row.location.startswith("export/archive/broadlog/broadLog_20261123_0800.csv@")
     assert (root / "campaign_sftp" / row.location).read_bytes() == CONTENT
-    snapshot, checks = ledger_checks(env)
+    snapshot, checks = ledger_checks(embedded_env_with_instance)
     assert checks["files_accounted_for"].passed
     assert checks["no_stuck_pending"].passed
     table = pq.read_table(root / "warehouse" / "file_ledger" / "current" / "data.parquet")
@@ -99,49 +82,49 @@ def test_a_processed_version_records_checksum_rows_partition_and_run(env):
     assert meta["versions_by_status"].value == {"broadlog": {"processed": 1}}
 
 
-def test_the_same_bytes_under_another_name_are_counted_once(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv")
-    run(env, "2026-11-23-08:00")
+def test_the_same_bytes_under_another_name_are_counted_once(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
+    run(embedded_env_with_instance, "2026-11-23-08:00")
     # Campaign re-delivers the same export under the next window's name.
-    drop(root, "broadLog_20261123_1200.csv")
-    run(env, "2026-11-23-12:00")
+    drop_campaign_export(root, "broadLog_20261123_1200.csv", CONTENT)
+    run(embedded_env_with_instance, "2026-11-23-12:00")
     later = manifest(root, "2026-11-23-12:00")
     [f] = later["files"]
     assert f["status"] == "duplicate"
     assert f["duplicate_of"].startswith("export/broadLog_20261123_0800.csv@")
     assert f["rows_duplicate"] == 3
     assert (later["rows_in"], later["rows_out"], later["rows_rejected"]) == (0, 0, 0)
-    rows = ledger_rows(env)
+    rows = ledger_rows(embedded_env_with_instance)
     assert rows["broadLog_20261123_1200.csv", "duplicate"].duplicate_of == f["duplicate_of"]
     # nothing deleted: the duplicate is archived like any other delivery
     assert root / "campaign_sftp" / rows["broadLog_20261123_1200.csv", "duplicate"].location
     # re-runs of either partition keep the same answer
-    run(env, "2026-11-23-12:00")
-    run(env, "2026-11-23-08:00")
+    run(embedded_env_with_instance, "2026-11-23-12:00")
+    run(embedded_env_with_instance, "2026-11-23-08:00")
     assert manifest(root, "2026-11-23-12:00")["files"][0]["status"] == "duplicate"
     assert manifest(root, "2026-11-23-08:00")["rows_in"] == 3
 
 
-def test_a_duplicate_within_one_partition_is_counted_once(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv")
-    drop(root, "broadLog_20261123_0800_resend.csv")
-    run(env, "2026-11-23-08:00")
+def test_a_duplicate_within_one_partition_is_counted_once(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
+    drop_campaign_export(root, "broadLog_20261123_0800_resend.csv", CONTENT)
+    run(embedded_env_with_instance, "2026-11-23-08:00")
     m = manifest(root, "2026-11-23-08:00")
     assert [f["status"] for f in m["files"]] == ["processed", "duplicate"]
     assert (m["rows_in"], m["rows_out"] + m["rows_rejected"]) == (3, 3)
     assert m["files_duplicate"] == 1
 
 
-def test_a_rerun_changes_nothing_and_publishes_nothing_again(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv")
-    first = run(env, "2026-11-23-08:00")
+def test_a_rerun_changes_nothing_and_publishes_nothing_again(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
+    first = run(embedded_env_with_instance, "2026-11-23-08:00")
     landing = root / "aep_landing" / "campaign" / "broadlog" / "20261123_0800"
     data = landing / "broadlog_20261123_0800.json"
     before = (data.read_bytes(), data.stat().st_mtime_ns)
-    second = run(env, "2026-11-23-08:00")
+    second = run(embedded_env_with_instance, "2026-11-23-08:00")
     assert (data.read_bytes(), data.stat().st_mtime_ns) == before  # not rewritten
     published = [
         m.metadata["already_published"].value
@@ -149,54 +132,50 @@ def test_a_rerun_changes_nothing_and_publishes_nothing_again(env):
         for m in r.asset_materializations_for_node("broadlog_published")
     ]
     assert published == [False, True]
-    [row] = env[1]["file_ledger"].rows()
+    [row] = embedded_env_with_instance[1]["file_ledger"].rows()
     assert (row.status, row.rows, row.run_id) == ("processed", 3, second.run_id)
 
 
-def test_a_new_version_of_the_same_name_supersedes_the_old_one(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv", age=7200)
-    run(env, "2026-11-23-08:00")
-    drop(root, "broadLog_20261123_0800.csv", (HEADER + ROWS[0] + "\n").encode())
-    run(env, "2026-11-23-08:00")
-    statuses = sorted((r.status, r.rows) for r in env[1]["file_ledger"].rows())
+def test_a_new_version_of_the_same_name_supersedes_the_old_one(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT, age_seconds=7200)
+    run(embedded_env_with_instance, "2026-11-23-08:00")
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", (HEADER + ROWS[0] + "\n").encode())
+    run(embedded_env_with_instance, "2026-11-23-08:00")
+    statuses = sorted(
+        (r.status, r.rows) for r in embedded_env_with_instance[1]["file_ledger"].rows()
+    )
     assert statuses == [("processed", 1), ("superseded", 3)]
     assert manifest(root, "2026-11-23-08:00")["rows_in"] == 1
 
 
-def test_a_quarantined_version_records_its_reason(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv", b"")
-    _, resources, instance = env
-    materialize(
-        [*broadlog_defs.assets, *campaign_export_checks(broadlog_defs.flow)],
-        partition_key="2026-11-23-08:00",
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
-    [row] = env[1]["file_ledger"].rows()
+def test_a_quarantined_version_records_its_reason(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", b"")
+    _, resources, instance = embedded_env_with_instance
+    materialize_partition(BROADLOG, resources, "2026-11-23-08:00", instance)
+    [row] = embedded_env_with_instance[1]["file_ledger"].rows()
     assert (row.status, row.reason) == ("quarantined", "empty_file")
     assert row.sha256 == hashlib.sha256(b"").hexdigest()
     assert row.location.startswith("export/quarantine/broadlog/")
 
 
-def test_an_archived_file_that_disappears_fails_the_ledger_check(env):
-    root, _, _ = env
-    drop(root, "broadLog_20261123_0800.csv")
-    run(env, "2026-11-23-08:00")
-    [row] = env[1]["file_ledger"].rows()
+def test_an_archived_file_that_disappears_fails_the_ledger_check(embedded_env_with_instance):
+    root, _, _ = embedded_env_with_instance
+    drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
+    run(embedded_env_with_instance, "2026-11-23-08:00")
+    [row] = embedded_env_with_instance[1]["file_ledger"].rows()
     (root / "campaign_sftp" / row.location).unlink()  # someone deleted it by hand
-    _, checks = ledger_checks(env)
+    _, checks = ledger_checks(embedded_env_with_instance)
     lost = checks["files_accounted_for"]
     assert not lost.passed
     assert lost.metadata["lost_count"].value == 1
     assert "broadLog_20261123_0800.csv (processed)" in lost.metadata["lost"].value[0]
 
 
-def test_a_version_pending_for_hours_is_flagged(env):
-    root, resources, _ = env
-    path = drop(root, "broadLog_20261123_0800.csv")
+def test_a_version_pending_for_hours_is_flagged(embedded_env_with_instance):
+    root, resources, _ = embedded_env_with_instance
+    path = drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
     st = path.stat()
     entry = Entry(
         "export/broadLog_20261123_0800.csv",
@@ -211,7 +190,7 @@ def test_a_version_pending_for_hours_is_flagged(env):
         [entry],
         seen_at=datetime.now(UTC) - timedelta(hours=10),
     )
-    _, checks = ledger_checks(env)
+    _, checks = ledger_checks(embedded_env_with_instance)
     stuck = checks["no_stuck_pending"]
     assert not stuck.passed
     assert stuck.severity.value == "WARN"
