@@ -32,7 +32,7 @@ from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
 from rtcdp_assets.campaign_to_aep.non_deliverables import quarantined_tokens
-from rtcdp_assets.shared import push_tokens, xdm
+from rtcdp_assets.shared import push_token_formats, xdm
 
 
 # --------------------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def token_format_result(
     by_platform: Counter[str] = Counter()
     for batch in warehouse.iter_batches(dataset, pk):
         platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
-        bad = push_tokens.invalid_tokens(batch.column("token"), platform, settings)
+        bad = push_token_formats.invalid_tokens(batch.column("token"), platform, settings)
         invalid += pc.sum(pc.cast(bad, pa.int64())).as_py() or 0
         for item in pc.value_counts(pc.fill_null(platform, "unknown")).to_pylist():
             by_platform[item["values"]] += item["counts"]
@@ -60,7 +60,9 @@ def token_format_result(
             "rows_checked": checked,
             "rows_by_platform": MetadataValue.json(dict(sorted(by_platform.items()))),
             "invalid_tokens_in_typed_rows": invalid,
-            "rows_quarantined_invalid_push_token": reasons.get(push_tokens.INVALID_PUSH_TOKEN, 0),
+            "rows_quarantined_invalid_push_token": reasons.get(
+                push_token_formats.INVALID_PUSH_TOKEN, 0
+            ),
             "rows_quarantined_unknown_platform": reasons.get("unknown_code:platform", 0),
             "apns_token_pattern": settings.apns_token_pattern,
             "fcm_token_pattern": settings.fcm_token_pattern,
@@ -78,7 +80,7 @@ def build_token_format_check(
         "characters; FCM: the configured permissive pattern). Rows that do not are quarantined "
         "at ingestion with reason invalid_push_token.",
         blocking=True,
-        source="APNs / FCM token formats (rtcdp_assets/push_tokens.py)",
+        source="APNs / FCM token formats (rtcdp_assets/shared/push_token_formats.py)",
         limit="0 malformed tokens published",
     )
 

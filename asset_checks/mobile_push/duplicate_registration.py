@@ -24,7 +24,7 @@ from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.mobile_push.push_token_records import DATASET as AEP_PUSH_DATASET
-from rtcdp_assets.shared import push_tokens, xdm
+from rtcdp_assets.shared import push_token_formats, xdm
 
 CAMPAIGN_PUSH_DATASET = "push_subscriptions"
 
@@ -37,7 +37,7 @@ def campaign_tokens(
     for pk in sorted(partitions):
         for batch in warehouse.iter_batches(CAMPAIGN_PUSH_DATASET, pk):
             platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
-            token = push_tokens.normalized(batch.column("token"), platform)
+            token = push_token_formats.normalized(batch.column("token"), platform)
             out.update(zip(token.to_pylist(), batch.column("app_id").to_pylist(), strict=True))
     return out
 

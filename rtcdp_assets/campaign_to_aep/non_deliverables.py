@@ -44,7 +44,7 @@ from dagster import (
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
-from rtcdp_assets.shared import push_tokens, xdm
+from rtcdp_assets.shared import push_token_formats, xdm
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.shared.masking import masked_preview
 from rtcdp_assets.shared.xdm_conformance import (
@@ -152,8 +152,10 @@ def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -
         )
     platform = xdm.lookup(channel, PUSH_CHANNEL_PLATFORMS)
     no_token = pa.scalar(None, pa.string())
-    token = pc.if_else(pc.is_null(platform), no_token, push_tokens.normalized(address, platform))
-    columns["pushNotificationDetails"] = push_tokens.push_details(
+    token = pc.if_else(
+        pc.is_null(platform), no_token, push_token_formats.normalized(address, platform)
+    )
+    columns["pushNotificationDetails"] = push_token_formats.push_details(
         app_id=pa.nulls(len(address), pa.string()),  # quarantine is per address, not per app
         token=token,
         platform=platform,
@@ -162,7 +164,7 @@ def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -
         ),
     )
     identity_map = {ns: xdm.identities(values, primary=True) for ns, values in identities.items()}
-    for ns, values in push_tokens.token_identities(
+    for ns, values in push_token_formats.token_identities(
         token, platform, settings.push_token_namespaces
     ).items():
         identity_map[ns] = values if ns not in identity_map else _either(identity_map[ns], values)
@@ -353,4 +355,4 @@ def quarantined_tokens(
         pc.is_in(table.column("channel"), value_set=pa.array(sorted(PUSH_CHANNEL_PLATFORMS)))
     )
     platform = xdm.lookup(push.column("channel"), PUSH_CHANNEL_PLATFORMS)
-    return set(push_tokens.normalized(push.column("address"), platform).to_pylist()) - {None}
+    return set(push_token_formats.normalized(push.column("address"), platform).to_pylist()) - {None}

@@ -21,7 +21,7 @@ following Campaign's SQL naming rule (docs/formats.md §b1).
 
 Row rules: the platform must be one of `PipelineSettings.push_platform_codes` (default `iOS` →
 `apns`, `Android` → `fcm`), else `unknown_code:platform`; the token must match its platform's
-format (`rtcdp_assets/push_tokens.py`), else `invalid_push_token`. Both reject the row into the
+format (`rtcdp_assets/shared/push_token_formats.py`), else `invalid_push_token`. Both reject the row into the
 quarantine with its raw values; the counts reconcile like every dataset's.
 
 Mapping (XDM Individual Profile, "Push Notification Details" + identityMap + consents): one
@@ -48,7 +48,7 @@ from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow, XdmMapper
 from rtcdp_assets.campaign_to_aep.non_deliverables import quarantined_tokens
-from rtcdp_assets.shared import push_tokens, xdm
+from rtcdp_assets.shared import push_token_formats, xdm
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout, RowRules
 from rtcdp_assets.shared.xdm_conformance import (
     FG_IDENTITY_MAP,
@@ -125,7 +125,7 @@ def map_subscriptions(
 ) -> pa.RecordBatch:
     """Typed subscriptions → XDM profile records; tokens in `quarantined` are denylisted."""
     platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
-    token = push_tokens.normalized(batch.column("token"), platform)
+    token = push_token_formats.normalized(batch.column("token"), platform)
     denylisted = pc.fill_null(pc.is_in(token, value_set=pa.array(quarantined, pa.string())), False)
     subscriber = batch.column("subscriber_key")
     namespace = subscriber_namespace(settings)
@@ -133,7 +133,7 @@ def map_subscriptions(
         namespace: xdm.identities(subscriber, primary=True),
         **{
             code: items
-            for code, items in push_tokens.token_identities(
+            for code, items in push_token_formats.token_identities(
                 token, platform, settings.push_token_namespaces
             ).items()
             if code != namespace
@@ -149,12 +149,12 @@ def map_subscriptions(
                 pc.cast(time, pa.int64()),
             ),
             xdm.struct(identity_map),
-            push_tokens.push_details(
+            push_token_formats.push_details(
                 app_id=batch.column("app_id"),
                 token=token,
                 platform=platform,
                 denylisted=denylisted,
-                identity_of_token=push_tokens.identity(namespace, subscriber),
+                identity_of_token=push_token_formats.identity(namespace, subscriber),
             ),
             xdm.struct(
                 {"marketing": xdm.struct({"push": xdm.struct({"val": consent, "time": time})})}
@@ -186,8 +186,8 @@ def _bind_quarantine(
 def _token_rules(settings: PipelineSettings) -> RowRules:
     def rules(typed: pa.RecordBatch) -> list[tuple[pa.Array, str, str]]:
         platform = xdm.lookup(typed.column("platform"), settings.push_platform_codes)
-        bad = push_tokens.invalid_tokens(typed.column("token"), platform, settings)
-        return [(bad, push_tokens.INVALID_PUSH_TOKEN, "token")]
+        bad = push_token_formats.invalid_tokens(typed.column("token"), platform, settings)
+        return [(bad, push_token_formats.INVALID_PUSH_TOKEN, "token")]
 
     return rules
 

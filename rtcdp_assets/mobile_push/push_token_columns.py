@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from resources.settings import PipelineSettings
 from rtcdp_assets.mobile_push.push_token_records import LINE_NUMBER, TYPED_SCHEMA, raw_json
-from rtcdp_assets.shared import push_tokens
+from rtcdp_assets.shared import push_token_formats
 
 
 def arrow_table(local: Path, name: str) -> pa.Table | None:
@@ -118,7 +118,7 @@ def arrow_split(
     app, token, platform = (
         _text_array(_field(items, k), m) for k in ("appID", "token", "platform")
     )
-    known = pc.is_in(platform, value_set=pa.array(sorted(push_tokens.PLATFORMS)))
+    known = pc.is_in(platform, value_set=pa.array(sorted(push_token_formats.PLATFORMS)))
     checks = (
         (pc.is_null(app), "missing_required_value", ".appID"),
         (pc.is_null(token), "missing_required_value", ".token"),

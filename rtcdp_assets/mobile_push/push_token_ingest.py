@@ -25,7 +25,7 @@ from rtcdp_assets.mobile_push.push_token_records import (
     settle_tokens,
     split_record,
 )
-from rtcdp_assets.shared import push_tokens
+from rtcdp_assets.shared import push_token_formats
 from rtcdp_assets.shared.ingest import REJECT_SCHEMA, SOURCE_FILE
 
 FLUSH_ROWS = 50_000
@@ -63,7 +63,9 @@ def _ingest_file(
     def flush() -> int:
         rows, bad_tokens = settle_tokens(pending, settings)
         for values, column, item in bad_tokens:
-            reject(values[LINE_NUMBER], push_tokens.INVALID_PUSH_TOKEN, column, raw_json(item))
+            reject(
+                values[LINE_NUMBER], push_token_formats.INVALID_PUSH_TOKEN, column, raw_json(item)
+            )
         good.write(pa.Table.from_pylist(rows, schema=TYPED_SCHEMA))
         pending.clear()
         return len(rows)
@@ -78,7 +80,7 @@ def _ingest_file(
         candidates, early = arrow_split(table, settings)
         for number, reason, column, raw in early:
             reject(number, reason, column, raw)
-        invalid = push_tokens.invalid_tokens(
+        invalid = push_token_formats.invalid_tokens(
             candidates.column("token"), candidates.column("platform"), settings
         )
         for row in candidates.filter(invalid).to_pylist():
@@ -86,13 +88,13 @@ def _ingest_file(
                 {"appID": row["app_id"], "platform": row["platform"], "token": row["token"]}
             )
             column = f"pushNotificationDetails[{row['_item']}].token"
-            reject(row[LINE_NUMBER], push_tokens.INVALID_PUSH_TOKEN, column, raw)
+            reject(row[LINE_NUMBER], push_token_formats.INVALID_PUSH_TOKEN, column, raw)
         rows = candidates.filter(pc.invert(invalid))
         count = rows.num_rows
         rows = rows.set_column(
             rows.schema.get_field_index("token"),
             "token",
-            push_tokens.normalized(rows.column("token"), rows.column("platform")),
+            push_token_formats.normalized(rows.column("token"), rows.column("platform")),
         )
         rows = rows.append_column("dataset_id", pa.array([dataset_id] * count, pa.string()))
         rows = rows.append_column(

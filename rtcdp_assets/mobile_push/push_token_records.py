@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 
 from resources.settings import PipelineSettings
-from rtcdp_assets.shared import push_tokens
+from rtcdp_assets.shared import push_token_formats
 from rtcdp_assets.shared.ingest import SOURCE_FILE
 
 DATASET = "aep_push_tokens"
@@ -102,7 +102,7 @@ def split_record(
         if missing:
             yield None, "missing_required_value", f"{column}.{missing}", raw_json(item)
             continue
-        if platform not in push_tokens.PLATFORMS:
+        if platform not in push_token_formats.PLATFORMS:
             yield None, "unknown_code:platform", f"{column}.platform", raw_json(item)
             continue
         identity = item.get("identity") if isinstance(item.get("identity"), dict) else {}
@@ -139,8 +139,8 @@ def settle_tokens(
         return [], []
     tokens = pa.array([values["token"] for values, _, _ in pending], pa.string())
     platforms = pa.array([values["platform"] for values, _, _ in pending], pa.string())
-    invalid = push_tokens.invalid_tokens(tokens, platforms, settings).to_pylist()
-    normalized = push_tokens.normalized(tokens, platforms).to_pylist()
+    invalid = push_token_formats.invalid_tokens(tokens, platforms, settings).to_pylist()
+    normalized = push_token_formats.normalized(tokens, platforms).to_pylist()
     good, bad = [], []
     for (values, column, raw), is_bad, token in zip(pending, invalid, normalized, strict=True):
         if is_bad:
