@@ -21,8 +21,8 @@ following Campaign's SQL naming rule (docs/formats.md §b1).
 
 Row rules: the platform must be one of `PipelineSettings.push_platform_codes` (default `iOS` →
 `apns`, `Android` → `fcm`), else `unknown_code:platform`; the token must match its platform's
-format (`rtcdp_assets/shared/push_token_formats.py`), else `invalid_push_token`. Both reject the row into the
-quarantine with its raw values; the counts reconcile like every dataset's.
+format (`rtcdp_assets/shared/push_token_formats.py`), else `invalid_push_token`. Both reject
+the row into the quarantine with its raw values; the counts reconcile like every dataset's.
 
 Mapping (XDM Individual Profile, "Push Notification Details" + identityMap + consents): one
 record per subscription, `_id` from the subscription key and its last change;

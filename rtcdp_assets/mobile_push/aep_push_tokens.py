@@ -18,10 +18,11 @@ platform, denylisted, identity, dataset ID, export time). Malformed input goes t
 with the raw value and a reason: `invalid_json` (a line that is not a JSON object),
 `no_push_details` (a record without items), `missing_required_value` (no appID, token or
 platform), `unknown_code:platform` (not apns/apnsSandbox/fcm), `invalid_push_token` (format of
-its platform, `rtcdp_assets/shared/push_token_formats.py`). A row is one item, or one rejected record where
-there is no item to count: rows in = typed rows + rejected rows, per file, checked by the
-blocking `reconciliation` check. A file that cannot be read at all (`corrupt_parquet`,
-`corrupt_gzip`) is recorded as quarantined in the manifest, which fails that check.
+its platform, `rtcdp_assets/shared/push_token_formats.py`). A row is one item, or one rejected
+record where there is no item to count: rows in = typed rows + rejected rows, per file,
+checked by the blocking `reconciliation` check. A file that cannot be read at all
+(`corrupt_parquet`, `corrupt_gzip`) is recorded as quarantined in the manifest, which fails
+that check.
 
 Parquet and plain JSON-lines files are read whole by Arrow and split with compute kernels;
 gzip'd JSON, or JSON that Arrow refuses (a malformed line, types that differ between lines),
