@@ -13,6 +13,7 @@ from dagster import (
     AssetCheckSpec,
     AssetKey,
     MetadataValue,
+    PartitionsDefinition,
 )
 
 from resources.warehouse import Warehouse
@@ -20,15 +21,23 @@ from rtcdp_assets.shared.partitions import four_hourly_partitions
 
 
 def partition_check_spec(
-    name: str, asset: AssetKey, description: str, *, blocking: bool, source: str, limit: str = ""
+    name: str,
+    asset: AssetKey,
+    description: str,
+    *,
+    blocking: bool,
+    source: str,
+    limit: str = "",
+    partitions_def: PartitionsDefinition | None = four_hourly_partitions,
 ) -> AssetCheckSpec:
-    """A check on one 4-hour partition, with the guardrail catalog's source and limit."""
+    """A check on one partition (a 4-hour window unless `partitions_def` says otherwise; None:
+    not partitioned), with the guardrail catalog's source and limit."""
     return AssetCheckSpec(
         name=name,
         asset=asset,
         blocking=blocking,
         description=description,
-        partitions_def=four_hourly_partitions,
+        partitions_def=partitions_def,
         metadata={"guardrail/source": source, "guardrail/limit": limit},
     )
 

@@ -1,7 +1,8 @@
-"""The spec of an audience check, with its `guardrail/*` metadata and the audience partitions."""
+"""The spec of an audience check: partitioned by audience unless it spans all audiences."""
 
 from dagster import AssetCheckSpec, AssetKey
 
+from asset_checks.partition_reconciliation import partition_check_spec
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
 
 
@@ -15,11 +16,12 @@ def guardrail_spec(
     limit: str,
     partitioned: bool = True,
 ) -> AssetCheckSpec:
-    return AssetCheckSpec(
-        name=name,
-        asset=asset,
+    return partition_check_spec(
+        name,
+        asset,
+        description,
         blocking=blocking,
-        description=description,
+        source=source,
+        limit=limit,
         partitions_def=audience_partitions if partitioned else None,
-        metadata={"guardrail/source": source, "guardrail/limit": limit},
     )
