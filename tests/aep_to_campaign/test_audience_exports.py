@@ -413,12 +413,14 @@ OPTION_CASES = {
 }
 
 
-def _ingest(resources, files, options=None):
+def _ingest(resources, files, options=None, identities=("external_id", "email", "phone")):
     zone = resources["aep_destination"]
     for name, data in files.items():
         zone.write_bytes(f"{FOLDER}/{name}", data)
     audience_settings = AudienceSettings(
-        destination_folder=FOLDER, default_destination=options or AepDestinationOptions()
+        destination_folder=FOLDER,
+        default_destination=options or AepDestinationOptions(),
+        join_identities=list(identities),
     )
     (export,) = group_listing(zone.list(FOLDER)).exports.values()
     record = ingest_export(
@@ -516,6 +518,7 @@ def test_unreadable_export_is_quarantined_with_a_reason(env, defect, reason):
     _root, resources = env
     members = sample.audience_members(sample.campaign_recipients(40), in_campaign=30)
     options = AepDestinationOptions(rows_per_file=20)
+    identities = ["external_id", "email", "phone"]
     files = _gz_export(members, rows_per_file=20)
     first = sorted(files)[0]
     if defect == "truncated":
@@ -525,8 +528,10 @@ def test_unreadable_export_is_quarantined_with_a_reason(env, defect, reason):
     elif defect == "short_part":
         options = AepDestinationOptions(rows_per_file=25)  # part 1 holds 20 rows, not 25
     else:
+        # joined by external ID only, which the export does not carry under this name
         options = AepDestinationOptions(rows_per_file=20, external_id_column="crmId")
-    record, _ = _ingest(resources, files, options)
+        identities = ["external_id"]
+    record, _ = _ingest(resources, files, options, identities)
     assert record["status"] == "quarantined"
     assert any(reason in r for r in record["quarantine_reasons"]), record["quarantine_reasons"]
 
