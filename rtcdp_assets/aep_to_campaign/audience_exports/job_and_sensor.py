@@ -133,11 +133,8 @@ def build_audience_job_and_sensor(
             return SkipReason(f"AEP destination container unavailable, will retry: {exc}")
         known = set(context.instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME))
         zone_id = aep_destination.describe()
-        pending_in_ledger = frozenset(
-            name
-            for folder in {_folder_of(e.path) for e in entries}
-            for (name, _), presence in file_ledger.present(zone_id, folder, SEGMENT_EXPORTS).items()
-            if presence.status == "pending"
+        pending_in_ledger = settle_waiting_versions(
+            file_ledger, zone_id, audience_settings.destination_folder, entries
         )
         plan = plan_audience_tick(
             entries,
