@@ -50,11 +50,6 @@ def read_stamp(text: str) -> tuple[datetime, StampForm] | str:
         return f"timestamp {text} is not a valid date as {form} ({exc})"
 
 
-def parse_stamp(text: str) -> tuple[datetime, StampForm] | None:
-    read = read_stamp(text)
-    return None if isinstance(read, str) else read
-
-
 @dataclass(frozen=True)
 class ExportFileName:
     """What AEP put in the name of one exported file."""
