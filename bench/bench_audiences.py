@@ -30,7 +30,13 @@ warnings.filterwarnings("ignore")
 from dagster import DagsterInstance, build_sensor_context  # noqa: E402
 
 from asset_checks.aep_to_campaign.wiring import audience_defs  # noqa: E402
-from resources import AudienceSettings, LocalDropZone, PipelineSettings, Warehouse  # noqa: E402
+from resources import (  # noqa: E402
+    AudienceSettings,
+    FileLedger,
+    LocalDropZone,
+    PipelineSettings,
+    Warehouse,
+)
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import AUDIENCES_PARTITION_NAME  # noqa: E402
 from rtcdp_dev import sample_audiences as sample  # noqa: E402
 from rtcdp_dev.services import free_port  # noqa: E402
@@ -73,6 +79,7 @@ def bench_sensor(n: int, tmp: Path) -> None:
         "audience_settings": AudienceSettings(max_runs_per_tick=1000),
         "settings": PipelineSettings(file_settle_seconds=0),
         "warehouse": Warehouse(zone=LocalDropZone(root=str(tmp / "warehouse"))),
+        "file_ledger": FileLedger(url=f"sqlite:///{tmp / 'ledger.sqlite'}"),
     }
     sensor_def = next(s for s in audience_defs.sensors)
     resources = {k: v for k, v in resources.items() if k in sensor_def.required_resource_keys}

@@ -19,7 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 from dagster import EnvVar
 
-from resources.audience_settings import AepDestinationOptions, AudienceSettings
+from resources.audience_settings import (
+    AepDestinationOptions,
+    AudienceSettings,
+    join_identities_from_env,
+)
 from resources.drop_zones import (
     DropZone,
     DropZoneAccessDenied,
@@ -199,7 +203,10 @@ def production_resources() -> dict[str, Any]:
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
-            join_identity=os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITY", "external_id"),
+            join_identities=join_identities_from_env(
+                os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITIES")
+                or os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITY")
+            ),
         ),
     }
 

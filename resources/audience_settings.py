@@ -8,9 +8,18 @@ destination connection in AEP's activation UI, so they are configured per destin
 """
 
 from dagster import Config, ConfigurableResource
-from pydantic import Field
+from pydantic import Field, field_validator
 
 AEP_ROWS_PER_FILE = 5_000_000  # AEP splits exported files at 5,000,000 rows (docs/formats.md §a1)
+JOIN_IDENTITIES = ("external_id", "email", "phone")  # the default order of join_identities
+
+
+def join_identities_from_env(value: str | None) -> list[str]:
+    """`RTCDP_AUDIENCE_JOIN_IDENTITIES` (comma-separated, in order); the older single-value
+    `RTCDP_AUDIENCE_JOIN_IDENTITY` is a list of one."""
+    if not value or not value.strip():
+        return list(JOIN_IDENTITIES)
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 class AepDestinationOptions(Config):
@@ -73,10 +82,22 @@ class AepDestinationOptions(Config):
     )
     external_id_column: str = Field(
         default="external_id",
-        description="Column holding the Campaign external ID (e.g. `crmId` if renamed).",
+        description=(
+            "Column holding the Campaign external ID (e.g. `crmId` if renamed). Every column "
+            "setting may be an XDM path: the path and its CSV form (dots → `_`) are both "
+            "recognised (docs/formats.md §a2)."
+        ),
     )
     email_column: str = Field(
-        default="personalEmail_address", description="Column holding the email address."
+        default="personalEmail.address",
+        description=(
+            "Column holding the email address: `personalEmail.address` or, in AEP's CSV "
+            "headers and Adobe's sample export, `personalEmail_address`."
+        ),
+    )
+    phone_column: str = Field(
+        default="mobilePhone.number",
+        description="Column holding the mobile phone (`mobilePhone.number` / `_number`).",
     )
     status_column: str = Field(
         default="",
@@ -107,12 +128,15 @@ class AudienceSettings(ConfigurableResource):
         default_factory=AepDestinationOptions,
         description="Options of every destination not listed in `destinations`.",
     )
-    join_identity: str = Field(
-        default="external_id",
-        pattern="^(external_id|email)$",
+    join_identities: list[str] = Field(
+        default_factory=lambda: list(JOIN_IDENTITIES),
+        min_length=1,
         description=(
-            "How an AEP member finds its Campaign profile: 'external_id' (Campaign external ID, "
-            "recommended by Adobe for the Campaign destination) or 'email' (lower-cased)."
+            "How an AEP member finds its Campaign profile, in order of preference: each export "
+            "is joined by the first of these its columns carry, and quarantined "
+            "(`unknown_layout`) when it carries none. 'external_id' (the Campaign external "
+            "ID, recommended by Adobe for the Campaign destination), 'email' (trimmed, "
+            "lower-cased), 'phone' (the mobile phone in E.164 on both sides)."
         ),
     )
     audience_names: dict[str, str] = Field(
@@ -158,6 +182,17 @@ class AudienceSettings(ConfigurableResource):
         default=48.0,
         description="How long the sensor keeps re-checking an incomplete export before giving up.",
     )
+
+    @field_validator("join_identities")
+    @classmethod
+    def _known_identities(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(JOIN_IDENTITIES))
+        if unknown or len(set(value)) != len(value):
+            raise ValueError(
+                f"join_identities must list each of {', '.join(JOIN_IDENTITIES)} at most "
+                f"once, not {value}"
+            )
+        return value
 
     def destination(self, name: str) -> AepDestinationOptions:
         return self.destinations.get(name, self.default_destination)

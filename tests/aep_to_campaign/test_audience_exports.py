@@ -60,6 +60,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.file_names import (
     ManifestError,
     parse_export_name,
     parse_manifest,
+    read_export_name,
 )
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import (
     MEMBERS_SCHEMA,
@@ -155,19 +156,20 @@ def test_optional_name_parts_between_audience_and_time():
 
 
 @pytest.mark.parametrize(
-    "name",
+    ("name", "problem"),
     [
-        f"{DEST}_{AUD}_20261332_080500.csv",  # month 13
-        f"{DEST}_{AUD}_13232026_080500.csv",  # MMDDYYYY with month 13
-        f"{DEST}_{AUD}_20261123_0805.csv",  # no seconds
-        f"{DEST}_{AUD}_20261123_080500_1.csv",  # parts start at _2
-        f"{DEST}_{AUD}_20261123_080500.txt",
-        f"{DEST}_not-a-uuid_20261123_080500.csv",
-        "broadLog_20261123_0800.csv",
+        (f"{DEST}_{AUD}_20261332_080500.csv", "timestamp 20261332_080500 is not a valid date"),
+        (f"{DEST}_{AUD}_13232026_080500.csv", "timestamp 13232026_080500 is not a valid date"),
+        (f"{DEST}_{AUD}_20261123_0805.csv", "no date/time part"),  # no seconds
+        (f"{DEST}_{AUD}_20261123_080500.xlsx", "extension .xlsx is not one of"),
+        (f"{DEST}_not-a-uuid_20261123_080500.csv", "no audience ID (UUID) in the name"),
+        ("broadLog_20261123_0800.csv", "no audience ID (UUID) in the name"),
     ],
 )
-def test_names_that_are_not_audience_exports(name):
+def test_names_that_are_not_audience_exports(name, problem):
     assert parse_export_name(name) is None
+    said = read_export_name(name)
+    assert isinstance(said, str) and said.startswith(problem), said
 
 
 def test_manifest_parsing():
@@ -218,7 +220,8 @@ def test_manifest_sizes_must_match():
     reason = _export(short, {mname: mdata})  # a manifest present is always honoured
     assert reason is not None and f"{names[1]} is 49 bytes, {mname} says 50" in reason
     reason = _export([entry(names[0], 100), entry(mname)], {mname: mdata}, required)
-    assert reason is not None and f"waiting for {names[1]} listed in {mname}" in reason
+    assert reason is not None
+    assert f"waiting for {names[1]}: listed in {mname} but not in the folder" in reason
 
 
 def test_files_still_being_written_wait():
@@ -410,12 +413,14 @@ OPTION_CASES = {
 }
 
 
-def _ingest(resources, files, options=None):
+def _ingest(resources, files, options=None, identities=("external_id", "email", "phone")):
     zone = resources["aep_destination"]
     for name, data in files.items():
         zone.write_bytes(f"{FOLDER}/{name}", data)
     audience_settings = AudienceSettings(
-        destination_folder=FOLDER, default_destination=options or AepDestinationOptions()
+        destination_folder=FOLDER,
+        default_destination=options or AepDestinationOptions(),
+        join_identities=list(identities),
     )
     (export,) = group_listing(zone.list(FOLDER)).exports.values()
     record = ingest_export(
@@ -513,6 +518,7 @@ def test_unreadable_export_is_quarantined_with_a_reason(env, defect, reason):
     _root, resources = env
     members = sample.audience_members(sample.campaign_recipients(40), in_campaign=30)
     options = AepDestinationOptions(rows_per_file=20)
+    identities = ["external_id", "email", "phone"]
     files = _gz_export(members, rows_per_file=20)
     first = sorted(files)[0]
     if defect == "truncated":
@@ -522,8 +528,10 @@ def test_unreadable_export_is_quarantined_with_a_reason(env, defect, reason):
     elif defect == "short_part":
         options = AepDestinationOptions(rows_per_file=25)  # part 1 holds 20 rows, not 25
     else:
+        # joined by external ID only, which the export does not carry under this name
         options = AepDestinationOptions(rows_per_file=20, external_id_column="crmId")
-    record, _ = _ingest(resources, files, options)
+        identities = ["external_id"]
+    record, _ = _ingest(resources, files, options, identities)
     assert record["status"] == "quarantined"
     assert any(reason in r for r in record["quarantine_reasons"]), record["quarantine_reasons"]
 

@@ -235,6 +235,11 @@ def test_incomplete_split_export_waits_until_every_part_matches(services):
     first = tick(services, instance)
     assert not first.run_requests
     assert "waiting for split file(s) _2" in first.skip_reason.skip_message
+    # the files that wait are in the file ledger, with why
+    waiting = {r.version.name: r for r in services["file_ledger"].rows("segment_exports")}
+    assert sorted(waiting) == [names[0], names[2]]
+    assert {r.status for r in waiting.values()} == {"pending"}
+    assert all("waiting for split file(s) _2" in (r.reason or "") for r in waiting.values())
     # _2 arrives cut short: its size disagrees with the manifest
     upload(services, {names[1]: files[names[1]][:-10]})
     second = tick(services, instance, first.cursor)

@@ -235,11 +235,10 @@ def campaign_audience_import_checks(
         context.instance.get_materialized_partitions(AssetKey("profiles")),
         pa.chunked_array([t.column("recipient_id") for t in staged], type=pa.string()),
     )
-    yield source_of_truth_result(staged, recipients, audience_settings.join_identity)
+    manifest = read_import_manifest(warehouse, audience_id, stamp)
+    yield source_of_truth_result(staged, recipients, manifest.get("join_identity", ""))
     yield suppression_result(staged, load_email_suppression(warehouse))
-    yield file_row_limit_result(
-        staged, read_import_manifest(warehouse, audience_id, stamp), audience_settings
-    )
+    yield file_row_limit_result(staged, manifest, audience_settings)
     yield import_reconciliation_result(warehouse, staged, audience_id, stamp)
 
 

@@ -85,6 +85,12 @@ class AepCsvStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read_header(self) -> list[str]:
+        """The column names, read ahead without consuming anything (empty for an empty file)."""
+        while self.header is None and not self._eof:
+            self._fill(len(self._pending) + 1)
+        return list(self.header or [])
+
     def _decode(self, data: bytes, final: bool) -> bytes:
         if self._decoder is None:
             return data

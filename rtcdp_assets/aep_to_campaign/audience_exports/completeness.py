@@ -25,7 +25,11 @@ from rtcdp_assets.aep_to_campaign.audience_exports.file_names import (
     ManifestError,
     parse_export_name,
     parse_manifest,
+    read_export_name,
 )
+
+# How a wait for a file the manifest promises reads: the sensor warns about those.
+NOT_IN_FOLDER = " but not in the folder"
 
 
 @dataclass
@@ -37,6 +41,9 @@ class AudienceExport:
     exported_at: datetime
     parts: dict[int, tuple[ExportFileName, Entry]] = field(default_factory=dict)
     manifest: AepManifest | None = None
+    # Files whose names claim a part another file already holds (two name templates, or
+    # custom text `_1` after the date/time): the export waits rather than pick one.
+    clashes: list[str] = field(default_factory=list)
 
     @cached_property
     def stamp(self) -> str:
@@ -87,29 +94,40 @@ class AudienceExport:
 class Listing:
     exports: dict[str, AudienceExport]
     manifests: list[Entry]
-    unrecognised: list[Entry]
+    unrecognised: list[tuple[Entry, str]]  # with the part of the name that failed
+
+    @property
+    def names(self) -> set[str]:
+        """Every export file name in the listing."""
+        return {n.name for x in self.exports.values() for n, _ in x.parts.values()} | {
+            n for x in self.exports.values() for n in x.clashes
+        }
 
 
 def group_listing(entries: Sequence[Entry]) -> Listing:
     exports: dict[str, AudienceExport] = {}
     manifests: list[Entry] = []
-    unrecognised: list[Entry] = []
+    unrecognised: list[tuple[Entry, str]] = []
     for entry in entries:
         name = entry.path.rsplit("/", 1)[-1]
         if MANIFEST_NAME_RE.match(name):
             manifests.append(entry)
             continue
-        # The pattern already refuses temporary suffixes (.part, .tmp, ...); hidden names are
-        # what an uploader may still be writing.
-        parsed = parse_export_name(name)
-        if parsed is None or name.startswith((".", "~")):
-            if not is_temporary_name(name):
-                unrecognised.append(entry)
+        # Hidden and temporary names (.part, .tmp, ...) are what an uploader may still be
+        # writing: neither read nor reported.
+        if name.startswith((".", "~")) or is_temporary_name(name):
+            continue
+        parsed = read_export_name(name)
+        if isinstance(parsed, str):
+            unrecognised.append((entry, parsed))
             continue
         export = exports.setdefault(
             parsed.export_id,
             AudienceExport(parsed.destination, parsed.audience_id, parsed.exported_at),
         )
+        if parsed.part in export.parts:
+            export.clashes.append(name)
+            continue
         export.parts[parsed.part] = (parsed, entry)
     return Listing(exports, manifests, unrecognised)
 
@@ -144,6 +162,13 @@ def assess_export(
     Sets `export.manifest` to the manifest that lists its files, if any.
     """
     present = {n.name: e for n, e in export.parts.values()}
+    if export.clashes:
+        claims = ", ".join(
+            f"{name} claims part {p.part}, held by {export.parts[p.part][0].name}"
+            for name in sorted(export.clashes)
+            if (p := parse_export_name(name)) is not None
+        )
+        return f"two files name the same part of one export ({claims}); remove one"
     highest = max(export.parts)
     missing = [p for p in range(1, highest + 1) if p not in export.parts]
     if missing:
@@ -170,7 +195,7 @@ def assess_export(
     }
     absent = sorted(set(listed) - set(present))
     if absent:
-        return f"waiting for {', '.join(absent)} listed in {manifest.name}"
+        return f"waiting for {', '.join(absent)}: listed in {manifest.name}{NOT_IN_FOLDER}"
     extra = sorted(set(present) - set(listed))
     if extra:
         return f"{', '.join(extra)} not listed in {manifest.name}"

@@ -1,7 +1,7 @@
 """Reading one AEP export file (CSV, JSON Lines, Parquet) through the shared `ingest_file`."""
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +16,11 @@ from resources.settings import PipelineSettings
 from rtcdp_assets.aep_to_campaign.audience_exports.aep_csv_stream import AepCsvStream
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import SEGMENT_EXPORTS, STATUSES
 from rtcdp_assets.aep_to_campaign.audience_exports.file_names import ExportFileName
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    JOIN_FIELDS,
+    column_forms,
+    identity_columns,
+)
 from rtcdp_assets.shared.ingest import (
     REJECT_SCHEMA,
     SOURCE_FILE,
@@ -32,7 +37,7 @@ from rtcdp_assets.shared.ingest import (
 
 def status_columns(audience_id: str, options: AepDestinationOptions) -> list[str]:
     if options.status_column:
-        return [options.status_column]
+        return column_forms(options.status_column)
     # Dots in XDM paths become `_` in CSV headers (docs/formats.md §a2); accept both spellings.
     return [
         f"segmentMembership_ups_{audience_id}_status",
@@ -43,7 +48,7 @@ def status_columns(audience_id: str, options: AepDestinationOptions) -> list[str
 
 def qualification_columns(audience_id: str, options: AepDestinationOptions) -> list[str]:
     if options.qualification_time_column:
-        return [options.qualification_time_column]
+        return column_forms(options.qualification_time_column)
     return [
         f"segmentMembership_ups_{audience_id}_lastQualificationTime",
         f"segmentMembership.ups.{audience_id}.lastQualificationTime",
@@ -51,23 +56,31 @@ def qualification_columns(audience_id: str, options: AepDestinationOptions) -> l
 
 
 def audience_format(
-    audience_id: str, options: AepDestinationOptions, join_identity: str
+    audience_id: str, options: AepDestinationOptions, join_identity: str | None
 ) -> ExportFormat:
-    """The ExportFormat of one audience's export: the columns depend on the audience ID."""
-    by_email = join_identity == "email"
+    """The ExportFormat of one audience's export: the columns depend on the audience ID, and
+    the join identity (`None`: the storage format, where no identity is required) is the one
+    field a row cannot lack."""
     fields = (
         FieldSpec(
             "external_id",
             "string",
-            required=not by_email,
+            required=join_identity == "external_id",
             description="Campaign external ID (the AEP `external_id` identity).",
         ),
         FieldSpec(
             "email",
-            "email" if by_email else "string",
-            required=by_email,
+            "email" if join_identity == "email" else "string",
+            required=join_identity == "email",
             personal=True,
             description="Email address as AEP exported it.",
+        ),
+        FieldSpec(
+            "phone",
+            "string",
+            required=join_identity == "phone",
+            personal=True,
+            description="Mobile phone as AEP exported it (E.164 expected to join by phone).",
         ),
         FieldSpec(
             "status",
@@ -81,7 +94,11 @@ def audience_format(
             description="segmentMembership lastQualificationTime.",
         ),
     )
-    columns = {options.external_id_column: "external_id", options.email_column: "email"}
+    columns = {
+        column: JOIN_FIELDS[identity]
+        for identity in JOIN_FIELDS
+        for column in identity_columns(identity, options)
+    }
     columns |= dict.fromkeys(status_columns(audience_id, options), "status")
     columns |= dict.fromkeys(qualification_columns(audience_id, options), "last_qualification_time")
     return ExportFormat(
@@ -145,19 +162,21 @@ def read_export_file(
     zone: DropZone,
     parsed: ExportFileName,
     entry: Entry,
-    fmt: ExportFormat,
+    format_for: Callable[[list[str]], ExportFormat],
     options: AepDestinationOptions,
     settings: PipelineSettings,
     result: FileResult,
     tmp: Path,
 ) -> Iterator[tuple[IngestedBatch, list[str] | None]]:
-    """Typed rows and rejects of one exported file, with the header it had."""
+    """Typed rows and rejects of one exported file, with the header it had. `format_for` gives
+    the format for the file's header (the join identity is chosen from it)."""
     with zone.open_read(entry.path) as raw:
         if parsed.kind == "csv":
             guarded = _GuardedStream(
                 raw, gzip=parsed.compressed, max_bytes=settings.max_decompressed_bytes
             )  # type: ignore[arg-type]
             stream = AepCsvStream(guarded, options)
+            fmt = format_for(stream.read_header())
             csv_fmt = ExportFormat(fmt.dataset, fmt.fields, fmt.layouts, stream.csv_options)
             plain = parsed.name[:-3] if parsed.compressed else parsed.name
             for part in ingest_file(
@@ -170,6 +189,7 @@ def read_export_file(
                 yield (_relabel(part, parsed.name) if plain != parsed.name else part), stream.header
             return
         local, header = _columnar_to_csv(raw, parsed, settings.max_decompressed_bytes, tmp)
+    fmt = format_for(header)
     with local.open("rb") as fh:
         for part in ingest_file(fh, source_file=f"{parsed.name}.csv", fmt=fmt, result=result):
             yield _relabel(part, parsed.name), header

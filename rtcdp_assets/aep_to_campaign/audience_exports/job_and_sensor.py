@@ -23,13 +23,66 @@ from dagster import (
 )
 
 from resources.audience_settings import AudienceSettings
-from resources.drop_zones import DropZone, DropZoneUnavailable
+from resources.drop_zones import DropZone, DropZoneUnavailable, Entry
+from resources.file_ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
     AUDIENCES_PARTITION_NAME,
+    SEGMENT_EXPORTS,
     audience_partitions,
 )
-from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audience_tick
+from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import (
+    LedgerNote,
+    plan_audience_tick,
+)
+
+
+def _folder_of(path: str) -> str:
+    return path.rsplit("/", 1)[0] if "/" in path else ""
+
+
+def settle_waiting_versions(
+    ledger: FileLedger, zone_id: str, home: str, entries: Sequence[Entry]
+) -> frozenset[str]:
+    """Names the ledger holds as pending (the sensor's notes of waiting files) still in the
+    folder. A pending version that left the folder unread is marked so and stays pending, for
+    `no_stuck_pending` to report; one AEP rewrote is superseded when the new one is processed.
+    """
+    listed = {(_folder_of(e.path), e.name) for e in entries}
+    still: set[str] = set()
+    for folder in {home.strip("/"), *(folder for folder, _ in listed)}:
+        present = ledger.present(zone_id, folder, SEGMENT_EXPORTS)
+        waiting = [key for key, presence in present.items() if presence.status == "pending"]
+        still.update(name for name, _ in waiting if (folder, name) in listed)
+        gone = [
+            FileVersion(zone_id, folder, name, identity)
+            for name, identity in waiting
+            if (folder, name) not in listed
+        ]
+        if gone:
+            ledger.observe(zone_id, folder, SEGMENT_EXPORTS, [], gone)
+    return frozenset(still)
+
+
+def write_ledger_notes(ledger: FileLedger, zone_id: str, notes: Sequence[LedgerNote]) -> None:
+    """Why files wait, in the file ledger. A version a run already settled keeps its fate."""
+    for note in notes:
+        version = FileVersion(
+            zone_id, _folder_of(note.entry.path), note.entry.name, note.entry.identity
+        )
+        known = ledger.get(version)
+        if known is not None and known.status != "pending":
+            continue
+        ledger.record(
+            version,
+            note.entry,
+            dataset=SEGMENT_EXPORTS,
+            status=note.status,
+            # AEP's files stay where AEP wrote them (its retention removes them).
+            location=note.entry.path,
+            in_folder=True,
+            reason=note.reason,
+        )
 
 
 def build_audience_job_and_sensor(
@@ -71,6 +124,7 @@ def build_audience_job_and_sensor(
         aep_destination: DropZone,
         audience_settings: AudienceSettings,
         settings: PipelineSettings,
+        file_ledger: FileLedger,
     ) -> SensorResult | SkipReason:
         try:
             entries = aep_destination.list(audience_settings.destination_folder)
@@ -78,6 +132,10 @@ def build_audience_job_and_sensor(
             # The cursor is untouched, so nothing is missed once the container answers again.
             return SkipReason(f"AEP destination container unavailable, will retry: {exc}")
         known = set(context.instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME))
+        zone_id = aep_destination.describe()
+        pending_in_ledger = settle_waiting_versions(
+            file_ledger, zone_id, audience_settings.destination_folder, entries
+        )
         plan = plan_audience_tick(
             entries,
             context.cursor,
@@ -86,12 +144,17 @@ def build_audience_job_and_sensor(
             settings.file_settle_seconds,
             known,
             lambda entry: aep_destination.read_bytes(entry.path),
+            pending_in_ledger,
         )
+        for warning in plan.warnings:
+            context.log.warning(warning)
         for note in plan.notes:
             context.log.info(note)
+        write_ledger_notes(file_ledger, zone_id, plan.ledger_notes)
         if not plan.run_requests:
+            said = [*plan.warnings, *plan.notes][:20]
             return SensorResult(
-                skip_reason=SkipReason("; ".join(plan.notes[:20]) or "no new audience exports"),
+                skip_reason=SkipReason("; ".join(said) or "no new audience exports"),
                 cursor=plan.cursor,
             )
         events = []

@@ -29,6 +29,11 @@ from rtcdp_assets.aep_to_campaign.audience_exports.export_records import (
     read_export_record,
     read_index,
 )
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    JOIN_FIELDS,
+    normalise_keys,
+    recorded_identity,
+)
 from rtcdp_assets.aep_to_campaign.audience_exports.segment_exports import segment_exports
 from rtcdp_assets.shared.ingest import LINE_NUMBER
 from rtcdp_assets.shared.masking import masked_preview
@@ -71,10 +76,11 @@ def compute_membership(
     `rows` are segment_exports rows of the export; `previous` the members.parquet of the
     previous applied export (its `exited` rows are not members any more).
     """
+    keys = normalise_keys(join_identity, rows.column(JOIN_FIELDS[join_identity]))
     df = rows.select(["external_id", "email", "status", "last_qualification_time", LINE_NUMBER])
     df = df.to_pandas()
     df["email"] = df["email"].str.lower()
-    df["key"] = df["email"] if join_identity == "email" else df["external_id"]
+    df["key"] = keys.to_pandas()
     df["aep_status"] = df["status"].fillna("realized")
     n_rows = len(df)
     # AEP: the latest qualification wins; the file order settles ties deterministically.
@@ -172,6 +178,16 @@ def apply_export(
             "Re-run the later exports in order (see AUDIENCE_RUN_QUEUE_CONFIG)."
         )
     previous = max((s for s in applied if s < stamp), default=None)
+    identity = recorded_identity(record, audience_settings)
+    before = recorded_identity(applied[previous], audience_settings) if previous else identity
+    if before != identity:
+        raise Failure(
+            description=f"Export {stamp} of audience {audience_id} is joined by {identity}, "
+            f"the membership so far (export {previous}) by {before}: its members cannot be "
+            "compared, and applying it would make every member leave and re-enter in Campaign. "
+            "Restore the export's mapping (the column of the earlier identity), or order "
+            "`join_identities` so that the audience keeps its identity."
+        )
     if record["mode"] == "incremental":
         skipped = sorted(s for s in exports if (previous or "") < s < stamp and s not in applied)
         if skipped:
@@ -183,7 +199,7 @@ def apply_export(
             )
     prev = read_members(warehouse, audience_id, previous) if previous else None
     rows = warehouse.read_table(SEGMENT_EXPORTS, f"{audience_id}/{stamp}", "data.parquet")
-    result = compute_membership(rows, prev, record["mode"], stamp, audience_settings.join_identity)
+    result = compute_membership(rows, prev, record["mode"], stamp, identity)
     with tempfile.TemporaryDirectory(prefix="rtcdp-members-") as tmp:
         for name, table in (("members.parquet", result.members), ("diff.parquet", result.diff)):
             local = Path(tmp) / name
@@ -193,6 +209,7 @@ def apply_export(
         "mode": record["mode"],
         "previous": previous,
         "export_id": record["export_id"],
+        "join_identity": identity,
         **result.counts,
     }
     index["latest"] = max(applied)
@@ -225,6 +242,7 @@ def audience_membership(
             "export_stamp": stamp,
             "previous_export": applied["previous"] or "",
             "export_mode": applied["mode"],
+            "join_identity": applied["join_identity"],
             "added": applied["added"],
             "removed": applied["removed"],
             "unchanged": applied["unchanged"],

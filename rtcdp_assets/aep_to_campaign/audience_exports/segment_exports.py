@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from resources.audience_settings import AudienceSettings
@@ -44,8 +46,21 @@ from rtcdp_assets.aep_to_campaign.audience_exports.file_reader import (
     audience_format,
     read_export_file,
 )
-from rtcdp_assets.shared.ingest import REJECT_SCHEMA, FileResult, UnreadableFile
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    choose_join_identity,
+    normalise_phone,
+)
+from rtcdp_assets.shared.ingest import (
+    LINE_NUMBER,
+    REJECT_SCHEMA,
+    SOURCE_FILE,
+    ExportFormat,
+    FileResult,
+    IngestedBatch,
+    UnreadableFile,
+)
 from rtcdp_assets.shared.masking import mask_text, masked_preview
+from rtcdp_assets.shared.row_json import raw_json
 
 
 @dataclass(frozen=True)
@@ -127,7 +142,17 @@ def ingest_export(
 ) -> dict[str, Any]:
     """Read every part of one export into the warehouse; return its record (export.json)."""
     options = audience_settings.destination(export.destination)
-    fmt = audience_format(export.audience_id, options, audience_settings.join_identity)
+    # Stored without a required identity: which one is required is known from the header.
+    fmt = audience_format(export.audience_id, options, None)
+    chosen: list[str] = []  # the export's join identity, from its first readable header
+
+    def format_for(header: list[str]) -> ExportFormat:
+        if not header:
+            return fmt  # an empty file: `ingest_file` says so
+        if not chosen:
+            chosen.append(choose_join_identity(header, options, audience_settings.join_identities))
+        return audience_format(export.audience_id, options, chosen[0])
+
     files: list[dict[str, Any]] = []
     header: list[str] = []
     with tempfile.TemporaryDirectory(prefix="rtcdp-aep-") as tmp:
@@ -149,9 +174,11 @@ def ingest_export(
                 file_header: list[str] | None = None
                 try:
                     for batch, seen in read_export_file(
-                        zone, parsed, entry, fmt, options, settings, result, tmpdir
+                        zone, parsed, entry, format_for, options, settings, result, tmpdir
                     ):
                         file_header = seen
+                        if chosen == ["phone"]:
+                            batch = reject_invalid_phones(batch, result)
                         good.write(batch.good)
                         bad.write(batch.rejects)
                 except UnreadableFile as exc:
@@ -195,6 +222,10 @@ def ingest_export(
         for reason, n in (f.get("reasons") or {}).items():
             reasons[reason] = reasons.get(reason, 0) + n
     quarantined = [f for f in files if f["status"] == "quarantined"]
+    why = {
+        f["name"]: f"{f['reason']}: {f['detail']}" if f.get("detail") else f["reason"]
+        for f in quarantined
+    }
     record = {
         "export_id": export.export_id,
         "audience_id": export.audience_id,
@@ -208,7 +239,8 @@ def ingest_export(
         "files": files,
         "columns": header,
         "status": "quarantined" if quarantined else "processed",
-        "quarantine_reasons": sorted({f"{f['name']}: {f['reason']}" for f in quarantined}),
+        "quarantine_reasons": sorted(f"{name}: {text}" for name, text in why.items()),
+        "join_identity": chosen[0] if chosen else None,
         "rows_in": sum(f["rows_in"] or 0 for f in files),
         "rows_out": rows_out,
         "rows_rejected": rows_rejected,
@@ -230,6 +262,7 @@ def ingest_export(
             "rows_in",
             "rows_out",
             "rows_rejected",
+            "join_identity",
         )
     } | {"columns": len(header)}
     index["latest"] = latest_stamp(index["exports"], "processed")
@@ -237,6 +270,34 @@ def ingest_export(
     # Written last: the index is what says the export is in the warehouse.
     warehouse.put_json(SEGMENT_EXPORTS, export.audience_id, "manifest.json", index)
     return record
+
+
+def reject_invalid_phones(batch: IngestedBatch, result: FileResult) -> IngestedBatch:
+    """Rows joined by phone whose number is not E.164 (after removing separators and reading
+    `00` as `+`) become rejects `invalid_phone`: they could match no Campaign recipient."""
+    good = batch.good
+    _, valid = normalise_phone(good.column("phone"))
+    n_bad = len(valid) - pc.sum(valid.cast(pa.int64())).as_py()
+    if not n_bad:
+        return batch
+    bad_rows = good.filter(pc.invert(valid))
+    rejects = pa.RecordBatch.from_arrays(
+        [
+            bad_rows.column(SOURCE_FILE),
+            bad_rows.column(LINE_NUMBER),
+            pa.array(["invalid_phone"] * n_bad, pa.string()),
+            pa.array(["phone"] * n_bad, pa.string()),
+            raw_json(bad_rows, [f.name for f in bad_rows.schema if not f.name.startswith("_")]),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+    result.rows_out -= n_bad
+    result.rows_rejected += n_bad
+    result.reasons["invalid_phone"] += n_bad
+    return IngestedBatch(
+        good=good.filter(valid),
+        rejects=pa.concat_batches([batch.rejects, rejects]) if batch.rejects.num_rows else rejects,
+    )
 
 
 def _export_metadata(record: dict[str, Any], warehouse: Warehouse) -> dict[str, Any]:
@@ -260,13 +321,14 @@ def _export_metadata(record: dict[str, Any], warehouse: Warehouse) -> dict[str, 
         "export_time": record["export_time"],
         "export_status": record["status"],
         "export_mode": record["mode"],
+        "join_identity": record.get("join_identity") or "",
         "rows_in": record["rows_in"],
         "rows_rejected": record["rows_rejected"],
         "rejects_by_reason": MetadataValue.json(record["reasons"]),
         "quarantine_reasons": MetadataValue.json(record["quarantine_reasons"]),
         "columns": MetadataValue.json(record["columns"]),
         "source_files": MetadataValue.md(files_md),
-        "preview": MetadataValue.md(masked_preview(table, {"email", "external_id"})),
+        "preview": MetadataValue.md(masked_preview(table, {"email", "external_id", "phone"})),
         "warehouse_path": warehouse.path(SEGMENT_EXPORTS, f"{aud}/{stamp}", "data.parquet"),
     }
 

@@ -11,12 +11,13 @@ staged import and its reconciliation), `upload` (verified upload to Campaign), `
                              + exclusions (warehouse)                  then `<name>.done`
 
 Campaign is the source of truth for profiles (docs/formats.md §f1): an AEP member whose join
-identity (`audience_settings.join_identity`: the Campaign external ID, or the lower-cased email)
-matches no Campaign recipient never reaches Campaign; it goes to the quarantine with the reason
-`not_in_campaign` (`ambiguous_campaign_profile` when several recipients share the identity, so
-nobody is imported under the wrong recipient). A member whose Campaign email address is in the
-`suppression_list` (quarantined, denylisted or opted out) is excluded with that reason
-(`quarantine`, `denylisted`, `opted_out`), whatever its membership status.
+identity (the first of `audience_settings.join_identities` the export carries: the Campaign external
+ID, the trimmed lower-cased email, or the mobile phone in E.164; see
+`audience_exports/join_identities.py`) matches no Campaign recipient never reaches Campaign; it goes
+to the quarantine with the reason `not_in_campaign` (`ambiguous_campaign_profile` when several
+recipients share the identity, so nobody is imported under the wrong recipient). A member whose
+Campaign email address is in the `suppression_list` (quarantined, denylisted or opted out) is
+excluded with that reason (`quarantine`, `denylisted`, `opted_out`), whatever its membership status.
 
 Campaign recipients are every `profiles` partition materialized so far, the latest version of
 each recipient (by `last_modified`). Without any profiles partition, or without a materialized

@@ -19,6 +19,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.export_records import (
     read_export_record,
     read_index,
 )
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import recorded_identity
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     CAMPAIGN_IMPORT,
     IMPORT_COLUMNS,
@@ -31,6 +32,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.member_join import (
     join_handed_over,
 )
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.recipient_matching import (
+    JOIN_KEY,
     load_email_suppression,
     match_handed_over_keys,
     release_memory,
@@ -100,6 +102,7 @@ def build_import(
             "membership yet; materialize audience_membership for it first."
         )
     name = audience_settings.audience_names.get(audience_id, "")
+    identity = recorded_identity(membership, audience_settings)
     suppressed = load_email_suppression(warehouse)
     with warehouse.local_copy(
         AUDIENCE_MEMBERSHIP, f"{audience_id}/{stamp}", "members.parquet"
@@ -111,15 +114,12 @@ def build_import(
             warehouse,
             profile_partitions,
             [pq.read_table(f, columns=["key"]).column("key")],
-            audience_settings.join_identity,
+            identity,
         )
         # Matched before the other member columns are read: the hash join's tables then sit
         # next to the keys only.
         matched = identity_matches(
-            pq.read_table(f, columns=["key"]).column("key"),
-            recipients.column(
-                "email" if audience_settings.join_identity == "email" else "external_id"
-            ),
+            pq.read_table(f, columns=["key"]).column("key"), recipients.column(JOIN_KEY)
         )
         release_memory()
         members = pq.read_table(f, columns=MEMBER_COLUMNS)
@@ -129,7 +129,7 @@ def build_import(
     rows = join_handed_over(
         tables,
         suppressed,
-        audience_settings.join_identity,
+        identity,
         (audience_id, name, record["export_time"]),
         for_csv=True,
         matched=matched,
@@ -177,7 +177,7 @@ def build_import(
         "export_id": record["export_id"],
         "export_stamp": stamp,
         "export_time": record["export_time"],
-        "join_identity": audience_settings.join_identity,
+        "join_identity": identity,
         "columns": list(IMPORT_COLUMNS),
         "files": files,
         "rows": total,

@@ -11,12 +11,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyarrow import acero
 
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    CAMPAIGN_COLUMNS,
+    normalise_keys,
+)
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     EXCLUDED_SCHEMA,
     QUARANTINE_SCHEMA,
 )
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.iso_times import iso_seconds
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.recipient_matching import (
+    JOIN_KEY,
     RECIPIENT_COLUMNS,
     release_memory,
 )
@@ -87,8 +92,9 @@ def join_members(
 ) -> ImportRows:
     """Members (MEMBERS_SCHEMA, sorted by key) joined to Campaign recipients by identity.
 
-    `recipients` holds the latest version of each recipient (recipient_id, external_id, email);
-    only those whose identity is a member's need to be there.
+    `recipients` holds the latest version of each recipient (recipient_id, external_id, email,
+    and `join_key`, or the Campaign column of the identity to normalise); only those whose
+    identity is a member's need to be there.
     """
     return join_handed_over(
         [members, recipients],
@@ -116,11 +122,15 @@ def join_handed_over(
     still timestamps (formatted slice by slice as the CSV is written).
     """
     recipients = {name: handed_over[1].column(name) for name in RECIPIENT_COLUMNS}
+    if JOIN_KEY in handed_over[1].column_names:
+        recipients[JOIN_KEY] = handed_over[1].column(JOIN_KEY)
+    elif matched is None:
+        campaign_column = handed_over[1].column(CAMPAIGN_COLUMNS[join_identity])
+        recipients[JOIN_KEY] = normalise_keys(join_identity, campaign_column)
     members = {name: handed_over[0].column(name) for name in MEMBER_COLUMNS}
     handed_over.clear()
     audience_id, audience_name, export_time = constants
-    key_column = "email" if join_identity == "email" else "external_id"
-    matches, first_of_member = matched or identity_matches(members["key"], recipients[key_column])
+    matches, first_of_member = matched or identity_matches(members["key"], recipients[JOIN_KEY])
     del matched
     # A key several Campaign recipients share is ambiguous: nobody is imported under it.
     is_ambiguous = matches > 1

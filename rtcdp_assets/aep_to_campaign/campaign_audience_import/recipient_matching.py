@@ -16,6 +16,11 @@ from dagster import Failure
 from pyarrow import acero
 
 from resources.warehouse import Warehouse
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    CAMPAIGN_COLUMNS,
+    campaign_key_expression,
+    normalise_keys,
+)
 from rtcdp_assets.shared.ingest import LINE_NUMBER, SOURCE_FILE
 
 
@@ -36,17 +41,30 @@ def load_email_suppression(warehouse: Warehouse) -> pd.Series:
 # pandas sorts a missing last_modified after every date, so such a version wins; so here.
 _MISSING_MODIFIED = pa.scalar(np.iinfo(np.int64).max, pa.timestamp("us", tz="UTC"))
 RECIPIENT_COLUMNS = ["recipient_id", "external_id", "email"]
+JOIN_KEY = "join_key"  # the recipients' normalised join identity, added by the match
 
 
-def _semi_join(files: Sequence[Path], columns: list[str], key: str, right: pa.Table) -> pa.Table:
+def _semi_join(
+    files: Sequence[Path],
+    columns: list[str],
+    key: str,
+    right: pa.Table,
+    key_expression: pc.Expression | None = None,
+) -> pa.Table:
     """`columns` (+ the partition's index) of the profile rows whose `key` is in `right`.
 
     One Arrow hash join: the table of `right` (the small side) is built once, and the profiles
     are scanned and probed batch by batch in parallel; only matching rows are kept in memory.
+    With `key_expression`, the key is that expression of the row (a normalised identity),
+    computed in the scan's projection as column `key`.
     """
     dataset = ds.dataset([str(f) for f in files], format="parquet")
     names = [*columns, "_partition"]
     fields = [pc.field(c) for c in columns] + [pc.field("__fragment_index")]
+    if key_expression is not None:
+        names.append("join_key")
+        fields.append(key_expression)
+        key = "join_key"
     # Small batches, little read-ahead: the scan must not run far ahead of the probing, or
     # the queued batches (not the matches) set the peak memory.
     options = acero.ScanNodeOptions(
@@ -83,8 +101,13 @@ def _profile_files(warehouse: Warehouse, partitions: set[str]) -> Iterator[list[
         yield files
 
 
-def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
-    """recipient_id, external_id, email of the latest version of each wanted recipient.
+def _latest_of(
+    files: Sequence[Path],
+    handed_over: list[pa.Table],
+    wanted_columns: list[str] = RECIPIENT_COLUMNS,
+) -> pa.Table:
+    """`wanted_columns` (recipient_id, external_id, email) of the latest version of each wanted
+    recipient.
 
     The wanted ids come in a list the function empties, so that no caller frame keeps them
     alive while the versions are ranked: at 10 M members they are hundreds of MiB of the peak.
@@ -100,7 +123,7 @@ def _latest_of(files: Sequence[Path], handed_over: list[pa.Table]) -> pa.Table:
     )
     del versions
     release_memory()
-    return _rows_at(files, winners, RECIPIENT_COLUMNS)
+    return _rows_at(files, winners, wanted_columns)
 
 
 def _rows_at(files: Sequence[Path], places: pa.Table, columns: list[str]) -> pa.Table:
@@ -125,7 +148,8 @@ def _rows_at(files: Sequence[Path], places: pa.Table, columns: list[str]) -> pa.
 def match_campaign_recipients(
     warehouse: Warehouse, partitions: set[str], member_keys: pa.ChunkedArray, join_identity: str
 ) -> pa.Table:
-    """recipient_id, external_id, email of the Campaign recipients a member could match.
+    """recipient_id, external_id, email and the normalised join identity (`join_key`) of the
+    Campaign recipients a member could match (keys as `join_identities.normalise_keys`).
 
     The result is the latest version of each recipient (greatest last_modified, then the last
     row in read order), restricted to recipients that have a version whose join identity is
@@ -144,15 +168,20 @@ def match_handed_over_keys(
 ) -> pa.Table:
     """`match_campaign_recipients` of the member keys in `handed_over`, which it empties: no
     caller frame keeps them alive (hundreds of MiB at 10 M members) after the first pass."""
-    key_column = "email" if join_identity == "email" else "external_id"
+    key_column = CAMPAIGN_COLUMNS[join_identity]
+    # A plain external ID is joined as stored; email and phone through their normalisation.
+    expression = None if join_identity == "external_id" else campaign_key_expression(join_identity)
+    columns = RECIPIENT_COLUMNS + ([key_column] if key_column not in RECIPIENT_COLUMNS else [])
     with _profile_files(warehouse, partitions) as files:
         keys = pa.table({"key": handed_over.pop()})
-        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys)
+        seen = _semi_join(files, ["recipient_id", key_column], key_column, keys, expression)
         del keys
         wanted = [pa.table({"wanted": pc.unique(seen.column("recipient_id").combine_chunks())})]
         del seen
         release_memory()
-        return _latest_of(files, wanted)
+        latest = _latest_of(files, wanted, columns)
+    keyed = latest.append_column(JOIN_KEY, normalise_keys(join_identity, latest.column(key_column)))
+    return keyed.select([*RECIPIENT_COLUMNS, JOIN_KEY])
 
 
 def recipients_by_id(

@@ -10,18 +10,21 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# One E.164 rule for the audience join and the destination contracts.
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    normalise_phone,
+)
+
 GOVERNANCE_PREFIX = "destination_"  # governance.yaml dataset of destination d: destination_<d>
 
 
 Kind = Literal["email", "phone"]
 
 EMAIL_RE = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
-E164_RE = r"^\+[1-9][0-9]{6,14}$"
 SHA256_RE = r"^[0-9a-f]{64}$"
 # 64 characters of anything, or a long run of hex digits: too long for a phone (15 digits) and
 # without the `@` of an email, so the sender meant a hash.
 LOOKS_HASHED_RE = r"^(?:[^@]{64}|[0-9A-Fa-f]{32,})$"
-PHONE_SEPARATORS_RE = r"[\s\-.()]"
 
 REJECTS_SCHEMA = pa.schema(
     [
@@ -95,14 +98,6 @@ def normalise_email(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     """(normalised email or null, valid) for non-empty values."""
     text = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     valid = pc.fill_null(pc.match_substring_regex(text, EMAIL_RE), False)
-    return text, valid
-
-
-def normalise_phone(values: pa.Array) -> tuple[pa.Array, pa.Array]:
-    """(E.164 candidate, valid) for non-empty values."""
-    text = pc.replace_substring_regex(values, PHONE_SEPARATORS_RE, "")
-    text = pc.replace_substring_regex(text, r"^00", "+")
-    valid = pc.fill_null(pc.match_substring_regex(text, E164_RE), False)
     return text, valid
 
 

@@ -7,6 +7,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.warehouse import Warehouse
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
+    CAMPAIGN_COLUMNS,
+    normalise_keys,
+)
 
 
 def campaign_phones(
@@ -14,19 +18,20 @@ def campaign_phones(
 ) -> dict[str, str]:
     """Join identity → mobile phone of the latest version of each Campaign recipient; keys held
     by several recipients are left out so nobody is texted under someone else's identity."""
-    key_column = "email" if join_identity == "email" else "external_id"
+    key_column = CAMPAIGN_COLUMNS[join_identity]
     tables = []
     for pk in sorted(profile_partitions):
         with warehouse.local_copy("profiles", pk, "data.parquet") as local:
             if local is not None:
-                cols = ["recipient_id", key_column, "mobile_phone", "last_modified"]
-                tables.append(pq.read_table(local, columns=cols))
+                cols = list(dict.fromkeys(["recipient_id", key_column, "mobile_phone"]))
+                tables.append(pq.read_table(local, columns=[*cols, "last_modified"]))
     if not tables:
         return {}
-    df = pa.concat_tables(tables).to_pandas()
+    table = pa.concat_tables(tables)
+    table = table.append_column("_key", normalise_keys(join_identity, table.column(key_column)))
+    df = table.to_pandas()
     df = df.sort_values("last_modified", kind="stable").drop_duplicates("recipient_id", keep="last")
-    keys = df[key_column].str.strip().str.lower() if key_column == "email" else df[key_column]
-    df = df.assign(_key=keys).dropna(subset=["_key"])
+    df = df.dropna(subset=["_key"])
     counts = df["_key"].value_counts()
     df = df[df["_key"].map(counts) == 1].dropna(subset=["mobile_phone"])
     return dict(zip(df["_key"], df["mobile_phone"], strict=True))

@@ -14,6 +14,7 @@ from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import AUDIENCE_MEMBERSHIP
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import read_index
+from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import recorded_identity
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import read_members
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
 from rtcdp_assets.aep_to_campaign.destinations.contracts import CONTRACTS, apply_contract
@@ -35,14 +36,16 @@ def build_destination_exports(
     audience_id: str,
     stamp: str,
 ) -> dict[str, Any]:
-    if read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp) is None:
+    applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp)
+    if applied is None:
         raise Failure(
             description=f"Export {stamp} of audience {audience_id} is not applied to the "
             "membership yet; materialize audience_membership for it first."
         )
+    identity = recorded_identity(applied, audience_settings)
     sources = member_sources(
         read_members(warehouse, audience_id, stamp),
-        campaign_phones(warehouse, profile_partitions, audience_settings.join_identity),
+        campaign_phones(warehouse, profile_partitions, identity),
     )
     folder = f"{audience_id}/{stamp}"
     files, counts, rejects = [], {}, []
