@@ -88,6 +88,7 @@ FIELDS = (
         "address",
         "string",
         personal=True,
+        column_required=True,  # every row but a direct-mail one needs a value (row rules)
         description="Target address: email, mobile number or device token (none: direct mail).",
     ),
     FieldSpec("status", "int", required=True, description="Delivery status code (iStatus)."),
