@@ -46,7 +46,7 @@ from rtcdp_assets.campaign_to_aep import delivery_channels as channels
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import push_token_formats, xdm
 from rtcdp_assets.shared.campaign_codes import BROADLOG_STATUS_LABELS
-from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout, RowRules
+from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout, RowRules, RowValues
 from rtcdp_assets.shared.xdm_conformance import (
     EXPERIENCE_EVENT,
     FG_CAMPAIGN_DELIVERY_LOG,
@@ -284,6 +284,24 @@ def _channel_rules(settings: PipelineSettings) -> RowRules:
     return rules
 
 
+def _channel_addresses(settings: PipelineSettings) -> RowValues:
+    """The typed address as its channel publishes it: an email in lower case (Campaign's
+    quarantine is case-sensitive, docs/formats.md §b2), a number in E.164, a device token as
+    `push_token_formats` compares it; so duplicates are found whatever the exported form."""
+
+    def values(typed: pa.RecordBatch) -> dict[str, pa.Array]:
+        labels = channels.channel_labels(
+            typed.column("channel"), settings, settings.broadlog_default_channel
+        )
+        address = typed.column("address")
+        forms = channels.normalized_addresses(labels, address, settings)
+        published = pc.coalesce(forms["email"], forms["phone"], forms["push_token"])
+        # Rows the rules reject keep what they had (their values are not kept anyway).
+        return {"address": pc.coalesce(published, address)}
+
+    return values
+
+
 broadlog_flow = CampaignExportFlow(
     fmt=BROADLOG_FORMAT,
     file_prefix="broadLog",
@@ -318,6 +336,7 @@ broadlog_flow = CampaignExportFlow(
     },
     allowed_codes=_allowed_codes,
     row_rules=_channel_rules,
+    row_values=_channel_addresses,
 )
 
 broadlog_defs = broadlog_flow.build()

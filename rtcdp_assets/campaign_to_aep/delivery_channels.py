@@ -144,16 +144,21 @@ def normalized_addresses(
     """The address of each row as its identity: `email`, `phone` (E.164) and `push_token`
     (with `push_platform`), each null on rows of other channels."""
     address = pc.utf8_trim_whitespace(_text(address))
+    nothing = pa.nulls(len(address), pa.string())
     email = pc.if_else(is_channel(labels, EMAIL), pc.utf8_lower(address), _NULL_TEXT)
-    phone = pc.if_else(
-        is_channel(labels, PHONE_CHANNELS),
-        e164(address, settings.phone_default_country_code),
-        _NULL_TEXT,
+    # The phone and token passes (regular expressions) only run when such rows are present.
+    phone_rows = is_channel(labels, PHONE_CHANNELS)
+    phone = (
+        pc.if_else(phone_rows, e164(address, settings.phone_default_country_code), _NULL_TEXT)
+        if pc.any(phone_rows).as_py()
+        else nothing
     )
-    platform = push_platforms(labels, address, settings)
-    token = pc.if_else(
-        pc.is_null(platform), _NULL_TEXT, push_token_formats.normalized(address, platform)
-    )
+    platform, token = nothing, nothing
+    if pc.any(is_channel(labels, PUSH_CHANNELS)).as_py():
+        platform = push_platforms(labels, address, settings)
+        token = pc.if_else(
+            pc.is_null(platform), _NULL_TEXT, push_token_formats.normalized(address, platform)
+        )
     return {"email": email, "phone": phone, "push_token": token, "push_platform": platform}
 
 

@@ -136,6 +136,17 @@ def test_every_channel_of_a_classic_export_is_published_with_its_identity(tmp_pa
         "2006": "push_android",
         "2007": "direct_mail",
     }
+    # The typed rows hold the address as published, so duplicates match whatever the form.
+    typed_rows = pq.read_table(tmp_path / "warehouse/broadlog" / PK / "data.parquet").to_pylist()
+    assert {r["broadlog_id"]: r["address"] for r in typed_rows} == {
+        2001: "ann.lee@example.com",
+        2002: "+33612345678",
+        2003: "+33698765432",
+        2004: "+33145678901",
+        2005: APNS.lower(),
+        2006: FCM,
+        2007: None,
+    }
     assert identity(records["2001"], "Email") == [("ann.lee@example.com", False)]
     assert identity(records["2002"], "Phone") == [("+33612345678", False)]
     assert identity(records["2003"], "Phone") == [("+33698765432", False)]
