@@ -200,6 +200,11 @@ def production_resources() -> dict[str, Any]:
             ),
             stability_window_seconds=float(os.environ.get("RTCDP_STABILITY_WINDOW_SECONDS", 0)),
             completion_marker_suffix=os.environ.get("RTCDP_COMPLETION_MARKER_SUFFIX", ""),
+            broadlog_default_channel=os.environ.get("RTCDP_BROADLOG_DEFAULT_CHANNEL", "email"),
+            tracking_log_default_channel=os.environ.get(
+                "RTCDP_TRACKING_LOG_DEFAULT_CHANNEL", "email"
+            ),
+            phone_default_country_code=os.environ.get("RTCDP_PHONE_DEFAULT_COUNTRY_CODE", ""),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

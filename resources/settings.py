@@ -102,20 +102,49 @@ class PipelineSettings(ConfigurableResource):
         description="nms:address status code -> valid / with_errors / quarantine / denylisted.",
     )
     address_channel_codes: dict[str, str] = Field(
-        # NmsService iType numbering (0 email, 1 SMS, 2 phone, 3 direct mail, 4 fax). The push
-        # channels' codes (MESSAGETYPE_IOS / MESSAGETYPE_ANDROID, docs/formats.md §b5) are
-        # UNCONFIRMED: 41/42 are placeholders outside the known range; set your instance's.
+        # NmsService iType / delivery messageType numbering (0 email, 1 SMS, 2 phone, 3 direct
+        # mail, 4 fax; Campaign Standard 40 = push notification, docs/formats.md §b7). The
+        # Classic push channels' codes (MESSAGETYPE_IOS / MESSAGETYPE_ANDROID, §b5) are
+        # UNCONFIRMED: 41/42 are placeholders; set your instance's.
         default={
             "0": "email",
             "1": "sms",
             "2": "phone",
             "3": "direct_mail",
             "4": "fax",
+            "40": "push",
             "41": "push_ios",
             "42": "push_android",
         },
-        description="nms:address channel (iType) code -> channel label (push_ios, push_android "
-        "for device tokens).",
+        description="Campaign channel code (nms:address iType, a delivery's messageType) -> "
+        "channel label: email, sms, phone, direct_mail, fax, push (platform from the token's "
+        "shape; Campaign Standard's 40), push_ios, push_android.",
+    )
+    broadlog_default_channel: str = Field(
+        default="email",
+        description=(
+            "Channel of broadLog rows whose export carries no channel column (or an empty "
+            "value): email, sms, phone, direct_mail, fax, push, push_ios or push_android."
+        ),
+        pattern="^(email|sms|phone|direct_mail|fax|push|push_ios|push_android)$",
+    )
+    tracking_log_default_channel: str = Field(
+        default="email",
+        description=(
+            "Channel of trackingLog rows whose export carries no channel column (or an empty "
+            "value); same labels as broadlog_default_channel."
+        ),
+        pattern="^(email|sms|phone|direct_mail|fax|push|push_ios|push_android)$",
+    )
+    phone_default_country_code: str = Field(
+        default="",
+        description=(
+            "Country calling code (digits, e.g. '33') given to SMS / phone / fax numbers "
+            "exported in national form (no '+' or '00'): one leading trunk '0' is dropped, "
+            "then '+<code>' is prepended. Empty: such numbers are rejected as "
+            "invalid_phone_number, since E.164 cannot be guessed (docs/formats.md §b7)."
+        ),
+        pattern="^([1-9][0-9]{0,2})?$",
     )
     failure_type_codes: dict[str, str] = Field(
         # UNCONFIRMED numeric codes (docs/formats.md §b3): set them to your instance's values.

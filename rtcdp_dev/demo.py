@@ -96,6 +96,8 @@ class RunSummary:
     checks_passed: list[str] = field(default_factory=list)
     checks_failed: list[str] = field(default_factory=list)
     error: str = ""
+    # Records per delivery channel of an asset (`rows_by_channel` metadata: XDM events).
+    channels: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -352,6 +354,9 @@ def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
         meta = mat.materialization.metadata
         rows = meta.get("dagster/row_count")
         summary.rows[mat.asset_key.to_user_string()] = int(rows.value) if rows else 0
+        by_channel = meta.get("rows_by_channel")
+        if by_channel is not None:
+            summary.channels[mat.asset_key.to_user_string()] = dict(by_channel.value)
     for ev in outcome.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
         (summary.checks_passed if ev.passed else summary.checks_failed).append(name)
@@ -372,6 +377,9 @@ def print_summary(summaries: list[RunSummary]) -> None:
             failed = sum(c.startswith(f"{asset_name}:") for c in s.checks_failed)
             checks = f"{passed} passed, {failed} failed" if passed or failed else "-"
             print(f"{asset_name:<36} {s.partition:<36} {rows:>8}  {checks}")
+            if s.channels.get(asset_name):
+                split = ", ".join(f"{c} {n}" for c, n in sorted(s.channels[asset_name].items()))
+                print(f"  by channel: {split}")
         for failed in s.checks_failed:
             print(f"  FAILED CHECK {failed} ({s.partition})")
         if not s.success:

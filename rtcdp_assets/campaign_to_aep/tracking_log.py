@@ -16,9 +16,14 @@ Accepted file names: `trackingLog_YYYYMMDD_HHMM[SS][_<suffix>].csv[.gz]` in the 
 | log_date         | tsLog                  | logDate           | yes      |
 | device           | sTrackedDevice         | trackedDevice     |          |
 | org_unit         | sOrgUnit               | orgUnit           |          |
+| channel          | iMessageType           | deliveryType      |          |
 
 URL types (docs/formats.md §b4): 1 email click, 2 open, 3 opt-out (unsubscription link),
 4 web page, 5 transaction, 6 mirror page.
+
+Channels (`delivery_channels.py`, docs/formats.md §b7): `channel` is the delivery's message type;
+without the column a row takes `settings.tracking_log_default_channel`; an unknown code rejects
+the row as `unknown_channel`.
 """
 
 import pyarrow as pa
@@ -26,10 +31,11 @@ import pyarrow.compute as pc
 from dagster import AssetKey
 
 from resources.settings import PipelineSettings
+from rtcdp_assets.campaign_to_aep import delivery_channels as channels
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.campaign_codes import TRACKING_URL_TYPES
-from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
+from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout, RowRules
 from rtcdp_assets.shared.xdm_conformance import (
     EXPERIENCE_EVENT,
     FG_CAMPAIGN_TRACKING_LOG,
@@ -58,6 +64,7 @@ FIELDS = (
     FieldSpec("log_date", "timestamp", required=True, description="When the reaction happened."),
     FieldSpec("device", "string", description="Tracked device (pc, mobile, ...)."),
     FieldSpec("org_unit", "string", description="Campaign organizational unit."),
+    FieldSpec("channel", "string", description="Delivery channel code (messageType, §b7)."),
 )
 
 CLASSIC = Layout(
@@ -75,6 +82,7 @@ CLASSIC = Layout(
         "tsLog": "log_date",
         "sTrackedDevice": "device",
         "sOrgUnit": "org_unit",
+        "iMessageType": "channel",
     },
 )
 STANDARD = Layout(
@@ -92,6 +100,7 @@ STANDARD = Layout(
         "logDate": "log_date",
         "trackedDevice": "device",
         "orgUnit": "org_unit",
+        "deliveryType": "channel",
     },
 )
 
@@ -103,19 +112,36 @@ TRACKING_LOG_FORMAT = ExportFormat(
 def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
     """Typed trackingLog rows → ExperienceEvents (Campaign Tracking Logs field group).
 
-    open → emailOpened (opens); opt-out → emailUnsubscribed (unsubscriptions); mirror page →
-    emailClicked (mirrorPages); email click, web page and transaction → emailClicked (clicks).
+    Email: open → emailOpened (opens); opt-out → emailUnsubscribed (unsubscriptions); mirror
+    page → emailClicked (mirrorPages); email click, web page and transaction → emailClicked
+    (clicks). Push: open → pushTracking.applicationOpened, any other reaction →
+    pushTracking.customAction. SMS, phone, fax, direct mail → message.tracking (the XDM event
+    type of opens, clicks and custom reactions to a message that is not tied to a channel). The
+    measures are the same for every channel (docs/formats.md §b7).
     """
+    labels = channels.channel_labels(
+        batch.column("channel"), settings, settings.tracking_log_default_channel
+    )
     kind = xdm.lookup(batch.column("url_type"), URL_TYPES)
     opened = pc.fill_null(pc.equal(kind, "open"), False)
     unsubscribed = pc.fill_null(pc.equal(kind, "opt_out"), False)
     mirror = pc.fill_null(pc.equal(kind, "mirror_page"), False)
     clicked = pc.invert(pc.or_(pc.or_(opened, unsubscribed), mirror))
-    event_type = pc.if_else(
+    email_event = pc.if_else(
         opened,
         "directMarketing.emailOpened",
         pc.if_else(
             unsubscribed, "directMarketing.emailUnsubscribed", "directMarketing.emailClicked"
+        ),
+    )
+    push_event = pc.if_else(opened, "pushTracking.applicationOpened", "pushTracking.customAction")
+    event_type = pc.if_else(
+        channels.is_channel(labels, channels.EMAIL),
+        email_event,
+        pc.if_else(
+            channels.is_channel(labels, channels.PUSH_CHANNELS),
+            push_event,
+            pa.scalar("message.tracking"),
         ),
     )
     ids = xdm.event_ids(
@@ -136,7 +162,7 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
             "externalID": recipient_identity,
             "url": batch.column("url"),
             "urlCategory": batch.column("url_category"),
-            "channel": xdm.constant("email", n),
+            "channel": labels,
         }
     )
     return pa.RecordBatch.from_arrays(
@@ -174,6 +200,18 @@ def tracking_log_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa
     )
 
 
+def _channel_rules(settings: PipelineSettings) -> RowRules:
+    """A reaction of an unknown channel code is rejected (it has no address to check)."""
+
+    def rules(typed: pa.RecordBatch) -> list[tuple[pa.Array, str, str]]:
+        labels = channels.channel_labels(
+            typed.column("channel"), settings, settings.tracking_log_default_channel
+        )
+        return [(pc.is_null(labels), channels.UNKNOWN_CHANNEL, "channel")]
+
+    return rules
+
+
 tracking_log_flow = CampaignExportFlow(
     fmt=TRACKING_LOG_FORMAT,
     file_prefix="trackingLog",
@@ -189,7 +227,7 @@ tracking_log_flow = CampaignExportFlow(
     column_lineage={
         "_id": ("tracking_log_id", "log_date"),
         "timestamp": ("log_date",),
-        "eventType": ("url_type",),
+        "eventType": ("url_type", "channel"),
         "identityMap.campaign": ("external_id", "recipient_id"),
         "directMarketing.opens.value": ("url_type",),
         "directMarketing.clicks.value": ("url_type",),
@@ -199,7 +237,9 @@ tracking_log_flow = CampaignExportFlow(
         "_experience.campaign.broadlogID": ("broadlog_id",),
         "_experience.campaign.url": ("url",),
         "_experience.campaign.urlCategory": ("url_category",),
+        "_experience.campaign.channel": ("channel",),
     },
+    row_rules=_channel_rules,
 )
 
 tracking_log_defs = tracking_log_flow.build()

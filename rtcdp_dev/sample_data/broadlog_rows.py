@@ -9,7 +9,9 @@ from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from resources.settings import PipelineSettings
 from rtcdp_dev.sample_data.batches import (
     _FAILURE_TYPE_WEIGHTS,
     _FAILURE_TYPES,
@@ -36,6 +38,13 @@ from rtcdp_dev.sample_data.common import (
     window_index,
 )
 from rtcdp_dev.sample_data.defects import _defect_rows
+from rtcdp_dev.sample_data.push_subscriptions_rows import push_devices
+from rtcdp_dev.sample_data.recipients import recipient_details
+
+# Channels of the messages (docs/formats.md §b7): most go by email, then SMS to recipients with
+# a mobile number, then push to recipients with an app installed.
+CHANNELS = ("email", "sms", "push")
+_CHANNEL_WEIGHTS = (0.7, 0.2, 0.1)
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class _BroadlogDraws:
     ftype_idx: np.ndarray  # 0 = undefined, else 1 + index into _FAILURE_TYPES
     reason_idx: np.ndarray  # index into reason_vocab
     reason_vocab: list[str]
+    channel: np.ndarray  # index into CHANNELS
+    device: np.ndarray  # push rows: index into push_devices(seed); -1 elsewhere
 
 
 def _broadlog_draws(
@@ -83,6 +94,15 @@ def _broadlog_draws(
         codes, weights = zip(*_REASONS_BY_TYPE[name], strict=True)
         reason_idx[rows] = len(reason_vocab) + weighted_choice(rng, rows.size, weights)
         reason_vocab.extend(codes)
+    # Drawn last, so every draw above stays what it was before channels existed. An SMS goes
+    # to someone with a mobile number, a push to someone with a device: those rows change
+    # recipient.
+    channel = weighted_choice(rng, n, _CHANNEL_WEIGHTS)
+    mobiles = recipient_details(plan.seed, plan.pool.size).with_mobile
+    devices = push_devices(plan.seed, plan.pool.size)
+    sms_who = mobiles[rng.integers(0, mobiles.size, size=n)]
+    device = rng.integers(0, devices.who.size, size=n)
+    who = np.where(channel == 1, sms_who, np.where(channel == 2, devices.who[device], who))
     return _BroadlogDraws(
         ids=ids,
         event=event,
@@ -95,6 +115,36 @@ def _broadlog_draws(
         ftype_idx=ftype_idx,
         reason_idx=reason_idx,
         reason_vocab=reason_vocab,
+        channel=channel,
+        device=np.where(channel == 2, device, -1),
+    )
+
+
+def channel_codes(plan: _Plan, d: _BroadlogDraws) -> np.ndarray:
+    """The delivery messageType code of each row (the pipeline's default settings: 0 email,
+    1 SMS, the push_ios / push_android codes by the device's platform)."""
+    by_label = {label: code for code, label in PipelineSettings().address_channel_codes.items()}
+    devices = push_devices(plan.seed, plan.pool.size)
+    ios = np.array([p != "fcm" for p in devices.platforms], dtype=bool)
+    is_ios = np.zeros(d.channel.size, dtype=bool)
+    push = d.device >= 0
+    is_ios[push] = ios[d.device[push]]
+    codes = np.array(
+        [by_label["email"], by_label["sms"], by_label["push_android"], by_label["push_ios"]]
+    )
+    return codes[np.where(push, 2 + is_ios, d.channel)]
+
+
+def _addresses(plan: _Plan, d: _BroadlogDraws) -> pa.Array:
+    """Email (some in mixed case), the mobile number in E.164, or the device token."""
+    pool = plan.pool
+    emails = pool.addresses(d.who, d.mixed_case)
+    phones = recipient_details(plan.seed, pool.size).mobile_phones.take(pa.array(d.who))
+    tokens = pa.array(push_devices(plan.seed, pool.size).tokens).take(
+        pa.array(np.maximum(d.device, 0))
+    )
+    return pc.if_else(
+        pa.array(d.channel == 1), phones, pc.if_else(pa.array(d.device >= 0), tokens, emails)
     )
 
 
@@ -113,7 +163,7 @@ def _broadlog_columns(plan: _Plan, d: _BroadlogDraws) -> dict[str, Column]:
         "delivery_id": d_ids.take(take),
         "recipient_id": pool.recipient_ids.take(who_arr),
         "external_id": pool.external_ids.take(who_arr),
-        "address": pool.addresses(d.who, d.mixed_case),
+        "address": _addresses(plan, d),
         "status": pa.array(_STATUS_CODES).take(pa.array(d.status)),
         "failure_type": ftype_vocab.take(pa.array(d.ftype_idx)),
         "failure_reason": pa.array(d.reason_vocab).take(pa.array(d.reason_idx)),
@@ -123,6 +173,7 @@ def _broadlog_columns(plan: _Plan, d: _BroadlogDraws) -> dict[str, Column]:
         "delivery_label": d_labels.take(take),
         "campaign_id": d_ops.take(take),
         "org_unit": pa.scalar(plan.org_unit),
+        "channel": pa.array(channel_codes(plan, d)),
     }
 
 
@@ -150,6 +201,7 @@ class _Sends:
     event: np.ndarray  # tsEvent, epoch s, non-decreasing
     who: np.ndarray  # pool index
     delivery_ids: np.ndarray
+    channel_codes: np.ndarray  # the delivery's messageType code (int)
 
     @property
     def size(self) -> int:
@@ -160,7 +212,7 @@ class _Sends:
         return _Sends(
             *(
                 np.concatenate([getattr(p, name) for p in parts] or [np.empty(0, np.int64)])
-                for name in ("broadlog_ids", "event", "who", "delivery_ids")
+                for name in ("broadlog_ids", "event", "who", "delivery_ids", "channel_codes")
             )
         )
 
@@ -198,7 +250,12 @@ def _broadlog_facts(
         engaged = rng_for(seed, "tracking-engaged", widx, b).random(n) < _ENGAGED_SHARE
         keep = (d.status == sent) & engaged
         keep[_defect_rows(_defects_rng(plan, b), n, defect_rate)] = False
-        parts.append(_Sends(d.ids[keep], d.event[keep], d.who[keep], delivery_ids[d.which[keep]]))
+        codes = channel_codes(plan, d).astype(np.int64)
+        parts.append(
+            _Sends(
+                d.ids[keep], d.event[keep], d.who[keep], delivery_ids[d.which[keep]], codes[keep]
+            )
+        )
     return _BroadlogFacts(np.flatnonzero(seen), _Sends.concat(parts))
 
 

@@ -13,22 +13,12 @@ from rtcdp_dev.sample_data.defects import (
     _bad_email,
     _bad_integer,
     _bad_timestamp,
+    _bad_token,
     _missing,
     _rejected,
     _unknown_code,
 )
 from rtcdp_dev.sample_data.pipeline import DATASET_LAYOUTS, FLOWS
-
-
-def _bad_token(value: str, pick: int) -> str:
-    # Each variant fails both the APNs and the FCM pattern, whatever the row's platform.
-    variants = (
-        f"<{value[:8]} {value[8:16]} {value[16:24]}>",  # NSData's description, not the token
-        value[: len(value) // 2],  # cut off by a column that was too short
-        "(null)",
-        f"{value[:20]} {value[20:]}",  # a blank inside survives trimming
-    )
-    return variants[pick % len(variants)]
 
 
 def _fields(dataset: str, kind: str | None = None, *, required: bool = False) -> tuple[str, ...]:

@@ -26,6 +26,8 @@ class DefectKind:
     reason: str  # ingest.py reason code the validator must give
     fields: tuple[str, ...]  # canonical fields that may carry it
     corrupt: Corruptor | None
+    # The reason when it depends on the valid value (an address: email, number or token).
+    reason_for: Callable[[str], str] | None = None
 
 
 def _bad_email(value: str, pick: int) -> str:
@@ -38,6 +40,48 @@ def _bad_email(value: str, pick: int) -> str:
         f"{local} @{domain}",  # a blank inside the address survives trimming
     )
     return variants[pick % len(variants)]
+
+
+def _bad_phone(value: str, pick: int) -> str:
+    # Each variant fails E.164 with the default settings (no default country code).
+    variants = (
+        value[1:],  # the + got lost: a national-looking number
+        value[:5],  # cut off
+        f"{value[:6]}xx{value[8:]}",  # letters inside
+        "n/a",
+    )
+    return variants[pick % len(variants)]
+
+
+def _bad_token(value: str, pick: int) -> str:
+    # Each variant fails both the APNs and the FCM pattern, whatever the row's platform.
+    variants = (
+        f"<{value[:8]} {value[8:16]} {value[16:24]}>",  # NSData's description, not the token
+        value[: len(value) // 2],  # cut off by a column that was too short
+        "(null)",
+        f"{value[:20]} {value[20:]}",  # a blank inside survives trimming
+    )
+    return variants[pick % len(variants)]
+
+
+def _address_kind(value: str) -> str:
+    """email, phone (E.164, as generated) or push token, from a valid generated address."""
+    return "email" if "@" in value else "phone" if value.startswith("+") else "token"
+
+
+_ADDRESS_DEFECTS: dict[str, tuple[str, Corruptor]] = {
+    "email": ("invalid_email", _bad_email),
+    "phone": ("invalid_phone_number", _bad_phone),
+    "token": ("invalid_push_token", _bad_token),
+}
+
+
+def _bad_address(value: str, pick: int) -> str:
+    return _ADDRESS_DEFECTS[_address_kind(value)][1](value, pick)
+
+
+def _address_reason(value: str) -> str:
+    return _ADDRESS_DEFECTS[_address_kind(value)][0]
 
 
 def _missing(_value: str, pick: int) -> str:
@@ -80,7 +124,8 @@ def _unknown_status(_value: str, pick: int) -> str:
 
 
 BROADLOG_DEFECTS: tuple[DefectKind, ...] = (
-    DefectKind("invalid_email", ("address",), _bad_email),
+    # An address bad for its channel: the reason is the channel's (email, number, token).
+    DefectKind("invalid_address", ("address",), _bad_address, reason_for=_address_reason),
     DefectKind(
         "missing_required_value",
         ("broadlog_id", "delivery_id", "recipient_id", "address", "status", "event_date"),
@@ -188,9 +233,10 @@ def inject_defects(
         kind, places = kinds[kind_of[j]], where[kind_of[j]]
         at = places[target_pick[j] % len(places)]
         fields = list(row)
+        reason = kind.reason if kind.reason_for is None else kind.reason_for(fields[at])
         if kind.corrupt is None:
             del fields[at]
         else:
             fields[at] = kind.corrupt(fields[at], variant_pick[j])
-        out.append(Defect(int(rows[j]), kind.reason, (",".join(fields) + "\n").encode()))
+        out.append(Defect(int(rows[j]), reason, (",".join(fields) + "\n").encode()))
     return out

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from resources.settings import PipelineSettings
 from rtcdp_dev.sample_data.batches import _first_id, _Plan, _References, _Source
 from rtcdp_dev.sample_data.broadlog_rows import _broadlog_facts, _broadlog_reference, _Sends
 from rtcdp_dev.sample_data.common import (
@@ -146,6 +147,11 @@ def _tracking_source(
     pool = plan.pool
     last_id = _first_id(plan.window)
 
+    is_click = np.array([r.url_type == "1" for r in _REACTIONS])
+    is_open_kind = np.array([r.url_slot == 0 for r in _REACTIONS])
+    first_click = int(np.flatnonzero(is_click)[0])
+    channel_label = PipelineSettings().address_channel_codes
+
     def columns(rng: np.random.Generator, r0: int, n: int, _lo: int, _hi: int) -> dict[str, Column]:
         # Dates come from the file-wide sample above, already sorted: batches take slices.
         nonlocal last_id
@@ -155,6 +161,15 @@ def _tracking_source(
         log = plan.t_lo + offsets[r0 : r0 + n].astype(np.int64)
         kind = weighted_choice(rng, n, weights)
         device = weighted_choice(rng, n, device_weights)
+        # An SMS is only tracked through its links; a push is opened or tapped, it has no
+        # mirror page or unsubscription link: those reactions become a click.
+        codes = sends.channel_codes[pick]
+        labels = np.array([channel_label.get(str(c), "email") for c in np.unique(codes)])
+        label = labels[np.searchsorted(np.unique(codes), codes)] if n else codes.astype(str)
+        sms = label == "sms"
+        push = np.char.startswith(label.astype(str), "push")
+        to_click = (sms & ~is_click[kind]) | (push & ~is_click[kind] & ~is_open_kind[kind])
+        kind = np.where(to_click, first_click, kind)
 
         delivery = sends.delivery_ids[pick]
         who = pa.array(sends.who[pick])
@@ -176,6 +191,7 @@ def _tracking_source(
             "log_date": ts_strings(log),
             "device": devices.take(pa.array(device)),
             "org_unit": pa.scalar(plan.org_unit),
+            "channel": int_strings(codes),
         }
 
     return _Source(columns, plan.t_lo, plan.t_hi)

@@ -63,6 +63,10 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
         assert sum(line.startswith(f"{dataset} ") for line in out.splitlines()) == 2
     published = list((tmp_path / "aep_landing").rglob("*.json"))
     assert any(p.name.startswith("broadlog_") for p in published)
+    # The sample logs are mixed-channel, and the summary shows the split per XDM partition.
+    splits = [line for line in out.splitlines() if line.startswith("  by channel: ")]
+    assert len(splits) == 4, out  # broadlog_xdm and tracking_log_xdm, two windows each
+    assert all("email" in s and "sms" in s and "push_ios" in s for s in splits), splits
 
     # The AEP → Campaign audience path ran on an export drawn from the demo's own profiles.
     lines = {line.split()[0]: line.split() for line in out.splitlines() if line.strip()}

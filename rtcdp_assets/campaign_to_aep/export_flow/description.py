@@ -13,7 +13,7 @@ from dagster import AssetExecutionContext, AssetKey
 from resources.drop_zones import Entry, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
-from rtcdp_assets.shared.ingest import ExportFormat, RowRules
+from rtcdp_assets.shared.ingest import ExportFormat, RowRules, RowValues
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 
@@ -60,6 +60,8 @@ class CampaignExportDescription:
     # -- optional hooks (push_subscriptions) -----------------------------------------------
     # Row rules over several typed fields (ingest.RowRules), built from the settings.
     row_rules: Callable[[PipelineSettings], RowRules | None] = lambda _settings: None
+    # Normalised values of some typed fields (ingest.RowValues), built from the settings.
+    row_values: Callable[[PipelineSettings], RowValues | None] = lambda _settings: None
     # A mapper bound to state outside the partition (e.g. Campaign's quarantined push tokens),
     # built once per XDM materialization (before the files are read when both assets run);
     # `to_xdm` is used when this is None.

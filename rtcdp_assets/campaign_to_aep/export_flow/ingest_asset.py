@@ -114,9 +114,16 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
         elif to_xdm is not None:
             xdm_out = map_partition(flow, warehouse, settings, pk, to_xdm)
         if xdm_out is not None:
+            # Records per delivery channel (Campaign events): a channel that vanishes shows.
+            by_channel = (
+                {}
+                if xdm_out.rows_by_channel is None
+                else {"rows_by_channel": MetadataValue.json(xdm_out.rows_by_channel)}
+            )
             yield MaterializeResult(
                 asset_key=xdm_key,
                 metadata={
+                    **by_channel,
                     "dagster/row_count": xdm_out.rows,
                     "dagster/column_lineage": lineage,
                     "dagster/column_schema": table_schema(xdm_out.schema),

@@ -149,6 +149,7 @@ def ingest_partition(
                             max_decompressed_bytes=settings.max_decompressed_bytes,
                             result=result,
                             row_rules=flow.row_rules(settings),
+                            row_values=flow.row_values(settings),
                         ):
                             good.write(part.good)
                             bad.write(part.rejects)

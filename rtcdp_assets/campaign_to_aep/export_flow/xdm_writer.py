@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.settings import PipelineSettings
@@ -17,13 +18,17 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
 )
 from rtcdp_assets.shared.ingest import empty_batch
 
+CHANNEL_PATH = ("_experience", "campaign", "channel")
+
 
 @dataclass(frozen=True)
 class XdmOutput:
-    """What an XDM partition holds once written: its record count and Arrow schema."""
+    """What an XDM partition holds once written: its record count and Arrow schema, and for
+    Campaign events its records per delivery channel (labels and counts, no personal value)."""
 
     rows: int
     schema: pa.Schema
+    rows_by_channel: dict[str, int] | None = None
 
 
 class XdmWriter:
@@ -71,12 +76,39 @@ def finish_xdm(
     """The XDM parts of a partition's files as one Parquet file at `out`."""
     if parts:
         schema = pq.read_schema(parts[0])
-        return XdmOutput(concat_parquet(parts, out, schema), schema)
+        rows = concat_parquet(parts, out, schema)
+        return XdmOutput(rows, schema, rows_by_channel(out, schema))
     # No typed rows: still an empty, well-typed dataset for the checks and the publication.
     schema = to_xdm(empty_batch(flow.fmt.typed_schema), settings).schema
     with ParquetSink(out, schema, statistics=False):
         pass
-    return XdmOutput(0, schema)
+    return XdmOutput(0, schema, {} if _has_channel(schema) else None)
+
+
+def _has_channel(schema: pa.Schema) -> bool:
+    fields: pa.Schema | pa.StructType = schema
+    for name in CHANNEL_PATH:
+        index = fields.get_field_index(name)
+        if index < 0:
+            return False
+        field_type = fields.field(index).type
+        if name != CHANNEL_PATH[-1]:
+            if not pa.types.is_struct(field_type):
+                return False
+            fields = field_type
+    return True
+
+
+def rows_by_channel(path: Path, schema: pa.Schema) -> dict[str, int] | None:
+    """Records per `_experience.campaign.channel` value of an XDM Parquet file (None when the
+    records have no channel); only that one column is read."""
+    if not _has_channel(schema):
+        return None
+    column = pq.read_table(path, columns=[".".join(CHANNEL_PATH)]).column(0)
+    counts = pc.value_counts(column).to_pylist() if len(column) else []
+    return {
+        str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))
+    }
 
 
 def map_partition(

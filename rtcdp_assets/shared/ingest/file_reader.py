@@ -28,7 +28,12 @@ from rtcdp_assets.shared.ingest.model import (
     detect_layout,
 )
 from rtcdp_assets.shared.ingest.streams import _GuardedStream, _read_header, _Replay
-from rtcdp_assets.shared.ingest.validation import RowRules, _string_buffers, validate_batch
+from rtcdp_assets.shared.ingest.validation import (
+    RowRules,
+    RowValues,
+    _string_buffers,
+    validate_batch,
+)
 
 
 @dataclass
@@ -60,6 +65,7 @@ def ingest_file(
     max_decompressed_bytes: int = 20 * 1024**3,
     result: FileResult | None = None,
     row_rules: RowRules | None = None,
+    row_values: RowValues | None = None,
 ) -> Iterator[IngestedBatch]:
     """Stream one export file; yields typed good rows and rejects batch by batch.
 
@@ -153,7 +159,13 @@ def ingest_file(
         if as_bytes:
             batch, enc_reason, enc_column = _decode_utf8(batch)
         typed, reason, column = validate_batch(
-            batch, fmt, layout, tz=tz, allowed_overrides=allowed_overrides, row_rules=row_rules
+            batch,
+            fmt,
+            layout,
+            tz=tz,
+            allowed_overrides=allowed_overrides,
+            row_rules=row_rules,
+            row_values=row_values,
         )
         if enc_reason is not None:  # bad bytes come first: the other rules saw mangled text
             column = pc.if_else(pc.is_valid(enc_reason), enc_column, column)

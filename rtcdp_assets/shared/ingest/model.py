@@ -45,6 +45,9 @@ class FieldSpec:
     allowed: frozenset[str] | None = None  # allowed raw values (after trimming), e.g. codes
     personal: bool = False  # masked in every preview and metadata shown in the UI
     description: str = ""
+    # The column must be in the header even where `required` is False because some rows may
+    # leave it empty (a direct-mail row's address): its absence makes the layout unknown.
+    column_required: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,8 @@ class ExportFormat:
 
     @property
     def required(self) -> set[str]:
-        return {f.name for f in self.fields if f.required}
+        """Fields whose column every layout must carry."""
+        return {f.name for f in self.fields if f.required or f.column_required}
 
     @property
     def personal_fields(self) -> set[str]:

@@ -30,6 +30,9 @@ Rule = tuple[pa.Array, str, str]  # (failed mask, reason code, source column)
 # token's format depends on the platform column): (failed mask, reason code, canonical field).
 # They run after the field rules, so a row keeps the reason of its first field-level fault.
 RowRules = Callable[[pa.RecordBatch], Sequence[tuple[pa.Array, str, str]]]
+# A dataset's normalised values of some fields, from the typed batch once the rules have judged
+# it (an address in the form its row's channel publishes it): canonical field -> new values.
+RowValues = Callable[[pa.RecordBatch], Mapping[str, pa.Array]]
 
 
 def _first_reasons(rules: list[Rule], n: int) -> tuple[pa.Array, pa.Array]:
@@ -229,6 +232,7 @@ def validate_batch(
     tz: str = "UTC",
     allowed_overrides: Mapping[str, frozenset[str]] | None = None,
     row_rules: RowRules | None = None,
+    row_values: RowValues | None = None,
 ) -> tuple[pa.RecordBatch, pa.Array, pa.Array]:
     """Type every canonical field; return (typed batch, reason per row, failing column per row).
 
@@ -313,5 +317,9 @@ def validate_batch(
     if row_rules is not None:
         for mask, code, name in row_rules(typed_batch):
             rules.append((mask, code, by_canonical.get(name, name)))
+    if row_values is not None:
+        for name, values in row_values(typed_batch).items():
+            at = typed_batch.schema.get_field_index(name)
+            typed_batch = typed_batch.set_column(at, name, values)
     reason, column = _first_reasons(rules, n)
     return typed_batch, reason, column
