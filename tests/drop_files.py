@@ -23,10 +23,15 @@ def write_settled(path: Path, content: bytes | str, age_seconds: float = 3600) -
 
 
 def drop_campaign_export(
-    root: Path, name: str, content: bytes | str, age_seconds: float = 3600
+    root: Path, name: str, content: bytes | str, age_seconds: float = 3600, marker: bool = True
 ) -> Path:
-    """A Campaign export file in the embedded SFTP stand-in (`<root>/campaign_sftp/export`)."""
-    return write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
+    """A Campaign export file in the embedded SFTP stand-in (`<root>/campaign_sftp/export`),
+    followed by its empty `<name>.done` completion marker (the default completion rule) unless
+    `marker` is False."""
+    path = write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
+    if marker:
+        write_settled(path.with_name(f"{name}.done"), b"", age_seconds)
+    return path
 
 
 def drop_flow_export(
