@@ -58,3 +58,9 @@ def flow_csv(
     for row in rows:
         writer.writerow([row.get(f.name, "") for f in flow.fmt.fields])
     return out.getvalue()
+
+
+def with_completion_markers(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`files` (name -> content) plus an empty `<name>.done` marker for each: Campaign exports
+    as the default completion rule expects them."""
+    return {**files, **{f"{name}.done": b"" for name in files}}

@@ -21,6 +21,7 @@ from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.campaign_to_aep.tracking_log import TRACKING_LOG_FORMAT, tracking_log_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.drop_files import with_completion_markers
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
 # Days in the past of any clock this runs on: partitions after "now" do not exist yet.
@@ -49,8 +50,10 @@ def published(tmp_path_factory):
     put(
         root,
         "campaign_sftp/export",
-        sample.campaign_exports(
-            recipients, quarantined=[0, 1], opted_out=[2], stamp="20261120_0800"
+        with_completion_markers(
+            sample.campaign_exports(
+                recipients, quarantined=[0, 1], opted_out=[2], stamp="20261120_0800"
+            )
         ),
     )
     for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
