@@ -133,7 +133,11 @@ def _campaign_logs(root, resources, instance, targets) -> None:
         "broadLog_20261121_1200.csv": late,
     }
     for name, rows in files.items():
-        put(root, "campaign_sftp/export", {name: sample.campaign_csv(BROADLOG_FORMAT, rows)})
+        put(
+            root,
+            "campaign_sftp/export",
+            with_completion_markers({name: sample.campaign_csv(BROADLOG_FORMAT, rows)}),
+        )
 
     def reaction(bl_id, who, url_type, when):
         return {
@@ -153,14 +157,18 @@ def _campaign_logs(root, resources, instance, targets) -> None:
     put(
         root,
         "campaign_sftp/export",
-        {"trackingLog_20261120_0800.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, clicks)},
+        with_completion_markers(
+            {"trackingLog_20261120_0800.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, clicks)}
+        ),
     )
     # An open three days later, past any look-back used here.
     late_open = [reaction(7, t[6], "2", "2026-11-20 04:00:00")]
     put(
         root,
         "campaign_sftp/export",
-        {"trackingLog_20261123_0400.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, late_open)},
+        with_completion_markers(
+            {"trackingLog_20261123_0400.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, late_open)}
+        ),
     )
     for flow, pk in (
         (broadlog_defs, PK),
