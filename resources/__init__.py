@@ -198,13 +198,12 @@ def production_resources() -> dict[str, Any]:
             campaign_identity_namespace=os.environ.get(
                 "RTCDP_CAMPAIGN_IDENTITY_NAMESPACE", "external_id"
             ),
-            stability_window_seconds=float(os.environ.get("RTCDP_STABILITY_WINDOW_SECONDS", 0)),
-            completion_marker_suffix=os.environ.get("RTCDP_COMPLETION_MARKER_SUFFIX", ""),
             broadlog_default_channel=os.environ.get("RTCDP_BROADLOG_DEFAULT_CHANNEL", "email"),
             tracking_log_default_channel=os.environ.get(
                 "RTCDP_TRACKING_LOG_DEFAULT_CHANNEL", "email"
             ),
             phone_default_country_code=os.environ.get("RTCDP_PHONE_DEFAULT_COUNTRY_CODE", ""),
+            **completion_settings_from_env(),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
@@ -214,6 +213,34 @@ def production_resources() -> dict[str, Any]:
             ),
         ),
     }
+
+
+def completion_settings_from_env() -> dict[str, Any]:
+    """The completion-rule settings of a production deployment (docs/deployment.md,
+    "Completion").
+
+    `RTCDP_COMPLETION_RULE` (marker | rename | stability) picks the Campaign export folder's
+    rule. Unset, the variables of earlier versions decide as they did: a
+    `RTCDP_STABILITY_WINDOW_SECONDS` above 0 means `stability`; otherwise `marker`, the safe
+    default (an empty `RTCDP_COMPLETION_MARKER_SUFFIX` now means `.done`, not "no marker").
+    """
+    window = float(os.environ.get("RTCDP_STABILITY_WINDOW_SECONDS") or 0)
+    rule = os.environ.get("RTCDP_COMPLETION_RULE", "").strip().lower()
+    values: dict[str, Any] = {
+        "campaign_export_completion": rule or ("stability" if window > 0 else "marker"),
+        "completion_marker_suffix": os.environ.get("RTCDP_COMPLETION_MARKER_SUFFIX") or ".done",
+    }
+    if window > 0:
+        values["stability_window_seconds"] = window
+    customer = os.environ.get("RTCDP_CUSTOMER_SOURCE_COMPLETION_RULE", "").strip().lower()
+    if customer:
+        values["customer_source_completion"] = customer
+    grace = os.environ.get("RTCDP_INCOMPLETE_FILE_GRACE_SECONDS")
+    if grace:
+        values["incomplete_file_grace_seconds"] = float(grace)
+    patterns = os.environ.get("RTCDP_TEMPORARY_NAME_PATTERNS", "")
+    values["temporary_name_patterns"] = [p.strip() for p in patterns.split(",") if p.strip()]
+    return values
 
 
 def environment_resources() -> dict[str, Any]:

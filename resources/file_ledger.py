@@ -120,6 +120,8 @@ class Presence(NamedTuple):
     first_seen: str  # ISO 8601, parsed only when a tick needs it
     run_id: str | None
     partition: str | None
+    # Why a run left a pending version in place (e.g. "incomplete: ..."), if it did.
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,9 +183,9 @@ class FileLedger(ConfigurableResource):
         """The versions recorded as still sitting in `folder`, by (name, identity)."""
         c = file_versions.c
         # Every sensor tick reads these: only the columns a tick needs, as plain tuples.
-        query = sa.select(c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition).where(
-            c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True)
-        )
+        query = sa.select(
+            c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition, c.reason
+        ).where(c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True))
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return {(r[0], r[1]): Presence(*r[2:]) for r in rows}

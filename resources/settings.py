@@ -56,23 +56,65 @@ class PipelineSettings(ConfigurableResource):
     file_settle_seconds: float = Field(
         default=30.0,
         description=(
-            "A drop-zone file modified more recently than this is treated as still being "
-            "written and is left for a later tick."
+            "A drop-zone file modified more recently than this (by the server's clock) is "
+            "treated as still being written and is left for a later tick, whatever the "
+            "completion rule."
+        ),
+    )
+    # -- when is a file written by someone else complete? (docs/deployment.md, "Completion") --
+    campaign_export_completion: str = Field(
+        default="marker",
+        pattern="^(marker|rename|stability)$",
+        description=(
+            "Completion rule of the Campaign SFTP export folder. 'marker': a file is read only "
+            "once `<name><completion_marker_suffix>` sits beside it, no older than the file "
+            "(the safe default: Campaign's File transfer writes under the final name). "
+            "'rename': the writer uploads under a temporary name and renames; any file under "
+            "its final name is complete. 'stability': same size and modification time over "
+            "two listings at least `stability_window_seconds` apart by our clock (cannot tell "
+            "a long pause from the end of a file)."
+        ),
+    )
+    customer_source_completion: str = Field(
+        default="rename",
+        pattern="^(marker|rename|stability)$",
+        description=(
+            "Completion rule of the customer_source zone (same values). 'rename' by default: "
+            "in production the zone is Azure Blob or S3, where an object appears only once "
+            "its upload is committed."
         ),
     )
     stability_window_seconds: float = Field(
-        default=0.0,
+        default=120.0,
+        ge=0,
         description=(
-            "For Campaign servers whose writers cannot upload under a temporary name and "
-            "rename: a file must be seen with the same size and modification time by sensor "
-            "ticks this far apart before it is read. 0 turns the window off."
+            "Rule 'stability': how long (by our clock, across at least two listings) a file "
+            "must keep the same size and modification time before it is read."
         ),
     )
     completion_marker_suffix: str = Field(
-        default="",
+        default=".done",
         description=(
-            "When set (e.g. '.done'), an export file is read only once a marker file named "
-            "like it plus this suffix sits beside it."
+            "Rule 'marker': the suffix of the marker file written after the data file "
+            "(`broadLog_20261123_0800.csv.done`). Empty means '.done'."
+        ),
+    )
+    temporary_name_patterns: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Extra glob patterns (fnmatch, case-insensitive) of names a writer uses while a file "
+            "is still being uploaded; never read. Always included: *.tmp, *.part, *.filepart, "
+            "*.partial, *.uploading and names starting with '.' or '~'."
+        ),
+    )
+    incomplete_file_grace_seconds: float = Field(
+        default=600.0,
+        ge=0,
+        description=(
+            "How long, by our clock, a file that its completion rule calls complete may still "
+            "be empty or end in a cut line (fewer fields than the header, no line end) before "
+            "it is quarantined as `empty_file` or `truncated_file`; until then it counts as "
+            "still being written and nothing of it is published."
         ),
     )
     ledger_pending_alert_hours: float = Field(

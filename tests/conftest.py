@@ -83,8 +83,10 @@ def services(sshd, azurite, tmp_path):
         "aep_landing": blob_zone(azurite),
         "warehouse": Warehouse(zone=blob_zone(azurite)),
         "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
-        # SFTP mtimes have whole seconds; tests sleep past them instead of waiting 30 s
-        "settings": PipelineSettings(file_settle_seconds=0),
+        # SFTP mtimes have whole seconds; tests sleep past them instead of waiting 30 s. These
+        # tests upload whole files: rule `rename` (tests/campaign_to_aep/
+        # test_completion_services.py uploads in pieces under every rule).
+        "settings": PipelineSettings(file_settle_seconds=0, campaign_export_completion="rename"),
     }
     yield resources
     sftp.close()

@@ -23,10 +23,15 @@ def write_settled(path: Path, content: bytes | str, age_seconds: float = 3600) -
 
 
 def drop_campaign_export(
-    root: Path, name: str, content: bytes | str, age_seconds: float = 3600
+    root: Path, name: str, content: bytes | str, age_seconds: float = 3600, marker: bool = True
 ) -> Path:
-    """A Campaign export file in the embedded SFTP stand-in (`<root>/campaign_sftp/export`)."""
-    return write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
+    """A Campaign export file in the embedded SFTP stand-in (`<root>/campaign_sftp/export`),
+    followed by its empty `<name>.done` completion marker (the default completion rule) unless
+    `marker` is False."""
+    path = write_settled(root / "campaign_sftp" / "export" / name, content, age_seconds)
+    if marker:
+        write_settled(path.with_name(f"{name}.done"), b"", age_seconds)
+    return path
 
 
 def drop_flow_export(
@@ -53,3 +58,9 @@ def flow_csv(
     for row in rows:
         writer.writerow([row.get(f.name, "") for f in flow.fmt.fields])
     return out.getvalue()
+
+
+def with_completion_markers(files: Mapping[str, bytes]) -> dict[str, bytes]:
+    """`files` (name -> content) plus an empty `<name>.done` marker for each: Campaign exports
+    as the default completion rule expects them."""
+    return {**files, **{f"{name}.done": b"" for name in files}}

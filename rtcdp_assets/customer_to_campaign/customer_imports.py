@@ -7,12 +7,12 @@
         import folder (`settings.campaign_import_folder`), then `<name>.done`
 
 The customer drops files in the `customer_source` zone (embedded default: the local folder
-`<data dir>/customer_source`; in production any `DropZone`). Each asset reads every settled file
-of its folder (a file modified within `settings.file_settle_seconds`, or with a temporary name,
-is left out and logged) as one **snapshot**, identified by the SHA-256 of the file names and
-contents. The files stay where the customer put them (the customer owns that folder); a new
-snapshot is any change of its content. Campaign reconciles on `external_id` and updates, so
-importing a snapshot that repeats earlier rows is harmless.
+`<data dir>/customer_source`; in production any `DropZone`). Each asset reads every file of its
+folder that the zone's completion rule calls complete (`customer_source_completion`,
+shared/file_completion.py; others are left out and logged) as one **snapshot**, identified by
+the SHA-256 of the file names and contents. The files stay where the customer put them (the
+customer owns that folder); a new snapshot is any change of its content. Campaign reconciles on
+`external_id` and updates, so importing a snapshot that repeats earlier rows is harmless.
 
 **Columns** (header names exactly as below, any order, other columns ignored; Parquet columns of
 any type are read as their text form):
@@ -92,6 +92,7 @@ from rtcdp_assets.customer_to_campaign.customer_datasets import (
 )
 from rtcdp_assets.customer_to_campaign.snapshot_import import run_import
 from rtcdp_assets.customer_to_campaign.snapshot_reading import settled_files
+from rtcdp_assets.shared.file_completion import CompletionRule
 
 
 def _build_asset(dataset: CustomerDataset) -> AssetsDefinition:
@@ -166,12 +167,12 @@ ASSETS_BY_DATASET = {
 
 
 def plan_customer_tick(
-    zone: DropZone, settle_seconds: float, now: float
+    zone: DropZone, rule: CompletionRule, now: float
 ) -> tuple[list[RunRequest], list[str]]:
     """One run per dataset whose settled files changed; the run key names the file versions."""
     requests, notes = [], []
     for dataset in CUSTOMER_DATASETS:
-        files, waiting = settled_files(zone, dataset.folder, settle_seconds, now)
+        files, waiting = settled_files(zone, dataset.folder, rule, now)
         notes += waiting
         if not files:
             continue
@@ -200,7 +201,9 @@ def customer_source_sensor(
 ) -> SensorResult | SkipReason:
     try:
         requests, notes = plan_customer_tick(
-            customer_source, settings.file_settle_seconds, datetime.now(UTC).timestamp()
+            customer_source,
+            CompletionRule.customer_source(settings),
+            datetime.now(UTC).timestamp(),
         )
     except DropZoneUnavailable as exc:
         return SkipReason(f"customer source unavailable, will retry: {exc}")

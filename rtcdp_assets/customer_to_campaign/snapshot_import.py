@@ -29,6 +29,7 @@ from rtcdp_assets.customer_to_campaign.snapshot_reading import (
 )
 from rtcdp_assets.shared import governance
 from rtcdp_assets.shared.campaign_import_files import csv_bytes, upload_verified
+from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.ingest import SOURCE_FILE
 
 
@@ -146,7 +147,7 @@ def run_import(
     files, notes = settled_files(
         customer_source,
         dataset.folder,
-        settings.file_settle_seconds,
+        CompletionRule.customer_source(settings),
         now if now is not None else datetime.now(UTC).timestamp(),
     )
     for note in notes:

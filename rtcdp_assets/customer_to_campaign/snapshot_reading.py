@@ -7,6 +7,7 @@ and the one-row-per-external_id rule quarantine what ingest.py lets through.
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from resources.drop_zones import DropZone, Entry, is_temporary_name
+from resources.drop_zones import DropZone, Entry
 from resources.settings import PipelineSettings
 from rtcdp_assets.customer_to_campaign.customer_datasets import SOURCE_SUFFIXES, CustomerDataset
+from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.ingest import (
     LINE_NUMBER,
     REJECT_SCHEMA,
@@ -49,15 +51,24 @@ class Processed:
 
 
 def settled_files(
-    zone: DropZone, folder: str, settle_seconds: float, now: float
+    zone: DropZone, folder: str, rule: CompletionRule, now: float
 ) -> tuple[list[Entry], list[str]]:
-    """Source files to read now, and notes on the ones left for later."""
+    """Source files complete by the zone's rule (shared/file_completion.py), and notes on the
+    ones left for later. This zone keeps no ledger, so under `stability` a version counts as
+    first seen at its own modification time."""
     chosen, notes = [], []
-    for entry in zone.list(folder):
-        if is_temporary_name(entry.name) or not entry.name.lower().endswith(SOURCE_SUFFIXES):
+    entries = zone.list(folder)
+    by_path = {e.path: e for e in entries}
+    moment = datetime.fromtimestamp(now, tz=UTC)
+    for entry in entries:
+        if rule.is_sidecar(entry.name):
+            continue
+        if not entry.name.lower().endswith(SOURCE_SUFFIXES):
             notes.append(f"{entry.name}: not a CSV or Parquet file, ignored")
-        elif entry.size == 0 or now - entry.modified_ts < settle_seconds:
-            notes.append(f"{entry.name}: still being written, left for the next run")
+            continue
+        waiting = rule.wait_reason(entry, by_path, entry.modified, moment)
+        if waiting or entry.size == 0:
+            notes.append(f"{entry.name}: {waiting or 'empty'}, left for the next run")
         else:
             chosen.append(entry)
     return chosen, notes

@@ -194,6 +194,9 @@ def write_dataset_files(
         name = spec.file_name(ws, gzip=gzip)
         path = folder / name
         _write_atomically(path, gzip_bytes(generated.content) if gzip else generated.content)
+        # Then the completion marker, as a Campaign workflow's second File transfer writes it
+        # (the default completion rule, docs/deployment.md "Completion").
+        path.with_name(f"{name}.done").write_bytes(b"")
         written.append(replace(generated, name=name, path=path))
     return written
 

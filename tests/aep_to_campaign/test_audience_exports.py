@@ -78,6 +78,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs,
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.drop_files import with_completion_markers
 from tests.runs import evaluate_sensor
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
@@ -778,7 +779,9 @@ def _campaign_side(root, resources, instance, recipients, quarantined, opted_out
     put(
         root,
         "campaign_sftp/export",
-        sample.campaign_exports(recipients, quarantined=quarantined, opted_out=opted_out),
+        with_completion_markers(
+            sample.campaign_exports(recipients, quarantined=quarantined, opted_out=opted_out)
+        ),
     )
     for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
         assert materialize(

@@ -27,7 +27,7 @@ def services(sshd, moto_s3, tmp_path):
         # AEP's S3 destination writes under a folder of a bucket the customer owns.
         "aep_destination": s3_zone(moto_s3, prefix="adobe"),
         "warehouse": Warehouse(zone=s3_zone(moto_s3, prefix="warehouse")),
-        "settings": PipelineSettings(file_settle_seconds=0),
+        "settings": PipelineSettings(file_settle_seconds=0, campaign_export_completion="rename"),
         "audience_settings": AudienceSettings(
             destination_folder=over_blob.FOLDER,
             destinations={

@@ -48,7 +48,7 @@ def services(sshd, azurite, tmp_path):
         "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
         "aep_destination": blob_zone(azurite),
         "warehouse": Warehouse(zone=blob_zone(azurite)),
-        "settings": PipelineSettings(file_settle_seconds=0),
+        "settings": PipelineSettings(file_settle_seconds=0, campaign_export_completion="rename"),
         "audience_settings": AudienceSettings(
             destination_folder=FOLDER,
             destinations={

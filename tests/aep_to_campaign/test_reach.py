@@ -21,6 +21,7 @@ from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.campaign_to_aep.tracking_log import TRACKING_LOG_FORMAT, tracking_log_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.drop_files import with_completion_markers
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
 # Days in the past of any clock this runs on: partitions after "now" do not exist yet.
@@ -49,8 +50,10 @@ def published(tmp_path_factory):
     put(
         root,
         "campaign_sftp/export",
-        sample.campaign_exports(
-            recipients, quarantined=[0, 1], opted_out=[2], stamp="20261120_0800"
+        with_completion_markers(
+            sample.campaign_exports(
+                recipients, quarantined=[0, 1], opted_out=[2], stamp="20261120_0800"
+            )
         ),
     )
     for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
@@ -130,7 +133,11 @@ def _campaign_logs(root, resources, instance, targets) -> None:
         "broadLog_20261121_1200.csv": late,
     }
     for name, rows in files.items():
-        put(root, "campaign_sftp/export", {name: sample.campaign_csv(BROADLOG_FORMAT, rows)})
+        put(
+            root,
+            "campaign_sftp/export",
+            with_completion_markers({name: sample.campaign_csv(BROADLOG_FORMAT, rows)}),
+        )
 
     def reaction(bl_id, who, url_type, when):
         return {
@@ -150,14 +157,18 @@ def _campaign_logs(root, resources, instance, targets) -> None:
     put(
         root,
         "campaign_sftp/export",
-        {"trackingLog_20261120_0800.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, clicks)},
+        with_completion_markers(
+            {"trackingLog_20261120_0800.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, clicks)}
+        ),
     )
     # An open three days later, past any look-back used here.
     late_open = [reaction(7, t[6], "2", "2026-11-20 04:00:00")]
     put(
         root,
         "campaign_sftp/export",
-        {"trackingLog_20261123_0400.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, late_open)},
+        with_completion_markers(
+            {"trackingLog_20261123_0400.csv": sample.campaign_csv(TRACKING_LOG_FORMAT, late_open)}
+        ),
     )
     for flow, pk in (
         (broadlog_defs, PK),

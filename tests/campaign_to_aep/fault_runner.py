@@ -29,7 +29,8 @@ def main(raw: str) -> int:
         "warehouse": Warehouse(
             zone=AzureBlobDropZone(storage=storage, container=cfg["warehouse_container"])
         ),
-        "settings": PipelineSettings(file_settle_seconds=0),
+        # Whole files, uploaded at once: rule `rename` (no marker needed).
+        "settings": PipelineSettings(file_settle_seconds=0, campaign_export_completion="rename"),
         "file_ledger": FileLedger(url=cfg["ledger_url"]),
     }
     print("started", flush=True)

@@ -29,6 +29,10 @@ def ledger(tmp_path):
 
 
 def tick(zone, cursor=None, settle=0.0, ledger=None, **settings):
+    # These tests exercise the listing and the ledger: files under their final names are
+    # complete (rule `rename`) unless a test picks another rule (tests/campaign_to_aep/
+    # test_completion_rules.py covers the rules themselves).
+    settings.setdefault("campaign_export_completion", "rename")
     resources = {
         "campaign_sftp": zone,
         "settings": PipelineSettings(file_settle_seconds=settle, **settings),
@@ -192,7 +196,9 @@ def test_a_processed_version_is_not_requested_again_after_a_cursor_reset(zone, t
 def test_stability_window_waits_for_an_unchanged_size_across_ticks(ledger):
     # For writers that cannot rename: the same size and mtime must be seen by ticks at least
     # the window apart; a file that grows in between starts the window again.
-    settings = PipelineSettings(file_settle_seconds=0, stability_window_seconds=60)
+    settings = PipelineSettings(
+        file_settle_seconds=0, stability_window_seconds=60, campaign_export_completion="stability"
+    )
     t0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
     mtime = t0 - timedelta(minutes=5)
     growing = _entry("broadLog_20261123_0800.csv", 100, mtime)
@@ -231,11 +237,15 @@ def test_stability_window_waits_for_an_unchanged_size_across_ticks(ledger):
 
 def test_completion_marker_is_required_when_configured(zone, tmp_path):
     drop(tmp_path, "broadLog_20261123_0800.csv", HEADER)
-    waiting, cursor, result = tick(zone, completion_marker_suffix=".done")
+    waiting, cursor, result = tick(
+        zone, completion_marker_suffix=".done", campaign_export_completion="marker"
+    )
     assert waiting == []
     assert "no completion marker broadLog_20261123_0800.csv.done" in result.skip_reason.skip_message
     drop(tmp_path, "broadLog_20261123_0800.csv.done", b"")
-    ready, _, _ = tick(zone, cursor, completion_marker_suffix=".done")
+    ready, _, _ = tick(
+        zone, cursor, completion_marker_suffix=".done", campaign_export_completion="marker"
+    )
     assert [r.partition_key for r in ready] == ["2026-11-23-08:00"]
     # the marker itself is neither a run nor an "unrecognised name"
     assert len(ready) == 1

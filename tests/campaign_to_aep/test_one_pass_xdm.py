@@ -18,6 +18,7 @@ from resources import LocalDropZone, PipelineSettings, Warehouse, embedded_resou
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_assets.definitions import CAMPAIGN_EXPORTS
 from rtcdp_dev.sample_data import generate_dataset
+from tests.drop_files import write_settled
 
 PK = "2026-11-23-08:00"
 WINDOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
@@ -33,10 +34,12 @@ def _drop_partition(root, dataset: str) -> int:
     )
     header, *lines = generated.content.decode().splitlines(keepends=True)
     export = root / "export"
-    export.mkdir(parents=True)
-    (export / generated.name).write_bytes(generated.content)
     again = lines[::3]
-    (export / generated.name.replace("_0800", "_0930")).write_text(header + "".join(again))
+    second = generated.name.replace("_0800", "_0930")
+    # Settled, each with its completion marker (the default rule).
+    for name, content in ((generated.name, generated.content), (second, header + "".join(again))):
+        write_settled(export / name, content)
+        write_settled(export / f"{name}.done", b"")
     return len(again)
 
 

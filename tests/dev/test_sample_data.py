@@ -435,7 +435,13 @@ def test_cli_writes_one_file_per_window(tmp_path, capsys):
     expected = sorted(
         f"{prefix}_20261122_{h:02d}00.csv.gz" for prefix in prefixes for h in range(0, 24, 4)
     )
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == expected
+    assert (
+        sorted(p.name for p in (tmp_path / "export").iterdir() if p.suffix != ".done") == expected
+    )
+    # each export followed by its completion marker (the default completion rule)
+    assert sorted(p.name for p in (tmp_path / "export").glob("*.done")) == [
+        f"{name}.done" for name in expected
+    ]
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 36
     assert all("100 rows" in line for line in out)
@@ -459,7 +465,7 @@ def test_cli_default_range_is_the_last_day_of_completed_windows(tmp_path, capsys
         ]
     )
     assert code == 0
-    names = sorted(p.name for p in (tmp_path / "drop").iterdir())
+    names = sorted(p.name for p in (tmp_path / "drop").iterdir() if p.suffix != ".done")
     stamps = [
         "20261122_1600",
         "20261122_2000",
@@ -980,7 +986,7 @@ def test_cli_writes_only_the_datasets_asked_for(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "export").iterdir() if p.suffix != ".done") == [
         "profiles_20261123_0000.csv",
         "profiles_20261123_0400.csv",
         "trackingLog_20261123_0000.csv",

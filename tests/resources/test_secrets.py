@@ -93,7 +93,9 @@ def test_secrets_never_reach_logs_metadata_run_config_or_the_ui(
     production_env(monkeypatch, sshd, azurite, key, passphrase, base_path, suffix)
 
     resources = production_resources()
-    resources["settings"] = PipelineSettings(file_settle_seconds=0)  # SFTP whole-second mtimes
+    resources["settings"] = PipelineSettings(
+        file_settle_seconds=0, campaign_export_completion="rename"
+    )  # SFTP whole-second mtimes
     instance = DagsterInstance.ephemeral()
     with build_sensor_context(instance=instance, resources=resources) as ctx:
         tick = broadlog_defs.sensor(ctx)

@@ -2,6 +2,7 @@
 steps a test or a benchmark calls directly."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from dagster import (
@@ -26,6 +27,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
 from rtcdp_assets.campaign_to_aep.export_flow.ingest_asset import build_ingest_assets
 from rtcdp_assets.campaign_to_aep.export_flow.ingest_step import PartitionOutput
 from rtcdp_assets.campaign_to_aep.export_flow.publish_step import build_published_asset
+from rtcdp_assets.campaign_to_aep.export_flow.source_readiness import RunRelease
 from rtcdp_assets.campaign_to_aep.export_flow.tick_planning import build_export_sensor
 from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import XdmOutput
 
@@ -80,9 +82,11 @@ class CampaignExportFlow(CampaignExportDescription):
         ledger: FileLedger | None = None,
         run_id: str | None = None,
         to_xdm: XdmMapper | None = None,
+        release: RunRelease | None = None,
+        now: datetime | None = None,
     ) -> PartitionOutput:
         return ingest_step.ingest_partition(
-            self, zone, warehouse, settings, pk, log, ledger, run_id, to_xdm
+            self, zone, warehouse, settings, pk, log, ledger, run_id, to_xdm, release, now
         )
 
     def map_partition(

@@ -34,6 +34,11 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
     XdmMapper,
 )
 from rtcdp_assets.campaign_to_aep.export_flow.ingest_step import ingest_partition
+from rtcdp_assets.campaign_to_aep.export_flow.source_readiness import RunRelease
+from rtcdp_assets.campaign_to_aep.export_flow.tick_planning import (
+    SOURCE_FILE_TAG,
+    SOURCE_IDENTITY_TAG,
+)
 from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import XdmOutput, map_partition
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 
@@ -106,6 +111,10 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
                 ledger=file_ledger,
                 run_id=context.run.run_id,
                 to_xdm=to_xdm,
+                # The sensor's word on the version it requested this run for.
+                release=RunRelease.from_tags(
+                    context.run.tags, SOURCE_FILE_TAG, SOURCE_IDENTITY_TAG
+                ),
             )
             xdm_out = out.xdm
             yield MaterializeResult(

@@ -7,14 +7,14 @@ import json
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow.parquet as pq
 from dagster import Failure
 
-from resources.drop_zones import DropZone, is_temporary_name, join
+from resources.drop_zones import DropZone, join
 from resources.file_ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from resources.warehouse import ParquetSink, Warehouse
@@ -23,12 +23,21 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
     SourceFile,
     XdmMapper,
 )
+from rtcdp_assets.campaign_to_aep.export_flow.source_readiness import (
+    RunRelease,
+    changed_sources,
+    incoming_is_ready,
+    incomplete_reason,
+    record_incomplete,
+    with_first_seen,
+)
 from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import (
     XdmOutput,
     XdmWriter,
     concat_parquet,
     finish_xdm,
 )
+from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.ingest import REJECT_SCHEMA, FileResult, UnreadableFile, ingest_file
 from rtcdp_assets.shared.masking import mask_text
 from rtcdp_assets.shared.partition_rules import (
@@ -48,19 +57,31 @@ class PartitionOutput:
 
 
 def resolve_sources(
-    flow: CampaignExportDescription, zone: DropZone, settings: PipelineSettings, pk: str
+    flow: CampaignExportDescription,
+    zone: DropZone,
+    settings: PipelineSettings,
+    pk: str,
+    release: RunRelease | None = None,
+    now: datetime | None = None,
 ) -> list[SourceFile]:
     """The newest version of each export file of partition `pk`.
 
-    A new version waiting in the export folder wins over archived ones; otherwise the
-    last archived or quarantined version is used, so a re-run reproduces the partition
-    from the same bytes after the files were moved.
+    A new version waiting in the export folder wins over archived ones if it is complete
+    (source_readiness.py: the version the sensor released, or complete by the zone's rule);
+    otherwise the last archived or quarantined version is used, so a re-run reproduces the
+    partition from the same bytes after the files were moved.
     """
+    rule = CompletionRule.campaign_export(settings)
+    release = release or RunRelease()
+    now = now or datetime.now(UTC)
     chosen: dict[str, SourceFile] = {}
-    for entry in zone.list(settings.campaign_export_folder):
-        if is_temporary_name(entry.name) or flow.partition_for(entry.name) != pk:
+    listing = zone.list(settings.campaign_export_folder)
+    by_path = {e.path: e for e in listing}
+    for entry in listing:
+        if flow.partition_for(entry.name) != pk:
             continue
-        chosen[entry.name] = SourceFile(entry.name, entry, "incoming")
+        if incoming_is_ready(entry, rule, by_path, release, now):
+            chosen[entry.name] = SourceFile(entry.name, entry, "incoming")
     moved: dict[str, SourceFile] = {}
     for location, folder in (
         ("archive", flow.archive_folder(settings)),
@@ -89,6 +110,8 @@ def ingest_partition(
     ledger: FileLedger | None = None,
     run_id: str | None = None,
     to_xdm: XdmMapper | None = None,
+    release: RunRelease | None = None,
+    now: datetime | None = None,
 ) -> PartitionOutput:
     """Type, check and land partition `pk`; with `to_xdm`, also its XDM in the same pass.
 
@@ -96,8 +119,14 @@ def ingest_partition(
     in. The typed, rejects and (optional) XDM Parquet go to the warehouse, then the typed
     manifest, which says the partition is complete; the sources move to the archive or the
     quarantine last.
+
+    Nothing is stored or moved when a file the run read changed meanwhile, or ends in a cut
+    line and the sensor has not called it final (`release`): the run fails, the files stay,
+    and the sensor requests the new version (or, after the grace, the final verdict).
     """
-    sources = resolve_sources(flow, zone, settings, pk)
+    zone_id, folder = zone.describe(), settings.campaign_export_folder
+    release = with_first_seen(release or RunRelease(), ledger, zone_id, folder, flow.dataset)
+    sources = resolve_sources(flow, zone, settings, pk, release, now)
     if not sources:
         raise Failure(
             description=(
@@ -107,8 +136,8 @@ def ingest_partition(
                 f"(or already moved to '{flow.archive_folder(settings)}') on {zone.describe()}."
             )
         )
-    zone_id, folder = zone.describe(), settings.campaign_export_folder
     files: list[dict[str, Any]] = []
+    waiting: list[tuple[SourceFile, str]] = []
     outcomes: list[tuple[SourceFile, str, dict[str, Any]]] = []
     first_by_sha: dict[str, str] = {}
     tolerance = timedelta(seconds=settings.export_time_tolerance_seconds)
@@ -159,6 +188,13 @@ def ingest_partition(
                     error = exc
                 fh.drain()  # the ledger's checksum covers every byte, read or not
             sha = fh.hexdigest()
+            cut = incomplete_reason(error, result)
+            if cut and not release.is_final(src.entry):
+                waiting.append((src, cut))
+                continue
+            if cut and error is None:
+                # Unchanged past its grace and still cut: the whole file, never a part of it.
+                error = UnreadableFile("truncated_file", cut)
             base = {"source_file": src.name, "identity": src.identity, "sha256": sha}
             if error is not None:
                 reason = {"reason": error.reason, "detail": mask_text(error.detail)}
@@ -207,6 +243,17 @@ def ingest_partition(
             files.append({**base, "status": "processed", **result.as_dict()})
             outcomes.append((src, "processed", {"sha256": sha, "rows": result.rows_in}))
 
+        if waiting:
+            record_incomplete(ledger, zone_id, folder, flow.dataset, waiting)
+            names = "; ".join(f"{src.name}: {why}" for src, why in waiting)
+            raise Failure(
+                description=(
+                    f"{flow.dataset} {pk}: still being written? {names}. Nothing stored or "
+                    "moved; the file is quarantined as truncated_file if it stays so past "
+                    "incomplete_file_grace_seconds."
+                )
+            )
+        _fail_if_changed(flow, zone, pk, sources)
         # Rules that need the whole partition or the file's name (partition_rules.py).
         ruled_parts, bad_parts = apply_partition_rules(
             flow.fmt,
@@ -245,6 +292,8 @@ def ingest_partition(
         if xdm_out is not None:
             warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", xdm_local)
 
+    # Read again just before the moves: a file still growing stays where it is.
+    _fail_if_changed(flow, zone, pk, sources)
     for src, status, detail in outcomes:
         target: Literal["archive", "quarantine"] = (
             "quarantine" if status == "quarantined" else "archive"
@@ -272,7 +321,14 @@ def ingest_partition(
             if status == "quarantined"
             else None
         )
-        move_source(zone, src, dest, reason)
+        move_source(
+            zone,
+            src,
+            dest,
+            reason,
+            rule_marker(settings),
+            join(folder, "markers", flow.dataset),
+        )
     reasons: Counter[str] = Counter()
     for f in files:
         reasons.update(f.get("reasons") or {})
@@ -306,13 +362,44 @@ def source_destination(
     return join(folder, f"{src.name}@{src.identity}")
 
 
-def move_source(zone: DropZone, src: SourceFile, dest: str, reason: dict[str, Any] | None) -> None:
+def move_source(
+    zone: DropZone,
+    src: SourceFile,
+    dest: str,
+    reason: dict[str, Any] | None,
+    marker_suffix: str | None = None,
+    marker_folder: str | None = None,
+) -> None:
     if src.entry.path == dest:
         return
     if reason is not None:
         sidecar = {"source_file": src.name, "identity": src.identity, **reason}
         zone.write_bytes(f"{dest}.reason.json", json.dumps(sidecar, indent=2).encode())
     zone.move(src.entry.path, dest)
+    marker = f"{src.entry.path}{marker_suffix}" if marker_suffix else None
+    if marker_folder and marker and zone.stat(marker) is not None:
+        # The marker leaves with its version, to a folder of its own: nothing is deleted, and
+        # no marker waits beside the next upload of the same name.
+        zone.move(marker, join(marker_folder, f"{src.name}{marker_suffix}@{src.identity}"))
+
+
+def rule_marker(settings: PipelineSettings) -> str | None:
+    rule = CompletionRule.campaign_export(settings)
+    return rule.marker_suffix if rule.rule == "marker" else None
+
+
+def _fail_if_changed(
+    flow: CampaignExportDescription, zone: DropZone, pk: str, sources: list[SourceFile]
+) -> None:
+    changed = changed_sources(zone, sources)
+    if changed:
+        raise Failure(
+            description=(
+                f"{flow.dataset} {pk}: " + "; ".join(changed) + ". Nothing from this read is "
+                "stored or published and the files stay in the export folder; the sensor "
+                "requests the new version once it is complete."
+            )
+        )
 
 
 class HashingReader:

@@ -21,10 +21,15 @@ from dagster import (
     sensor,
 )
 
-from resources.drop_zones import DropZone, DropZoneUnavailable, Entry, is_temporary_name
+from resources.drop_zones import DropZone, DropZoneUnavailable, Entry
 from resources.file_ledger import FileLedger, FileVersion, Presence
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
+from rtcdp_assets.shared.file_completion import (
+    INCOMPLETE_IS_FINAL_TAG,
+    INCOMPLETE_REASON_PREFIX,
+    CompletionRule,
+)
 
 SOURCE_FILE_TAG = "rtcdp/source_file"
 SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
@@ -61,10 +66,13 @@ def plan_tick(
     arrives late with an old modification time is still picked up. The run key is the path
     plus the content identity, so a new version of the same name always runs.
 
-    A version is ready when it is not under a temporary name, not empty, not modified within
-    `file_settle_seconds`, seen unchanged for `stability_window_seconds` across ticks (for
-    writers that cannot rename) and, if configured, has its completion marker beside it.
+    A version is requested once the zone's completion rule says it is complete
+    (shared/file_completion.py: marker, rename or stability, and the settle time). An empty
+    version, or one a run found cut (ledger reason `incomplete:`), is requested again with
+    `INCOMPLETE_IS_FINAL_TAG` once `incomplete_file_grace_seconds` have passed: that run
+    quarantines it if it is still empty or cut.
     """
+    rule = CompletionRule.campaign_export(settings)
     state = json.loads(cursor) if cursor else {}
     requested = set(state.get("requested", []))
     still_requested: set[str] = set()
@@ -73,11 +81,15 @@ def plan_tick(
     new: list[Entry] = []
     listed: set[tuple[str, str]] = set()
     unrecognised = []
-    marker = settings.completion_marker_suffix
-    paths = {e.path for e in entries} if marker else set()
+    by_path = {e.path: e for e in entries} if rule.rule == "marker" else {}
     for entry in sorted(entries, key=lambda e: (e.modified_ts, e.path)):
+        if rule.is_sidecar(entry.name):
+            continue
         key = (entry.name, entry.identity)
         row = known.get(key)
+        run_key = f"{entry.path}@{entry.identity}"
+        tags = {SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity}
+        first_seen: datetime | None = None
         if row is not None:
             listed.add(key)
             if row.status != "pending":
@@ -86,39 +98,41 @@ def plan_tick(
                     f"{row.partition} moves it out of the export folder"
                 )
                 continue
-            run_key = f"{entry.path}@{entry.identity}"
+            first_seen = datetime.fromisoformat(row.first_seen)
             token = _request_token(run_key)
             if token in requested:
                 # Requested by an earlier tick, not settled yet: the cheap path of idle ticks.
                 still_requested.add(token)
+                if (row.reason or "").startswith(INCOMPLETE_REASON_PREFIX):
+                    final = _final_request(entry, run_key, tags, first_seen, now, rule, flow)
+                    final_token = _request_token(f"{run_key}{FINAL_SUFFIX}")
+                    if final_token in requested:
+                        still_requested.add(final_token)
+                    elif isinstance(final, RunRequest):
+                        requests.append(final)
+                        still_requested.add(final_token)
+                    else:
+                        notes.append(final)
                 continue
-            first_seen = datetime.fromisoformat(row.first_seen)
-        else:
-            first_seen = now
-        if is_temporary_name(entry.name):
-            continue
         pk = flow.partition_for(entry.name)
         if pk is None:
-            if entry.name.lower().startswith(flow.file_prefix.lower()) and not (
-                marker and entry.name.endswith(marker)
-            ):
+            if entry.name.lower().startswith(flow.file_prefix.lower()):
                 unrecognised.append(entry.name)
             continue
         if row is None:
             listed.add(key)
             new.append(entry)
-        run_key = f"{entry.path}@{entry.identity}"
-        waiting = _not_ready(entry, first_seen, now, settings, paths)
+        waiting = rule.wait_reason(entry, by_path, first_seen, now)
+        if not waiting and entry.size == 0:
+            if first_seen is None or now < rule.final_after(first_seen):
+                until = rule.final_after(first_seen or now).isoformat(timespec="seconds")
+                waiting = f"empty so far; quarantined as empty_file if still empty at {until}"
+            else:
+                tags[INCOMPLETE_IS_FINAL_TAG] = "true"
         if waiting:
             notes.append(f"{entry.name}: {waiting}; waiting")
             continue
-        requests.append(
-            RunRequest(
-                run_key=run_key,
-                partition_key=pk,
-                tags={SOURCE_FILE_TAG: entry.path, SOURCE_IDENTITY_TAG: entry.identity},
-            )
-        )
+        requests.append(RunRequest(run_key=run_key, partition_key=pk, tags=tags))
         still_requested.add(_request_token(run_key))
     if unrecognised:
         notes.append(
@@ -134,25 +148,37 @@ def plan_tick(
     )
 
 
-def _not_ready(
+FINAL_SUFFIX = "#final"
+
+
+def _final_request(
     entry: Entry,
+    run_key: str,
+    tags: dict[str, str],
     first_seen: datetime,
     now: datetime,
-    settings: PipelineSettings,
-    paths: set[str],
-) -> str:
-    """Why a version must wait, or "" when it can be read."""
-    if entry.size == 0:
-        return "empty so far (still being written?)"
-    if now.timestamp() - entry.modified_ts < settings.file_settle_seconds:
-        return "modified moments ago, still being written"
-    window = settings.stability_window_seconds
-    if window > 0 and (now - first_seen).total_seconds() < window:
-        return f"size and time must stay unchanged for {window:g} s across ticks"
-    marker = settings.completion_marker_suffix
-    if marker and f"{entry.path}{marker}" not in paths:
-        return f"no completion marker {entry.name}{marker} yet"
-    return ""
+    rule: CompletionRule,
+    flow: CampaignExportDescription,
+) -> RunRequest | str:
+    """The second request of a version a run found cut, once its grace has passed; before,
+    the note saying until when it waits."""
+    until = rule.final_after(first_seen)
+    pk = flow.partition_for(entry.name)
+    if now < until or pk is None:
+        return (
+            f"{entry.name}: ends in a cut line, still being written?; quarantined as "
+            f"truncated_file if unchanged at {until.isoformat(timespec='seconds')}"
+        )
+    return RunRequest(
+        run_key=f"{run_key}{FINAL_SUFFIX}",
+        partition_key=pk,
+        tags={**tags, INCOMPLETE_IS_FINAL_TAG: "true"},
+    )
+
+
+def sensor_now() -> datetime:
+    """The sensor's clock (tests replace it to step past settle, stability and grace times)."""
+    return datetime.now(UTC)
 
 
 def build_export_sensor(flow: CampaignExportDescription, job: Any) -> Any:
@@ -180,7 +206,7 @@ def build_export_sensor(flow: CampaignExportDescription, job: Any) -> Any:
         except DropZoneUnavailable as exc:
             # The cursor is untouched, so nothing is missed once the server is back.
             return SkipReason(f"Campaign SFTP unavailable, will retry: {exc}")
-        now = datetime.now(UTC)
+        now = sensor_now()
         known = file_ledger.present(zone_id, folder, flow.dataset)
         plan = plan_tick(flow, entries, known, context.cursor, now, settings)
         # Recorded before the run requests are returned: if this tick fails, the versions

@@ -28,6 +28,7 @@ from rtcdp_assets.shared.ingest.model import (
     detect_layout,
 )
 from rtcdp_assets.shared.ingest.streams import _GuardedStream, _read_header, _Replay
+from rtcdp_assets.shared.ingest.tail import TailKeeper
 from rtcdp_assets.shared.ingest.validation import (
     RowRules,
     RowValues,
@@ -113,9 +114,10 @@ def ingest_file(
         strings_can_be_null=False,
         quoted_strings_can_be_null=False,
     )
+    source = TailKeeper(_Replay(peeked, stream))
     try:
         reader = pacsv.open_csv(
-            _Replay(peeked, stream),
+            source,
             read_options=reader_opts,
             parse_options=parse_opts,
             convert_options=convert_opts,
@@ -143,6 +145,9 @@ def ingest_file(
                 invalid_numbers.append(number)
         bad_batch = _malformed_rejects(source_file, new_bad)
         if batch is None:
+            if malformed:
+                _n, text, expected, actual = malformed[-1]
+                res.cut_last_line = source.ends_in_cut_row(text, expected, actual, fmt.csv.encoding)
             if bad_batch.num_rows:
                 res.rows_in += bad_batch.num_rows
                 res.rows_rejected += bad_batch.num_rows

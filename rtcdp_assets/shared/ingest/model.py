@@ -124,6 +124,9 @@ class FileResult:
     rows_rejected: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     bytes_in: int = 0
+    # The file ends in a row with fewer fields than the header and no line end (still being
+    # written?); the caller decides (campaign_to_aep/export_flow/source_readiness.py).
+    cut_last_line: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return {
