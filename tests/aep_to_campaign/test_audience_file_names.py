@@ -25,7 +25,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs,
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
-from tests.drop_files import write_settled
+from tests.drop_files import drop_campaign_export, write_settled
 from tests.runs import evaluate_sensor
 
 SAMPLE_NAME = "sample_export_file_segment12341e18-abcd-49c2-836d-123c88e76c39_20200408061804.csv"
@@ -402,7 +402,7 @@ def test_adobe_sample_export_becomes_the_campaign_import(env, status_header):
     for name, data in sample.campaign_exports(
         recipients, quarantined=[0], opted_out=[1], stamp="20261123_0800"
     ).items():
-        write_settled(root / "campaign_sftp" / "export" / name, data)
+        drop_campaign_export(root, name, data)
     for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
         assert materialize(
             [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
