@@ -109,6 +109,24 @@ class PipelineSettings(ConfigurableResource):
             "so a small, very repetitive file is never refused."
         ),
     )
+    reject_rate_warn_above: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Share of a Campaign partition's rows that may be rejected before its `reject_rate` "
+            "check fails with WARN (publication goes on)."
+        ),
+    )
+    reject_rate_block_above: float = Field(
+        default=0.20,
+        ge=0,
+        le=1,
+        description=(
+            "Share of a Campaign partition's rows rejected above which `reject_rate` fails with "
+            "ERROR and blocks publication (a systematic rejection: a channel, a layout change)."
+        ),
+    )
     max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
     max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
     future_tolerance_seconds: int = Field(
