@@ -196,6 +196,11 @@ def production_resources() -> dict[str, Any]:
             ),
             stability_window_seconds=float(os.environ.get("RTCDP_STABILITY_WINDOW_SECONDS", 0)),
             completion_marker_suffix=os.environ.get("RTCDP_COMPLETION_MARKER_SUFFIX", ""),
+            # The limits an operator is told to change when a file or partition is refused.
+            max_row_bytes=int(os.environ.get("RTCDP_MAX_ROW_BYTES", 1 << 20)),
+            max_decompression_ratio=float(os.environ.get("RTCDP_MAX_DECOMPRESSION_RATIO", 100)),
+            reject_rate_warn_above=float(os.environ.get("RTCDP_REJECT_RATE_WARN_ABOVE", 0.01)),
+            reject_rate_block_above=float(os.environ.get("RTCDP_REJECT_RATE_BLOCK_ABOVE", 0.2)),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
