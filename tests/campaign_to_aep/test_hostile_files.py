@@ -18,6 +18,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+from dagster import DagsterInstance
 
 from resources import embedded_resources
 from resources.audience_settings import AepDestinationOptions
@@ -35,6 +36,12 @@ from tests.campaign_to_aep.test_malformed_input import (
     csv_bytes,
     reconciliation,
     run_typed,
+)
+from tests.customer_to_campaign.test_customer_imports import (
+    PROFILE_HEADER,
+    drop,
+    profile_import,
+    run,
 )
 from tests.drop_files import drop_campaign_export
 
@@ -245,3 +252,15 @@ def test_the_aep_csv_stream_refuses_a_line_over_its_limit():
     with pytest.raises(UnreadableFile) as refused:
         stream.read()
     assert refused.value.reason == "row_too_large"
+
+
+def test_a_customer_profile_file_with_an_endless_line_blocks_its_snapshot(tmp_path):
+    resources = embedded_resources(tmp_path, file_settle_seconds=5)
+    good = (PROFILE_HEADER + "\nC-1,a@example.com,,,,,,,\n").encode()
+    drop(tmp_path, "profiles", "good.csv", good)
+    drop(tmp_path, "profiles", "endless.csv", good + b"C-2," + b"z" * (2 << 20))
+    assert not run(resources, DagsterInstance.ephemeral(), profile_import).success
+    (manifest_path,) = (tmp_path / "warehouse" / "profile_import").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["status"] == "blocked"
+    assert manifest["reconciliation"]["unreadable_files"] == {"endless.csv": "row_too_large"}
