@@ -204,6 +204,11 @@ def production_resources() -> dict[str, Any]:
             ),
             phone_default_country_code=os.environ.get("RTCDP_PHONE_DEFAULT_COUNTRY_CODE", ""),
             **completion_settings_from_env(),
+            # The limits an operator is told to change when a file or partition is refused.
+            max_row_bytes=int(os.environ.get("RTCDP_MAX_ROW_BYTES", 1 << 20)),
+            max_decompression_ratio=float(os.environ.get("RTCDP_MAX_DECOMPRESSION_RATIO", 100)),
+            reject_rate_warn_above=float(os.environ.get("RTCDP_REJECT_RATE_WARN_ABOVE", 0.01)),
+            reject_rate_block_above=float(os.environ.get("RTCDP_REJECT_RATE_BLOCK_ABOVE", 0.2)),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

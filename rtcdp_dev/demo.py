@@ -11,8 +11,9 @@ Writes sample Campaign exports into the local stand-in for the Campaign SFTP ser
   most in Campaign, some unknown to Campaign, a few exited, a few without the join identity,
   plus a manifest) into the `aep_destination` zone, evaluates the audience sensor the same way
   and runs its request, so the AEP → Campaign import file lands in the SFTP import folder.
-  It prints a summary (asset, partition, rows, checks passed and failed) and exits non-zero if
-  anything failed unexpectedly.
+  It prints a summary (asset, partition, rows, checks passed, failed and warned) and exits
+  non-zero if a run or a check of ERROR severity failed. A check failing with WARN severity
+  (the sample's deliberate rejects above `reject_rate`'s 1 %, say) is listed as a warning.
 
 Everything lives under `--data-dir` (default `.rtcdp/demo`): the drop zones, the warehouse,
 and `dagster_home/` with the SQLite instance, so the UI afterwards shows the headless runs too.
@@ -42,6 +43,7 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 from dagster import (
+    AssetCheckSeverity,
     AssetKey,
     AutomationConditionSensorDefinition,
     DagsterInstance,
@@ -94,10 +96,19 @@ class RunSummary:
     success: bool
     rows: dict[str, int] = field(default_factory=dict)
     checks_passed: list[str] = field(default_factory=list)
-    checks_failed: list[str] = field(default_factory=list)
+    checks_failed: list[str] = field(default_factory=list)  # failed with ERROR severity
+    checks_warned: list[str] = field(default_factory=list)  # failed with WARN severity
     error: str = ""
     # Records per delivery channel of an asset (`rows_by_channel` metadata: XDM events).
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add_check(self, name: str, passed: bool, severity: AssetCheckSeverity) -> None:
+        if passed:
+            self.checks_passed.append(name)
+        elif severity == AssetCheckSeverity.WARN:
+            self.checks_warned.append(name)
+        else:
+            self.checks_failed.append(name)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -242,15 +253,9 @@ def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> 
     for event in result.asset_events or []:
         instance.report_runless_asset_event(event)
         check = f"{event.asset_key.to_user_string()}:{event.check_name}"
-        summaries.append(
-            RunSummary(
-                partition="-",
-                job=sensor_def.name,
-                success=True,
-                checks_passed=[check] if event.passed else [],
-                checks_failed=[] if event.passed else [check],
-            )
-        )
+        summary = RunSummary(partition="-", job=sensor_def.name, success=True)
+        summary.add_check(check, event.passed, event.severity)
+        summaries.append(summary)
     job = defs.resolve_job_def(sensor_def.job_name)
     # Dynamic partition keys (audiences) are resolved against the instance, as in the daemon.
     with partition_loading_context(dynamic_partitions_store=instance):
@@ -359,7 +364,7 @@ def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
             summary.channels[mat.asset_key.to_user_string()] = dict(by_channel.value)
     for ev in outcome.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
-        (summary.checks_passed if ev.passed else summary.checks_failed).append(name)
+        summary.add_check(name, ev.passed, ev.severity)
         summary.rows.setdefault(ev.asset_key.to_user_string(), 0)
     if not outcome.success:
         failure = next(
@@ -375,23 +380,34 @@ def print_summary(summaries: list[RunSummary]) -> None:
         for asset_name, rows in s.rows.items():  # in materialization order
             passed = sum(c.startswith(f"{asset_name}:") for c in s.checks_passed)
             failed = sum(c.startswith(f"{asset_name}:") for c in s.checks_failed)
-            checks = f"{passed} passed, {failed} failed" if passed or failed else "-"
+            warned = sum(c.startswith(f"{asset_name}:") for c in s.checks_warned)
+            checks = f"{passed} passed, {failed} failed" if passed or failed or warned else "-"
+            checks += f", {warned} warned" if warned else ""
             print(f"{asset_name:<36} {s.partition:<36} {rows:>8}  {checks}")
             if s.channels.get(asset_name):
                 split = ", ".join(f"{c} {n}" for c, n in sorted(s.channels[asset_name].items()))
                 print(f"  by channel: {split}")
         for failed in s.checks_failed:
             print(f"  FAILED CHECK {failed} ({s.partition})")
+        for warned in s.checks_warned:
+            print(f"  WARNING {warned} ({s.partition}): failed with WARN severity, not blocking")
         if not s.success:
             print(f"  RUN FAILED {s.job} {s.partition}: {s.error}")
     runs = len(summaries)
     failed_runs = sum(not s.success for s in summaries)
     failed_checks = sum(len(s.checks_failed) for s in summaries)
     passed_checks = sum(len(s.checks_passed) for s in summaries)
+    warned_checks = sum(len(s.checks_warned) for s in summaries)
     print(
         f"\n{runs} runs, {failed_runs} failed; "
         f"{passed_checks} checks passed, {failed_checks} failed"
+        + (f", {warned_checks} warned (WARN severity)" if warned_checks else "")
     )
+
+
+def exit_code(summaries: list[RunSummary]) -> int:
+    """1 if a run or an ERROR check failed; WARN failures are reported, not fatal."""
+    return 1 if any(not s.success or s.checks_failed for s in summaries) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -413,8 +429,7 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         print_summary(summaries)
         if not summaries:
             print("no runs were requested: nothing new in the drop zones")
-        bad = [s for s in summaries if not s.success or s.checks_failed]
-        return 1 if bad else 0
+        return exit_code(summaries)
     print(f"Dagster UI: http://127.0.0.1:{args.port} (Ctrl-C to stop)")
     cmd = [
         sys.executable,

@@ -7,6 +7,8 @@ On the typed asset (`<dataset>`):
   an export carries the org-unit column, every row belongs to the configured unit.
 - `export_cadence` (WARN by default, `settings.cadence_severity`): Campaign export workflows
   run at most every 4 hours, so one window holds at most one export.
+- `reject_rate` (blocking): the share of rejected rows, WARN above 1 %, ERROR above 20 %
+  (settings; reject_rate.py).
 
 On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the records:
 - `xdm_conformance`, `id_unique`, `no_future_timestamp` (events), `record_size` (10 KB per
@@ -35,6 +37,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.campaign_to_aep.reject_rate import reject_rate_result, reject_rate_spec
 from asset_checks.partition_reconciliation import partition_check_spec, reconcile
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -75,6 +78,7 @@ def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetC
             source="blueprint: Campaign export workflows run at most every 4 hours (§f1)",
             limit="1 export per 4 h",
         ),
+        reject_rate_spec(key),
     ]
 
     @multi_asset_check(specs=specs, name=f"{flow.dataset}_checks")
@@ -85,6 +89,7 @@ def build_typed_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetC
         yield reconcile(flow.dataset, warehouse, pk)
         yield org_unit_result(flow.dataset, warehouse, settings, pk)
         yield cadence_result(flow, warehouse, settings, pk)
+        yield reject_rate_result(flow.dataset, warehouse, settings, pk)
 
     return typed_checks
 

@@ -25,6 +25,7 @@ from rtcdp_assets.shared.ingest import (
     REJECT_SCHEMA,
     SOURCE_FILE,
     FileResult,
+    StreamLimits,
     UnreadableFile,
     ingest_file,
 )
@@ -167,6 +168,7 @@ def process_files(
                     source_file=name,
                     fmt=fmt,
                     max_decompressed_bytes=settings.max_decompressed_bytes,
+                    limits=StreamLimits.of(settings),
                     result=result,
                 ):
                     goods.append(pa.Table.from_batches([part.good]))

@@ -50,6 +50,8 @@ RANGE_SUMMARY_ROWS = 200
 EVIDENCE_KEYS = (
     "rows_in",
     "rows_rejected",
+    "reject_rate",
+    "top_reasons",
     "rejects_by_reason",
     "files_quarantined",
     "mismatches",

@@ -44,6 +44,14 @@ GOOD = [
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+@pytest.fixture
+def embedded_env(tmp_path: Path) -> tuple[Path, dict]:
+    """The shared fixture, except that `reject_rate` never blocks: each case here rejects a
+    large share of a few rows on purpose, and its row-level outcome is what is under test
+    (test_reject_rate.py covers the guardrail)."""
+    return tmp_path, embedded_resources(tmp_path, reject_rate_block_above=1.0)
+
+
 def csv_bytes(lines: list[str], header: str = HEADER, newline: str = "\n") -> bytes:
     return (newline.join([header, *lines]) + newline).encode()
 

@@ -43,7 +43,13 @@ CAMPAIGN_DATASETS = (
     "profiles",
     "push_subscriptions",
 )
-CAMPAIGN_CHECKS = {"export_cadence", "export_freshness", "reconciliation", "single_org_unit"}
+CAMPAIGN_CHECKS = {
+    "export_cadence",
+    "export_freshness",
+    "reconciliation",
+    "reject_rate",
+    "single_org_unit",
+}
 CAMPAIGN_XDM_CHECKS = {"id_unique", "identity_count", "record_size", "xdm_conformance"}
 CAMPAIGN_OWN_CHECKS = {
     "tracking_log": {"orphan_tracking_rows"},

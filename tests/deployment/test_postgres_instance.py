@@ -136,6 +136,9 @@ def write_exports(campaign_sftp: Path, windows: list[datetime], now: datetime) -
             end=start + timedelta(hours=4),
             rows_per_file=40,
             seed=7,
+            # No deliberate defects: one reject in 40 rows would make reject_rate warn, and
+            # this test is about the instance's storage, where every check must succeed.
+            defect_rate=0,
             now=now,
         )
         written += [f.name for f in files]

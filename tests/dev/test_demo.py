@@ -128,3 +128,25 @@ def test_headless_demo_takes_the_audience_export_from_s3(tmp_path):
     host, port = where.removeprefix("http://").split(":")
     with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
         pass
+
+
+def test_the_summary_lists_warnings_apart_and_only_errors_fail_the_demo(capsys):
+    """A check failing with WARN severity (a partition of the sample over 1 % rejects) is shown
+    as a warning and keeps the exit code at 0; an ERROR check or a failed run does not."""
+    from dagster import AssetCheckSeverity
+
+    from rtcdp_dev.demo import RunSummary, exit_code, print_summary
+
+    warned = RunSummary(partition="2026-11-23-08:00", job="broadlog_job", success=True)
+    warned.rows["broadlog"] = 300
+    warned.add_check("broadlog:reconciliation", True, AssetCheckSeverity.ERROR)
+    warned.add_check("broadlog:reject_rate", False, AssetCheckSeverity.WARN)
+    print_summary([warned])
+    out = capsys.readouterr().out
+    assert "broadlog:reject_rate" in out and "WARN severity" in out
+    assert "1 checks passed, 0 failed, 1 warned (WARN severity)" in out
+    assert exit_code([warned]) == 0
+
+    blocked = RunSummary(partition="2026-11-23-08:00", job="broadlog_job", success=False)
+    blocked.add_check("broadlog:reject_rate", False, AssetCheckSeverity.ERROR)
+    assert exit_code([warned, blocked]) == 1

@@ -24,6 +24,7 @@ from asset_checks.mobile_push.aep_push_token_checks import (
     aep_push_tokens_checks,
     duplicate_registration_check,
 )
+from resources import PipelineSettings
 from rtcdp_assets.campaign_to_aep.non_deliverables import (
     non_deliverables_defs,
     non_deliverables_flow,
@@ -109,7 +110,11 @@ def test_realistic_push_export_end_to_end(embedded_env_with_instance, layout):
     result = run(push_subscriptions_defs, resources, instance)
     assert result.success
     evaluations = check_evaluations_by_name(result)
-    assert {k for k, v in evaluations.items() if not v.passed} == set()
+    # The sample's 3 % of defective rows is above reject_rate's 1 %: a warning, published.
+    assert {k for k, v in evaluations.items() if not v.passed} == {"reject_rate"}
+    assert evaluations["reject_rate"].severity == AssetCheckSeverity.WARN
+    top_reasons = evaluations["reject_rate"].metadata["top_reasons"].value
+    assert top_reasons == generated.expected_rejects  # fewer than 10 reasons: all of them
     assert {"reconciliation", "push_token_format", "push_quarantine_respected"} <= set(evaluations)
     fmt = evaluations["push_token_format"].metadata
     assert (
@@ -157,6 +162,9 @@ def test_token_format_rejects_with_exact_counts(embedded_env_with_instance):
         subscription(7, "iOS", f"<{APNS[:8]} {APNS[8:16]}>"),
         subscription(8, "Windows", APNS),  # a platform the pipeline does not know
     ]
+    # 5 rows of 8 rejected on purpose: reject_rate must not block what is under test here.
+    settings = resources["settings"].model_dump()
+    resources["settings"] = PipelineSettings(**{**settings, "reject_rate_block_above": 1.0})
     drop(root, FLOW, flow_csv(FLOW, rows))
     result = run(push_subscriptions_defs, resources, instance)
     assert result.success

@@ -8,14 +8,20 @@ from dagster import DagsterInstance, materialize
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_assets.operations.data_quality_report import build_data_quality_report
-from tests.campaign_to_aep.test_broadlog_embedded import BAD, GOOD, PK, write_export
+from tests.campaign_to_aep.test_broadlog_embedded import (
+    BAD,
+    GOOD,
+    PK,
+    with_bad_rows_tolerated,
+    write_export,
+)
 from tests.campaign_to_aep.test_campaign_datasets import RAW_EMAIL, RAW_PHONE
 
 
 def test_report_lists_every_check_with_evidence_and_masked_rejects(tmp_path):
     from resources import embedded_resources
 
-    resources = embedded_resources(tmp_path)
+    resources = with_bad_rows_tolerated(embedded_resources(tmp_path))
     write_export(tmp_path, "broadLog_20261123_0800.csv", GOOD + BAD)
     # a second export in the same window: the cadence check warns
     write_export(
@@ -35,9 +41,14 @@ def test_report_lists_every_check_with_evidence_and_masked_rejects(tmp_path):
     result = materialize([report_asset], partition_key=PK, resources=resources, instance=instance)
     meta = result.asset_materializations_for_node("data_quality_report")[0].metadata
     assert meta["checks"].value == len(keys)
-    assert meta["checks_failed"].value == 1  # export_cadence (WARN), two exports in the window
+    # export_cadence (two exports in the window) and reject_rate (3 rows of 8), both WARN
+    assert meta["checks_failed"].value == 2
     markdown = meta["report"].value
     assert "| broadlog | export_cadence | FAILED | WARN | exports_in_window=2 |" in markdown
+    assert (
+        "| broadlog | reject_rate | FAILED | WARN | rows_rejected=3; reject_rate=0.375; "
+        'top_reasons={"invalid_email": 1, "unknown_code:status": 1, "wrong_column_count": 1} |'
+    ) in markdown
     assert "| broadlog | reconciliation | passed |" in markdown
     # the quarantined rows are listed with file, line and reason, values masked
     assert "| broadLog_20261123_0800.csv | 6 | invalid_email | sAddress |" in markdown
@@ -79,7 +90,7 @@ def test_a_range_of_partitions_is_one_run_with_a_page_per_partition(tmp_path):
 
     from resources import embedded_resources
 
-    resources = embedded_resources(tmp_path)
+    resources = with_bad_rows_tolerated(embedded_resources(tmp_path))
     write_export(tmp_path, "broadLog_20261123_0800.csv", GOOD + BAD)
     instance = DagsterInstance.ephemeral()
     assert materialize(
@@ -109,7 +120,8 @@ def test_a_range_of_partitions_is_one_run_with_a_page_per_partition(tmp_path):
     assert meta["partitions"].value == 3
     assert meta["checks"].value == 3 * len(keys)
     assert meta["checks_not_run"].value == 2 * len(keys)  # nothing exported in the other two
-    assert f"| {PK} | {len(keys)} | 0 | 0 |  |" in meta["report"].value
+    # 3 rows of 7 rejected: reject_rate fails at WARN
+    assert f"| {PK} | {len(keys)} | 1 | 0 | broadlog:reject_rate |" in meta["report"].value
 
     pages = {pk: (tmp_path / "warehouse/data_quality_report" / pk / "report.html") for pk in window}
     assert "<td>broadlog</td><td>reconciliation</td><td>passed</td>" in pages[PK].read_text()

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from dagster import materialize
+import pytest
+from dagster import DagsterInstance, materialize
 
 from asset_checks.operations.ledger_checks import build_file_ledger_checks
+from resources import embedded_resources
 from resources.drop_zones import Entry
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.operations.ledger_snapshot import file_ledger_asset
@@ -32,6 +34,17 @@ LEDGER_CHECKS = build_file_ledger_checks([broadlog_flow])
 
 
 BROADLOG = campaign_assets_and_checks(broadlog_defs)
+
+
+@pytest.fixture
+def embedded_env_with_instance(tmp_path: Path) -> tuple[Path, dict, DagsterInstance]:
+    """The shared fixture, except that ROWS rejects one row in three on purpose: `reject_rate`
+    would block publication at 33 % (test_reject_rate.py); here the ledger is under test."""
+    return (
+        tmp_path,
+        embedded_resources(tmp_path, reject_rate_block_above=0.5),
+        DagsterInstance.ephemeral(),
+    )
 
 
 def run(env, pk: str):

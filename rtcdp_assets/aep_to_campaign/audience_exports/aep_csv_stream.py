@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from resources.audience_settings import AepDestinationOptions
 from rtcdp_assets.shared.ingest import CsvOptions, UnreadableFile
+from rtcdp_assets.shared.ingest.limits import row_too_large
 
 
 class AepCsvStream(io.RawIOBase):
@@ -28,10 +29,15 @@ class AepCsvStream(io.RawIOBase):
     """
 
     def __init__(
-        self, source: BinaryIO | io.RawIOBase, options: AepDestinationOptions, block: int = 1 << 20
+        self,
+        source: BinaryIO | io.RawIOBase,
+        options: AepDestinationOptions,
+        block: int = 1 << 20,
+        max_line_bytes: int = 64 << 20,
     ) -> None:
         self._source = source
         self._block = block
+        self._max_line = max_line_bytes
         self._encoding = options.encoding
         self._decoder = (
             None
@@ -158,8 +164,11 @@ class AepCsvStream(io.RawIOBase):
                 self._carry += self._decode(chunk, final=False)
                 cut = self._carry.rfind(b"\n")
                 if cut < 0:
-                    if len(self._carry) > 64 << 20:
-                        raise UnreadableFile("csv_parse_error", "a line longer than 64 MiB")
+                    if len(self._carry) > self._max_line:
+                        # Refused here, before the line is held whole in memory.
+                        raise row_too_large(
+                            self._max_line, f"no line end in {len(self._carry):,} bytes"
+                        )
                     continue
                 ready, self._carry = self._carry[: cut + 1], self._carry[cut + 1 :]
             else:

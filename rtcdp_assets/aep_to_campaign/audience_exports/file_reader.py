@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -29,6 +30,7 @@ from rtcdp_assets.shared.ingest import (
     FileResult,
     IngestedBatch,
     Layout,
+    StreamLimits,
     UnreadableFile,
     _GuardedStream,
     ingest_file,
@@ -137,12 +139,14 @@ def _flatten(table: pa.Table) -> pa.Table:
 
 
 def _columnar_to_csv(
-    raw: BinaryIO, parsed: ExportFileName, max_bytes: int, tmp: Path
+    raw: BinaryIO, parsed: ExportFileName, max_bytes: int, limits: StreamLimits, tmp: Path
 ) -> tuple[Path, list[str]]:
     """JSON Lines or Parquet → a local RFC 4180 CSV for `ingest_file`."""
     local = tmp / f"{parsed.name}.src"
     with local.open("wb") as out:
-        stream = _GuardedStream(raw, gzip=parsed.compressed, max_bytes=max_bytes)  # type: ignore[arg-type]
+        # Parquet is binary: only the decompression ratio applies here, not line lengths.
+        ratio_only = replace(limits, max_row_bytes=0)
+        stream = _GuardedStream(raw, parsed.compressed, max_bytes, ratio_only)  # type: ignore[arg-type]
         while chunk := stream.read(4 << 20):
             out.write(chunk)
     csv_path = tmp / f"{parsed.name}.as.csv"
@@ -170,12 +174,17 @@ def read_export_file(
 ) -> Iterator[tuple[IngestedBatch, list[str] | None]]:
     """Typed rows and rejects of one exported file, with the header it had. `format_for` gives
     the format for the file's header (the join identity is chosen from it)."""
+    limits = StreamLimits.of(settings)
     with zone.open_read(entry.path) as raw:
         if parsed.kind == "csv":
+            # Lines are measured after transcoding, by AepCsvStream and `ingest_file`.
             guarded = _GuardedStream(
-                raw, gzip=parsed.compressed, max_bytes=settings.max_decompressed_bytes
-            )  # type: ignore[arg-type]
-            stream = AepCsvStream(guarded, options)
+                raw,  # type: ignore[arg-type]
+                gzip=parsed.compressed,
+                max_bytes=settings.max_decompressed_bytes,
+                limits=replace(limits, max_row_bytes=0),
+            )
+            stream = AepCsvStream(guarded, options, max_line_bytes=limits.max_row_bytes)
             fmt = format_for(stream.read_header())
             csv_fmt = ExportFormat(fmt.dataset, fmt.fields, fmt.layouts, stream.csv_options)
             plain = parsed.name[:-3] if parsed.compressed else parsed.name
@@ -185,11 +194,13 @@ def read_export_file(
                 fmt=csv_fmt,
                 max_decompressed_bytes=settings.max_decompressed_bytes,
                 result=result,
+                limits=limits,
             ):
                 yield (_relabel(part, parsed.name) if plain != parsed.name else part), stream.header
             return
-        local, header = _columnar_to_csv(raw, parsed, settings.max_decompressed_bytes, tmp)
+        local, header = _columnar_to_csv(raw, parsed, settings.max_decompressed_bytes, limits, tmp)
     fmt = format_for(header)
     with local.open("rb") as fh:
-        for part in ingest_file(fh, source_file=f"{parsed.name}.csv", fmt=fmt, result=result):
+        name = f"{parsed.name}.csv"
+        for part in ingest_file(fh, source_file=name, fmt=fmt, result=result, limits=limits):
             yield _relabel(part, parsed.name), header

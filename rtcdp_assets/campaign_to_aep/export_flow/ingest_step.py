@@ -38,7 +38,13 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import (
     finish_xdm,
 )
 from rtcdp_assets.shared.file_completion import CompletionRule
-from rtcdp_assets.shared.ingest import REJECT_SCHEMA, FileResult, UnreadableFile, ingest_file
+from rtcdp_assets.shared.ingest import (
+    REJECT_SCHEMA,
+    FileResult,
+    StreamLimits,
+    UnreadableFile,
+    ingest_file,
+)
 from rtcdp_assets.shared.masking import mask_text
 from rtcdp_assets.shared.partition_rules import (
     RowDigests,
@@ -176,6 +182,7 @@ def ingest_partition(
                             tz=settings.campaign_timezone,
                             allowed_overrides=flow.allowed_codes(settings),
                             max_decompressed_bytes=settings.max_decompressed_bytes,
+                            limits=StreamLimits.of(settings),
                             result=result,
                             row_rules=flow.row_rules(settings),
                             row_values=flow.row_values(settings),

@@ -8,8 +8,9 @@ that cannot be read at all raises `UnreadableFile` with a reason, so the caller 
 it. Nothing in this package touches Dagster; the benchmarks in `bench/` drive it directly.
 
 Modules: `model` (field specs, layouts, formats, results), `streams` (gzip guard, header
-replay), `validation` (compute-kernel rules) and `file_reader` (`ingest_file`, one file end to
-end). The underscored names below are re-exported for the tests and benchmarks that probe them.
+replay), `limits` (longest row, decompression ratio), `validation` (compute-kernel rules) and
+`file_reader` (`ingest_file`, one file end to end). The underscored names below are
+re-exported for the tests and benchmarks that probe them.
 """
 
 from rtcdp_assets.shared.ingest.file_reader import (
@@ -18,6 +19,7 @@ from rtcdp_assets.shared.ingest.file_reader import (
     empty_batch,
     ingest_file,
 )
+from rtcdp_assets.shared.ingest.limits import StreamLimits
 from rtcdp_assets.shared.ingest.model import (
     ARROW_TYPES,
     LINE_NUMBER,
@@ -61,6 +63,7 @@ __all__ = [
     "RowRules",
     "RowValues",
     "Rule",
+    "StreamLimits",
     "UnreadableFile",
     "_GuardedStream",
     "_decode_utf8",

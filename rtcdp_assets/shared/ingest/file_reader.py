@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from rtcdp_assets.shared.ingest.limits import StreamLimits, row_too_large
 from rtcdp_assets.shared.ingest.model import (
     LINE_NUMBER,
     REJECT_SCHEMA,
@@ -67,15 +68,18 @@ def ingest_file(
     result: FileResult | None = None,
     row_rules: RowRules | None = None,
     row_values: RowValues | None = None,
+    limits: StreamLimits | None = None,
 ) -> Iterator[IngestedBatch]:
     """Stream one export file; yields typed good rows and rejects batch by batch.
 
     `result` (filled while iterating) holds the counts when the iterator is exhausted.
-    Raises `UnreadableFile` when the file as a whole cannot be read.
+    Raises `UnreadableFile` when the file as a whole cannot be read. `limits` (row size,
+    decompression ratio) default to `StreamLimits()`'s.
     """
     res = result if result is not None else FileResult(source_file=source_file, layout="")
     is_gzip = source_file.lower().endswith(".gz")
-    stream = _GuardedStream(raw, gzip=is_gzip, max_bytes=max_decompressed_bytes)
+    limits = limits or StreamLimits()
+    stream = _GuardedStream(raw, gzip=is_gzip, max_bytes=max_decompressed_bytes, limits=limits)
     try:
         header, peeked = _read_header(stream, fmt.csv)
     except zlib.error as exc:
@@ -93,7 +97,8 @@ def ingest_file(
         return "skip"
 
     reader_opts = pacsv.ReadOptions(
-        block_size=fmt.csv.block_size,
+        # pyarrow parses a row only if it fits in one block: every row max_row_bytes allows must.
+        block_size=max(fmt.csv.block_size, limits.max_row_bytes + 2),
         encoding=fmt.csv.encoding,
         use_threads=False,  # keeps row numbers known to the malformed-row handler
         column_names=header,
@@ -123,7 +128,7 @@ def ingest_file(
             convert_options=convert_opts,
         )
     except pa.ArrowInvalid as exc:
-        raise _unreadable_from_arrow(exc) from exc
+        raise _unreadable_from_arrow(exc, reader_opts.block_size) from exc
 
     valid_seen = 0
     invalid_numbers: list[int] = []
@@ -136,7 +141,7 @@ def ingest_file(
         except StopIteration:
             batch = None
         except pa.ArrowInvalid as exc:
-            raise _unreadable_from_arrow(exc) from exc
+            raise _unreadable_from_arrow(exc, reader_opts.block_size) from exc
         # Malformed rows the handler saw so far: their record numbers are exact.
         new_bad = malformed[emitted_malformed:]
         emitted_malformed = len(malformed)
@@ -288,8 +293,17 @@ def _decode_utf8(
     return text, pa.array(reasons, pa.string()), pa.array(cols, pa.string())
 
 
-def _unreadable_from_arrow(exc: pa.ArrowInvalid) -> UnreadableFile:
+def _unreadable_from_arrow(exc: pa.ArrowInvalid, block_size: int) -> UnreadableFile:
     text = str(exc)
+    if "straddling object" in text:
+        # Lines are short (the stream checked them), so a quoted value runs over line ends:
+        # one record outgrew the parser's block.
+        return row_too_large(
+            block_size,
+            "a record whose quoted values span line ends outgrew the parser's block (often a "
+            "quote that is never closed)",
+            "the parser's block size, which grows with the setting max_row_bytes",
+        )
     if "UTF8" in text or "UTF-8" in text or "decode" in text.lower():
         return UnreadableFile(
             "bad_encoding",
