@@ -26,7 +26,7 @@ from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.shared.ingest import UnreadableFile
 from rtcdp_dev import sample_audiences as sample
-from tests.drop_files import write_settled
+from tests.drop_files import drop_campaign_export, write_settled
 from tests.resources.test_zone_config import PRODUCTION
 from tests.runs import evaluate_sensor
 
@@ -128,7 +128,7 @@ def env(embedded_env_with_instance):
     for recipient, phone in zip(recipients, CAMPAIGN_PHONES, strict=False):
         recipient["mobile_phone"] = phone
     for name, data in sample.campaign_exports(recipients, quarantined=[20], opted_out=[21]).items():
-        write_settled(root / "campaign_sftp" / "export" / name, data)
+        drop_campaign_export(root, name, data)
     for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
         assert materialize(
             [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
