@@ -74,11 +74,8 @@ from rtcdp_assets.aep_to_campaign.audience_exports.segment_exports import (
 from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audience_tick
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import IMPORT_COLUMNS
-from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
-from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
-from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
-from tests.drop_files import with_completion_markers
+from tests.aep_to_campaign.campaign_side import export_entry, load_campaign_side
 from tests.runs import evaluate_sensor
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
@@ -91,13 +88,7 @@ SENSOR = audience_defs.sensors[0]
 
 
 def entry(name: str, size: int = 100, age: float = 600, now: float | None = None) -> Entry:
-    ts = (now or time.time()) - age
-    return Entry(
-        path=f"{FOLDER}/{name}",
-        size=size,
-        modified=datetime.fromtimestamp(ts, UTC),
-        identity=f"{size}-{int(ts * 1e9)}",
-    )
+    return export_entry(FOLDER, name, size, age, now)
 
 
 def put(root, folder: str, files: dict[str, bytes], age: float = 600) -> None:
@@ -776,18 +767,15 @@ def test_import_csv_quotes_only_what_needs_it():
 # End to end on the embedded default
 # --------------------------------------------------------------------------------------------
 def _campaign_side(root, resources, instance, recipients, quarantined, opted_out):
-    put(
+    load_campaign_side(
         root,
-        "campaign_sftp/export",
-        with_completion_markers(
-            sample.campaign_exports(recipients, quarantined=quarantined, opted_out=opted_out)
-        ),
+        resources,
+        instance,
+        recipients,
+        partition_key=PK,
+        quarantined=quarantined,
+        opted_out=opted_out,
     )
-    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
-        assert materialize(
-            [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
-        ).success
-    assert materialize([suppression_list], resources=resources, instance=instance).success
 
 
 def run_export(resources, instance, request):

@@ -21,11 +21,9 @@ from resources.audience_settings import AepDestinationOptions, AudienceSettings
 from resources.drop_zones import Entry
 from rtcdp_assets.aep_to_campaign.audience_exports.file_names import read_export_name
 from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audience_tick
-from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
-from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
-from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
-from tests.drop_files import drop_campaign_export, write_settled
+from tests.aep_to_campaign.campaign_side import export_entry, load_campaign_side
+from tests.drop_files import write_settled
 from tests.runs import evaluate_sensor
 
 SAMPLE_NAME = "sample_export_file_segment12341e18-abcd-49c2-836d-123c88e76c39_20200408061804.csv"
@@ -169,13 +167,7 @@ def test_a_name_that_fails_says_which_part(name, problem):
 
 
 def _entry(name: str, size: int = 100, age: float = 600, now: float | None = None) -> Entry:
-    ts = (now or time.time()) - age
-    return Entry(
-        path=f"{FOLDER}/{name}",
-        size=size,
-        modified=datetime.fromtimestamp(ts, UTC),
-        identity=f"{size}-{int(ts * 1e9)}",
-    )
+    return export_entry(FOLDER, name, size, age, now)
 
 
 def test_names_that_fail_are_warnings_naming_the_part_hidden_and_temporary_are_silent():
@@ -399,15 +391,9 @@ def _sample_rows(recipients, status_header: str | None) -> tuple[bytes, dict[str
 def test_adobe_sample_export_becomes_the_campaign_import(env, status_header):
     root, resources, instance = env
     recipients = sample.campaign_recipients(40)
-    for name, data in sample.campaign_exports(
-        recipients, quarantined=[0], opted_out=[1], stamp="20261123_0800"
-    ).items():
-        drop_campaign_export(root, name, data)
-    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
-        assert materialize(
-            [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
-        ).success
-    assert materialize([suppression_list], resources=resources, instance=instance).success
+    load_campaign_side(
+        root, resources, instance, recipients, partition_key=PK, quarantined=[0], opted_out=[1]
+    )
     data, fate = _sample_rows(recipients, status_header)
     assert not data.endswith(b"\n")
     _drop(root, {SAMPLE_NAME: data})

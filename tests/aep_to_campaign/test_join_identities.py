@@ -21,12 +21,10 @@ from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
     choose_join_identity,
     normalise_keys,
 )
-from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
-from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
-from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.shared.ingest import UnreadableFile
 from rtcdp_dev import sample_audiences as sample
-from tests.drop_files import drop_campaign_export, write_settled
+from tests.aep_to_campaign.campaign_side import load_campaign_side
+from tests.drop_files import write_settled
 from tests.resources.test_zone_config import PRODUCTION
 from tests.runs import evaluate_sensor
 
@@ -127,13 +125,9 @@ def env(embedded_env_with_instance):
     recipients = sample.campaign_recipients(30)
     for recipient, phone in zip(recipients, CAMPAIGN_PHONES, strict=False):
         recipient["mobile_phone"] = phone
-    for name, data in sample.campaign_exports(recipients, quarantined=[20], opted_out=[21]).items():
-        drop_campaign_export(root, name, data)
-    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
-        assert materialize(
-            [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
-        ).success
-    assert materialize([suppression_list], resources=resources, instance=instance).success
+    load_campaign_side(
+        root, resources, instance, recipients, partition_key=PK, quarantined=[20], opted_out=[21]
+    )
     return root, resources, instance, recipients
 
 

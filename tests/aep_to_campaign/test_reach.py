@@ -16,11 +16,9 @@ from resources import PipelineSettings, embedded_resources
 from resources.audience_settings import AudienceSettings
 from rtcdp_assets.aep_to_campaign.reach import audience_reach, window_partitions
 from rtcdp_assets.campaign_to_aep.broadlog import BROADLOG_FORMAT, broadlog_defs
-from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
-from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
-from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.campaign_to_aep.tracking_log import TRACKING_LOG_FORMAT, tracking_log_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.aep_to_campaign.campaign_side import load_campaign_side
 from tests.drop_files import with_completion_markers
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
@@ -47,20 +45,16 @@ def published(tmp_path_factory):
     resources["audience_settings"] = AudienceSettings(destination_folder="exports")
     instance = DagsterInstance.ephemeral()
     recipients = sample.campaign_recipients(40, modified=datetime(2026, 11, 19, tzinfo=UTC))
-    put(
+    load_campaign_side(
         root,
-        "campaign_sftp/export",
-        with_completion_markers(
-            sample.campaign_exports(
-                recipients, quarantined=[0, 1], opted_out=[2], stamp="20261120_0800"
-            )
-        ),
+        resources,
+        instance,
+        recipients,
+        partition_key=PK,
+        quarantined=[0, 1],
+        opted_out=[2],
+        stamp="20261120_0800",
     )
-    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
-        assert materialize(
-            [defs.assets[0]], partition_key=PK, resources=resources, instance=instance
-        ).success
-    assert materialize([suppression_list], resources=resources, instance=instance).success
     members = sample.audience_members(
         recipients,
         in_campaign=30,
