@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, RunRequest, materialize
 
+from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources.drop_zones import Entry
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
@@ -51,4 +53,19 @@ def export_entry(
         size=size,
         modified=datetime.fromtimestamp(ts, UTC),
         identity=f"{size}-{int(ts * 1e9)}",
+    )
+
+
+def run_audience_export(
+    resources: dict[str, Any], instance: DagsterInstance, request: RunRequest
+) -> ExecuteInProcessResult:
+    """The run `aep_audience_export_sensor` asked for: every audience asset and check of the
+    request's audience partition, with its tags (the export it names)."""
+    return materialize(
+        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
+        partition_key=request.partition_key,
+        tags=request.tags,
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
     )

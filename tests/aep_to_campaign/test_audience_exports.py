@@ -33,7 +33,6 @@ from dagster import (
     partition_loading_context,
 )
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.audience_checks.audience_count_check import (
     audience_count_outcome,
 )
@@ -75,7 +74,11 @@ from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audienc
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import IMPORT_COLUMNS
 from rtcdp_dev import sample_audiences as sample
-from tests.aep_to_campaign.campaign_side import export_entry, load_campaign_side
+from tests.aep_to_campaign.campaign_side import (
+    export_entry,
+    load_campaign_side,
+    run_audience_export,
+)
 from tests.runs import evaluate_sensor
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
@@ -778,15 +781,7 @@ def _campaign_side(root, resources, instance, recipients, quarantined, opted_out
     )
 
 
-def run_export(resources, instance, request):
-    return materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=request.partition_key,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+run_export = run_audience_export
 
 
 def read_import(root, name):

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from dagster import SensorResult, materialize
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import PipelineSettings
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
@@ -22,7 +21,11 @@ from resources.drop_zones import Entry
 from rtcdp_assets.aep_to_campaign.audience_exports.file_names import read_export_name
 from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import plan_audience_tick
 from rtcdp_dev import sample_audiences as sample
-from tests.aep_to_campaign.campaign_side import export_entry, load_campaign_side
+from tests.aep_to_campaign.campaign_side import (
+    export_entry,
+    load_campaign_side,
+    run_audience_export,
+)
 from tests.drop_files import write_settled
 from tests.runs import evaluate_sensor
 
@@ -403,14 +406,7 @@ def test_adobe_sample_export_becomes_the_campaign_import(env, status_header):
     assert request.partition_key == SAMPLE_AUD
     assert request.tags["rtcdp/export_time"] == "20200408_061804"
     instance.add_dynamic_partitions("audiences", [SAMPLE_AUD])
-    run = materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=SAMPLE_AUD,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    run = run_audience_export(resources, instance, request)
     assert run.success
     checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
     blocking = (

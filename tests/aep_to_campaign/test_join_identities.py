@@ -11,9 +11,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pyarrow as pa
 import pytest
-from dagster import materialize
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import PipelineSettings, production_resources
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
@@ -23,7 +21,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
 )
 from rtcdp_assets.shared.ingest import UnreadableFile
 from rtcdp_dev import sample_audiences as sample
-from tests.aep_to_campaign.campaign_side import load_campaign_side
+from tests.aep_to_campaign.campaign_side import load_campaign_side, run_audience_export
 from tests.drop_files import write_settled
 from tests.resources.test_zone_config import PRODUCTION
 from tests.runs import evaluate_sensor
@@ -141,14 +139,7 @@ def _export(root, resources, instance, header: list[str], rows: list[list[str]],
         r for r in requests if r.tags["rtcdp/export_time"] == when.strftime("%Y%m%d_%H%M%S")
     ]
     instance.add_dynamic_partitions("audiences", [AUD])
-    return materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=AUD,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+    return run_audience_export(resources, instance, request)
 
 
 def _outcome(root, resources, run, stamp: str):

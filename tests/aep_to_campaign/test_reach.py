@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, build_sensor_context, materialize
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.reach_checks import funnel_problems, reach_funnel
 from asset_checks.aep_to_campaign.wiring import audience_defs, reach_defs
 from resources import PipelineSettings, embedded_resources
@@ -18,7 +17,7 @@ from rtcdp_assets.aep_to_campaign.reach import audience_reach, window_partitions
 from rtcdp_assets.campaign_to_aep.broadlog import BROADLOG_FORMAT, broadlog_defs
 from rtcdp_assets.campaign_to_aep.tracking_log import TRACKING_LOG_FORMAT, tracking_log_defs
 from rtcdp_dev import sample_audiences as sample
-from tests.aep_to_campaign.campaign_side import load_campaign_side
+from tests.aep_to_campaign.campaign_side import load_campaign_side, run_audience_export
 from tests.drop_files import with_completion_markers
 
 AUD = "ce5c5482-2813-4a80-99bc-57113f6acde2"
@@ -71,13 +70,7 @@ def published(tmp_path_factory):
     with build_sensor_context(instance=instance, resources=resources) as ctx:
         (request,) = audience_defs.sensors[0](ctx).run_requests
     instance.add_dynamic_partitions("audiences", [AUD])
-    assert materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=AUD,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-    ).success
+    assert run_audience_export(resources, instance, request).success
     (import_file,) = (root / "campaign_sftp" / "import").glob("aep_audience_*.csv")
     targets = pd.read_csv(import_file, dtype=str, keep_default_na=False)
     return root, resources, instance, targets.to_dict("records"), members
@@ -240,13 +233,7 @@ def test_funnel_from_export_to_clicks(published):
     with build_sensor_context(instance=instance, resources=resources) as ctx:
         requests = audience_defs.sensors[0](ctx).run_requests
     (request,) = [r for r in requests if r.tags["rtcdp/export_time"] == "20261121_080500"]
-    assert materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=AUD,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-    ).success
+    assert run_audience_export(resources, instance, request).success
     day2_file = pd.read_csv(
         root / "campaign_sftp" / "import" / f"aep_audience_{AUD}_20261121_080500.csv",
         dtype=str,
