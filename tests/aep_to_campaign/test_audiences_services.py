@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from dagster import DagsterInstance, SensorResult, materialize
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import FileLedger, PipelineSettings, Warehouse
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
@@ -24,6 +23,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs,
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.aep_to_campaign.campaign_side import run_audience_export
 from tests.runs import evaluate_sensor
 from tests.zones import blob_zone, sftp_zone
 
@@ -74,15 +74,7 @@ def upload(resources, files):
         resources["aep_destination"].write_bytes(f"{FOLDER}/{name}", data)
 
 
-def run_export(resources, instance, request):
-    return materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS],
-        partition_key=request.partition_key,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-        raise_on_error=False,
-    )
+run_export = run_audience_export
 
 
 def import_rows(sftp, stamp):
