@@ -284,6 +284,9 @@ def build_data_quality_schedule(report: AssetsDefinition) -> tuple[Any, Schedule
         cron_schedule="45 * * * *",
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
+        description=(
+            "Hourly at :45 UTC: the data-quality report of the last closed 4-hour window."
+        ),
     )
     def data_quality_report_schedule(context: ScheduleEvaluationContext) -> RunRequest:
         pk = last_closed_window(context.scheduled_execution_time.astimezone(UTC))
