@@ -27,6 +27,7 @@ from dagster import (
 from asset_checks.check_descriptions import listing, of
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import EXPORT_FRESHNESS_CHECK
+from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 
 
@@ -93,6 +94,7 @@ def freshness_automation(checks: Sequence[Any]) -> tuple[Any, ScheduleDefinition
         selection=AssetSelection.checks(*checks),
         executor_def=in_process_executor,
         description="Evaluates the export-freshness checks of every Campaign dataset.",
+        hooks={tag_failed_checks},
     )
     schedule = ScheduleDefinition(
         name="export_freshness_schedule",
