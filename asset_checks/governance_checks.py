@@ -4,6 +4,7 @@ from collections.abc import Sequence
 
 from dagster import AssetCheckResult, AssetCheckSeverity, MetadataValue
 
+from asset_checks.check_descriptions import plural
 from rtcdp_assets.shared.governance import load
 
 
@@ -16,6 +17,12 @@ def usage_policy_result(dataset: str, fields: Sequence[str]) -> AssetCheckResult
     return AssetCheckResult(
         passed=not violations,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{plural(len(violations), 'policy violation')} for "
+            f"{plural(len(fields), 'field')} under "
+            f"{plural(len(governance.policies), 'policy', 'policies')}"
+            + (f": {violations[0].explain()}" if violations else "")
+        ),
         metadata={
             "marketing_actions": MetadataValue.json(list(governance.destinations[dataset])),
             "fields_exported": MetadataValue.json(list(fields)),

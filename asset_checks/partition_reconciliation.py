@@ -16,6 +16,7 @@ from dagster import (
     PartitionsDefinition,
 )
 
+from asset_checks.check_descriptions import count, plural
 from resources.warehouse import Warehouse
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 
@@ -51,6 +52,7 @@ def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
             asset_key=key,
             check_name="reconciliation",
             passed=False,
+            description="The partition has no manifest: nothing to recount.",
             metadata={"error": "partition has no manifest"},
         )
     counted, mismatches = recount_files(warehouse, dataset, pk, manifest["files"], "source_file")
@@ -59,20 +61,37 @@ def reconcile(dataset: str, warehouse: Warehouse, pk: str) -> AssetCheckResult:
         for f in manifest["files"]
         if f["status"] == "quarantined"
     ]
+    rows_in = sum(f["rows_in"] or 0 for f in manifest["files"])
+    rows_out, rejected = sum(counted["good"].values()), sum(counted["rejected"].values())
     return AssetCheckResult(
         asset_key=key,
         check_name="reconciliation",
         passed=not mismatches and not quarantined,
         severity=AssetCheckSeverity.ERROR,
+        description=recount_description(rows_in, rows_out, rejected, mismatches, quarantined),
         metadata={
-            "rows_in": sum(f["rows_in"] or 0 for f in manifest["files"]),
-            "rows_out": sum(counted["good"].values()),
-            "rows_rejected": sum(counted["rejected"].values()),
+            "rows_in": rows_in,
+            "rows_out": rows_out,
+            "rows_rejected": rejected,
             "rejects_by_reason": MetadataValue.json(manifest["reasons"]),
             "files_quarantined": MetadataValue.json(quarantined),
             "mismatches": MetadataValue.json(mismatches),
         },
     )
+
+
+def recount_description(
+    rows_in: int, rows_out: int, rejected: int, mismatches: list[str], quarantined: list[str]
+) -> str:
+    """ "1,991 rows in = 1,989 stored + 2 rejected", and what does not add up."""
+    line = f"{count(rows_in)} rows in = {count(rows_out)} stored + {count(rejected)} rejected"
+    if rows_in != rows_out + rejected:
+        line = line.replace(" = ", ", ", 1)
+    if mismatches:
+        line += f"; {plural(len(mismatches), 'file')} whose stored rows differ from its manifest"
+    if quarantined:
+        line += f"; {plural(len(quarantined), 'file')} quarantined whole"
+    return line
 
 
 def recount_files(

@@ -68,7 +68,10 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # one run at a time per audience so its exports apply in order. No outside network for
 # telemetry to reach. A run that fails (an SFTP connection cut mid-file) is retried by the
 # daemon: the sensor requests each file version once, so the retry is what finishes it.
-DEMO_INSTANCE_CONFIG = """\
+# The `campaign_sftp` pool (the steps that open SFTP sessions to Campaign) is limited as in
+# deploy/dagster.yaml, smaller: the UI's Concurrency page shows it with its limit.
+DEMO_SFTP_POOL_LIMIT = 2
+DEMO_INSTANCE_CONFIG = f"""\
 telemetry:
   enabled: false
 nux:
@@ -79,13 +82,17 @@ run_retries:
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
-  config:
+concurrency:
+  runs:
     max_concurrent_runs: 3
     tag_concurrency_limits:
       - key: "rtcdp/audience_id"
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+  pools:
+    default_limit: {DEMO_SFTP_POOL_LIMIT}
+    granularity: op
 """
 
 
@@ -164,8 +171,8 @@ def _prepare(args: argparse.Namespace) -> Path:
     home = data_dir / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DEMO_INSTANCE_CONFIG)
+    # Rewritten on every start: a demo folder from an older version gets the current config.
+    config.write_text(DEMO_INSTANCE_CONFIG)
     os.environ["RTCDP_ENV"] = "embedded"
     os.environ["RTCDP_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_HOME"] = str(home)

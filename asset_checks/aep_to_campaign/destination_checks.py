@@ -15,6 +15,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.check_descriptions import count, of, plural
 from asset_checks.governance_checks import usage_policy_result
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
@@ -110,12 +111,22 @@ def identity_contract_result(
         check_name="identity_contract",
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
+        description=_contract_description(by_destination),
         metadata={
             "destinations": MetadataValue.json(by_destination),
             "wrong_hash_rejected": sum(
                 d["rejected_by_reason"].get("wrong_hash", 0) for d in by_destination.values()
             ),
         },
+    )
+
+
+def _contract_description(by_destination: dict[str, Any]) -> str:
+    violations = sum(sum(d["violations"].values()) for d in by_destination.values())
+    unbalanced = sum(not d["balanced"] for d in by_destination.values())
+    return (
+        f"{plural(len(by_destination), 'destination file')}: {count(violations)} contract "
+        f"violations, {of(unbalanced, len(by_destination), 'files')} whose rows do not balance"
     )
 
 
@@ -130,16 +141,19 @@ def data_usage_policy_result() -> AssetCheckResult:
         per_destination[contract.destination] = {
             k: getattr(v, "value", v) for k, v in result.metadata.items()
         }
+    violations = [v for d in per_destination.values() for v in d["violations"]]
     return AssetCheckResult(
         asset_key=EXPORTS_KEY,
         check_name="data_usage_policy",
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{plural(len(violations), 'policy violation')} over "
+            f"{plural(len(per_destination), 'destination')}"
+        ),
         metadata={
             "destinations": MetadataValue.json(per_destination),
-            "violations": MetadataValue.json(
-                [v for d in per_destination.values() for v in d["violations"]]
-            ),
+            "violations": MetadataValue.json(violations),
         },
     )
 

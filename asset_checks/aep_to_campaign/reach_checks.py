@@ -11,6 +11,7 @@ from dagster import (
     asset_check,
 )
 
+from asset_checks.check_descriptions import of
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
 from rtcdp_assets.aep_to_campaign.reach import AUDIENCE_REACH, STAGES, audience_reach
@@ -47,6 +48,7 @@ def reach_funnel(context: AssetCheckExecutionContext, warehouse: Warehouse) -> A
     return AssetCheckResult(
         passed=not problems,
         severity=AssetCheckSeverity.WARN,
+        description=f"{of(len(problems), len(stored['exports']), 'funnels')} do not hold together",
         metadata={
             "exports": len(stored["exports"]),
             "problems": MetadataValue.json(problems),

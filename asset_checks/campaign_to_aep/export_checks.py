@@ -38,6 +38,7 @@ from dagster import (
 )
 
 from asset_checks.campaign_to_aep.reject_rate import reject_rate_result, reject_rate_spec
+from asset_checks.check_descriptions import count, listing, of, plural
 from asset_checks.partition_reconciliation import partition_check_spec, reconcile
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -104,15 +105,23 @@ def org_unit_result(
             for item in pc.value_counts(pc.drop_null(column)).to_pylist():
                 counts[item["values"]] = item["counts"]
     foreign = {unit: n for unit, n in counts.items() if unit != settings.campaign_org_unit}
+    outside = sum(foreign.values())
+    description = (
+        f"{of(outside, sum(counts.values()), 'rows')} belong to another organizational unit "
+        f"than {settings.campaign_org_unit}"
+        if counts
+        else "No row carries an organizational unit: nothing to compare."
+    )
     return AssetCheckResult(
         asset_key=AssetKey(dataset),
         check_name="single_org_unit",
         passed=not foreign,
         severity=AssetCheckSeverity.ERROR,
+        description=description,
         metadata={
             "configured_org_unit": settings.campaign_org_unit,
             "rows_by_org_unit": MetadataValue.json(dict(sorted(counts.items()))),
-            "rows_outside_org_unit": sum(foreign.values()),
+            "rows_outside_org_unit": outside,
         },
     )
 
@@ -129,6 +138,10 @@ def cadence_result(
         check_name="export_cadence",
         passed=len(exports) <= 1,
         severity=severity,
+        description=(
+            f"{plural(len(exports), 'export')} in this 4-hour window (limit 1)"
+            + (f": {listing(exports)}" if len(exports) > 1 else "")
+        ),
         metadata={
             "exports_in_window": len(exports),
             "export_times": MetadataValue.json(exports),
@@ -232,6 +245,20 @@ def evaluate_xdm(
             most_ids = max(most_ids, n_ids)
             too_many_ids += n_ids > MAX_IDENTITIES_PER_RECORD
         checked += batch.num_rows
+    top_error = f" (most often: {kinds.most_common(1)[0][0]})" if kinds else ""
+    descriptions = {
+        "xdm_conformance": f"{of(invalid, checked, 'records')} fail XDM validation{top_error}",
+        "id_unique": f"{plural(duplicates, 'duplicate _id')} among {plural(checked, 'record')}",
+        "no_future_timestamp": f"{of(future, checked, 'events')} have a timestamp in the future",
+        "record_size": (
+            f"{of(oversize, checked, 'records')} over {count(limit)} bytes "
+            f"(largest {count(largest)} bytes)"
+        ),
+        "identity_count": (
+            f"{of(too_many_ids, checked, 'records')} carry more than "
+            f"{MAX_IDENTITIES_PER_RECORD} identities (most in one record: {most_ids})"
+        ),
+    }
     results = {
         "xdm_conformance": (
             invalid == 0,
@@ -267,7 +294,13 @@ def evaluate_xdm(
         ),
     }
     return [
-        AssetCheckResult(asset_key=key, check_name=name, passed=passed, metadata=meta)
+        AssetCheckResult(
+            asset_key=key,
+            check_name=name,
+            passed=passed,
+            description=descriptions[name],
+            metadata=meta,
+        )
         for name in xdm_check_names(flow)
         for passed, meta in [results[name]]
     ]

@@ -4,7 +4,7 @@ Campaign exports each window's logs during or right after it, so window W is lat
 W.start + 4 h + `settings.freshness_grace_minutes` has passed without a materialization of W.
 The check looks at the last `settings.freshness_lookback_windows` due windows and names the
 missing ones. It is not partitioned (it judges the recent past as a whole) and runs hourly from
-`freshness_schedule`.
+`export_freshness_schedule`, which is on by default.
 """
 
 from collections.abc import Sequence
@@ -17,14 +17,17 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetSelection,
+    DefaultScheduleStatus,
     ScheduleDefinition,
     asset_check,
     define_asset_job,
     in_process_executor,
 )
 
+from asset_checks.check_descriptions import listing, of
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import EXPORT_FRESHNESS_CHECK
+from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 
 
@@ -51,6 +54,11 @@ def freshness_result(
         asset_key=asset_key,
         passed=not missing,
         severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{of(len(missing), len(due), 'recent 4-hour windows')} have no export 4 h + "
+            f"{settings.freshness_grace_minutes} min after they began"
+            + (f": {listing(missing)}" if missing else "")
+        ),
         metadata={
             "windows_checked": len(due),
             "windows_missing": len(missing),
@@ -86,8 +94,18 @@ def freshness_automation(checks: Sequence[Any]) -> tuple[Any, ScheduleDefinition
         selection=AssetSelection.checks(*checks),
         executor_def=in_process_executor,
         description="Evaluates the export-freshness checks of every Campaign dataset.",
+        hooks={tag_failed_checks},
     )
     schedule = ScheduleDefinition(
-        name="export_freshness_schedule", job=job, cron_schedule="15 * * * *"
+        name="export_freshness_schedule",
+        job=job,
+        cron_schedule="15 * * * *",
+        execution_timezone="UTC",
+        # On by default: a late Campaign export is only noticed if this runs.
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=(
+            "Hourly at :15 UTC: export_freshness on every Campaign dataset, which names the "
+            "recent 4-hour windows whose export is late (WARN)."
+        ),
     )
     return job, schedule

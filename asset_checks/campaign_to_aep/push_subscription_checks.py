@@ -27,6 +27,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.check_descriptions import count, of, plural
 from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -51,18 +52,21 @@ def token_format_result(
             by_platform[item["values"]] += item["counts"]
         checked += batch.num_rows
     reasons = (warehouse.get_json(dataset, pk, "manifest.json") or {}).get("reasons", {})
+    quarantined = reasons.get(push_token_formats.INVALID_PUSH_TOKEN, 0)
     return AssetCheckResult(
         asset_key=AssetKey(dataset),
         check_name="push_token_format",
         passed=invalid == 0,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(invalid, checked, 'typed subscriptions')} have a malformed token; "
+            f"{count(quarantined)} quarantined at ingestion as invalid_push_token"
+        ),
         metadata={
             "rows_checked": checked,
             "rows_by_platform": MetadataValue.json(dict(sorted(by_platform.items()))),
             "invalid_tokens_in_typed_rows": invalid,
-            "rows_quarantined_invalid_push_token": reasons.get(
-                push_token_formats.INVALID_PUSH_TOKEN, 0
-            ),
+            "rows_quarantined_invalid_push_token": quarantined,
             "rows_quarantined_unknown_platform": reasons.get("unknown_code:platform", 0),
             "apns_token_pattern": settings.apns_token_pattern,
             "fcm_token_pattern": settings.fcm_token_pattern,
@@ -123,6 +127,10 @@ def quarantine_result(
         check_name="push_quarantine_respected",
         passed=active == 0,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(active, quarantined_items, 'tokens Campaign quarantined')} published active "
+            f"(not denylisted), among {plural(items, 'push item')}"
+        ),
         metadata={
             "records_checked": records,
             "push_items_checked": items,

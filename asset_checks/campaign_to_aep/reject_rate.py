@@ -17,6 +17,7 @@ from typing import Any
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
+from asset_checks.check_descriptions import of, share
 from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -65,6 +66,7 @@ def reject_rate_result(
             check_name=REJECT_RATE_CHECK,
             passed=False,
             severity=AssetCheckSeverity.ERROR,
+            description="The partition has no manifest: the reject rate cannot be computed.",
             metadata={"error": "partition has no manifest"},
         )
     rows, reasons, unknown = reject_counts(manifest)
@@ -78,7 +80,7 @@ def reject_rate_result(
         passed=rate <= warn,
         severity=severity,
         description=(
-            f"{rejected} of {rows} rows rejected ({rate:.2%}); "
+            f"{of(rejected, rows, 'rows')} rejected {share(rejected, rows)}; "
             f"WARN above {warn:.2%}, ERROR above {block:.2%}"
         ),
         metadata={

@@ -15,6 +15,7 @@ from dagster import (
     asset_check,
 )
 
+from asset_checks.check_descriptions import of, plural
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
@@ -66,6 +67,10 @@ def orphan_result(warehouse: Warehouse, settings: PipelineSettings, pk: str) -> 
     return AssetCheckResult(
         passed=orphans == 0,
         severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{of(orphans, len(tracked), 'tracking rows')} match no broadLog in the "
+            f"{plural(len(keys), 'window')} searched ({settings.orphan_lookback_hours} h back)"
+        ),
         metadata={
             "tracking_rows": len(tracked),
             "orphan_rows": orphans,

@@ -18,6 +18,7 @@ from dagster import (
     asset_check,
 )
 
+from asset_checks.check_descriptions import count, listing, plural
 from resources.drop_zones import DropZone, join
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -50,10 +51,18 @@ def import_file_result(
 ) -> AssetCheckResult:
     """Recount what is stored and uploaded: staged file, quarantine and SFTP file agree."""
     if snapshot_id is None:
-        return AssetCheckResult(passed=True, metadata={"note": "no snapshot imported yet"})
+        return AssetCheckResult(
+            passed=True,
+            description="No snapshot imported yet: nothing to recount.",
+            metadata={"note": "no snapshot imported yet"},
+        )
     manifest = latest_manifest(warehouse, dataset.asset_name, snapshot_id)
     if manifest is None:
-        return AssetCheckResult(passed=False, metadata={"problem": "manifest missing"})
+        return AssetCheckResult(
+            passed=False,
+            description=f"The manifest of snapshot {snapshot_id} is missing.",
+            metadata={"problem": "manifest missing"},
+        )
     problems = []
     name = manifest["file"]["name"]
     target = join(settings.campaign_import_folder, name)
@@ -81,8 +90,15 @@ def import_file_result(
             f"rows in {rec['rows_in']} != imported {manifest['file']['rows']} + "
             f"quarantined {quarantined}"
         )
+    line = (
+        f"{count(rec['rows_in'])} rows in, {count(manifest['file']['rows'])} imported + "
+        f"{count(quarantined)} quarantined"
+    )
+    if problems:
+        line += f"; {plural(len(problems), 'problem')}: {listing(problems)}"
     return AssetCheckResult(
         passed=not problems,
+        description=line,
         metadata={
             "snapshot_id": snapshot_id,
             "rows_in": rec["rows_in"],

@@ -20,6 +20,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.check_descriptions import of
 from asset_checks.partition_reconciliation import partition_check_spec
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
@@ -64,6 +65,10 @@ def duplicate_registration_result(
         check_name="duplicate_registration",
         passed=both == 0,
         severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{of(both, len(aep_tokens), 'AEP device tokens')} are also registered in Campaign "
+            "(both SDK routes)"
+        ),
         metadata={
             "aep_tokens": len(aep_tokens),
             "campaign_tokens": len(campaign),

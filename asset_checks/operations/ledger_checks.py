@@ -19,6 +19,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from asset_checks.check_descriptions import count, of, plural
 from resources.drop_zones import DropZone, is_temporary_name
 from resources.file_ledger import FileLedger, LedgerRow
 from resources.settings import PipelineSettings
@@ -124,6 +125,10 @@ def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
             check_name="files_accounted_for",
             passed=not lost,
             severity=AssetCheckSeverity.ERROR,
+            description=(
+                f"{of(len(lost), len(rows), 'file versions')} are not where the ledger says; "
+                f"{plural(len(unrecorded), 'archived file')} unknown to the ledger"
+            ),
             metadata={
                 "versions": len(rows),
                 "lost": MetadataValue.json(lost[:100]),
@@ -134,10 +139,15 @@ def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
             },
         )
         stuck = stuck_pending(rows, datetime.now(UTC), settings.ledger_pending_alert_hours)
+        pending = sum(r.status == "pending" for r in rows)
         yield AssetCheckResult(
             check_name="no_stuck_pending",
             passed=not stuck,
             severity=AssetCheckSeverity.WARN,
+            description=(
+                f"{of(len(stuck), pending, 'pending file versions')} waiting longer than "
+                f"{count(settings.ledger_pending_alert_hours)} h"
+            ),
             metadata={
                 "stuck_count": len(stuck),
                 "stuck": MetadataValue.json(

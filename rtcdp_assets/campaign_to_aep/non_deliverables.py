@@ -210,11 +210,20 @@ non_deliverables_flow = CampaignExportFlow(
         "personalEmail.status": ("status", "channel"),
         "mobilePhone.number": ("address", "channel"),
         "mobilePhone.status": ("status", "channel"),
+        "homePhone.number": ("address", "channel"),
+        "homePhone.status": ("status", "channel"),
+        "faxPhone.number": ("address", "channel"),
+        "faxPhone.status": ("status", "channel"),
         "identityMap.Email": ("address", "channel"),
         "identityMap.Phone": ("address", "channel"),
+        "identityMap.{apns}": ("address", "channel"),
+        "identityMap.{fcm}": ("address", "channel"),
         "pushNotificationDetails.token": ("address", "channel"),
+        "pushNotificationDetails.platform": ("channel",),
         "pushNotificationDetails.denylisted": ("status", "channel"),
     },
+    # Campaign's quarantine is per address, not per app.
+    constant_columns={"pushNotificationDetails.appID": "null"},
     allowed_codes=_allowed_codes,
 )
 

@@ -136,12 +136,17 @@ preferences_flow = CampaignExportFlow(
     ),
     column_lineage={
         "_id": ("recipient_id", "last_modified"),
-        "identityMap.campaign": ("external_id", "recipient_id"),
+        "identityMap.{campaign}": ("external_id", "recipient_id"),
         "identityMap.Email": ("email",),
         "consents.marketing.any.val": ("blacklist",),
+        "consents.marketing.any.time": ("last_modified",),
         **{
             f"consents.marketing.{channel}.val": ("blacklist", flag)
             for flag, channel in CHANNELS.items()
+        },
+        **{
+            f"consents.marketing.{channel}.time": ("last_modified",)
+            for channel in CHANNELS.values()
         },
     },
 )

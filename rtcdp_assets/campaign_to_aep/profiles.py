@@ -169,7 +169,7 @@ profiles_flow = CampaignExportFlow(
     ),
     column_lineage={
         "_id": ("recipient_id", "last_modified"),
-        "identityMap.campaign": ("external_id", "recipient_id"),
+        "identityMap.{campaign}": ("external_id", "recipient_id"),
         "identityMap.Email": ("email",),
         "person.name.firstName": ("first_name",),
         "person.name.lastName": ("last_name",),

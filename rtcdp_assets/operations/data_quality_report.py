@@ -124,10 +124,16 @@ class _PartitionReport:
     def not_run(self) -> int:
         return sum(r[2] == "not run" for r in self.rows)
 
+    @property
+    def failing_checks(self) -> list[str]:
+        """`asset:check (SEVERITY)` of every failed check, in the report's order."""
+        return [f"{a}:{c} ({s})" for a, c, o, s, _e in self.rows if o == "FAILED"]
+
     def metadata(self, warehouse: Warehouse) -> dict[str, Any]:
         return {
             "checks": len(self.rows),
             "checks_failed": self.failed,
+            "failing_checks": MetadataValue.json(self.failing_checks),
             "checks_not_run": self.not_run,
             "report": MetadataValue.md(self.markdown),
             "html_report": warehouse.path("data_quality_report", self.partition, "report.html"),
@@ -184,6 +190,10 @@ def _range_metadata(reports: list[_PartitionReport], warehouse: Warehouse) -> di
         "partitions": len(reports),
         "checks": sum(len(r.rows) for r in reports),
         "checks_failed": sum(r.failed for r in reports),
+        # Failed checks of the whole range, with the partitions they failed in.
+        "failing_checks": MetadataValue.json(
+            {r.partition: r.failing_checks for r in reports if r.failing_checks}
+        ),
         "checks_not_run": sum(r.not_run for r in reports),
         "report": MetadataValue.md("\n".join(lines)),
         "html_report": warehouse.path("data_quality_report", "<partition>", "report.html"),
@@ -284,6 +294,9 @@ def build_data_quality_schedule(report: AssetsDefinition) -> tuple[Any, Schedule
         cron_schedule="45 * * * *",
         execution_timezone="UTC",
         default_status=DefaultScheduleStatus.RUNNING,
+        description=(
+            "Hourly at :45 UTC: the data-quality report of the last closed 4-hour window."
+        ),
     )
     def data_quality_report_schedule(context: ScheduleEvaluationContext) -> RunRequest:
         pk = last_closed_window(context.scheduled_execution_time.astimezone(UTC))

@@ -32,6 +32,7 @@ from dagster import (
 
 from resources.file_ledger import FileLedger, LedgerRow
 from resources.warehouse import Warehouse
+from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 
 SNAPSHOT_PARTITION = "current"
 ATTENTION = ("quarantined", "duplicate", "superseded", "pending")
@@ -137,6 +138,7 @@ def build_file_ledger_schedule(checks: Any) -> tuple[Any, ScheduleDefinition]:
         selection=AssetSelection.assets(file_ledger_asset) | AssetSelection.checks(checks),
         executor_def=in_process_executor,
         description="Snapshot the file ledger and check that nothing is stuck or lost.",
+        hooks={tag_failed_checks},
     )
     schedule = ScheduleDefinition(
         name="file_ledger_schedule",

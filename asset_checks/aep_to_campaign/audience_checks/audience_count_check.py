@@ -14,6 +14,7 @@ from dagster import (
 
 from asset_checks.aep_to_campaign.audience_checks.guardrail_spec import guardrail_spec
 from asset_checks.aep_to_campaign.audience_checks.segment_export_checks import EXPORTS_KEY
+from asset_checks.check_descriptions import count, plural
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone
 from rtcdp_assets.aep_to_campaign.audience_exports.completeness import group_listing
@@ -45,6 +46,15 @@ def audience_count_outcome(
     }
 
 
+def audience_count_description(metadata: Mapping[str, Any]) -> str:
+    over = metadata["campaign_destinations_over_limit"].value
+    return (
+        f"{count(metadata['audiences_in_sandbox'])} audiences in the sandbox (limit "
+        f"{count(metadata['sandbox_limit'])}); {plural(len(over), 'Campaign destination')} over "
+        f"{metadata['campaign_destination_limit']} audiences"
+    )
+
+
 def audience_count_evaluation(
     registered: set[str], by_destination: Mapping[str, set[str]], settings: AudienceSettings
 ) -> AssetCheckEvaluation:
@@ -55,6 +65,7 @@ def audience_count_evaluation(
         passed=passed,
         metadata=metadata,
         severity=AssetCheckSeverity.WARN,
+        description=audience_count_description(metadata),
     )
 
 
@@ -89,4 +100,9 @@ def audience_count(
         by_destination.setdefault(export.destination, set()).add(export.audience_id)
     registered = set(context.instance.get_dynamic_partitions(audience_partitions.name))
     passed, metadata = audience_count_outcome(registered, by_destination, audience_settings)
-    return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.WARN, metadata=metadata)
+    return AssetCheckResult(
+        passed=passed,
+        severity=AssetCheckSeverity.WARN,
+        description=audience_count_description(metadata),
+        metadata=metadata,
+    )

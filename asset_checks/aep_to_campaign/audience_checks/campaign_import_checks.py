@@ -20,6 +20,7 @@ from dagster import (
 )
 
 from asset_checks.aep_to_campaign.audience_checks.guardrail_spec import guardrail_spec
+from asset_checks.check_descriptions import count, of, plural
 from asset_checks.governance_checks import usage_policy_result
 from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
@@ -77,6 +78,10 @@ def source_of_truth_result(
         check_name="source_of_truth",
         passed=not bad.any(),
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(int(bad.sum()), len(rows), 'rows')} match no Campaign recipient with the same "
+            f"external ID and email (joined on {join_identity or 'recipient ID'})"
+        ),
         metadata={
             "rows_checked": len(rows),
             "rows_without_campaign_profile": int(bad.sum()),
@@ -95,6 +100,9 @@ def suppression_result(staged: Sequence[pa.Table], suppressed: pd.Series) -> Ass
         check_name="suppression",
         passed=not hit.any(),
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(int(hit.sum()), len(rows), 'addresses')} are quarantined, denylisted or opted out"
+        ),
         metadata={
             "rows_checked": len(rows),
             "suppressed_addresses": int(hit.sum()),
@@ -117,6 +125,10 @@ def file_row_limit_result(
         check_name="file_row_limit",
         passed=not over and stated == counts,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(len(over), len(counts), 'files')} over {count(settings.max_rows_per_file)} rows"
+            + ("" if stated == counts else "; the manifest's row counts differ from the files")
+        ),
         metadata={
             "rows_per_file": MetadataValue.json(counts),
             "limit": settings.max_rows_per_file,
@@ -168,6 +180,13 @@ def import_reconciliation_result(
         check_name="import_reconciliation",
         passed=balanced,
         severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{count(record['rows_in'])} rows in, {count(accounted)} accounted for: "
+            f"{count(imported_in)} imported + "
+            f"{count(excluded_in + duplicates + exited_non_member)} excluded + "
+            f"{count(quarantined_in + rejected)} quarantined; the file holds "
+            f"{plural(file_rows, 'row')} of {count(members - excluded - quarantined)} expected"
+        ),
         metadata={
             "rows_in": record["rows_in"],
             "imported": imported_in,

@@ -16,7 +16,8 @@ from dagster import (
 )
 
 from asset_checks.aep_to_campaign.audience_checks.guardrail_spec import guardrail_spec
-from asset_checks.partition_reconciliation import recount_files
+from asset_checks.check_descriptions import count, plural
+from asset_checks.partition_reconciliation import recount_description, recount_files
 from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import SEGMENT_EXPORTS
@@ -36,16 +37,21 @@ def export_reconciliation_result(
     counted, mismatches = recount_files(
         warehouse, SEGMENT_EXPORTS, f"{audience_id}/{stamp}", record["files"], "name"
     )
+    rows_out, rejected = sum(counted["good"].values()), sum(counted["rejected"].values())
+    quarantined = list(record["quarantine_reasons"] or [])
     return AssetCheckResult(
         asset_key=EXPORTS_KEY,
         check_name="export_reconciliation",
         passed=not mismatches and record["status"] == "processed",
         severity=AssetCheckSeverity.ERROR,
+        description=recount_description(
+            record["rows_in"] or 0, rows_out, rejected, mismatches, quarantined
+        ),
         metadata={
             "export_id": record["export_id"],
             "rows_in": record["rows_in"],
-            "rows_out": sum(counted["good"].values()),
-            "rows_rejected": sum(counted["rejected"].values()),
+            "rows_out": rows_out,
+            "rows_rejected": rejected,
             "rejects_by_reason": MetadataValue.json(record["reasons"]),
             "files_quarantined": MetadataValue.json(record["quarantine_reasons"]),
             "mismatches": MetadataValue.json(mismatches),
@@ -60,6 +66,10 @@ def field_count_result(record: Mapping[str, Any], settings: AudienceSettings) ->
         check_name="audience_field_count",
         passed=len(columns) <= settings.max_fields_per_audience,
         severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{plural(len(columns), 'field')} in the audience export "
+            f"(limit {settings.max_fields_per_audience})"
+        ),
         metadata={
             "fields": len(columns),
             "limit": settings.max_fields_per_audience,
@@ -95,6 +105,13 @@ def cadence_result(
         check_name="activation_cadence",
         passed=not bursts and not gaps,
         severity=AssetCheckSeverity.WARN,
+        description=(
+            f"{plural(len(bursts), 'burst')} and {plural(len(gaps), 'gap')} in "
+            f"{plural(len(hours), 'interval')} between {mode} exports, expected every "
+            f"{count(expected)} h ± {settings.cadence_grace_minutes} min"
+            if expected is not None
+            else "First export of the audience: no interval to judge yet."
+        ),
         metadata={
             "export_mode": mode,
             "exports_considered": len(recent),

@@ -35,6 +35,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import (
     LedgerNote,
     plan_audience_tick,
 )
+from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 
 
 def _folder_of(path: str) -> str:
@@ -100,6 +101,7 @@ def build_audience_job_and_sensor(
         executor_def=in_process_executor,
         description="Ingest one AEP audience export, apply it to the membership, build and "
         "check the Campaign import file, then upload it to the Campaign SFTP server.",
+        hooks={tag_failed_checks},
     )
     guardrail_job = define_asset_job(
         "audience_guardrails_job",
@@ -107,6 +109,7 @@ def build_audience_job_and_sensor(
         executor_def=in_process_executor,
         description="Audience-count guardrails across all audiences (also reported by the "
         "sensor whenever it registers new audiences).",
+        hooks={tag_failed_checks},
     )
 
     @sensor(

@@ -54,8 +54,11 @@ class CampaignExportDescription:
     record_kind: RecordKind = "event"
     description: str = ""
     upstream: tuple[AssetKey, ...] = ()
-    # XDM path -> source columns (canonical names) for `dagster/column_lineage`.
+    # XDM leaf path -> source columns (canonical names) for `dagster/column_lineage`;
+    # identityMap namespaces as placeholders (`identityMap.{campaign}`, see xdm_columns.py).
     column_lineage: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # XDM leaf path -> the constant it holds: leaves that no typed column feeds.
+    constant_columns: Mapping[str, str] = field(default_factory=dict)
     allowed_codes: Callable[[PipelineSettings], Mapping[str, frozenset[str]]] = lambda _settings: {}
     # -- optional hooks (push_subscriptions) -----------------------------------------------
     # Row rules over several typed fields (ingest.RowRules), built from the settings.

@@ -30,6 +30,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.publish_step import build_publishe
 from rtcdp_assets.campaign_to_aep.export_flow.source_readiness import RunRelease
 from rtcdp_assets.campaign_to_aep.export_flow.tick_planning import build_export_sensor
 from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import XdmOutput
+from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 
 
 @dataclass
@@ -59,6 +60,7 @@ class CampaignExportFlow(CampaignExportDescription):
             - AssetSelection.checks(AssetCheckKey(self.typed_key, EXPORT_FRESHNESS_CHECK)),
             executor_def=in_process_executor,
             description=f"Ingest, map, check and publish one {self.dataset} partition.",
+            hooks={tag_failed_checks},
         )
         return CampaignExportDefinitions(
             assets=[ingest, published],

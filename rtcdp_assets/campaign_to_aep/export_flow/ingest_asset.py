@@ -13,8 +13,6 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     TableColumn,
-    TableColumnDep,
-    TableColumnLineage,
     TableSchema,
     multi_asset,
 )
@@ -25,7 +23,6 @@ from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow.asset_metadata import (
     arrow_type_name,
-    table_schema,
     typed_metadata,
     xdm_preview,
 )
@@ -39,6 +36,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.tick_planning import (
     SOURCE_FILE_TAG,
     SOURCE_IDENTITY_TAG,
 )
+from rtcdp_assets.campaign_to_aep.export_flow.xdm_columns import xdm_spec_metadata
 from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import XdmOutput, map_partition
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 
@@ -55,12 +53,6 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
         TableColumn(f.name, str(arrow_type_name(f.kind)), description=f.description)
         for f in flow.fmt.fields
     ]
-    lineage = TableColumnLineage(
-        deps_by_column={
-            path: [TableColumnDep(asset_key=typed_key, column_name=c) for c in cols]
-            for path, cols in flow.column_lineage.items()
-        }
-    )
     typed_spec = AssetSpec(
         key=typed_key,
         group_name="campaign_to_aep",
@@ -76,7 +68,9 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
         kinds={"parquet"},
         deps=[typed_key],
         description=f"{flow.dataset} as XDM records ({flow.xdm_class}).",
-        metadata={"dagster/column_lineage": lineage},
+        # Shown before the first run, with the default settings; each materialization
+        # records them again with the run's settings (identityMap namespaces are settings).
+        metadata=xdm_spec_metadata(flow, PipelineSettings()),
     )
 
     @multi_asset(
@@ -134,8 +128,7 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
                 metadata={
                     **by_channel,
                     "dagster/row_count": xdm_out.rows,
-                    "dagster/column_lineage": lineage,
-                    "dagster/column_schema": table_schema(xdm_out.schema),
+                    **xdm_spec_metadata(flow, settings, xdm_out.schema),
                     "preview": MetadataValue.md(xdm_preview(warehouse, flow.xdm_dataset, pk)),
                     "xdm_class": flow.xdm_class,
                     "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
