@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 # A masked email address as the UI shows it (rtcdp_assets/shared/masking.py: `a***@***.com`).
 MASKED_EMAIL = re.compile(r"\w\*\*\*@\*\*\*\.\w+")
+LOADING = re.compile(r"^Loading")
 GROUPS = (
     "campaign_to_aep",
     "aep_to_campaign",
@@ -53,7 +54,9 @@ class ReviewerPages:
         self.texts: dict[str, str] = {}
 
     def record(self, view: str) -> None:
-        """Screenshot and text of what is on the screen now, dialogs included."""
+        """Screenshot and text of what is on the screen now, dialogs included, once every
+        part of the page has loaded (the graph's nodes load their details one by one)."""
+        expect(self.page.get_by_text(LOADING)).to_have_count(0)
         name = f"{self.test_name}-{len(self.texts) + 1:02d}-{view}"
         self.page.screenshot(path=str(self.screenshot_dir / f"{name}.png"))
         self.texts[view] = self.page.locator("body").inner_text()
