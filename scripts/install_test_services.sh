@@ -5,7 +5,9 @@
 #   - Azurite, Microsoft's Azure Blob API emulator, from the npm registry, pinned by
 #     tests/azurite/package-lock.json (npm ci installs exactly the locked tree);
 #   - PostgreSQL (Debian package postgresql) for the production-style Dagster instance; the
-#     tests start a private cluster themselves, the package's own cluster is never used.
+#     tests start a private cluster themselves, the package's own cluster is never used;
+#   - Chromium (Debian package chromium), which Playwright (PyPI, a dev dependency) drives in the
+#     browser tests (tests/browser); Playwright's own browser download is never used.
 # Idempotent and silent when everything is in place. Needs root for apt-get on a fresh machine;
 # never reads standard input.
 set -euo pipefail
@@ -41,6 +43,19 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null \
   apt_opts=(-q -o DPkg::Lock::Timeout=600)
   apt-get "${apt_opts[@]}" update </dev/null >/dev/null
   apt-get "${apt_opts[@]}" install -y --no-install-recommends postgresql </dev/null >/dev/null
+fi
+
+# ---- Chromium -------------------------------------------------------------------------------
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "chromium is missing and apt-get needs root; run this as root"
+    exit 1
+  fi
+  log "installing chromium with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_opts=(-q -o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update </dev/null >/dev/null
+  apt-get "${apt_opts[@]}" install -y --no-install-recommends chromium </dev/null >/dev/null
 fi
 
 # ---- Azurite -------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 `SshdServer` is OpenSSH's sshd standing in for the Adobe Campaign SFTP server; `AzuriteServer` is
 Microsoft's Azure Blob API emulator standing in for the AEP landing zone and the warehouse;
 `MotoS3Server` is moto's standalone S3 API server for a bucket as the exchange location.
-`PostgresServer` is a private PostgreSQL cluster for a production-style Dagster instance. All
+`PostgresServer` is a private PostgreSQL cluster for a production-style Dagster instance;
+`DagsterWebserver` is the Dagster UI on one instance, for the browser tests. All
 listen on a free port on 127.0.0.1 and keep everything they own under a work folder.
 
 Plain Python on purpose (no pytest import) so that `bench/` and the demo can start the same
@@ -21,6 +22,7 @@ from rtcdp_dev.services.base import (
     AZURITE_ACCOUNT_KEY,
     AZURITE_ACCOUNT_NAME,
     AZURITE_BLOB_BINARY,
+    CHROMIUM_BINARY,
     INSTALL_SCRIPT,
     LOOPBACK,
     REPO_ROOT,
@@ -32,6 +34,9 @@ from rtcdp_dev.services.base import (
     free_port,
     generate_ed25519_key,
     require_binary,
+)
+from rtcdp_dev.services.dagster_webserver import (
+    DagsterWebserver,
 )
 from rtcdp_dev.services.fault_proxy import (
     FaultyTcpProxy,
@@ -56,6 +61,7 @@ __all__ = [
     "AZURITE_ACCOUNT_KEY",
     "AZURITE_ACCOUNT_NAME",
     "AZURITE_BLOB_BINARY",
+    "CHROMIUM_BINARY",
     "INSTALL_SCRIPT",
     "LOOPBACK",
     "MOTO_ACCESS_KEY_ID",
@@ -70,6 +76,7 @@ __all__ = [
     "STARTUP_TIMEOUT_SECONDS",
     "STOP_TIMEOUT_SECONDS",
     "AzuriteServer",
+    "DagsterWebserver",
     "FaultyTcpProxy",
     "MotoS3Server",
     "PostgresServer",

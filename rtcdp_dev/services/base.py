@@ -19,6 +19,8 @@ INSTALL_SCRIPT = "scripts/install_test_services.sh"
 SSHD_BINARY = Path("/usr/sbin/sshd")
 SSH_KEYGEN_BINARY = Path("/usr/bin/ssh-keygen")
 SFTP_BINARY = Path("/usr/bin/sftp")
+# Debian's Chromium, which Playwright drives in the browser tests (no browser download).
+CHROMIUM_BINARY = Path("/usr/bin/chromium")
 AZURITE_BLOB_BINARY = REPO_ROOT / "tests" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 
 LOOPBACK = "127.0.0.1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
@@ -24,6 +25,9 @@ class _HttpChildServer(_Service):
 
     name: str = "service"
     host: str = LOOPBACK
+    # How long `start` waits for the first HTTP answer (a code location takes longer than a
+    # storage emulator).
+    startup_timeout_seconds: float = STARTUP_TIMEOUT_SECONDS
     port: int
     workdir: Path
     log_path: Path
@@ -35,6 +39,10 @@ class _HttpChildServer(_Service):
 
     def _probe_path(self) -> str:
         raise NotImplementedError
+
+    def _environment(self) -> Mapping[str, str] | None:
+        """The child's environment; None inherits this process's."""
+        return None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -60,6 +68,7 @@ class _HttpChildServer(_Service):
         self._process = subprocess.Popen(
             self._command(),
             cwd=self.workdir,
+            env=self._environment(),
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -67,7 +76,7 @@ class _HttpChildServer(_Service):
         try:
             _wait_until(
                 self._answers_http,
-                STARTUP_TIMEOUT_SECONDS,
+                self.startup_timeout_seconds,
                 f"{self.name} on {self.host}:{self.port}",
                 self.log_text,
             )
