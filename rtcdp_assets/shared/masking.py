@@ -52,6 +52,15 @@ def mask_line(line: str | None) -> str:
     return f"{MASK}line" if line and line.strip() else ""
 
 
+# Arrow's CSV parser quotes the offending row after the column counts.
+_PARSE_ERROR_ROW = re.compile(r"(Expected \d+ columns, got \d+)\s*:.*", re.DOTALL)
+
+
+def mask_parse_error(message: str) -> str:
+    """A CSV parser's error message without the raw row it quotes (free text)."""
+    return mask_text(_PARSE_ERROR_ROW.sub(rf"\1: {MASK}line", message))
+
+
 def mask_text(value: str) -> str:
     """Every email address, push token and phone number inside text not flagged personal."""
     value = _EMAIL.sub(f"{MASK}email", value)
@@ -91,7 +100,8 @@ def xdm_path_is_shown(
     when lineage says where it comes from and none of its sources is personal. A path fed by a
     personal field, an identity, or a path the lineage does not know is masked."""
     if path == XDM_IDENTITY_PATH or path.startswith(f"{XDM_IDENTITY_PATH}."):
-        return False
+        # An identity's `id` is the person's; `primary` and `authenticatedState` are flags.
+        return path.count(".") == 2 and not path.endswith(".id")
     sources = [
         set(cols)
         for lineage_path, cols in column_lineage.items()
