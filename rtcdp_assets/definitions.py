@@ -74,6 +74,7 @@ automation_sensor = AutomationConditionSensorDefinition(
 data_quality_report = build_data_quality_report(
     [flow.flow.dataset for flow in CAMPAIGN_EXPORTS],
     [spec.key for c in campaign_export_check_defs for spec in c.check_specs],
+    {flow.flow.dataset: flow.flow.fmt.personal_columns for flow in CAMPAIGN_EXPORTS},
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 

@@ -82,8 +82,19 @@ FAILURE_REASONS = {
 FIELDS = (
     FieldSpec("broadlog_id", "int", required=True, description="Delivery log ID (PK)."),
     FieldSpec("delivery_id", "int", required=True, description="Delivery (NmsDelivery) ID."),
-    FieldSpec("recipient_id", "int", required=True, description="Campaign recipient ID."),
-    FieldSpec("external_id", "string", description="Recipient external ID (AEP identity)."),
+    FieldSpec(
+        "recipient_id",
+        "int",
+        required=True,
+        personal=True,
+        description="Campaign recipient ID.",
+    ),
+    FieldSpec(
+        "external_id",
+        "string",
+        personal=True,
+        description="Recipient external ID (AEP identity).",
+    ),
     FieldSpec(
         "address",
         "string",

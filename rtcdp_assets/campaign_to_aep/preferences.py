@@ -43,8 +43,19 @@ CHANNELS = {
 }
 
 FIELDS = (
-    FieldSpec("recipient_id", "string", required=True, description="Campaign recipient key."),
-    FieldSpec("external_id", "string", description="Recipient external ID (AEP identity)."),
+    FieldSpec(
+        "recipient_id",
+        "string",
+        required=True,
+        personal=True,
+        description="Campaign recipient key.",
+    ),
+    FieldSpec(
+        "external_id",
+        "string",
+        personal=True,
+        description="Recipient external ID (AEP identity).",
+    ),
     FieldSpec("email", "email", personal=True, description="Recipient email (lower-cased)."),
     FieldSpec("blacklist", "bool", required=True, description="Opted out of every channel."),
     *(FieldSpec(flag, "bool", description=f"Opted out of {ch}.") for flag, ch in CHANNELS.items()),

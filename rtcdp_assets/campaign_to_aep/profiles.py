@@ -42,8 +42,19 @@ from rtcdp_assets.shared.xdm_conformance import (
 GENDERS = {"0": "not_specified", "1": "male", "2": "female"}
 
 FIELDS = (
-    FieldSpec("recipient_id", "string", required=True, description="Campaign recipient key."),
-    FieldSpec("external_id", "string", description="External ID (the AEP identity)."),
+    FieldSpec(
+        "recipient_id",
+        "string",
+        required=True,
+        personal=True,
+        description="Campaign recipient key.",
+    ),
+    FieldSpec(
+        "external_id",
+        "string",
+        personal=True,
+        description="External ID (the AEP identity).",
+    ),
     FieldSpec("email", "email", personal=True, description="Email (lower-cased)."),
     FieldSpec("first_name", "string", personal=True, description="First name."),
     FieldSpec("last_name", "string", personal=True, description="Last name."),

@@ -68,7 +68,12 @@ FIELDS = (
         personal=True,
         description="The app's user key Campaign reconciles with the recipient.",
     ),
-    FieldSpec("recipient_id", "string", description="Campaign recipient of the subscription."),
+    FieldSpec(
+        "recipient_id",
+        "string",
+        personal=True,
+        description="Campaign recipient of the subscription.",
+    ),
     FieldSpec("app_id", "string", required=True, description="Mobile application ID."),
     FieldSpec("platform", "string", required=True, description="iOS / Android (see settings)."),
     FieldSpec(

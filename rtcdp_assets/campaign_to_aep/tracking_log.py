@@ -48,8 +48,19 @@ FIELDS = (
     FieldSpec("tracking_log_id", "int", required=True, description="Tracking log ID (PK)."),
     FieldSpec("broadlog_id", "int", required=True, description="The delivery log it reacts to."),
     FieldSpec("delivery_id", "int", required=True, description="Delivery ID."),
-    FieldSpec("recipient_id", "int", required=True, description="Campaign recipient ID."),
-    FieldSpec("external_id", "string", description="Recipient external ID (AEP identity)."),
+    FieldSpec(
+        "recipient_id",
+        "int",
+        required=True,
+        personal=True,
+        description="Campaign recipient ID.",
+    ),
+    FieldSpec(
+        "external_id",
+        "string",
+        personal=True,
+        description="Recipient external ID (AEP identity).",
+    ),
     FieldSpec(
         "url_type",
         "int",

@@ -55,7 +55,13 @@ PROFILES = CustomerDataset(
     asset_name="profile_import",
     folder="profiles",
     fields=(
-        FieldSpec("external_id", "string", required=True, description="Campaign external ID."),
+        FieldSpec(
+            "external_id",
+            "string",
+            required=True,
+            personal=True,
+            description="Campaign external ID.",
+        ),
         FieldSpec("email", "email", required=True, personal=True, description="Email."),
         FieldSpec("first_name", "string", personal=True, description="First name."),
         FieldSpec("last_name", "string", personal=True, description="Last name."),
@@ -77,7 +83,13 @@ PERSONALIZATION = CustomerDataset(
     asset_name="personalization_import",
     folder="personalization",
     fields=(
-        FieldSpec("external_id", "string", required=True, description="Campaign external ID."),
+        FieldSpec(
+            "external_id",
+            "string",
+            required=True,
+            personal=True,
+            description="Campaign external ID.",
+        ),
         FieldSpec(
             "preferred_channel",
             "string",

@@ -3,7 +3,7 @@
 `data_quality_report` gathers the latest result of every partitioned check of the Campaign →
 AEP datasets for its partition (passed, failed with severity, or not run), the counts behind
 each failure, and a sample of quarantined rows per dataset with their source file, line and
-reason, addresses and phone numbers masked. It is shown as a Markdown table in the UI and
+reason, personal values masked. It is shown as a Markdown table in the UI and
 written as a standalone HTML page (`data_quality_report/<partition>/report.html` in the
 warehouse) for reviewers outside Dagster. Nothing in it shows raw personal data.
 
@@ -13,7 +13,7 @@ No `from __future__ import annotations` here: Dagster reads the decorated functi
 import html
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -40,7 +40,7 @@ from dagster import (
 from dagster._core.event_api import PartitionKeyFilter
 
 from resources.warehouse import Warehouse
-from rtcdp_assets.shared.masking import mask_text
+from rtcdp_assets.shared.masking import mask_reject_raw, mask_text
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 SAMPLE_REJECTS = 5
@@ -78,7 +78,15 @@ def _evidence(metadata: dict[str, Any]) -> str:
     return mask_text("; ".join(parts))[:400]
 
 
-def build_data_quality_report(datasets: Sequence[str], check_keys: Sequence[AssetCheckKey]) -> Any:
+def build_data_quality_report(
+    datasets: Sequence[str],
+    check_keys: Sequence[AssetCheckKey],
+    personal_columns: Mapping[str, Collection[str]] | None = None,
+) -> Any:
+    """`personal_columns`: per dataset, the columns of its quarantined rows to mask
+    (ExportFormat.personal_columns); a dataset without an entry has every value masked."""
+    personal = dict(personal_columns or {})
+
     @asset(
         name="data_quality_report",
         partitions_def=four_hourly_partitions,
@@ -99,7 +107,7 @@ def build_data_quality_report(datasets: Sequence[str], check_keys: Sequence[Asse
         # A backfill hands this asset its whole partition range in one run (single_run policy);
         # each partition still gets its own HTML page, built exactly as in a one-partition run.
         reports = [
-            _report_partition(context, warehouse, pk, datasets, check_keys)
+            _report_partition(context, warehouse, pk, datasets, check_keys, personal)
             for pk in context.partition_keys
         ]
         if len(reports) == 1:
@@ -147,6 +155,7 @@ def _report_partition(
     pk: str,
     datasets: Sequence[str],
     check_keys: Sequence[AssetCheckKey],
+    personal: Mapping[str, Collection[str]],
 ) -> _PartitionReport:
     latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
         list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
@@ -162,7 +171,7 @@ def _report_partition(
             severity = evaluation.severity.value if not evaluation.passed else ""
             evidence = "" if evaluation.passed else _evidence(dict(evaluation.metadata))
         rows.append((key.asset_key.to_user_string(), key.name, outcome, severity, evidence))
-    samples = {d: _reject_sample(warehouse, d, pk) for d in datasets}
+    samples = {d: _reject_sample(warehouse, d, pk, personal.get(d)) for d in datasets}
     with tempfile.TemporaryDirectory(prefix="rtcdp-dq-") as tmp:
         local = Path(tmp) / "report.html"
         local.write_text(_html(pk, rows, samples), encoding="utf-8")
@@ -201,7 +210,11 @@ def _range_metadata(reports: list[_PartitionReport], warehouse: Warehouse) -> di
     }
 
 
-def _reject_sample(warehouse: Warehouse, dataset: str, pk: str) -> list[dict[str, Any]]:
+def _reject_sample(
+    warehouse: Warehouse, dataset: str, pk: str, personal: Collection[str] | None
+) -> list[dict[str, Any]]:
+    """The first quarantined rows; values of personal columns masked (all of them when the
+    dataset's personal columns are not known)."""
     batch = next(
         iter(warehouse.iter_batches(dataset, pk, "rejects.parquet", batch_size=SAMPLE_REJECTS)),
         None,
@@ -214,7 +227,7 @@ def _reject_sample(warehouse: Warehouse, dataset: str, pk: str) -> list[dict[str
             "line": r["line_number"],
             "reason": r["reason"],
             "column": r["column"],
-            "values": mask_text(r["raw"] or "")[:200],
+            "values": mask_reject_raw(r["raw"], personal)[:200],
         }
         for r in batch.to_pylist()
     ]

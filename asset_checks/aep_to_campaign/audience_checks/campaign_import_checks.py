@@ -44,7 +44,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.recipient_matching im
     load_email_suppression,
     recipients_by_id,
 )
-from rtcdp_assets.shared.masking import mask_email
+from rtcdp_assets.shared.masking import mask_value
 
 IMPORT_KEY = AssetKey(CAMPAIGN_IMPORT)
 
@@ -53,6 +53,14 @@ def _staged_frame(staged: Sequence[pa.Table]) -> pd.DataFrame:
     if not staged:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in IMPORT_COLUMNS})
     return pd.concat([t.to_pandas() for t in staged], ignore_index=True)
+
+
+def _mismatch(row: Any) -> str:
+    if pd.isna(row.external_id_campaign):
+        return "(no such Campaign recipient)"
+    if row.external_id != row.external_id_campaign:
+        return "(external_id differs from Campaign's)"
+    return "(email differs from Campaign's)"
 
 
 def source_of_truth_result(
@@ -69,8 +77,9 @@ def source_of_truth_result(
         | (joined["external_id"] != joined["external_id_campaign"])
         | (joined["email"] != joined["email_campaign"])
     )
+    # Recipient IDs and emails are personal: an example says what differs, not the values.
     examples = [
-        f"recipient_id={r.recipient_id} email={mask_email(r.email or '')}"
+        f"recipient_id={mask_value(r.recipient_id)} email={mask_value(r.email)} {_mismatch(r)}"
         for r in joined[bad].head(10).itertuples()
     ]
     return AssetCheckResult(
@@ -109,7 +118,12 @@ def suppression_result(staged: Sequence[pa.Table], suppressed: pd.Series) -> Ass
             "by_reason": MetadataValue.json(
                 {k: int(v) for k, v in sorted(reasons[hit].value_counts().items())}
             ),
-            "examples": MetadataValue.json([mask_email(e) for e in rows["email"][hit].head(10)]),
+            "examples": MetadataValue.json(
+                [
+                    f"{mask_value(e)} ({r})"
+                    for e, r in zip(rows["email"][hit].head(10), reasons[hit].head(10), strict=True)
+                ]
+            ),
         },
     )
 

@@ -68,6 +68,7 @@ def audience_format(
             "external_id",
             "string",
             required=join_identity == "external_id",
+            personal=True,
             description="Campaign external ID (the AEP `external_id` identity).",
         ),
         FieldSpec(

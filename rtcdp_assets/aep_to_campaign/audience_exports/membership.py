@@ -38,6 +38,8 @@ from rtcdp_assets.aep_to_campaign.audience_exports.segment_exports import segmen
 from rtcdp_assets.shared.ingest import LINE_NUMBER
 from rtcdp_assets.shared.masking import masked_preview
 
+# The member key is the join identity's value (an external ID, email or phone).
+PERSONAL_COLUMNS = frozenset({"key", "external_id", "email"})
 MEMBERS_SCHEMA = pa.schema(
     [
         pa.field("key", pa.string(), nullable=False),
@@ -248,7 +250,7 @@ def audience_membership(
             "unchanged": applied["unchanged"],
             "duplicate_member": applied["duplicate_member"],
             "exited_non_member": applied["exited_non_member"],
-            "preview": MetadataValue.md(masked_preview(members, {"email", "key"})),
+            "preview": MetadataValue.md(masked_preview(members, PERSONAL_COLUMNS)),
             "warehouse_path": warehouse.path(
                 AUDIENCE_MEMBERSHIP, f"{audience_id}/{stamp}", "members.parquet"
             ),

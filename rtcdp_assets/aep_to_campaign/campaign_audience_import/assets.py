@@ -29,6 +29,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_me
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_build import build_import
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     CAMPAIGN_IMPORT,
+    PERSONAL_COLUMNS,
     PUBLISHED,
 )
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import publish_import
@@ -76,9 +77,7 @@ def campaign_audience_import(
             "excluded_by_reason": MetadataValue.json(manifest["excluded"]),
             "quarantined_by_reason": MetadataValue.json(manifest["quarantined"]),
             "reconciliation": MetadataValue.json(manifest["reconciliation"]),
-            "quarantine_preview": MetadataValue.md(
-                masked_preview(quarantine, {"email", "key", "external_id"})
-            ),
+            "quarantine_preview": MetadataValue.md(masked_preview(quarantine, PERSONAL_COLUMNS)),
             "warehouse_path": warehouse.path(CAMPAIGN_IMPORT, audience_id, stamp),
         }
     )

@@ -20,6 +20,8 @@ IMPORT_COLUMNS = (
     "last_qualification_time",
     "export_time",
 )
+# The member key is the join identity's value (an external ID, email or phone).
+PERSONAL_COLUMNS = frozenset({"key", "recipient_id", "external_id", "email"})
 QUARANTINE_SCHEMA = pa.schema(
     [
         ("key", pa.string()),

@@ -8,7 +8,7 @@ from dagster import MetadataValue, TableColumn, TableSchema
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
 from rtcdp_assets.shared import xdm
-from rtcdp_assets.shared.masking import mask_text, masked_preview
+from rtcdp_assets.shared.masking import mask_xdm, masked_preview
 
 
 def table_schema(schema: pa.Schema) -> TableSchema:
@@ -22,11 +22,15 @@ def head_rows(warehouse: Warehouse, dataset: str, pk: str, rows: int = 5) -> pa.
     return pa.Table.from_batches([batch]) if batch is not None and batch.num_rows else None
 
 
-def xdm_preview(warehouse: Warehouse, dataset: str, pk: str) -> str:
-    head = head_rows(warehouse, dataset, pk, rows=3)
+def xdm_preview(flow: CampaignExportDescription, warehouse: Warehouse, pk: str) -> str:
+    """The first records as JSON, masked by `mask_xdm` (personal, identity and unknown paths)."""
+    head = head_rows(warehouse, flow.xdm_dataset, pk, rows=3)
     if head is None:
         return "_no records_"
-    lines = [mask_text(xdm.dumps(r)) for r in xdm.to_records(head)]
+    personal = flow.fmt.personal_fields
+    # Constant paths (producedBy, ...) come from no column, personal or not: they are shown.
+    known = {**flow.column_lineage, **{path: () for path in flow.constant_columns}}
+    lines = [xdm.dumps(mask_xdm(r, known, personal)) for r in xdm.to_records(head)]
     return "```json\n" + "\n".join(lines) + "\n```"
 
 

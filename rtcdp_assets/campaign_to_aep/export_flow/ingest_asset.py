@@ -129,7 +129,7 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
                     **by_channel,
                     "dagster/row_count": xdm_out.rows,
                     **xdm_spec_metadata(flow, settings, xdm_out.schema),
-                    "preview": MetadataValue.md(xdm_preview(warehouse, flow.xdm_dataset, pk)),
+                    "preview": MetadataValue.md(xdm_preview(flow, warehouse, pk)),
                     "xdm_class": flow.xdm_class,
                     "xdm_field_groups": MetadataValue.json(list(flow.xdm_field_groups)),
                     "warehouse_path": warehouse.path(flow.xdm_dataset, pk, "data.parquet"),

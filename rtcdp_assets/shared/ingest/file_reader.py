@@ -36,6 +36,7 @@ from rtcdp_assets.shared.ingest.validation import (
     _string_buffers,
     validate_batch,
 )
+from rtcdp_assets.shared.masking import mask_parse_error
 
 
 @dataclass
@@ -309,7 +310,7 @@ def _unreadable_from_arrow(exc: pa.ArrowInvalid, block_size: int) -> UnreadableF
             "bad_encoding",
             "the file contains bytes that are not valid text in the configured encoding",
         )
-    return UnreadableFile("csv_parse_error", text.splitlines()[0][:300])
+    return UnreadableFile("csv_parse_error", mask_parse_error(text.splitlines()[0])[:300])
 
 
 @functools.cache

@@ -92,6 +92,14 @@ class ExportFormat:
         return {f.name for f in self.fields if f.personal}
 
     @property
+    def personal_columns(self) -> frozenset[str]:
+        """Personal fields under every name they have: canonical and each layout's header
+        (a quarantined row keeps its source column names)."""
+        personal = self.personal_fields
+        sources = {h for layout in self.layouts for h, f in layout.columns.items() if f in personal}
+        return frozenset(personal | sources)
+
+    @property
     def typed_schema(self) -> pa.Schema:
         cols = [pa.field(f.name, ARROW_TYPES[f.kind], nullable=not f.required) for f in self.fields]
         cols += [
