@@ -61,8 +61,8 @@ campaign_export_check_defs = [
     check for flow in CAMPAIGN_EXPORTS for check in campaign_export_checks(flow.flow)
 ]
 
-# Evaluates the automation conditions (suppression_list: eager after new quarantine or
-# preference partitions); on by default like the export sensors.
+# Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
+# preference partition); on by default like the export sensors.
 automation_sensor = AutomationConditionSensorDefinition(
     "suppression_list_automation",
     target=AssetSelection.assets(suppression_list),
