@@ -56,6 +56,7 @@ from dagster import (
 
 from resources import LocalDropZone
 from resources.drop_zones import join
+from resources.settings import PARTITIONS_START_VARIABLE
 from rtcdp_dev import sample_audiences
 from rtcdp_dev.sample_data import DATASETS, write_dataset_files
 from rtcdp_dev.services import MotoS3Server
@@ -169,13 +170,38 @@ def _prepare(args: argparse.Namespace) -> Path:
     os.environ["RTCDP_ENV"] = "embedded"
     os.environ["RTCDP_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_HOME"] = str(home)
+    # For `dagster dev`: partitions from a few days before the sample data, not a year of
+    # empty windows (this process imported the default start, which lies before it).
+    os.environ.setdefault(
+        PARTITIONS_START_VARIABLE, demo_partitions_start(data_dir, args.windows, datetime.now(UTC))
+    )
     return data_dir
+
+
+DAYS_BEFORE_SAMPLE_DATA = 3
+
+
+def demo_partitions_start(data_dir: Path, windows: int, now: datetime) -> str:
+    """The demo's first partition: `DAYS_BEFORE_SAMPLE_DATA` days before its first sample
+    window, kept in `<data-dir>/partitions_start` so a later demo on the same data agrees."""
+    saved = data_dir / "partitions_start"
+    if saved.exists():
+        return saved.read_text().strip()
+    first = sample_window_range(now, windows)[0] - timedelta(days=DAYS_BEFORE_SAMPLE_DATA)
+    value = first.strftime("%Y-%m-%d-%H:%M")
+    saved.write_text(value + "\n")
+    return value
+
+
+def sample_window_range(now: datetime, windows: int) -> tuple[datetime, datetime]:
+    """(start, end) of the `windows` closed 4-hour windows before `now`."""
+    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
+    return end - timedelta(hours=4 * windows), end
 
 
 def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: int) -> list[str]:
     now = datetime.now(UTC)
-    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
-    start = end - timedelta(hours=4 * windows)
+    start, end = sample_window_range(now, windows)
     written: list[str] = []
     for dataset in DATASETS:
         files = write_dataset_files(
