@@ -376,6 +376,8 @@ def _execute(job: object, request: object, instance: object) -> RunSummary:
         tags=request.tags,
         raise_on_error=False,  # type: ignore[attr-defined]
     )
+    # A check-only run (orphan_recheck_job) carries its partition as a tag.
+    pk = pk or request.tags.get("dagster/partition", "-")  # type: ignore[attr-defined]
     return _summarize(outcome, partition=pk, job=job.name)  # type: ignore[attr-defined]
 
 
