@@ -7,8 +7,35 @@ from the environment instead of editing code.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
 from dagster import ConfigurableResource
 from pydantic import Field
+
+PARTITIONS_START_VARIABLE = "RTCDP_PARTITIONS_START"
+# The month the first Campaign exports of this deployment are expected (every test and sample
+# window falls after it); a deployment sets its go-live date, so the UI's partition counts and
+# "filled" percentages start where data can exist.
+DEFAULT_PARTITIONS_START = "2026-11-01-00:00"
+
+
+def partitions_start(environ: Mapping[str, str] = os.environ) -> str:
+    """The first 4-hour window (`YYYY-MM-DD-HH:MM`, UTC) of every time-partitioned asset, from
+    `RTCDP_PARTITIONS_START` (`YYYY-MM-DD` or `YYYY-MM-DD-HH:MM`; rounded down to its 4-hour
+    window), read when the definitions load. Files of earlier windows are left in the drop
+    zone with a note, never read."""
+    raw = environ.get(PARTITIONS_START_VARIABLE, "").strip() or DEFAULT_PARTITIONS_START
+    for fmt in ("%Y-%m-%d-%H:%M", "%Y-%m-%d"):
+        try:
+            when = datetime.strptime(raw, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return when.replace(hour=when.hour - when.hour % 4, minute=0).strftime("%Y-%m-%d-%H:%M")
+    raise ValueError(
+        f"{PARTITIONS_START_VARIABLE}={raw!r}: expected YYYY-MM-DD or YYYY-MM-DD-HH:MM (UTC)"
+    )
 
 
 class PipelineSettings(ConfigurableResource):

@@ -23,6 +23,8 @@ warnings.filterwarnings("ignore", category=PreviewWarning)
 from asset_checks.aep_to_campaign.wiring import audience_defs, destination_defs, reach_defs  # noqa: E402
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks  # noqa: E402
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
+from asset_checks.campaign_to_aep.orphan_recheck import build_orphan_recheck  # noqa: E402
+from asset_checks.campaign_to_aep.tracking_checks import ORPHAN_CHECK_NAME  # noqa: E402
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
@@ -61,8 +63,18 @@ campaign_export_check_defs = [
     check for flow in CAMPAIGN_EXPORTS for check in campaign_export_checks(flow.flow)
 ]
 
-# Evaluates the automation conditions (suppression_list: eager after new quarantine or
-# preference partitions); on by default like the export sensors.
+# orphan_tracking_rows again for the tracking partitions a newly loaded broadlog partition can
+# settle (their reactions may have arrived before their sends).
+orphan_recheck_job, orphan_recheck_sensor = build_orphan_recheck(
+    next(
+        c
+        for c in campaign_export_check_defs
+        if c.check_keys and next(iter(c.check_keys)).name == ORPHAN_CHECK_NAME
+    )
+)
+
+# Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
+# preference partition); on by default like the export sensors.
 automation_sensor = AutomationConditionSensorDefinition(
     "suppression_list_automation",
     target=AssetSelection.assets(suppression_list),
@@ -112,6 +124,7 @@ defs = Definitions(
         *customer_import_defs.sensors,
         aep_push_tokens_sensor,
         automation_sensor,
+        orphan_recheck_sensor,
     ],
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),
@@ -123,6 +136,7 @@ defs = Definitions(
         *reach_defs.jobs,
         *customer_import_defs.jobs,
         aep_push_tokens_job,
+        orphan_recheck_job,
     ],
     schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
     resources=environment_resources(),

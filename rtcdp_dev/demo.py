@@ -3,7 +3,10 @@
 Writes sample Campaign exports into the local stand-in for the Campaign SFTP server, then either
 
 - starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
-  partitions, check results and published files while you watch; or
+  partitions, check results and published files while you watch; once the sensors have loaded
+  Campaign's side (every profiles export processed, the suppression list built), the demo
+  writes the same sample AEP audience export as `--headless` (rtcdp_dev/demo_audience.py), and
+  the audience sensor takes it from there; or
 - with `--headless`, does what the sensor daemon would do once: evaluates every Campaign export
   sensor (push subscriptions last, after the quarantine list they are checked against), runs
   each requested partition and refreshes the suppression list; then writes one
@@ -33,30 +36,26 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AutomationConditionSensorDefinition,
     DagsterInstance,
     SensorResult,
-    build_resources,
     build_sensor_context,
     materialize,
     partition_loading_context,
 )
 
-from resources import LocalDropZone
-from resources.drop_zones import join
-from rtcdp_dev import sample_audiences
+from resources.settings import PARTITIONS_START_VARIABLE
+from rtcdp_dev import demo_audience
+from rtcdp_dev.demo_audience import write_sample_audience_export
 from rtcdp_dev.sample_data import DATASETS, write_dataset_files
 from rtcdp_dev.services import MotoS3Server
 
@@ -176,13 +175,38 @@ def _prepare(args: argparse.Namespace) -> Path:
     os.environ["RTCDP_ENV"] = "embedded"
     os.environ["RTCDP_DATA_DIR"] = str(data_dir)
     os.environ["DAGSTER_HOME"] = str(home)
+    # For `dagster dev`: partitions from a few days before the sample data, not a year of
+    # empty windows (this process imported the default start, which lies before it).
+    os.environ.setdefault(
+        PARTITIONS_START_VARIABLE, demo_partitions_start(data_dir, args.windows, datetime.now(UTC))
+    )
     return data_dir
+
+
+DAYS_BEFORE_SAMPLE_DATA = 3
+
+
+def demo_partitions_start(data_dir: Path, windows: int, now: datetime) -> str:
+    """The demo's first partition: `DAYS_BEFORE_SAMPLE_DATA` days before its first sample
+    window, kept in `<data-dir>/partitions_start` so a later demo on the same data agrees."""
+    saved = data_dir / "partitions_start"
+    if saved.exists():
+        return saved.read_text().strip()
+    first = sample_window_range(now, windows)[0] - timedelta(days=DAYS_BEFORE_SAMPLE_DATA)
+    value = first.strftime("%Y-%m-%d-%H:%M")
+    saved.write_text(value + "\n")
+    return value
+
+
+def sample_window_range(now: datetime, windows: int) -> tuple[datetime, datetime]:
+    """(start, end) of the `windows` closed 4-hour windows before `now`."""
+    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
+    return end - timedelta(hours=4 * windows), end
 
 
 def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: int) -> list[str]:
     now = datetime.now(UTC)
-    end = now.replace(minute=0, second=0, microsecond=0, hour=now.hour - now.hour % 4)
-    start = end - timedelta(hours=4 * windows)
+    start, end = sample_window_range(now, windows)
     written: list[str] = []
     for dataset in DATASETS:
         files = write_dataset_files(
@@ -204,10 +228,6 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
 
 
 AUDIENCE_SENSOR = "aep_audience_export_sensor"
-# A fixed audience and destination name: a second demo run recognises its own export and does
-# not write another one, so "nothing new" stays true.
-DEMO_AUDIENCE_ID = "5e1f0c2a-7d4b-4c3e-9f8a-0b1c2d3e4f50"
-DEMO_DESTINATION = "Demo_Blob"
 
 
 def run_headless(data_dir: Path) -> list[RunSummary]:
@@ -273,74 +293,6 @@ def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> 
     return summaries
 
 
-def write_sample_audience_export(data_dir: Path, defs: Any, instance: Any) -> list[str]:
-    """One AEP audience export (+ manifest) drawn from the Campaign recipients in the warehouse.
-
-    Returns the names written; nothing when the demo audience was exported already or no
-    profiles partition is materialized yet.
-    """
-    # The configured zone (a local folder or a bucket), with its EnvVars resolved.
-    with build_resources({"zone": defs.resources["aep_destination"]}) as built:
-        zone = built.zone
-    folder = defs.resources["audience_settings"].destination_folder
-    prefix = f"{DEMO_DESTINATION}_{DEMO_AUDIENCE_ID}_"
-    if any(e.name.startswith(prefix) for e in zone.list(folder)):
-        return []
-    recipients = _campaign_recipients(
-        defs.resources["warehouse"], instance.get_materialized_partitions(AssetKey("profiles"))
-    )
-    if not recipients:
-        return []
-    in_campaign = min(200, max(2, len(recipients) // 2))
-    members = sample_audiences.audience_members(
-        recipients,
-        in_campaign=in_campaign,
-        not_in_campaign=max(1, in_campaign // 10),
-        exited=max(1, in_campaign // 40),
-        without_identity=max(1, in_campaign // 50),
-    )
-    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
-    files = sample_audiences.export_files(
-        members, destination=DEMO_DESTINATION, audience_id=DEMO_AUDIENCE_ID, when=when
-    )
-    manifest_name, manifest_data = sample_audiences.manifest(files, scheduled=when)
-    files[manifest_name] = manifest_data
-    for name, data in files.items():
-        zone.write_bytes(join(folder, name), data)
-    if isinstance(zone, LocalDropZone):
-        # Written "a minute ago" so the sensor does not take them for files still being written.
-        past = datetime.now(UTC).timestamp() - 60
-        for name in files:
-            os.utime(Path(zone.root) / join(folder, name), (past, past))
-    else:
-        # An object store sets the modification time itself: wait out the settle window (and a
-        # second more, as the store's clock is not ours).
-        time.sleep(defs.resources["settings"].file_settle_seconds + 1)
-    return sorted(files)
-
-
-def _campaign_recipients(warehouse: Any, partitions: set[str]) -> list[dict[str, str]]:
-    """Latest version of each materialized recipient that has the join identity and an email."""
-    columns = ["recipient_id", "external_id", "email", "first_name", "last_name", "last_modified"]
-    frames = []
-    for pk in sorted(partitions):
-        with warehouse.local_copy("profiles", pk, "data.parquet") as local:
-            if local is not None:
-                frames.append(pq.read_table(local, columns=columns).to_pandas())
-    if not frames:
-        return []
-    df = pd.concat(frames, ignore_index=True)
-    df = df.sort_values(["last_modified", "recipient_id"], kind="stable")
-    df = df.drop_duplicates("recipient_id", keep="last").sort_values("recipient_id")
-    # Campaign external IDs must be unique to be a join identity (ambiguous ones are refused).
-    df = df[df["external_id"].notna() & (df["external_id"] != "") & df["email"].notna()]
-    df = df.drop_duplicates("external_id", keep=False)
-    return [
-        {k: "" if pd.isna(v) else str(v) for k, v in row.items()}
-        for row in df[columns[:5]].to_dict("records")
-    ]
-
-
 def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
     asset_def = defs.resolve_assets_def(AssetKey(name))
     # resolved asset definitions already carry the code location's resources
@@ -357,6 +309,8 @@ def _execute(job: object, request: object, instance: object) -> RunSummary:
         tags=request.tags,
         raise_on_error=False,  # type: ignore[attr-defined]
     )
+    # A check-only run (orphan_recheck_job) carries its partition as a tag.
+    pk = pk or request.tags.get("dagster/partition", "-")  # type: ignore[attr-defined]
     return _summarize(outcome, partition=pk, job=job.name)  # type: ignore[attr-defined]
 
 
@@ -450,7 +404,14 @@ def _run(args: argparse.Namespace, data_dir: Path) -> int:
         "-p",
         str(args.port),
     ]
-    return subprocess.call(cmd, cwd=ROOT)  # noqa: S603 - fixed argv, no shell
+    ui = subprocess.Popen(cmd, cwd=ROOT)  # noqa: S603 - fixed argv, no shell
+    # Once the sensors have loaded Campaign's side, the same audience export as headless, so
+    # the aep_to_campaign group has data in the UI too.
+    demo_audience.write_when_ready(data_dir, stopped=lambda: ui.poll() is not None)
+    try:
+        return ui.wait()
+    except KeyboardInterrupt:  # Ctrl-C reaches dagster dev too (same process group)
+        return ui.wait()
 
 
 if __name__ == "__main__":

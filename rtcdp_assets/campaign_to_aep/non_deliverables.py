@@ -54,6 +54,15 @@ from rtcdp_assets.shared.xdm_conformance import (
     PROFILE,
 )
 
+# Not eager(): its "no dependency missing" is never true here, as the deps are 4-hourly and
+# most windows hold no export; and its "newly missing" would build an empty list before any
+# quarantine or preference has arrived. Each new (or re-run) partition of either dep is enough.
+SUPPRESSION_LIST_CONDITION = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("after a new non_deliverables or preferences partition")
+
 FIELDS = (
     FieldSpec("address_id", "int", required=True, description="Quarantine entry ID (PK)."),
     FieldSpec("address", "string", required=True, personal=True, description="Email or phone."),
@@ -237,7 +246,7 @@ non_deliverables_defs = non_deliverables_flow.build()
     deps=[AssetKey("non_deliverables"), AssetKey("preferences")],
     # Rebuilt whenever a non-deliverables or preferences partition lands, by the daemon's
     # automation sensor, so the audience import always excludes the latest suppressions.
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=SUPPRESSION_LIST_CONDITION,
     description=(
         "Addresses that must never be targeted: the latest quarantine status of every address "
         "(quarantined or denylisted) and recipients' channel opt-outs (preferences). The import "

@@ -12,6 +12,7 @@ from dagster import RunRequest
 
 from resources.drop_zones import DropZone, Entry, is_temporary_name, join
 from resources.settings import PipelineSettings
+from rtcdp_assets.shared.partitions import before_first_partition, before_first_partition_note
 
 EXPORT_TIME = re.compile(r"^exportTime=(?P<stamp>\d{12})$")
 DATA_FILE = re.compile(r"\.(json|json\.gz|parquet)$", re.IGNORECASE)
@@ -70,6 +71,9 @@ def plan_tick(
     notes: list[str] = []
     new_cursor: dict[str, str] = {}
     for pk, entries in by_window.items():
+        if before_first_partition(pk):
+            notes.append(before_first_partition_note(entries[0].name, pk))
+            continue
         if pk in seen:
             new_cursor[pk] = seen[pk]
         unsettled = [

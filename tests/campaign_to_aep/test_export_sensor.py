@@ -276,3 +276,18 @@ def test_partition_for_file_names():
     assert f("broadLog_20261323_0000.csv") is None
     assert f("broadLog_20261123_0000.json") is None
     assert f("../broadLog_20261123_0000.csv") is None
+
+
+def test_a_file_of_a_window_before_the_first_partition_is_left_alone_and_reported(zone, tmp_path):
+    # The default first window (RTCDP_PARTITIONS_START) is 2026-11-01-00:00.
+    old = drop(tmp_path, "broadLog_20261031_2000.csv", HEADER)
+    requests, cursor, result = tick(zone)
+    assert requests == []
+    assert (
+        "broadLog_20261031_2000.csv: window 2026-10-31-20:00 is before the first partition "
+        "2026-11-01-00:00 (RTCDP_PARTITIONS_START); left in place, not read"
+    ) in result.skip_reason.skip_message
+    assert old.exists()
+    drop(tmp_path, "broadLog_20261101_0000.csv", HEADER)
+    requests, _, _ = tick(zone, cursor)
+    assert [r.partition_key for r in requests] == ["2026-11-01-00:00"]

@@ -106,12 +106,14 @@ OTHER_JOBS = {
     "export_freshness_job",
     "file_ledger_job",
     "data_quality_report_job",
+    "orphan_recheck_job",
 }
 OTHER_SENSORS = {
     "suppression_list_automation",
     "aep_audience_export_sensor",
     "customer_source_sensor",
     "aep_push_tokens_sensor",
+    "orphan_recheck_sensor",
 }
 SCHEDULES = {"export_freshness_schedule", "file_ledger_schedule", "data_quality_report_schedule"}
 

@@ -150,3 +150,16 @@ def test_the_summary_lists_warnings_apart_and_only_errors_fail_the_demo(capsys):
     blocked = RunSummary(partition="2026-11-23-08:00", job="broadlog_job", success=False)
     blocked.add_check("broadlog:reject_rate", False, AssetCheckSeverity.ERROR)
     assert exit_code([warned, blocked]) == 1
+
+
+def test_the_demo_partitions_start_a_few_days_before_its_sample_data(tmp_path):
+    from datetime import UTC, datetime
+
+    from rtcdp_dev.demo import demo_partitions_start, sample_window_range
+
+    now = datetime(2026, 11, 23, 19, 46, tzinfo=UTC)
+    assert sample_window_range(now, 6)[0] == datetime(2026, 11, 22, 16, tzinfo=UTC)
+    assert demo_partitions_start(tmp_path, 6, now) == "2026-11-19-16:00"
+    # Kept with the data: a later demo on the same data dir agrees, whatever the clock says.
+    later = datetime(2026, 11, 30, tzinfo=UTC)
+    assert demo_partitions_start(tmp_path, 6, later) == "2026-11-19-16:00"

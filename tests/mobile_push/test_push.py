@@ -467,3 +467,21 @@ def test_arrow_and_per_record_paths_agree(embedded_env_with_instance):
         "reason": "missing_required_value",
         "column": "pushNotificationDetails[1].token",
     }
+
+
+def test_aep_export_of_a_window_before_the_first_partition_is_left_alone(
+    embedded_env_with_instance,
+):
+    root, resources, instance = embedded_env_with_instance
+    # Before the default first window (RTCDP_PARTITIONS_START, 2026-11-01-00:00).
+    folder = root / "aep_dataset_export" / "aep_dataset_exports" / "ds1" / "exportTime=202610312300"
+    folder.mkdir(parents=True)
+    part = folder / "part-00000-a.json"
+    part.write_text(json.dumps({"_id": "r1", "pushNotificationDetails": []}) + "\n")
+    os.utime(part, (time.time() - 600,) * 2)
+    result = evaluate_sensor(aep.aep_push_tokens_sensor, resources, instance)
+    assert not result.run_requests
+    assert "window 2026-10-31-20:00 is before the first partition 2026-11-01-00:00" in (
+        result.skip_reason.skip_message
+    )
+    assert part.exists()

@@ -30,6 +30,7 @@ from rtcdp_assets.shared.file_completion import (
     INCOMPLETE_REASON_PREFIX,
     CompletionRule,
 )
+from rtcdp_assets.shared.partitions import before_first_partition, before_first_partition_note
 
 SOURCE_FILE_TAG = "rtcdp/source_file"
 SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
@@ -118,6 +119,9 @@ def plan_tick(
         if pk is None:
             if entry.name.lower().startswith(flow.file_prefix.lower()):
                 unrecognised.append(entry.name)
+            continue
+        if before_first_partition(pk):
+            notes.append(before_first_partition_note(entry.name, pk))
             continue
         if row is None:
             listed.add(key)
