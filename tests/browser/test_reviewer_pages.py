@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from rtcdp_assets.shared.masking import MASK
 from tests.browser.demo_ui import DemoUi
 from tests.browser.personal_values import PersonalValueFinder, describe_leaks
 
 pytestmark = pytest.mark.integration
 
-# A masked email address as the UI shows it (rtcdp_assets/shared/masking.py: `a***@***.com`).
-MASKED_EMAIL = re.compile(r"\w\*\*\*@\*\*\*\.\w+")
+# A masked personal value as the UI shows it (rtcdp_assets/shared/masking.py).
+MASKED = MASK
 LOADING = re.compile(r"^Loading")
 GROUPS = (
     "campaign_to_aep",
@@ -139,7 +140,7 @@ def test_broadlog_partitions(page: Page, ui: DemoUi, visit: ReviewerPages, perso
 
     preview = open_dialog(page, "preview", "[Show Markdown]")
     expect(preview.get_by_role("columnheader", name="address", exact=True)).to_be_visible()
-    expect(preview).to_contain_text(MASKED_EMAIL)
+    expect(preview).to_contain_text(MASKED)
     visit.record("preview")
     close_dialog(page)
     visit.assert_no_personal_value(personal)
@@ -200,7 +201,7 @@ def test_data_quality_report(page: Page, ui: DemoUi, visit: ReviewerPages, perso
     # The quarantined-row samples, masked.
     expect(report.get_by_text("broadlog: quarantined rows (sample)")).to_be_visible()
     expect(report.get_by_role("columnheader", name="values (masked)").first).to_be_visible()
-    expect(report).to_contain_text(MASKED_EMAIL)
+    expect(report).to_contain_text(MASKED)
     visit.record("report")
     close_dialog(page)
     visit.assert_no_personal_value(personal)
@@ -215,8 +216,7 @@ def test_profiles_xdm_preview(page: Page, ui: DemoUi, visit: ReviewerPages, pers
     visit.record("partition")
 
     preview = open_dialog(page, "preview", "[Show Markdown]")
-    expect(preview).to_contain_text('"personalEmail":{"address":"')
-    expect(preview).to_contain_text(MASKED_EMAIL)
+    expect(preview).to_contain_text(f'"personalEmail":{{"address":"{MASKED}"')
     visit.record("preview")
     close_dialog(page)
     visit.assert_no_personal_value(personal)
