@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from rtcdp_dev.demo import DEMO_AUDIENCE_ID
+from rtcdp_dev.demo_audience import DEMO_AUDIENCE_ID
 from rtcdp_dev.sample_data.pipeline import FLOWS
 from tests.operations.personal_values import (
     MIN_CHARS,
