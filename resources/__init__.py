@@ -203,6 +203,7 @@ def production_resources() -> dict[str, Any]:
                 "RTCDP_TRACKING_LOG_DEFAULT_CHANNEL", "email"
             ),
             phone_default_country_code=os.environ.get("RTCDP_PHONE_DEFAULT_COUNTRY_CODE", ""),
+            aep_publication_format=os.environ.get("RTCDP_AEP_PUBLICATION_FORMAT", "parquet"),
             **completion_settings_from_env(),
             # The limits an operator is told to change when a file or partition is refused.
             max_row_bytes=int(os.environ.get("RTCDP_MAX_ROW_BYTES", 1 << 20)),

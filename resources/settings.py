@@ -61,6 +61,16 @@ class PipelineSettings(ConfigurableResource):
     aep_landing_folder: str = Field(
         default="campaign", description="Folder in the AEP landing container for our output."
     )
+    aep_publication_format: str = Field(
+        default="parquet",
+        pattern="^(parquet|json-lines)$",
+        description=(
+            "Form of the files published for AEP's cloud-storage source (docs/formats.md §h3): "
+            "'parquet' (XDM Parquet, `.parquet`, the stored XDM partition) or 'json-lines' "
+            "(`.json`). The AEP dataflow's data format must match; a switch moves the other "
+            "form's file of a re-published partition to `<aep_landing_folder>/_superseded/`."
+        ),
+    )
     campaign_org_unit: str = Field(
         default="default",
         description="The one Campaign organizational unit this deployment serves.",

@@ -12,7 +12,7 @@ from resources import PipelineSettings, embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from tests.drop_files import drop_campaign_export
-from tests.results import check_evaluations_by_name, materialization
+from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
@@ -72,10 +72,9 @@ def test_good_file_is_typed_checked_and_published(embedded_env):
 
     data_path, manifest_path = broadlog_flow.landing_paths(resources["settings"], PK)
     landing = root / "aep_landing"
-    lines = (landing / data_path).read_text().splitlines()
-    assert len(lines) == len(GOOD)
+    records = read_published(landing, data_path)
+    assert data_path.endswith(".parquet") and len(records) == len(GOOD)
     schema = XdmSchema.compose(broadlog_flow.xdm_class, list(broadlog_flow.xdm_field_groups))
-    records = [json.loads(line) for line in lines]
     for record in records:
         assert schema.errors(record) == []
     by_id = {r["_experience"]["campaign"]["broadlogID"]: r for r in records}
@@ -91,7 +90,7 @@ def test_good_file_is_typed_checked_and_published(embedded_env):
     assert by_id["3"]["eventType"] == "directMarketing.emailBouncedSoft"
     assert by_id["4"]["directMarketing"] == {"notSent": {"value": 1.0}}
     manifest = json.loads((landing / manifest_path).read_text())
-    assert manifest["records"] == len(GOOD)
+    assert manifest["records"] == len(GOOD) and manifest["format"] == "parquet"
     # the source file was archived, not deleted
     assert not (root / "campaign_sftp/export/broadLog_20261123_0800.csv").exists()
     archived = list((root / "campaign_sftp/export/archive/broadlog").iterdir())

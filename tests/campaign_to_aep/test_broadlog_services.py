@@ -13,6 +13,7 @@ from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from resources import DropZoneAccessDenied, FileLedger, PipelineSettings
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
+from tests.results import read_published
 from tests.zones import sftp_zone
 
 pytestmark = pytest.mark.integration
@@ -62,7 +63,7 @@ def test_file_on_sftp_becomes_validated_xdm_in_blob_and_reruns_identically(servi
     landing = services["aep_landing"]
     data_path, manifest_path = broadlog_flow.landing_paths(services["settings"], PK)
     published = landing.read_bytes(data_path)
-    records = [json.loads(line) for line in published.decode().splitlines()]
+    records = read_published(landing, data_path)
     assert len(records) == 300
     schema = XdmSchema.compose(broadlog_flow.xdm_class, list(broadlog_flow.xdm_field_groups))
     assert [schema.errors(r) for r in records if schema.errors(r)] == []

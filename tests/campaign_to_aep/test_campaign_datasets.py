@@ -25,7 +25,7 @@ from rtcdp_assets.campaign_to_aep.profiles import profiles_defs, profiles_flow
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs, tracking_log_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from tests.drop_files import drop_flow_export, flow_csv
-from tests.results import check_evaluations_by_name, materialization
+from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
@@ -211,8 +211,7 @@ def run(defs, resources, instance=None, pk=PK):
 
 
 def published(root, flow, resources):
-    path = root / "aep_landing" / flow.landing_paths(resources["settings"], PK)[0]
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
+    return read_published(root / "aep_landing", flow.landing_paths(resources["settings"], PK)[0])
 
 
 @pytest.mark.parametrize("layout_index", [0, 1], ids=["classic", "standard"])

@@ -22,6 +22,7 @@ from rtcdp_assets.campaign_to_aep.profiles import profiles_defs, profiles_flow
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs, tracking_log_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev.sample_data import write_dataset_files
+from tests.results import read_published
 
 pytestmark = pytest.mark.integration
 
@@ -94,7 +95,7 @@ def test_generated_export_through_sftp_and_blob(services, tmp_path, dataset, lay
 
     landing = services["aep_landing"]
     data_path, manifest_path = flow.landing_paths(services["settings"], PK)
-    records = [json.loads(line) for line in landing.read_bytes(data_path).splitlines()]
+    records = read_published(landing, data_path)
     assert len(records) == expected.expected_valid
     schema = XdmSchema.compose(flow.xdm_class, list(flow.xdm_field_groups))
     report = schema.validate_many(records)

@@ -20,7 +20,7 @@ from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs, tracking_log_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from tests.drop_files import drop_flow_export
-from tests.results import check_evaluations_by_name, materialization
+from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
@@ -63,8 +63,9 @@ def run(root: Path, resources: dict[str, Any], flow, defs, content: str):
 
 
 def published(root: Path, flow, resources) -> list[dict[str, Any]]:
-    path = root / "aep_landing" / flow.landing_paths(resources["settings"], PK)[0]
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    records = read_published(root / "aep_landing", flow.landing_paths(resources["settings"], PK)[0])
+    assert records is not None
+    return records
 
 
 def rejects(root: Path, dataset: str) -> dict[int, tuple[str, str]]:

@@ -29,6 +29,7 @@ from tests.campaign_to_aep.completion_steps import (
     tick_at,
 )
 from tests.drop_files import drop_campaign_export, write_settled
+from tests.results import landing_files, read_published
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -129,7 +130,7 @@ def test_an_empty_file_waits_its_grace_then_is_quarantined_as_empty_file(
     assert quarantine.read_bytes() == b""
     reason = json.loads(Path(f"{quarantine}.reason.json").read_text())
     assert (reason["source_file"], reason["reason"]) == (NAME, "empty_file")
-    assert not list((root / "aep_landing").rglob("*.json"))
+    assert landing_files(root) == []
     # settled: never requested again
     requests, _, _ = tick_at(monkeypatch, resources, instance, cursor, after + timedelta(hours=1))
     assert requests == []
@@ -171,7 +172,7 @@ def test_a_cut_last_line_waits_then_the_whole_file_is_quarantined_as_truncated_f
     assert moved.read_bytes() == first_piece
     reason = json.loads(Path(f"{moved}.reason.json").read_text())
     assert reason["reason"] == "truncated_file"
-    assert not list((root / "aep_landing").rglob("*.json"))  # not published in part
+    assert landing_files(root) == []  # not published in part
     manifest = json.loads((root / "warehouse/broadlog" / PK / "manifest.json").read_text())
     assert (manifest["rows_out"], manifest["files_quarantined"]) == (0, 1)
     assert not (export / f"{NAME}.done").exists()  # the marker left with its version
@@ -216,15 +217,16 @@ def test_a_file_that_changes_between_read_and_archive_is_not_published_and_is_re
     export = root / "campaign_sftp" / "export"
     assert (export / NAME).read_bytes() == content  # stays, whole
     assert not (root / "warehouse" / "broadlog" / PK).exists()
-    assert not list((root / "aep_landing").rglob("*.json"))
+    assert landing_files(root) == []
     # The uploader writes its marker again after the last piece; the next tick asks for the
     # new version (a new identity, so a new run key).
     write_settled(export / f"{NAME}.done", b"", age_seconds=0)
     [again], _, _ = tick_at(monkeypatch, resources, instance, cursor, t0 + timedelta(minutes=1))
     assert again.run_key != request.run_key
     assert run_request(resources, instance, again).success
-    published = list((root / "aep_landing").rglob("broadlog_*.json"))
+    data_path = broadlog_flow.landing_paths(resources["settings"], PK)[0]
     rows = len(content.splitlines()) - 1
-    assert [len(p.read_bytes().splitlines()) for p in published] == [rows]
+    assert len(read_published(root / "aep_landing", data_path)) == rows
+    assert [p.name for p in landing_files(root)] == ["_manifest.json", data_path.rsplit("/")[-1]]
     statuses = sorted((r.status, r.rows) for r in resources["file_ledger"].rows())
     assert statuses == [("processed", rows), ("superseded", None)]

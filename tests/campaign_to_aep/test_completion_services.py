@@ -25,6 +25,7 @@ from tests.campaign_to_aep.completion_steps import (
     thirds_on_row_boundaries,
     tick_at,
 )
+from tests.results import read_published
 
 
 def sftp_batch(sshd, tmp_path, commands: list[str]) -> subprocess.CompletedProcess:
@@ -71,10 +72,8 @@ def pause(settings: PipelineSettings) -> timedelta:
 
 def published_rows(services, settings) -> int | None:
     data_path, _ = broadlog_flow.landing_paths(settings, PK)
-    landing = services["aep_landing"]
-    if landing.stat(data_path) is None:
-        return None
-    return len(landing.read_bytes(data_path).splitlines())
+    records = read_published(services["aep_landing"], data_path)
+    return None if records is None else len(records)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from resources import AzureBlobDropZone, DropZoneAccessDenied, PipelineSettings
 from resources.sftp import FileChangedWhileReading
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
 from rtcdp_dev.services import REPO_ROOT, FaultyTcpProxy, generate_ed25519_key
-from tests.results import check_evaluations_by_name
+from tests.results import check_evaluations_by_name, read_published
 from tests.runs import campaign_assets_and_checks, materialize_partition
 from tests.zones import sftp_zone
 
@@ -261,6 +261,10 @@ def landing_blobs(landing) -> list[str]:
     return [e.name for e in landing.list(folder)]
 
 
+# The published file's name in the default form (XDM Parquet).
+PUBLISHED_NAME = broadlog_flow.landing_paths(PipelineSettings(), PK)[0].rsplit("/", 1)[-1]
+
+
 def test_azurite_stopped_mid_upload_publishes_nothing_then_exactly_once(
     services, azurite, blob_proxy
 ):
@@ -274,7 +278,8 @@ def test_azurite_stopped_mid_upload_publishes_nothing_then_exactly_once(
         azurite.stop()
         stopped.set()
 
-    blob_proxy.cut_upload(data_path.rsplit("/", 1)[-1].encode(), 100_000, stop_azurite)
+    # 5,000 bytes: well inside the published file of 1,000 records in either form
+    blob_proxy.cut_upload(data_path.rsplit("/", 1)[-1].encode(), 5_000, stop_azurite)
     try:
         failed = run({**services, "aep_landing": proxied})
     finally:
@@ -289,11 +294,11 @@ def test_azurite_stopped_mid_upload_publishes_nothing_then_exactly_once(
 
     rerun = run({**services, "aep_landing": proxied})
     assert rerun.success, step_errors(rerun)
-    assert landing_blobs(landing) == ["_manifest.json", "broadlog_20261123_0800.json"]
-    lines = landing.read_bytes(data_path).decode().splitlines()
+    assert landing_blobs(landing) == ["_manifest.json", PUBLISHED_NAME]
+    records = read_published(landing, data_path)
     manifest = json.loads(landing.read_bytes(manifest_path))
-    assert len(lines) == manifest["records"] == 1_000
-    assert len({json.loads(line)["_id"] for line in lines}) == 1_000
+    assert len(records) == manifest["records"] == 1_000
+    assert len({r["_id"] for r in records}) == 1_000
 
 
 # ---- the run process killed in the middle of a write -----------------------------------------
@@ -301,7 +306,7 @@ def test_azurite_stopped_mid_upload_publishes_nothing_then_exactly_once(
     ("target", "marker"),
     [
         ("typed partition", b"/broadlog/2026-11-23-08%3A00/data.parquet"),
-        ("published file", b"broadlog_20261123_0800.json"),
+        ("published file", PUBLISHED_NAME.encode()),
     ],
 )
 def test_run_killed_mid_write_leaves_nothing_partial_and_the_rerun_completes(
@@ -362,10 +367,10 @@ def test_run_killed_mid_write_leaves_nothing_partial_and_the_rerun_completes(
     assert rerun.success, step_errors(rerun)
     recon = check_evaluations_by_name(rerun)["reconciliation"]
     assert (recon.metadata["rows_in"].value, recon.metadata["rows_rejected"].value) == (1_502, 2)
-    assert landing_blobs(landing) == ["_manifest.json", "broadlog_20261123_0800.json"]
+    assert landing_blobs(landing) == ["_manifest.json", PUBLISHED_NAME]
     data_path, manifest_path = broadlog_flow.landing_paths(services["settings"], PK)
     assert json.loads(landing.read_bytes(manifest_path))["records"] == 1_500
-    assert len(landing.read_bytes(data_path).decode().splitlines()) == 1_500
+    assert len(read_published(landing, data_path)) == 1_500
     assert [e.name.split("@")[0] for e in sftp.list("export/archive/broadlog")] == [NAME]
 
 

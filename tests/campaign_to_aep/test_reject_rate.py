@@ -7,7 +7,7 @@ from dagster import AssetCheckSeverity
 from asset_checks.campaign_to_aep.reject_rate import reject_counts
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from tests.drop_files import drop_campaign_export
-from tests.results import check_evaluations_by_name
+from tests.results import check_evaluations_by_name, landing_files
 from tests.runs import campaign_assets_and_checks, materialize_partition
 
 PK = "2026-11-23-08:00"
@@ -67,7 +67,7 @@ def test_thirty_percent_is_an_error_and_nothing_is_published(embedded_env):
     assert check.metadata["top_reasons"].value == {"invalid_email": 20, "unknown_code:status": 10}
     assert not result.success
     assert "broadlog" in published and "broadlog_published" not in published
-    assert not list((root / "aep_landing").rglob("*.json"))
+    assert landing_files(root) == []
 
 
 def test_the_thresholds_are_settings(tmp_path):

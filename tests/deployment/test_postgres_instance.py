@@ -282,4 +282,4 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
 def _landing_bytes(data: Path, pk: str) -> bytes:
     compact = datetime.strptime(pk, "%Y-%m-%d-%H:%M").strftime("%Y%m%d_%H%M")
     folder = data / "aep_landing" / "campaign" / "broadlog" / compact
-    return (folder / f"broadlog_{compact}.json").read_bytes()
+    return (folder / f"broadlog_{compact}.parquet").read_bytes()  # the default form

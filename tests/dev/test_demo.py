@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.results import landing_files
+
 REPO = Path(__file__).resolve().parents[2]
 RAW_EMAIL = re.compile(r"[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 RAW_PHONE = re.compile(r"\+\d{8,15}|\b0\d{9}\b")
@@ -61,8 +63,8 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
     assert "0 failed; " in out and " checks passed, 0 failed" in out
     for dataset in ("broadlog", "broadlog_xdm", "broadlog_published"):
         assert sum(line.startswith(f"{dataset} ") for line in out.splitlines()) == 2
-    published = list((tmp_path / "aep_landing").rglob("*.json"))
-    assert any(p.name.startswith("broadlog_") for p in published)
+    published = landing_files(tmp_path)
+    assert any(p.name.startswith("broadlog_") and p.suffix == ".parquet" for p in published)
     # The sample logs are mixed-channel, and the summary shows the split per XDM partition.
     splits = [line for line in out.splitlines() if line.startswith("  by channel: ")]
     assert len(splits) == 4, out  # broadlog_xdm and tracking_log_xdm, two windows each

@@ -40,7 +40,7 @@ from rtcdp_assets.mobile_push.push_token_columns import arrow_table
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev import sample_data as sd
 from tests.drop_files import drop_flow_export, flow_csv
-from tests.results import check_evaluations_by_name, materialization
+from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import campaign_assets_and_checks, evaluate_sensor, materialize_partition
 
 PK = "2026-11-23-08:00"
@@ -89,8 +89,7 @@ def run_aep(resources, instance, pk=PK):
 
 
 def published(root, resources, pk=PK):
-    path = root / "aep_landing" / FLOW.landing_paths(resources["settings"], pk)[0]
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else None
+    return read_published(root / "aep_landing", FLOW.landing_paths(resources["settings"], pk)[0])
 
 
 @pytest.mark.parametrize("layout", ["classic", "standard"])
@@ -221,8 +220,8 @@ def test_quarantined_token_is_never_published_active(embedded_env_with_instance)
     nd = run(non_deliverables_defs, resources, instance)
     assert nd.success and all(e.passed for e in nd.get_asset_check_evaluations())
     # the quarantine list itself carries the device tokens as push details
-    path = root / "aep_landing" / non_deliverables_flow.landing_paths(resources["settings"], PK)[0]
-    nd_records = [json.loads(line) for line in path.read_text().splitlines()]
+    nd_path = non_deliverables_flow.landing_paths(resources["settings"], PK)[0]
+    nd_records = read_published(root / "aep_landing", nd_path)
     assert nd_records[0]["pushNotificationDetails"] == [
         {"denylisted": True, "platform": "apns", "token": APNS_UPPER.lower()}
     ]

@@ -4,7 +4,6 @@ Azurite landing container, and an AEP push-token dataset export read from an Azu
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
@@ -23,6 +22,7 @@ from rtcdp_assets.campaign_to_aep.push_subscriptions import (
 from rtcdp_assets.mobile_push import aep_push_tokens as aep
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from rtcdp_dev.sample_data import aep_push_token_export, write_dataset_files
+from tests.results import read_published
 from tests.zones import blob_zone
 
 pytestmark = pytest.mark.integration
@@ -68,9 +68,7 @@ def test_push_subscriptions_and_aep_tokens_through_sftp_and_blob(services, azuri
         generated.expected_rejects
     )
     data_path, _ = push_subscriptions_flow.landing_paths(resources["settings"], PK)
-    records = [
-        json.loads(line) for line in resources["aep_landing"].read_bytes(data_path).splitlines()
-    ]
+    records = read_published(resources["aep_landing"], data_path)
     assert len(records) == generated.expected_valid
     schema = XdmSchema.compose(
         push_subscriptions_flow.xdm_class, list(push_subscriptions_flow.xdm_field_groups)

@@ -135,7 +135,7 @@ def test_a_rerun_changes_nothing_and_publishes_nothing_again(embedded_env_with_i
     drop_campaign_export(root, "broadLog_20261123_0800.csv", CONTENT)
     first = run(embedded_env_with_instance, "2026-11-23-08:00")
     landing = root / "aep_landing" / "campaign" / "broadlog" / "20261123_0800"
-    data = landing / "broadlog_20261123_0800.json"
+    data = landing / "broadlog_20261123_0800.parquet"  # the default form
     before = (data.read_bytes(), data.stat().st_mtime_ns)
     second = run(embedded_env_with_instance, "2026-11-23-08:00")
     assert (data.read_bytes(), data.stat().st_mtime_ns) == before  # not rewritten

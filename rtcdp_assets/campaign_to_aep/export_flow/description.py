@@ -17,6 +17,10 @@ from rtcdp_assets.shared.ingest import ExportFormat, RowRules, RowValues
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 
+# Publication form (`aep_publication_format`) -> the published file's extension, by which an
+# AEP dataflow selects the files of its data format (docs/formats.md §h3).
+PUBLICATION_EXTENSIONS = {"parquet": ".parquet", "json-lines": ".json"}
+
 XdmMapper = Callable[[pa.RecordBatch, PipelineSettings], pa.RecordBatch]
 RecordKind = Literal["event", "profile"]
 
@@ -125,10 +129,28 @@ class CampaignExportDescription:
     def quarantine_folder(self, settings: PipelineSettings) -> str:
         return join(settings.campaign_export_folder, "quarantine", self.dataset)
 
-    def landing_paths(self, settings: PipelineSettings, pk: str) -> tuple[str, str]:
-        compact = datetime.strptime(pk, PARTITION_KEY_FORMAT).strftime("%Y%m%d_%H%M")
+    def landing_paths(
+        self, settings: PipelineSettings, pk: str, form: str | None = None
+    ) -> tuple[str, str]:
+        """The data file (of `form`, by default the configured one) and the manifest of a
+        partition in the AEP landing zone; the extension says the form (docs/formats.md §h3)."""
+        compact = _compact(pk)
         folder = join(settings.aep_landing_folder, self.dataset, compact)
-        return join(folder, f"{self.dataset}_{compact}.json"), join(folder, "_manifest.json")
+        extension = PUBLICATION_EXTENSIONS[form or settings.aep_publication_format]
+        return (
+            join(folder, f"{self.dataset}_{compact}{extension}"),
+            join(folder, "_manifest.json"),
+        )
+
+    def superseded_folder(self, settings: PipelineSettings, pk: str) -> str:
+        """Where a partition's file of the form no longer published goes: outside the
+        dataset's landing folder, so no dataflow of the dataset reads it again."""
+        return join(settings.aep_landing_folder, "_superseded", self.dataset, _compact(pk))
 
     def xdm_schema(self) -> XdmSchema:
         return XdmSchema.compose(self.xdm_class, list(self.xdm_field_groups))
+
+
+def _compact(pk: str) -> str:
+    """`2026-11-23-08:00` -> `20261123_0800`, as in the landing folder and file names."""
+    return datetime.strptime(pk, PARTITION_KEY_FORMAT).strftime("%Y%m%d_%H%M")
