@@ -41,9 +41,11 @@ def raw_json(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.Array:
     odd = pc.match_substring_regex(text, "[\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]")
     if not pc.any(odd).as_py():
         return text
-    rows = batch.select(list(columns)).to_pylist()
-    fixed = [
-        json.dumps(row, ensure_ascii=False, default=str) if bad else value
-        for row, bad, value in zip(rows, odd.to_pylist(), text.to_pylist(), strict=True)
-    ]
-    return pa.array(fixed, pa.string())
+    # Only those rows leave Arrow; the others keep their vectorised text.
+    odd_rows = batch.select(list(columns)).filter(odd).to_pylist()
+    fixed = pa.array(
+        [json.dumps(row, ensure_ascii=False, default=str) for row in odd_rows], pa.string()
+    )
+    if isinstance(text, pa.ChunkedArray):  # a Table rather than a RecordBatch
+        text, odd = text.combine_chunks(), odd.combine_chunks()
+    return pc.replace_with_mask(text, odd, fixed)
