@@ -92,3 +92,19 @@ def raw_json(batch: pa.RecordBatch, columns: Sequence[str]) -> pa.Array:
         for row, bad, value in zip(rows, odd.to_pylist(), text.to_pylist(), strict=True)
     ]
     return pa.array(fixed, pa.string())
+
+
+def flatten_export(table: pa.Table) -> pa.Table:
+    """audience_exports/file_reader.py `_flatten` before: json.dumps per value of a list column."""
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    columns, names = [], []
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        names.append(name.replace(".", "_"))
+        if pa.types.is_list(column.type) or pa.types.is_map(column.type):
+            column = pa.chunked_array(
+                [pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()])],
+                pa.string(),
+            )
+        columns.append(column.cast(pa.string()))
+    return pa.Table.from_arrays(columns, names=names)
