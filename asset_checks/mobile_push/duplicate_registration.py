@@ -10,6 +10,9 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -30,35 +33,54 @@ from rtcdp_assets.shared import push_token_formats, xdm
 CAMPAIGN_PUSH_DATASET = "push_subscriptions"
 
 
+TOKEN_APPS = pa.schema([pa.field("token", pa.string()), pa.field("app_id", pa.string())])
+
+
+def _one_row_per_token(parts: list[pa.Table], keep: str) -> pa.Table:
+    """The rows of `parts` (in order) with one row per token: its first (`keep="min"`) or its
+    last (`keep="max"`) occurrence; a hash group-by over the column, no Python per token."""
+    if not parts:
+        return TOKEN_APPS.empty_table()
+    rows = pa.concat_tables(parts)
+    rows = rows.append_column("_order", pa.array(np.arange(rows.num_rows)))
+    chosen = rows.group_by("token", use_threads=False).aggregate([("_order", keep)])
+    return rows.take(np.sort(chosen.column(f"_order_{keep}").to_numpy())).select(TOKEN_APPS.names)
+
+
 def campaign_tokens(
     warehouse: Warehouse, settings: PipelineSettings, partitions: set[str]
-) -> dict[str, str]:
-    """token → app ID of every device token Campaign holds in the given partitions."""
-    out: dict[str, str] = {}
+) -> pa.Table:
+    """Every device token Campaign holds in the given partitions with its app ID (TOKEN_APPS,
+    one row per normalized token; a later partition or row wins)."""
+    parts = []
     for pk in sorted(partitions):
         for batch in warehouse.iter_batches(CAMPAIGN_PUSH_DATASET, pk):
             platform = xdm.lookup(batch.column("platform"), settings.push_platform_codes)
             token = push_token_formats.normalized(batch.column("token"), platform)
-            out.update(zip(token.to_pylist(), batch.column("app_id").to_pylist(), strict=True))
-    return out
+            parts.append(pa.table([token, batch.column("app_id")], schema=TOKEN_APPS))
+    return _one_row_per_token(parts, "max")
+
+
+def _apps(app_ids: pa.Array | pa.ChunkedArray) -> Counter[str]:
+    """Count per app ID, a missing or empty one counted as "unknown"."""
+    named = pc.if_else(pc.fill_null(pc.equal(app_ids, ""), True), "unknown", app_ids)
+    return Counter({c["values"]: int(c["counts"]) for c in pc.value_counts(named).to_pylist()})
 
 
 def duplicate_registration_result(
-    warehouse: Warehouse, pk: str, campaign: dict[str, str]
+    warehouse: Warehouse, pk: str, campaign: pa.Table
 ) -> AssetCheckResult:
-    aep_tokens: set[str] = set()
-    apps: Counter[str] = Counter()
-    campaign_apps: Counter[str] = Counter()
-    for batch in warehouse.iter_batches(AEP_PUSH_DATASET, pk):
-        for token, app in zip(
-            batch.column("token").to_pylist(), batch.column("app_id").to_pylist(), strict=True
-        ):
-            if token in aep_tokens:
-                continue
-            aep_tokens.add(token)
-            if token in campaign:
-                apps[app or "unknown"] += 1
-                campaign_apps[campaign[token] or "unknown"] += 1
+    parts = [
+        pa.table([b.column("token"), b.column("app_id")], schema=TOKEN_APPS)
+        for b in warehouse.iter_batches(AEP_PUSH_DATASET, pk)
+    ]
+    # Each AEP token once, with the app of its first row.
+    aep = _one_row_per_token(parts, "min")
+    at = pc.index_in(aep.column("token"), value_set=campaign.column("token").combine_chunks())
+    hit = pc.is_valid(at)
+    apps = _apps(aep.column("app_id").filter(hit))
+    campaign_apps = _apps(campaign.column("app_id").combine_chunks().take(at.filter(hit)))
+    aep_tokens = aep.num_rows
     both = sum(apps.values())
     return AssetCheckResult(
         asset_key=AssetKey(AEP_PUSH_DATASET),
@@ -66,12 +88,12 @@ def duplicate_registration_result(
         passed=both == 0,
         severity=AssetCheckSeverity.WARN,
         description=(
-            f"{of(both, len(aep_tokens), 'AEP device tokens')} are also registered in Campaign "
+            f"{of(both, aep_tokens, 'AEP device tokens')} are also registered in Campaign "
             "(both SDK routes)"
         ),
         metadata={
-            "aep_tokens": len(aep_tokens),
-            "campaign_tokens": len(campaign),
+            "aep_tokens": aep_tokens,
+            "campaign_tokens": campaign.num_rows,
             "tokens_registered_through_both_routes": both,
             "apps_concerned": MetadataValue.json(dict(sorted(apps.items()))),
             "campaign_apps_concerned": MetadataValue.json(dict(sorted(campaign_apps.items()))),

@@ -1,6 +1,5 @@
 """Reading one AEP export file (CSV, JSON Lines, Parquet) through the shared `ingest_file`."""
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from rtcdp_assets.shared.ingest import (
     _GuardedStream,
     ingest_file,
 )
+from rtcdp_assets.shared.row_json import nested_json
 
 
 def status_columns(audience_id: str, options: AepDestinationOptions) -> list[str]:
@@ -130,11 +130,9 @@ def _flatten(table: pa.Table) -> pa.Table:
     for name, column in zip(table.column_names, table.columns, strict=True):
         names.append(name.replace(".", "_"))
         if pa.types.is_list(column.type) or pa.types.is_map(column.type):
-            # Arrays are flattened by AEP itself for files; a list here is kept as JSON text.
-            column = pa.chunked_array(
-                [pa.array([None if v is None else json.dumps(v) for v in column.to_pylist()])],
-                pa.string(),
-            )
+            # Arrays are flattened by AEP itself for files; a list here (identityMap's, say) is
+            # kept as JSON text, as json.dumps writes it.
+            column = nested_json(column)
         columns.append(column.cast(pa.string()))
     return pa.Table.from_arrays(columns, names=names)
 

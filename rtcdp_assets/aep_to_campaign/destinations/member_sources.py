@@ -1,7 +1,10 @@
-"""Member sources of the destination files: current members with their Campaign mobile phone."""
+"""Member sources of the destination files: current members with their Campaign mobile phone.
 
-from collections.abc import Mapping
+Both steps are Arrow compute over whole columns (a sort, a group-by and a hash lookup): they
+scale with the members and the Campaign recipients, so nothing here runs per row in Python.
+"""
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -12,12 +15,39 @@ from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
     normalise_keys,
 )
 
+PHONES_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("mobile_phone", pa.string())])
+
+
+def latest_unique_phones(table: pa.Table, key_column: str, join_identity: str) -> pa.Table:
+    """key → mobile phone of the latest version of each recipient (`last_modified`, nulls
+    count as latest, ties to the later row); keys held by several recipients are left out."""
+    keys = normalise_keys(join_identity, table.column(key_column))
+    rows = pa.table(
+        {
+            "recipient_id": table.column("recipient_id"),
+            "key": pc.cast(keys, pa.string()),
+            "mobile_phone": pc.cast(table.column("mobile_phone"), pa.string()),
+        }
+    )
+    order = pc.sort_indices(table.column("last_modified"), sort_keys=[("", "ascending", "at_end")])
+    rows = rows.take(order).append_column("_order", pa.array(np.arange(rows.num_rows)))
+    # The last row of each recipient in that order is its latest version.
+    latest = rows.group_by("recipient_id", use_threads=False).aggregate([("_order", "max")])
+    rows = rows.take(np.sort(latest.column("_order_max").to_numpy()))
+    rows = rows.filter(pc.is_valid(rows.column("key")))
+    held = rows.group_by("key", use_threads=False).aggregate([([], "count_all")])
+    unique = held.filter(pc.equal(held.column("count_all"), 1)).column("key")
+    rows = rows.filter(pc.is_in(rows.column("key"), value_set=unique.combine_chunks()))
+    rows = rows.filter(pc.is_valid(rows.column("mobile_phone")))
+    return rows.select(PHONES_SCHEMA.names).cast(PHONES_SCHEMA)
+
 
 def campaign_phones(
     warehouse: Warehouse, profile_partitions: set[str], join_identity: str
-) -> dict[str, str]:
-    """Join identity → mobile phone of the latest version of each Campaign recipient; keys held
-    by several recipients are left out so nobody is texted under someone else's identity."""
+) -> pa.Table:
+    """Join identity → mobile phone of the latest version of each Campaign recipient
+    (PHONES_SCHEMA, one row per key); keys held by several recipients are left out so nobody
+    is texted under someone else's identity."""
     key_column = CAMPAIGN_COLUMNS[join_identity]
     tables = []
     for pk in sorted(profile_partitions):
@@ -26,26 +56,20 @@ def campaign_phones(
                 cols = list(dict.fromkeys(["recipient_id", key_column, "mobile_phone"]))
                 tables.append(pq.read_table(local, columns=[*cols, "last_modified"]))
     if not tables:
-        return {}
-    table = pa.concat_tables(tables)
-    table = table.append_column("_key", normalise_keys(join_identity, table.column(key_column)))
-    df = table.to_pandas()
-    df = df.sort_values("last_modified", kind="stable").drop_duplicates("recipient_id", keep="last")
-    df = df.dropna(subset=["_key"])
-    counts = df["_key"].value_counts()
-    df = df[df["_key"].map(counts) == 1].dropna(subset=["mobile_phone"])
-    return dict(zip(df["_key"], df["mobile_phone"], strict=True))
+        return PHONES_SCHEMA.empty_table()
+    return latest_unique_phones(pa.concat_tables(tables), key_column, join_identity)
 
 
-def member_sources(members: pa.Table, phones: Mapping[str, str]) -> pa.Table:
+def member_sources(members: pa.Table, phones: pa.Table) -> pa.Table:
     """Current members (not `exited`), sorted by key: key, email, mobile_phone."""
     current = members.filter(pc.not_equal(members.column("status"), "exited"))
     current = current.sort_by("key")
-    keys = current.column("key").to_pylist()
+    keys = current.column("key").combine_chunks()
+    at = pc.index_in(keys, value_set=phones.column("key").combine_chunks())
     return pa.table(
         {
             "key": current.column("key"),
             "email": current.column("email"),
-            "mobile_phone": pa.array([phones.get(k) for k in keys], pa.string()),
+            "mobile_phone": phones.column("mobile_phone").combine_chunks().take(at),
         }
     )
