@@ -9,21 +9,13 @@ import json
 import random
 import struct
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from resources import LocalDropZone, PipelineSettings, Warehouse
-from rtcdp_assets.definitions import CAMPAIGN_EXPORTS
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.xdm_json import json_line_chunks, json_lines, record_lengths
-from rtcdp_dev.sample_data import generate_dataset
-from tests.drop_files import write_settled
-
-PK = "2026-11-23-08:00"
-WINDOW = datetime(2026, 11, 23, 8, tzinfo=UTC)
-FLOWS = {defs.flow.dataset: defs.flow for defs in CAMPAIGN_EXPORTS}
+from tests.campaign_to_aep.xdm_partitions import FLOWS, real_xdm
 
 
 def reference(batch: pa.RecordBatch | pa.Table) -> bytes:
@@ -37,20 +29,6 @@ def assert_same_as_reference(table: pa.Table | pa.RecordBatch) -> None:
     lengths = record_lengths(table)
     assert lengths.type == pa.int64()
     assert lengths.to_pylist() == [len(line) for line in expected.splitlines()]
-
-
-def real_xdm(tmp_path: Path, dataset: str) -> pa.Table:
-    """The XDM partition the pipeline writes for a generated export with defects."""
-    flow = FLOWS[dataset]
-    generated = generate_dataset(
-        dataset, WINDOW, 3000, seed=11, defect_rate=0.03, now=datetime(2026, 11, 24, tzinfo=UTC)
-    )
-    write_settled(tmp_path / "zone" / "export" / generated.name, generated.content)
-    write_settled(tmp_path / "zone" / "export" / f"{generated.name}.done", b"")
-    zone = LocalDropZone(root=str(tmp_path / "zone"))
-    warehouse = Warehouse(zone=LocalDropZone(root=str(tmp_path / "warehouse")))
-    flow.ingest_partition(zone, warehouse, PipelineSettings(), PK, to_xdm=flow.to_xdm)
-    return warehouse.read_table(flow.xdm_dataset, PK)
 
 
 @pytest.mark.parametrize("dataset", sorted(FLOWS))
