@@ -193,7 +193,7 @@ def test_invalid_broadlog_partition_gives_the_same_verdicts(tmp_path):
     item = {"id": "x@example.com", "authenticatedState": "ambiguous", "primary": False}
     identity = table.column("identityMap").to_pylist()
     identity[40] = {**identity[40], "Email": [item] * 21}
-    identity[41] = {**identity[41], "Email": [item] * 20}
+    identity[41] = {"Email": [item] * 20, "Phone": []}
     identity[42] = {"Email": [None] * 25, "Phone": None}
     identity[43] = None
     table = replace_rows(table, "identityMap", dict(enumerate(identity)))
