@@ -122,7 +122,7 @@ class _Encoder:
         return pieces
 
     def join(self, pieces: list[_Piece], n: int) -> pa.Array:
-        args: list[Any] = [self._column(p, n) for p in pieces]
+        args: list[Any] = [self._column(p, n) for p in _merged(pieces)]
         if not any(isinstance(a, pa.Array) for a in args):
             args[0] = xdm.constant(args[0], n, pa.string())
         joined = pc.binary_join_element_wise(
@@ -214,12 +214,13 @@ class _Encoder:
     # -- leaves ----------------------------------------------------------------------------
     def _string(self, arr: pa.Array, out: list[_Piece]) -> np.ndarray:
         valid = _valid(arr)
-        extra = _escape_bytes(arr)
+        special = _needs_escapes(arr)
         if self.lengths_only:
             size = pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False)
+            extra = _escape_bytes(arr) if special else 0
             out.append(_Piece(lengths=np.where(valid, size + 2 + extra, 0)))
             return valid
-        text = _escaped(arr) if extra.any() else arr
+        text = _escaped(arr) if special else arr
         out.extend([_Piece('"', valid), _Piece(values=text), _Piece('"', valid)])
         return valid
 
@@ -236,8 +237,8 @@ class _Encoder:
         if self.lengths_only:
             out.append(_Piece(lengths=valid * _TIMESTAMP_CHARS))
             return valid
-        millis = pc.floor_temporal(utc, unit="millisecond").cast(pa.timestamp("ms", tz="UTC"))
-        out.append(_Piece(values=pc.strftime(millis, format='"%Y-%m-%dT%H:%M:%SZ"')))
+        millis = ticks // (per_second // 1000) if per_second >= 1000 else ticks * 1000
+        out.append(_Piece(values=_timestamp_text(millis, valid)))
         return valid
 
     def _list(self, arr: pa.Array, out: list[_Piece]) -> np.ndarray:
@@ -263,6 +264,40 @@ class _Encoder:
             [_Piece("[", valid), _Piece(values=pc.binary_join(lists, ",")), _Piece("]", valid)]
         )
         return valid
+
+
+def _merged(pieces: list[_Piece]) -> list[_Piece]:
+    """Adjacent constants written in the same rows as one piece: the join's cost grows with
+    its number of arguments (`,"key":"` rather than `,` `"key":` `"`)."""
+    merged: list[_Piece] = []
+    for piece in pieces:
+        last = merged[-1] if merged else None
+        if (
+            last is not None
+            and last.text is not None
+            and piece.text is not None
+            and (
+                (last.mask is None and piece.mask is None)
+                or (
+                    last.mask is not None
+                    and piece.mask is not None
+                    and np.array_equal(last.mask, piece.mask)
+                )
+            )
+        ):
+            merged[-1] = _Piece(last.text + piece.text, last.mask)
+        else:
+            merged.append(piece)
+    return merged
+
+
+def _needs_escapes(arr: pa.Array) -> bool:
+    """Whether any byte of the column needs an escape (comparisons: faster than a lookup)."""
+    buffer = arr.buffers()[2]
+    if buffer is None:
+        return False
+    data = np.frombuffer(buffer, dtype=np.uint8)
+    return bool(((data < 0x20) | (data == ord('"')) | (data == ord("\\"))).any())
 
 
 def _escape_bytes(arr: pa.Array) -> np.ndarray:
@@ -292,6 +327,30 @@ def _escaped(arr: pa.Array) -> pa.Array:
             escape = _SHORT_ESCAPES.get(code) or f"\\u{code:04x}"
             text = pc.replace_substring(text, chr(code), escape)
     return text
+
+
+def _timestamp_text(millis: np.ndarray, valid: np.ndarray) -> pa.Array:
+    """`"YYYY-MM-DDTHH:MM:SS.mmmZ"` (quoted) from milliseconds since the epoch, written digit
+    by digit with numpy into fixed-width rows (strftime cost more than the rest of a record)."""
+    n = len(millis)
+    moment = millis.astype("datetime64[ms]")
+    days = moment.astype("datetime64[D]")
+    months = days.astype("datetime64[M]")
+    year = months.astype("datetime64[Y]").astype(np.int64) + 1970
+    month = months.astype(np.int64) % 12 + 1
+    day = (days - months).astype(np.int64) + 1
+    in_day = (moment - days).astype(np.int64)  # floor: the milliseconds Python keeps
+    text = np.frombuffer(b'"0000-00-00T00:00:00.000Z"' * n, dtype=np.uint8).reshape(n, 26).copy()
+    for value, first, width in (
+        (year, 1, 4), (month, 6, 2), (day, 9, 2), (in_day // 3_600_000, 12, 2),
+        (in_day // 60_000 % 60, 15, 2), (in_day // 1000 % 60, 18, 2), (in_day % 1000, 21, 3),
+    ):  # fmt: skip
+        for place in range(width):
+            digit = value // 10 ** (width - 1 - place) % 10
+            text[:, first + place] = (digit + 48).astype(np.uint8)
+    offsets = pa.py_buffer(np.arange(0, 26 * (n + 1), 26, dtype=np.int32))
+    validity = None if valid.all() else pa.py_buffer(np.packbits(valid, bitorder="little"))
+    return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(text), validity)
 
 
 def _floats(values: pa.Array) -> pa.Array:

@@ -121,6 +121,7 @@ def awkward_table() -> pa.Table:
             "single": pa.array([0.1, 1.5, None, *[float(i) for i in range(n - 3)]], pa.float32()),
             "timestamp": pa.array(stamps, pa.timestamp("us", tz="UTC")),
             "paris": pa.array(stamps, pa.timestamp("ms", tz="Europe/Paris")),
+            "seconds": pa.array(stamps, pa.timestamp("s", tz="UTC")),
             "naive": pa.array([s and s.replace(tzinfo=None) for s in stamps], pa.timestamp("us")),
             "ancient": pa.array(
                 [
