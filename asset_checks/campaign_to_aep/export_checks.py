@@ -10,9 +10,11 @@ On the typed asset (`<dataset>`):
 - `reject_rate` (blocking): the share of rejected rows, WARN above 1 %, ERROR above 20 %
   (settings; reject_rate.py).
 
-On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the records:
+On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the partition's batches:
 - `xdm_conformance`, `id_unique`, `no_future_timestamp` (events), `record_size` (10 KB per
   event, 100 KB per profile record), `identity_count` (at most 20 identities per record).
+  All but conformance are computed over columns (xdm_tallies.py): record sizes from column
+  lengths, identities from list lengths, `_id`s as 64-bit hashes checked by value on collision.
 
 Each check spec carries `guardrail/*` metadata (source, limit) so that the guardrail catalog
 can be generated from the code. The functions that compute results take plain arguments and

@@ -20,6 +20,7 @@ from rtcdp_assets.shared.xdm_json import record_lengths
 
 _MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime (odd): the polynomial's base
 _LENGTH_SALT = np.uint64(0x9E3779B97F4A7C15)
+_HASH_ROWS = 8192
 
 
 def record_sizes(batch: pa.RecordBatch) -> np.ndarray:
@@ -59,6 +60,12 @@ def string_hashes(values: pa.Array) -> np.ndarray:
     text = pc.drop_null(values)
     if not pa.types.is_string(text.type):
         text = pc.cast(text, pa.string())
+    # A few thousand rows at a time: the per-byte temporaries stay a few MB.
+    parts = [_hashes(text.slice(i, _HASH_ROWS)) for i in range(0, len(text), _HASH_ROWS)]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
+
+
+def _hashes(text: pa.Array) -> np.ndarray:
     n = len(text)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
