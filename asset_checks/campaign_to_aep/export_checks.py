@@ -10,9 +10,11 @@ On the typed asset (`<dataset>`):
 - `reject_rate` (blocking): the share of rejected rows, WARN above 1 %, ERROR above 20 %
   (settings; reject_rate.py).
 
-On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the records:
+On the XDM asset (`<dataset>_xdm`), all blocking, in one pass over the partition's batches:
 - `xdm_conformance`, `id_unique`, `no_future_timestamp` (events), `record_size` (10 KB per
   event, 100 KB per profile record), `identity_count` (at most 20 identities per record).
+  All but conformance are computed over columns (xdm_tallies.py): record sizes from column
+  lengths, identities from list lengths, `_id`s as 64-bit hashes checked by value on collision.
 
 Each check spec carries `guardrail/*` metadata (source, limit) so that the guardrail catalog
 can be generated from the code. The functions that compute results take plain arguments and
@@ -22,7 +24,6 @@ are unit-tested without Dagster runs.
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,6 +39,11 @@ from dagster import (
 )
 
 from asset_checks.campaign_to_aep.reject_rate import reject_rate_result, reject_rate_spec
+from asset_checks.campaign_to_aep.xdm_tallies import (
+    DuplicateCounter,
+    identity_counts,
+    record_sizes,
+)
 from asset_checks.check_descriptions import count, listing, of, plural
 from asset_checks.partition_reconciliation import partition_check_spec, reconcile
 from resources.settings import PipelineSettings
@@ -207,44 +213,39 @@ def build_xdm_checks(flow: CampaignExportDescription, key: AssetKey) -> AssetChe
     return xdm_checks
 
 
-def _identity_counts(records: list[dict[str, Any]]) -> list[int]:
-    return [sum(len(items) for items in (r.get("identityMap") or {}).values()) for r in records]
-
-
 def evaluate_xdm(
     flow: CampaignExportDescription, warehouse: Warehouse, settings: PipelineSettings, pk: str
 ) -> list[AssetCheckResult]:
-    """One pass over the XDM partition for every record-level guardrail."""
+    """One pass over the XDM partition for every record-level guardrail: conformance per
+    record, the other checks over columns (xdm_tallies.py)."""
     key = AssetKey(flow.xdm_dataset)
     schema = flow.xdm_schema()
     is_event = flow.record_kind == "event"
     limit = settings.max_event_bytes if is_event else settings.max_profile_bytes
     now = datetime.now(UTC) + timedelta(seconds=settings.future_tolerance_seconds)
-    checked = invalid = oversize = future = too_many_ids = duplicates = largest = 0
+    checked = invalid = oversize = future = too_many_ids = largest = 0
     most_ids = 0
     examples: list[str] = []
     kinds: Counter[str] = Counter()
-    ids_seen: set[str] = set()
+    ids = DuplicateCounter()
     for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
-        records = xdm.to_records(batch)
-        report = schema.validate_many(records, max_examples=20)
+        report = schema.validate_many(xdm.to_records(batch), max_examples=20)
         invalid += report.invalid
         kinds.update(report.error_counts)
         examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)
         if "_id" in batch.schema.names:
-            for v in batch.column("_id").to_pylist():
-                duplicates += v in ids_seen
-                ids_seen.add(v)
+            ids.add(batch.column("_id"))
         if is_event and "timestamp" in batch.schema.names:
             ts = batch.column("timestamp")
             future += pc.sum(pc.greater(ts, pa.scalar(now, ts.type)).cast(pa.int64())).as_py() or 0
-        for r, n_ids in zip(records, _identity_counts(records), strict=True):
-            size = len(xdm.dumps(r).encode())
-            largest = max(largest, size)
-            oversize += size > limit
-            most_ids = max(most_ids, n_ids)
-            too_many_ids += n_ids > MAX_IDENTITIES_PER_RECORD
+        if batch.num_rows:
+            sizes, n_ids = record_sizes(batch), identity_counts(batch)
+            largest = max(largest, int(sizes.max()))
+            oversize += int((sizes > limit).sum())
+            most_ids = max(most_ids, int(n_ids.max()))
+            too_many_ids += int((n_ids > MAX_IDENTITIES_PER_RECORD).sum())
         checked += batch.num_rows
+    duplicates = ids.duplicates(lambda: _stored_ids(warehouse, flow.xdm_dataset, pk))
     top_error = f" (most often: {kinds.most_common(1)[0][0]})" if kinds else ""
     descriptions = {
         "xdm_conformance": f"{of(invalid, checked, 'records')} fail XDM validation{top_error}",
@@ -304,3 +305,12 @@ def evaluate_xdm(
         for name in xdm_check_names(flow)
         for passed, meta in [results[name]]
     ]
+
+
+def _stored_ids(warehouse: Warehouse, dataset: str, pk: str) -> Iterator[pa.Array]:
+    """The partition's `_id` column again, batch by batch (read only when hashes collide)."""
+    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
+        if local is None:
+            return
+        for batch in pq.ParquetFile(local).iter_batches(columns=["_id"]):
+            yield batch.column("_id")
