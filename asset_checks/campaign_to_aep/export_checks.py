@@ -227,7 +227,7 @@ def evaluate_xdm(
     ids_seen: set[str] = set()
     for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
         records = xdm.to_records(batch)
-        report = schema.validate_many(records, max_examples=20)
+        report = schema.validate_table(batch, max_examples=20)
         invalid += report.invalid
         kinds.update(report.error_counts)
         examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)

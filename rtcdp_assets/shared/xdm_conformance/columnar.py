@@ -189,8 +189,10 @@ def _plan(arrow_type: pa.DataType, schema: Any, node: Field | None) -> _Node:
         return _FLAG
     checks: list[_Check] = []
     json_kind = "string" if kind == "timestamp" else kind
-    if types is not None and json_kind not in types and not (
-        json_kind == "integer" and "number" in types
+    if (
+        types is not None
+        and json_kind not in types
+        and not (json_kind == "integer" and "number" in types)
     ):
         if json_kind != "number" or "integer" not in types:
             return _FLAG  # a type error wherever the field is present
