@@ -49,7 +49,6 @@ from asset_checks.partition_reconciliation import partition_check_spec, reconcil
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
-from rtcdp_assets.shared import xdm
 
 MAX_IDENTITIES_PER_RECORD = 20  # docs/formats.md §e2 (Identity Service guardrail)
 
@@ -229,7 +228,7 @@ def evaluate_xdm(
     kinds: Counter[str] = Counter()
     ids = DuplicateCounter()
     for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
-        report = schema.validate_many(xdm.to_records(batch), max_examples=20)
+        report = schema.validate_table(batch, max_examples=20)
         invalid += report.invalid
         kinds.update(report.error_counts)
         examples.extend(f"record {checked + i}: {m}" for i, m in report.examples)

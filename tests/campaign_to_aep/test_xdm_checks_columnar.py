@@ -21,7 +21,6 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckResult, AssetKey, MetadataValue
 
-from asset_checks.campaign_to_aep import export_checks
 from asset_checks.campaign_to_aep.export_checks import (
     MAX_IDENTITIES_PER_RECORD,
     evaluate_xdm,
@@ -253,12 +252,15 @@ def test_string_hashes_differ_for_distinct_ids_and_agree_for_equal_ones():
     assert again.tolist() == hashes[110:150].tolist()
 
 
-def test_no_check_but_conformance_builds_records(tmp_path, monkeypatch):
-    """`to_records` is called once per batch, for conformance only (replaced on merge)."""
+def test_no_check_builds_records_for_a_valid_partition(tmp_path, monkeypatch):
+    """On a valid partition no check turns a batch into records: conformance screens the
+    columns and would build records only for the rows its screen flags (none here)."""
     calls: list[int] = []
     real = xdm.to_records
-    monkeypatch.setattr(export_checks.xdm, "to_records", lambda b: calls.append(1) or real(b))
+    monkeypatch.setattr(xdm, "to_records", lambda b: calls.append(b.num_rows) or real(b))
     warehouse = small_batch_partition(tmp_path, "broadlog")
-    evaluate_xdm(FLOWS["broadlog"], warehouse, PipelineSettings(), PK)
+    results = evaluate_xdm(FLOWS["broadlog"], warehouse, PipelineSettings(), PK)
     batches = sum(1 for _ in warehouse.iter_batches(FLOWS["broadlog"].xdm_dataset, PK))
-    assert len(calls) == batches > 1
+    assert batches > 1
+    assert all(r.passed for r in results)
+    assert calls == []

@@ -12,12 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import pyarrow as pa
 from jsonschema import Draft6Validator
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.jsonschema import DRAFT6
 
+from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.xdm_conformance.catalog import resolve_root, schema_closure
+from rtcdp_assets.shared.xdm_conformance.columnar import suspect_rows
 from rtcdp_assets.shared.xdm_conformance.compilation import inline_refs, merge_all_of
 from rtcdp_assets.shared.xdm_conformance.dataset_form import DRAFT6_URI, dataset_form_document
 from rtcdp_assets.shared.xdm_conformance.field_tree import Field, FieldTreeBuilder, unknown_fields
@@ -204,6 +207,21 @@ class XdmSchema:
             room = max_examples - len(report.examples)
             report.examples.extend((index, message) for message in messages[: max(room, 0)])
         report.error_counts = dict(kinds.most_common())
+        return report
+
+    def validate_table(
+        self, table: pa.Table | pa.RecordBatch, max_examples: int = 20
+    ) -> ValidationReport:
+        """``validate_many(xdm.to_records(table), max_examples)``'s report, without a record
+        per row: a columnar screen (``columnar``) picks the rows that may be invalid, and only
+        those are validated record by record (indices are the table's).
+        """
+        rows = suspect_rows(self, table)
+        if not len(rows):  # the common case: nothing to look at record by record
+            return ValidationReport(checked=table.num_rows)
+        report = self.validate_many(xdm.to_records(table.take(pa.array(rows))), max_examples)
+        report.checked = table.num_rows
+        report.examples = [(int(rows[index]), message) for index, message in report.examples]
         return report
 
     def _path(self, path: Iterable[str | int], include_values: bool) -> str:
