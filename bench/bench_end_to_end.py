@@ -12,9 +12,11 @@ push_subscriptions) at 1 M rows (`--rows`); one AEP audience export of 1 M membe
 `campaign_audience_import_published`. Inputs are generated first, in this process: clean
 Campaign exports (classic layout, `rtcdp_dev.sample_data.stream_dataset`) with their `.done`
 markers; for the audience, bench_audience_match's warehouse (profiles partitions, suppression
-list) and the export as AEP's default CSV in the AEP destination zone. The generator draws
-non_deliverables entries from a 50,000-recipient pool: past about 50,000 rows some `_id`s
-repeat, `id_unique` rightly fails and nothing is published (the table says so).
+list) and the export as AEP's default CSV in the AEP destination zone. The generator keeps
+every `_id` unique only so far: non_deliverables entries come from a 50,000-recipient pool
+(duplicates from about 100,000 rows) and push_subscriptions has one row per subscription only
+up to its subscribers (duplicates at 1 M rows, none at 200,000). Past that `id_unique` rightly
+fails and nothing is published; the table says so.
 
 Each round, each in a fresh process (peak RSS from `VmHWM` is that process's own):
 
