@@ -130,7 +130,7 @@ def write_parquet(flow: CampaignExportDescription, warehouse: Warehouse, pk: str
                 f"{flow.dataset}: the XDM Parquet does not fit the dataset's schema",
                 metadata={"problems": "\n".join(problems[:20])},
             )
-        with ParquetSink(out, arrow_schema, background=False, statistics=False) as sink:
+        with ParquetSink(out, arrow_schema, statistics=False) as sink:
             if source is not None:
                 for batch in source.iter_batches(batch_size=BATCH_ROWS):
                     sink.write(aep_parquet_batch(batch, schema))
