@@ -151,7 +151,7 @@ def print_flow(result: dict[str, Any]) -> dict[str, Any]:
         f"\n== {result['flow']}: {rows:,} rows ({result['csv_mib']:,.0f} MiB of input), "
         f"publication {last['publication_format']}, median of {len(rounds)} round(s)"
     )
-    print(f"{'step':<44} {'seconds':>9}")
+    print(f"{'step':<44} {'seconds':>9} {'peak RSS':>10}")
     print(f"{'sensor tick':<44} {_median([r['tick_seconds'] for r in runs]):>9.2f}")
     for number, run in enumerate(last["runs"]):
         for step in run["steps"]:
@@ -164,7 +164,15 @@ def print_flow(result: dict[str, Any]) -> dict[str, Any]:
                 ]
             )
             mark = "" if step["ok"] else "  FAILED"
-            print(f"  {step['step']:<42} {seconds:>9.2f}{mark}")
+            peaks = [
+                s.get("peak_rss_mib")
+                for r in runs
+                for s in r["runs"][number]["steps"]
+                if s["step"] == step["step"]
+            ]
+            peak = max((p for p in peaks if p is not None), default=None)
+            shown_peak = f"{peak:>6,.0f} MiB" if peak is not None else f"{'-':>10}"
+            print(f"  {step['step']:<42} {seconds:>9.2f} {shown_peak}{mark}")
         totals = [r["runs"][number]["run_seconds"] for r in runs]
         run_total = _median([t for t in totals if t is not None])
         print(f"{'run ' + run['job'] + ' ' + str(run['partition']):<44} {run_total:>9.2f}")
@@ -180,7 +188,11 @@ def print_flow(result: dict[str, Any]) -> dict[str, Any]:
     rss = max(r["peak_rss_mib"] for r in runs)
     base_rss = max(r["baseline"]["peak_rss_mib"] for r in rounds)
     print(f"ratio baseline/e2e: {ratio:.3f}× (per round: {per_round})")
-    print(f"peak RSS: run process {rss:,.0f} MiB; baseline {base_rss:,.0f} MiB")
+    before = max(r.get("rss_before_tick_mib", float("nan")) for r in runs)
+    print(
+        f"peak RSS: run process {rss:,.0f} MiB (of which {before:,.0f} MiB held before the tick: "
+        f"definitions, Dagster, pyarrow); baseline {base_rss:,.0f} MiB"
+    )
     checks = [c for run in last["runs"] for c in run["checks_passed"]]
     failed = [c for run in last["runs"] for c in run["checks_failed"]]
     ok = all(run["success"] for r in runs for run in r["runs"]) and bool(last["published"])

@@ -12,6 +12,7 @@ apart (bench_definitions.py).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,43 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 def peak_rss_mib() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class RssSampler:
+    """Samples the process's resident memory every `interval` seconds in a thread, so a
+    step's own peak can be told apart from the process's (VmHWM only gives the latter)."""
+
+    def __init__(self, interval: float = 0.02) -> None:
+        self.samples: list[tuple[float, float]] = []
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.time(), int(line.split()[1]) / 1024))
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def peak_between(self, start: float, end: float) -> float | None:
+        inside = [rss for at, rss in self.samples if start <= at <= end]
+        return max(inside) if inside else None
+
+
+def current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -58,13 +96,18 @@ def run_flow(flow: str, root: Path, publication_format: str | None = None) -> di
     settings = overrides.get("settings", defs.resources["settings"])
     with DagsterInstance.local_temp(tempdir=str(instance_home(root))) as instance:
         sensor_def = defs.resolve_sensor_def(sensor_name(flow))
-        wall_start, start = time.time(), time.perf_counter()
-        requests = _tick(sensor_def, defs, instance, overrides)
-        tick_seconds = time.perf_counter() - start
-        runs = [_execute(defs, sensor_def, r, instance, overrides) for r in requests]
-        published = _published_files(flow, root, settings)
-        e2e_done = time.perf_counter() - start
+        rss_before_mib = current_rss_mib()
+        with RssSampler() as rss:
+            wall_start, start = time.time(), time.perf_counter()
+            requests = _tick(sensor_def, defs, instance, overrides)
+            tick_seconds = time.perf_counter() - start
+            runs = [_execute(defs, sensor_def, r, instance, overrides) for r in requests]
+            published = _published_files(flow, root, settings)
+            e2e_done = time.perf_counter() - start
         steps = [_run_steps(instance, run["run_id"]) for run in runs]
+        for run_steps in steps:
+            for step in run_steps["steps"]:
+                step["peak_rss_mib"] = rss.peak_between(step.pop("start"), step.pop("end"))
     appeared = max((p["mtime"] for p in published), default=None)
     return {
         "flow": flow,
@@ -79,6 +122,8 @@ def run_flow(flow: str, root: Path, publication_format: str | None = None) -> di
         "published_after_seconds": None if appeared is None else appeared - wall_start,
         "e2e_seconds": e2e_done,
         "peak_rss_mib": peak_rss_mib(),
+        # What the process held before the tick: the definitions, Dagster, pyarrow.
+        "rss_before_tick_mib": rss_before_mib,
     }
 
 
@@ -175,6 +220,8 @@ def _run_steps(instance: Any, run_id: str) -> dict[str, Any]:
                     "step": entry.step_key,
                     "seconds": entry.timestamp - started[entry.step_key],
                     "ok": kind == DagsterEventType.STEP_SUCCESS,
+                    "start": started[entry.step_key],
+                    "end": entry.timestamp,
                 }
             )
     total = None if run_start is None or run_end is None else run_end - run_start
