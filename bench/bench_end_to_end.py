@@ -12,11 +12,9 @@ push_subscriptions) at 1 M rows (`--rows`); one AEP audience export of 1 M membe
 `campaign_audience_import_published`. Inputs are generated first, in this process: clean
 Campaign exports (classic layout, `rtcdp_dev.sample_data.stream_dataset`) with their `.done`
 markers; for the audience, bench_audience_match's warehouse (profiles partitions, suppression
-list) and the export as AEP's default CSV in the AEP destination zone. The generator keeps
-every `_id` unique only so far: non_deliverables entries come from a 50,000-recipient pool
-(duplicates from about 100,000 rows) and push_subscriptions has one row per subscription only
-up to its subscribers (duplicates at 1 M rows, none at 200,000). Past that `id_unique` rightly
-fails and nothing is published; the table says so.
+list) and the export as AEP's default CSV in the AEP destination zone. A clean generated
+export never repeats an XDM `_id`, at any size (tests/dev/test_sample_data_ids.py); a failed
+`id_unique` would show in the table as "not published".
 
 Each round, each in a fresh process (peak RSS from `VmHWM` is that process's own):
 

@@ -184,7 +184,8 @@ def generate_non_deliverables(
     """Quarantine entries changed in the window: emails (channel 0) and mobile numbers
     (channel 1) of pool recipients; statuses quarantine / with errors / denylisted / valid
     with failure reasons, error counts and texts that fit them (§b3, §b5); status and channel
-    codes as PipelineSettings maps them."""
+    codes as PipelineSettings maps them. An address changes at most once in a second (the XDM
+    `_id` is built from both), so a clean file never repeats an `_id`."""
     return generate_dataset(
         "non_deliverables",
         window_start,
@@ -267,10 +268,11 @@ def generate_push_subscriptions(
     now: datetime | None = None,
     batch_rows: int = DEFAULT_BATCH_ROWS,
 ) -> GeneratedFile:
-    """App subscriptions changed in the window, one row per subscription (while `rows` <= the
-    subscribers, `push_devices`): pool recipients with an external ID (the subscriber key),
-    their app, platform (as `push_platform_codes` writes it) and a token of the platform's
-    shape; defects include malformed tokens (`invalid_push_token`) and unknown platforms."""
+    """App subscriptions changed in the window, one row per subscription: pool recipients
+    with an external ID (the subscriber key, `push_devices`), their app, platform (as
+    `push_platform_codes` writes it) and a token of the platform's shape; with more rows than
+    subscribers, further devices of theirs (`further_push_devices`). Defects include
+    malformed tokens (`invalid_push_token`) and unknown platforms."""
     return generate_dataset(
         "push_subscriptions",
         window_start,

@@ -11,7 +11,7 @@ import pyarrow as pa
 from resources.settings import PipelineSettings
 from rtcdp_dev.sample_data.batches import _Plan, _References, _Source, _timestamps, _uniform_ints
 from rtcdp_dev.sample_data.common import Column, int_strings, ts_strings, weighted_choice
-from rtcdp_dev.sample_data.recipients import recipient_details
+from rtcdp_dev.sample_data.recipients import RecipientDetails, recipient_details
 
 _DAY = 86_400
 _ADDRESS_ID_BASE = 10_000_000
@@ -106,6 +106,9 @@ def _non_deliverables_source(
     details = recipient_details(plan.seed, pool.size)
     # Emails first, then mobile numbers: index who + size * channel.
     addresses = pa.concat_arrays([pool.emails, details.mobile_phones])
+    # Keys (second, address) of the rows so far in the last batch's last second: with more
+    # rows than seconds in a batch, the next batch's first second can be that one.
+    carried: list[np.ndarray] = [np.empty(0, np.int64)]
 
     def columns(rng: np.random.Generator, _r0: int, n: int, lo: int, hi: int) -> dict[str, Column]:
         modified = _timestamps(rng, n, lo, hi)
@@ -126,6 +129,8 @@ def _non_deliverables_source(
         # One error: the entry was created by it; more: by the first of them.
         first_error = _uniform_ints(rng, history_lo[entry], history_hi[entry])
         created = last_error - np.where(error_count == 1, 0, first_error)
+        # Last of the draws, so that a batch without a repeat keeps the values it always had.
+        who = _distinct_addresses(rng, who, channel, modified, carried, pool.size, details)
         take = pa.array(entry)
         return {
             "address_id": int_strings(_ADDRESS_ID_BASE + who * len(channels) + channel),
@@ -142,3 +147,52 @@ def _non_deliverables_source(
         }
 
     return _Source(columns, plan.t_lo, plan.t_hi)
+
+
+def _distinct_addresses(
+    rng: np.random.Generator,
+    who: np.ndarray,
+    channel: np.ndarray,
+    modified: np.ndarray,
+    carried: list[np.ndarray],
+    size: int,
+    details: RecipientDetails,
+) -> np.ndarray:
+    """`who`, with each row that repeats an earlier row's address (`address_id`) in the same
+    second given another person of its channel: the XDM `_id` is built from `address_id` and
+    `last_modified` (non_deliverables_to_xdm), so such a row would repeat an `_id`. Rows are
+    redrawn only where a repeat exists. `carried[0]` holds the keys of the earlier rows in
+    the previous batch's last second; it becomes those of this batch's last second."""
+    channels = len(_ADDRESS_CHANNELS)
+    stride = size * channels  # key = second * stride + address index (who * 2 + channel)
+    capacity = np.array([size, details.with_mobile.size], dtype=np.int64)
+    earlier = carried[0]
+    keys = modified * stride + who * channels + channel
+    # A second holds each address once at most: refuse what cannot be made unique.
+    per_second = np.concatenate(
+        [earlier // stride * channels + earlier % channels, modified * channels + channel]
+    )
+    slots, counts = np.unique(per_second, return_counts=True)
+    if (counts > capacity[slots % channels]).any():
+        raise ValueError(
+            "more non_deliverables rows in one second than addresses of their channel: "
+            "ask for fewer rows or a longer window"
+        )
+    who = who.copy()
+    while True:
+        _, first = np.unique(np.concatenate([earlier, keys]), return_index=True)
+        repeated = np.ones(earlier.size + keys.size, dtype=bool)
+        repeated[first] = False
+        again = np.flatnonzero(repeated[earlier.size :])
+        if not again.size:
+            break
+        anyone = rng.integers(0, size, size=again.size)
+        mobile = details.with_mobile[rng.integers(0, details.with_mobile.size, size=again.size)]
+        who[again] = np.where(channel[again] == 1, mobile, anyone)
+        keys[again] = modified[again] * stride + who[again] * channels + channel[again]
+    if modified.size:
+        # Dates rise through the file, and a later batch starts at this one's last second
+        # at the earliest: earlier batches can have filled that second too.
+        last = modified[-1] * stride
+        carried[0] = np.concatenate([earlier[earlier >= last], keys[keys >= last]])
+    return who

@@ -71,6 +71,21 @@ def push_devices(seed: int, size: int = POOL_SIZE) -> PushDevices:
     rng = rng_for(seed, "push-devices")
     has_key = np.asarray(pc.not_equal(pool.external_ids, "").to_numpy(zero_copy_only=False))
     who = np.flatnonzero(has_key & (rng.random(size) < _PUSH_SHARE))
+    return _devices_of(rng, who)
+
+
+@lru_cache(maxsize=2)
+def further_push_devices(seed: int, size: int, round_number: int) -> PushDevices:
+    """Round r >= 1: one more device per subscriber of `push_devices(seed, size)` (another
+    phone, a tablet, the other app), the same in every file of the seed. Only exports with
+    more rows than subscribers reach them: other datasets know the first devices alone."""
+    if round_number < 1:
+        raise ValueError("round 0 is push_devices")
+    who = push_devices(seed, size).who
+    return _devices_of(rng_for(seed, "push-devices", round_number), who)
+
+
+def _devices_of(rng: np.random.Generator, who: np.ndarray) -> PushDevices:
     n = who.size
     apps = [PUSH_APPS[i] for i in weighted_choice(rng, n, _PUSH_APP_WEIGHTS)]
     platforms = [
@@ -94,30 +109,60 @@ def _push_subscriptions_source(
 ) -> _Source:
     pool = plan.pool
     devices = push_devices(plan.seed, pool.size)
+    subscribers = devices.who.size
     platform_code = _push_platform_codes()
-    # One row per subscription and file (while rows <= subscriptions): the changed ones.
+    # One row per subscription and file, the changed ones: row p is device chosen[p] of round
+    # p // subscribers (round 0: push_devices; then one more device per subscriber a round),
+    # so a subscription never comes twice, at any row count, and the XDM `_id` (subscription
+    # ID and last change) never repeats.
     chosen = _distinct_sample(
-        rng_for(plan.seed, "push-subscriptions", window_index(plan.window)), rows, devices.who.size
+        rng_for(plan.seed, "push-subscriptions", window_index(plan.window)), rows, subscribers
     )
-    apps = pa.array(devices.apps)
-    platforms = pa.array([platform_code[p] for p in devices.platforms])
-    tokens = pa.array(devices.tokens)
     opt_in = pa.array(["0", "1"])
 
-    def columns(rng: np.random.Generator, r0: int, n: int, lo: int, hi: int) -> dict[str, Column]:
-        device = chosen[r0 : r0 + n]
+    def round_columns(round_number: int, device: np.ndarray) -> dict[str, Column]:
+        of_round = (
+            devices
+            if round_number == 0
+            else further_push_devices(plan.seed, pool.size, round_number)
+        )
         dev = pa.array(device)
-        who = devices.who[device]
+        who = of_round.who[device]
         who_arr = pa.array(who)
-        modified = _timestamps(rng, n, lo, hi)
         return {
-            "subscription_id": int_strings(_SUBSCRIPTION_ID_BASE + who),
+            # Round r's IDs follow round r - 1's: pool indices are < pool.size.
+            "subscription_id": int_strings(_SUBSCRIPTION_ID_BASE + round_number * pool.size + who),
             "subscriber_key": pool.external_ids.take(who_arr),
             "recipient_id": pool.recipient_ids.take(who_arr),
-            "app_id": apps.take(dev),
-            "platform": platforms.take(dev),
-            "token": tokens.take(dev),
-            "registration_date": ts_strings(np.minimum(devices.registered[device], modified)),
+            "app_id": pa.array(of_round.apps).take(dev),
+            "platform": pa.array([platform_code[p] for p in of_round.platforms]).take(dev),
+            "token": pa.array(of_round.tokens).take(dev),
+            "registered": of_round.registered[device],
+        }
+
+    def columns(rng: np.random.Generator, r0: int, n: int, lo: int, hi: int) -> dict[str, Column]:
+        # Rounds are consecutive stretches of rows: one set of columns per stretch.
+        first_round, last_round = r0 // subscribers, (r0 + n - 1) // subscribers
+        parts = [
+            round_columns(
+                k,
+                chosen[max(r0, k * subscribers) : min(r0 + n, (k + 1) * subscribers)],
+            )
+            for k in range(first_round, last_round + 1)
+        ]
+        modified = _timestamps(rng, n, lo, hi)
+        joined: dict[str, Column] = {
+            name: (
+                np.concatenate([p[name] for p in parts])
+                if name == "registered"
+                else pa.concat_arrays([p[name] for p in parts])
+            )
+            for name in parts[0]
+        }
+        registered = joined.pop("registered")
+        return {
+            **joined,
+            "registration_date": ts_strings(np.minimum(registered, modified)),
             "last_modified": ts_strings(modified),
             "opted_in": opt_in.take(pa.array((rng.random(n) < _OPT_IN_SHARE).astype(np.int64))),
             "org_unit": pa.scalar(plan.org_unit),
