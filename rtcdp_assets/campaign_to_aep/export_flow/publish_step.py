@@ -27,6 +27,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
     aep_parquet_batch,
     parquet_type_problems,
 )
+from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 from rtcdp_assets.shared.xdm_json import json_lines
 
@@ -132,7 +133,7 @@ def write_parquet(flow: CampaignExportDescription, warehouse: Warehouse, pk: str
             )
         with ParquetSink(out, arrow_schema, statistics=False) as sink:
             if source is not None:
-                for batch in source.iter_batches(batch_size=BATCH_ROWS):
+                for batch in parquet_batches(stored, batch_size=BATCH_ROWS):
                     sink.write(aep_parquet_batch(batch, schema))
         return sink.rows
 
@@ -143,7 +144,7 @@ def write_json_lines(
     """The stored XDM partition as JSON Lines at `out`, batch by batch; returns the count."""
     rows = 0
     with out.open("wb") as sink:
-        for batch in warehouse.iter_batches(flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
+        for batch in warehouse_batches(warehouse, flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
             sink.write(json_lines(batch))
             rows += batch.num_rows
     return rows

@@ -18,6 +18,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
     XdmMapper,
 )
 from rtcdp_assets.shared.ingest import empty_batch
+from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 
 CHANNEL_PATH = ("_experience", "campaign", "channel")
 
@@ -107,8 +108,7 @@ def rows_by_channel(path: Path, schema: pa.Schema) -> dict[str, int] | None:
         return None
     # Counted a batch at a time: the whole column of a 5 M-record partition held ~270 MiB.
     counts: Counter[str | None] = Counter()
-    source = pq.ParquetFile(path)
-    for batch in source.iter_batches(batch_size=65536, columns=[".".join(CHANNEL_PATH)]):
+    for batch in parquet_batches(path, columns=[".".join(CHANNEL_PATH)]):
         # struct_field makes a record whose parent struct is null a null channel.
         channel = pc.struct_field(batch.column(0), list(CHANNEL_PATH[1:]))
         for entry in pc.value_counts(channel).to_pylist():
@@ -127,7 +127,7 @@ def map_partition(
     with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
         local = Path(tmp) / "data.parquet"
         with XdmWriter(local, to_xdm, settings) as writer:
-            for batch in warehouse.iter_batches(flow.dataset, pk):
+            for batch in warehouse_batches(warehouse, flow.dataset, pk):
                 writer.write(batch)
         out = finish_xdm(flow, [local] if writer.rows else [], local, to_xdm, settings)
         warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
@@ -141,6 +141,6 @@ def concat_parquet(parts: Sequence[Path], out: Path, schema: pa.Schema) -> int:
         return pq.ParquetFile(out).metadata.num_rows
     with ParquetSink(out, schema) as sink:
         for part in parts:
-            for batch in pq.ParquetFile(part).iter_batches(batch_size=65536):
+            for batch in parquet_batches(part):
                 sink.write(batch)
     return sink.rows
