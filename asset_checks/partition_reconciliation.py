@@ -6,7 +6,6 @@ from collections import Counter
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -18,6 +17,7 @@ from dagster import (
 
 from asset_checks.check_descriptions import count, plural
 from resources.warehouse import Warehouse
+from rtcdp_assets.shared.parquet_batches import parquet_batches
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 
 
@@ -111,9 +111,10 @@ def recount_files(
         with warehouse.local_copy(dataset, pk, name) as local:
             if local is None:
                 continue
-            column = pq.read_table(local, columns=[col]).column(col)
-            for item in pc.value_counts(column).to_pylist():
-                counted[kind][item["values"]] = item["counts"]
+            # A batch at a time: the whole column grows with the partition.
+            for batch in parquet_batches(local, columns=[col]):
+                for item in pc.value_counts(batch.column(col)).to_pylist():
+                    counted[kind][item["values"]] += item["counts"]
     mismatches = []
     for f in files:
         if f["status"] != "processed":

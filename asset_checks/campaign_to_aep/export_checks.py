@@ -49,6 +49,7 @@ from asset_checks.partition_reconciliation import partition_check_spec, reconcil
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
+from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 
 MAX_IDENTITIES_PER_RECORD = 20  # docs/formats.md §e2 (Identity Service guardrail)
 
@@ -106,9 +107,11 @@ def org_unit_result(
     counts: Counter[str] = Counter()
     with warehouse.local_copy(dataset, pk, "data.parquet") as local:
         if local is not None and "org_unit" in pq.read_schema(local).names:
-            column = pq.read_table(local, columns=["org_unit"]).column("org_unit")
-            for item in pc.value_counts(pc.drop_null(column)).to_pylist():
-                counts[item["values"]] = item["counts"]
+            # A batch at a time: the whole column grows with the partition.
+            for batch in parquet_batches(local, columns=["org_unit"]):
+                column = batch.column("org_unit")
+                for item in pc.value_counts(pc.drop_null(column)).to_pylist():
+                    counts[item["values"]] += item["counts"]
     foreign = {unit: n for unit, n in counts.items() if unit != settings.campaign_org_unit}
     outside = sum(foreign.values())
     description = (
@@ -227,7 +230,7 @@ def evaluate_xdm(
     examples: list[str] = []
     kinds: Counter[str] = Counter()
     ids = DuplicateCounter()
-    for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
+    for batch in warehouse_batches(warehouse, flow.xdm_dataset, pk):
         report = schema.validate_table(batch, max_examples=20)
         invalid += report.invalid
         kinds.update(report.error_counts)
@@ -308,8 +311,5 @@ def evaluate_xdm(
 
 def _stored_ids(warehouse: Warehouse, dataset: str, pk: str) -> Iterator[pa.Array]:
     """The partition's `_id` column again, batch by batch (read only when hashes collide)."""
-    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
-        if local is None:
-            return
-        for batch in pq.ParquetFile(local).iter_batches(columns=["_id"]):
-            yield batch.column("_id")
+    for batch in warehouse_batches(warehouse, dataset, pk, columns=["_id"]):
+        yield batch.column("_id")

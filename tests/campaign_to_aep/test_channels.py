@@ -12,11 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
+from rtcdp_assets.campaign_to_aep.export_flow.xdm_writer import rows_by_channel
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs, tracking_log_flow
 from rtcdp_assets.shared.xdm_conformance import XdmSchema
 from tests.drop_files import drop_flow_export
@@ -329,3 +331,22 @@ def test_tracking_events_follow_their_channel(tmp_path, layout):
         }
     meta = materialization(result, "tracking_log_xdm").metadata
     assert sum(meta["rows_by_channel"].value.values()) == len(records)
+
+
+def test_records_per_channel_are_counted_over_every_row_group(tmp_path):
+    """`rows_by_channel` reads the channel column a batch at a time: the counts over several
+    row groups equal those of the whole column, a null channel and a record without
+    `_experience` counting as "None"."""
+    channels = ["email", "sms", None, "push_ios"] * 40_000
+    experience = [{"campaign": {"channel": c, "messageID": "m"}} for c in channels]
+    experience[7] = None
+    table = pa.table({"_id": [str(i) for i in range(len(channels))], "_experience": experience})
+    path = tmp_path / "xdm.parquet"
+    pq.write_table(table, path, row_group_size=50_000)
+    assert pq.ParquetFile(path).metadata.num_row_groups > 1
+
+    counts = rows_by_channel(path, table.schema)
+
+    assert counts == {"None": 40_001, "email": 40_000, "push_ios": 39_999, "sms": 40_000}
+    assert list(counts) == sorted(counts)
+    assert rows_by_channel(path, table.drop_columns(["_experience"]).schema) is None

@@ -46,6 +46,7 @@ from rtcdp_assets.shared.ingest import (
     ingest_file,
 )
 from rtcdp_assets.shared.masking import mask_text
+from rtcdp_assets.shared.parquet_batches import parquet_batches
 from rtcdp_assets.shared.partition_rules import (
     RowDigests,
     apply_partition_rules,
@@ -277,7 +278,7 @@ def ingest_partition(
                 if after != before:
                     # A rule moved rows out of this file's part (rare): map what is left.
                     with XdmWriter(tmpdir / f"xdm-{i}-ruled.parquet", to_xdm, settings) as w:
-                        for batch in pq.ParquetFile(after).iter_batches(batch_size=65536):
+                        for batch in parquet_batches(after):
                             w.write(batch)
                     xdm_parts[i] = w.path if w.rows else None
             xdm_local = tmpdir / "xdm.parquet"

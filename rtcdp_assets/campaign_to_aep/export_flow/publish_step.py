@@ -29,6 +29,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
     aep_parquet_batch,
     parquet_type_problems,
 )
+from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 from rtcdp_assets.shared.xdm_json import json_lines
 
@@ -136,7 +137,7 @@ def write_parquet(flow: CampaignExportDescription, warehouse: Warehouse, pk: str
             )
         with ParquetSink(out, arrow_schema, statistics=False) as sink:
             if source is not None:
-                for batch in source.iter_batches(batch_size=BATCH_ROWS):
+                for batch in parquet_batches(stored, batch_size=BATCH_ROWS):
                     sink.write(aep_parquet_batch(batch, schema))
         return sink.rows
 
@@ -152,7 +153,7 @@ def write_json_lines(
     rows = 0
     with out.open("wb") as sink, ThreadPoolExecutor(ENCODING_THREADS) as pool:
         pending: deque[Future[bytes]] = deque()
-        for batch in warehouse.iter_batches(flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
+        for batch in warehouse_batches(warehouse, flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
             pending.append(pool.submit(json_lines, batch))
             rows += batch.num_rows
             if len(pending) > ENCODING_AHEAD:
