@@ -252,6 +252,21 @@ def test_string_hashes_differ_for_distinct_ids_and_agree_for_equal_ones():
     assert again.tolist() == hashes[110:150].tolist()
 
 
+def test_string_hashes_over_word_boundaries_zero_bytes_and_large_strings():
+    """Hashes go 8 bytes at a time: strings that differ only past a word boundary, by a
+    trailing zero byte or by length, and non-ASCII text, still hash apart; the same strings
+    hash alike whatever the array's type, offset or neighbours."""
+    tricky = ["", "\x00", "\x00\x00", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghi"]
+    tricky += ["abcdefgi", "é", "é\x00", "🙂" * 5, "x" * 4000, "x" * 4001, "x" * 3999 + "y"]
+    tricky += [f"id-{i:06d}-" + "z" * (i % 23) for i in range(5000)]
+    hashes = string_hashes(pa.array(tricky))
+    assert len(set(hashes.tolist())) == len(tricky)
+    large = string_hashes(pa.array([None, *tricky, None], pa.large_string()).slice(1))
+    assert large.tolist() == hashes.tolist()
+    one_by_one = [int(string_hashes(pa.array(["pad" * 9, t]).slice(1))[0]) for t in tricky[:40]]
+    assert one_by_one == hashes[:40].tolist()
+
+
 def test_no_check_builds_records_for_a_valid_partition(tmp_path, monkeypatch):
     """On a valid partition no check turns a batch into records: conformance screens the
     columns and would build records only for the rows its screen flags (none here)."""
