@@ -8,13 +8,15 @@ replaces every file atomically and then the manifest. The warehouse sits on any 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from queue import Queue
+from queue import Empty, Full, Queue
+from typing import TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +38,8 @@ DICTIONARY_SAMPLE_ROWS = 16 * 1024
 # Rows buffered per row group: one group per 4 MiB CSV block (~23,000 rows) encoded 10-15 %
 # slower than groups five times that size; memory stays bounded by this, not by the file.
 ROW_GROUP_ROWS = 64 * 1024
+
+T = TypeVar("T")
 
 
 def partition_folder(dataset: str, partition_key: str) -> str:
@@ -78,12 +82,22 @@ class Warehouse(ConfigurableResource):
             yield local
 
     def iter_batches(
-        self, dataset: str, partition_key: str, name: str = "data.parquet", batch_size: int = 65536
+        self,
+        dataset: str,
+        partition_key: str,
+        name: str = "data.parquet",
+        batch_size: int = 65536,
+        *,
+        prefetch: bool = False,
     ) -> Iterator[pa.RecordBatch]:
+        """The file's batches in order. `prefetch`: the next batch is decoded in a background
+        thread (Arrow releases the GIL) while the caller works on this one; one more batch in
+        memory."""
         with self.local_copy(dataset, partition_key, name) as local:
             if local is None:
                 return
-            yield from pq.ParquetFile(local).iter_batches(batch_size=batch_size)
+            batches = pq.ParquetFile(local).iter_batches(batch_size=batch_size)
+            yield from read_ahead(batches) if prefetch else batches
 
     def row_count(self, dataset: str, partition_key: str, name: str = "data.parquet") -> int | None:
         with self.local_copy(dataset, partition_key, name) as local:
@@ -196,6 +210,46 @@ class ParquetSink:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_DONE = object()
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """`items`, each produced in a background thread while the caller holds the previous
+    one. The thread has stopped when this generator ends, however it ends (exhausted, closed
+    early or failed), so whatever `items` reads may be released afterwards."""
+    ready: Queue[object] = Queue(maxsize=1)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        ready.put(item, timeout=0.1)
+                        break
+                    except Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(_DONE)
+        except BaseException as exc:  # re-raised in the caller's thread
+            ready.put(exc)
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            with contextlib.suppress(Empty):
+                ready.get(timeout=0.1)
+        thread.join()
 
 
 def dictionary_columns(batch: pa.Table) -> list[str]:

@@ -227,7 +227,8 @@ def evaluate_xdm(
     examples: list[str] = []
     kinds: Counter[str] = Counter()
     ids = DuplicateCounter()
-    for batch in warehouse.iter_batches(flow.xdm_dataset, pk):
+    # The next batch is decoded while this one is checked: the read overlaps the checks.
+    for batch in warehouse.iter_batches(flow.xdm_dataset, pk, prefetch=True):
         report = schema.validate_table(batch, max_examples=20)
         invalid += report.invalid
         kinds.update(report.error_counts)
