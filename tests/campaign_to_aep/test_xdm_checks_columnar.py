@@ -132,9 +132,17 @@ class SmallBatchWarehouse(Warehouse):
     """Reads partitions in batches of 400 rows, so duplicates span batches."""
 
     def iter_batches(
-        self, dataset: str, partition_key: str, name: str = "data.parquet", batch_size: int = 400
+        self,
+        dataset: str,
+        partition_key: str,
+        name: str = "data.parquet",
+        batch_size: int = 400,
+        *,
+        prefetch: bool = False,
     ) -> Iterator[pa.RecordBatch]:
-        yield from super().iter_batches(dataset, partition_key, name, batch_size=400)
+        yield from super().iter_batches(
+            dataset, partition_key, name, batch_size=400, prefetch=prefetch
+        )
 
 
 def verdicts(results: list[AssetCheckResult]) -> list[tuple[Any, ...]]:
