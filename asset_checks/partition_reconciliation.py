@@ -3,8 +3,10 @@ recount of a stored partition against its manifest (`reconciliation`).
 """
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import (
@@ -111,9 +113,8 @@ def recount_files(
         with warehouse.local_copy(dataset, pk, name) as local:
             if local is None:
                 continue
-            column = pq.read_table(local, columns=[col]).column(col)
-            for item in pc.value_counts(column).to_pylist():
-                counted[kind][item["values"]] = item["counts"]
+            for value, n in stored_value_counts(local, col).items():
+                counted[kind][value] = n
     mismatches = []
     for f in files:
         if f["status"] != "processed":
@@ -122,3 +123,11 @@ def recount_files(
         if f["rows_in"] != good + bad or f["rows_out"] != good or f["rows_rejected"] != bad:
             mismatches.append(f"{f[name_key]}: {f['rows_in']} in, {good} stored + {bad} rejected")
     return counted, mismatches
+
+
+def stored_value_counts(local: Path, column: str) -> dict[Any, int]:
+    """Rows per value of one column of a Parquet file (None: the nulls). Text columns are read
+    as dictionaries: a file name repeated on every row is counted, not copied a million times."""
+    text = pa.types.is_string(pq.read_schema(local).field(column).type)
+    table = pq.read_table(local, columns=[column], read_dictionary=[column] if text else None)
+    return {i["values"]: i["counts"] for i in pc.value_counts(table.column(column)).to_pylist()}

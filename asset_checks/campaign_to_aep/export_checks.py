@@ -45,7 +45,11 @@ from asset_checks.campaign_to_aep.xdm_tallies import (
     record_sizes,
 )
 from asset_checks.check_descriptions import count, listing, of, plural
-from asset_checks.partition_reconciliation import partition_check_spec, reconcile
+from asset_checks.partition_reconciliation import (
+    partition_check_spec,
+    reconcile,
+    stored_value_counts,
+)
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportDescription
@@ -106,9 +110,9 @@ def org_unit_result(
     counts: Counter[str] = Counter()
     with warehouse.local_copy(dataset, pk, "data.parquet") as local:
         if local is not None and "org_unit" in pq.read_schema(local).names:
-            column = pq.read_table(local, columns=["org_unit"]).column("org_unit")
-            for item in pc.value_counts(pc.drop_null(column)).to_pylist():
-                counts[item["values"]] = item["counts"]
+            for unit, n in stored_value_counts(local, "org_unit").items():
+                if unit is not None:
+                    counts[unit] = n
     foreign = {unit: n for unit, n in counts.items() if unit != settings.campaign_org_unit}
     outside = sum(foreign.values())
     description = (
