@@ -110,10 +110,10 @@ def recount_files(
         ("good", "data.parquet", "_source_file"),
         ("rejected", "rejects.parquet", "source_file"),
     ):
-        with warehouse.local_copy(dataset, pk, name) as local:
-            if local is None:
+        with warehouse.parquet_source(dataset, pk, name) as source:
+            if source is None:
                 continue
-            for value, n in stored_value_counts(local, col).items():
+            for value, n in stored_value_counts(source, col).items():
                 counted[kind][value] = n
     mismatches = []
     for f in files:
@@ -125,9 +125,9 @@ def recount_files(
     return counted, mismatches
 
 
-def stored_value_counts(local: Path, column: str) -> dict[Any, int]:
+def stored_value_counts(source: pa.NativeFile | Path, column: str) -> dict[Any, int]:
     """Rows per value of one column of a Parquet file (None: the nulls). Text columns are read
     as dictionaries: a file name repeated on every row is counted, not copied a million times."""
-    text = pa.types.is_string(pq.read_schema(local).field(column).type)
-    table = pq.read_table(local, columns=[column], read_dictionary=[column] if text else None)
+    text = pa.types.is_string(pq.read_schema(source).field(column).type)
+    table = pq.read_table(source, columns=[column], read_dictionary=[column] if text else None)
     return {i["values"]: i["counts"] for i in pc.value_counts(table.column(column)).to_pylist()}

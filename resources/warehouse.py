@@ -81,6 +81,27 @@ class Warehouse(ConfigurableResource):
                     dst.write(chunk)
             yield local
 
+    @contextmanager
+    def parquet_source(
+        self, dataset: str, partition_key: str, name: str = "data.parquet"
+    ) -> Iterator[pa.NativeFile | Path | None]:
+        """What pyarrow.parquet reads the file from: a local zone's file opened in place (no
+        copy; opened once, so a re-run replacing it, a rename, leaves this reader the old file
+        whole; not memory-mapped, which would count the file in the reader's RSS), else
+        `local_copy`."""
+        in_place = self.zone.local_path(self.path(dataset, partition_key, name))
+        if in_place is None:
+            with self.local_copy(dataset, partition_key, name) as local:
+                yield local
+            return
+        try:
+            opened = pa.OSFile(str(in_place))
+        except FileNotFoundError:  # removed since: as for a missing file
+            yield None
+            return
+        with opened:
+            yield opened
+
     def iter_batches(
         self,
         dataset: str,
@@ -93,21 +114,21 @@ class Warehouse(ConfigurableResource):
         """The file's batches in order. `prefetch`: the next batch is decoded in a background
         thread (Arrow releases the GIL) while the caller works on this one; one more batch in
         memory."""
-        with self.local_copy(dataset, partition_key, name) as local:
-            if local is None:
+        with self.parquet_source(dataset, partition_key, name) as source:
+            if source is None:
                 return
-            batches = pq.ParquetFile(local).iter_batches(batch_size=batch_size)
+            batches = pq.ParquetFile(source).iter_batches(batch_size=batch_size)
             yield from read_ahead(batches) if prefetch else batches
 
     def row_count(self, dataset: str, partition_key: str, name: str = "data.parquet") -> int | None:
-        with self.local_copy(dataset, partition_key, name) as local:
-            return None if local is None else pq.ParquetFile(local).metadata.num_rows
+        with self.parquet_source(dataset, partition_key, name) as source:
+            return None if source is None else pq.ParquetFile(source).metadata.num_rows
 
     def read_table(self, dataset: str, partition_key: str, name: str = "data.parquet") -> pa.Table:
-        with self.local_copy(dataset, partition_key, name) as local:
-            if local is None:
+        with self.parquet_source(dataset, partition_key, name) as source:
+            if source is None:
                 raise FileNotFoundError(self.path(dataset, partition_key, name))
-            return pq.read_table(local)
+            return pq.read_table(source)
 
 
 class ParquetSink:

@@ -108,9 +108,9 @@ def org_unit_result(
     dataset: str, warehouse: Warehouse, settings: PipelineSettings, pk: str
 ) -> AssetCheckResult:
     counts: Counter[str] = Counter()
-    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
-        if local is not None and "org_unit" in pq.read_schema(local).names:
-            for unit, n in stored_value_counts(local, "org_unit").items():
+    with warehouse.parquet_source(dataset, pk, "data.parquet") as source:
+        if source is not None and "org_unit" in pq.read_schema(source).names:
+            for unit, n in stored_value_counts(source, "org_unit").items():
                 if unit is not None:
                     counts[unit] = n
     foreign = {unit: n for unit, n in counts.items() if unit != settings.campaign_org_unit}
@@ -313,8 +313,8 @@ def evaluate_xdm(
 
 def _stored_ids(warehouse: Warehouse, dataset: str, pk: str) -> Iterator[pa.Array]:
     """The partition's `_id` column again, batch by batch (read only when hashes collide)."""
-    with warehouse.local_copy(dataset, pk, "data.parquet") as local:
-        if local is None:
+    with warehouse.parquet_source(dataset, pk, "data.parquet") as source:
+        if source is None:
             return
-        for batch in pq.ParquetFile(local).iter_batches(columns=["_id"]):
+        for batch in pq.ParquetFile(source).iter_batches(columns=["_id"]):
             yield batch.column("_id")

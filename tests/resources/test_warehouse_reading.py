@@ -1,5 +1,7 @@
-"""`read_ahead` and `Warehouse.iter_batches(prefetch=True)`: the same items in the same order,
-errors raised where the caller reads, and no thread left behind however the caller stops."""
+"""Reading the warehouse: `read_ahead` and `iter_batches(prefetch=True)` give the same items in
+order, raise errors where the caller reads and leave no thread behind; `parquet_source` reads a
+local zone's file in place (a re-run's replacement leaves the reader the old file whole) and
+copies from zones without local paths."""
 
 from __future__ import annotations
 
@@ -71,3 +73,46 @@ def test_prefetched_batches_are_the_files_batches(tmp_path: Path) -> None:
     batches.close()  # stops the reader before the local copy goes
     assert _threads() == 0
     assert list(warehouse.iter_batches("ds", "missing", prefetch=True)) == []
+
+
+class RemoteLikeZone(LocalDropZone):
+    """A zone that cannot hand out local paths: the warehouse copies its files."""
+
+    def local_path(self, path: str) -> Path | None:
+        return None
+
+
+def test_a_local_file_is_read_in_place_and_a_replacement_leaves_the_reader_whole(
+    tmp_path: Path,
+) -> None:
+    warehouse = Warehouse(zone=LocalDropZone(root=str(tmp_path / "wh")))
+    old, new = pa.table({"n": range(5000)}), pa.table({"n": range(7)})
+    for name, table in (("old", old), ("new", new)):
+        pq.write_table(table, tmp_path / f"{name}.parquet", row_group_size=1000)
+    warehouse.put_file("ds", "pk", "data.parquet", tmp_path / "old.parquet")
+    with warehouse.parquet_source("ds", "pk") as source:
+        assert isinstance(source, pa.NativeFile)  # no copy
+        reader = pq.ParquetFile(source)
+        first = next(reader.iter_batches(batch_size=1000))
+        warehouse.put_file("ds", "pk", "data.parquet", tmp_path / "new.parquet")  # a re-run
+        rest = list(reader.iter_batches(batch_size=1000))
+    assert pa.Table.from_batches([first]).equals(old.slice(0, 1000))
+    assert pa.Table.from_batches(rest).equals(old)
+    assert warehouse.read_table("ds", "pk").equals(new)
+    assert warehouse.row_count("ds", "pk") == 7
+    with warehouse.parquet_source("ds", "missing") as source:
+        assert source is None
+
+
+def test_a_zone_without_local_paths_is_read_from_a_copy(tmp_path: Path) -> None:
+    warehouse = Warehouse(zone=RemoteLikeZone(root=str(tmp_path / "wh")))
+    table = pa.table({"s": ["a", None, "c"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    warehouse.put_file("ds", "pk", "data.parquet", tmp_path / "t.parquet")
+    with warehouse.parquet_source("ds", "pk") as source:
+        assert isinstance(source, Path) and not str(source).startswith(str(tmp_path / "wh"))
+        assert pq.read_table(source).equals(table)
+    assert pa.Table.from_batches(list(warehouse.iter_batches("ds", "pk", prefetch=True))).equals(
+        table
+    )
+    assert warehouse.row_count("ds", "missing") is None
