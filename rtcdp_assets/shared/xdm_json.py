@@ -304,7 +304,8 @@ def _needs_escapes(arr: pa.Array) -> bool:
     if buffer is None:
         return False
     data = np.frombuffer(buffer, dtype=np.uint8)
-    return bool(((data < 0x20) | (data == ord('"')) | (data == ord("\\"))).any())
+    # Three reductions and no combined mask: two passes fewer over the bytes than `|`.
+    return bool((data < 0x20).any() or (data == ord('"')).any() or (data == ord("\\")).any())
 
 
 def _escape_bytes(arr: pa.Array) -> np.ndarray:
