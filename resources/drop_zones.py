@@ -134,6 +134,11 @@ class DropZone(ConfigurableResource):
         """Where this zone points, for logs and metadata (never a secret)."""
         return type(self).__name__
 
+    def local_path(self, path: str) -> Path | None:
+        """The file at `path` as a path on this machine when the zone is a local folder (read
+        in place, no copy); None for remote zones."""
+        return None
+
     def list_folders(self, folder: str = "") -> list[str]:
         """Names of the sub-folders directly inside `folder`, sorted. Needed where another
         system nests files in folders it names (AEP dataset exports:
@@ -206,6 +211,10 @@ class LocalDropZone(DropZone):
         except FileNotFoundError:
             return None
         return _entry_from_stat(safe_relpath(path), st.st_size, st.st_mtime_ns)
+
+    def local_path(self, path: str) -> Path | None:
+        target = self._abs(path)
+        return target if target.is_file() else None
 
     def describe(self) -> str:
         return f"local folder {self.root}"

@@ -20,7 +20,7 @@ from rtcdp_assets.shared.xdm_json import record_lengths
 
 _MULTIPLIER = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime (odd): the polynomial's base
 _LENGTH_SALT = np.uint64(0x9E3779B97F4A7C15)
-_HASH_ROWS = 8192
+_WORD = 8  # bytes hashed per step
 
 
 def record_sizes(batch: pa.RecordBatch) -> np.ndarray:
@@ -56,33 +56,23 @@ def _identities_of(value: object) -> int:
 
 def string_hashes(values: pa.Array) -> np.ndarray:
     """A 64-bit hash of each non-null string (nulls dropped), over Arrow's buffers with numpy:
-    a polynomial over the bytes, salted with the length and mixed (splitmix64 finalizer)."""
+    a polynomial over the strings' 8-byte words, salted with the length and mixed (splitmix64
+    finalizer). Any hash is sound here (equal hashes are compared by value); this one costs
+    a few numpy passes per 8 bytes of the longest string."""
     text = pc.drop_null(values)
-    if not pa.types.is_string(text.type):
+    if not (pa.types.is_string(text.type) or pa.types.is_large_string(text.type)):
         text = pc.cast(text, pa.string())
-    # A few thousand rows at a time: the per-byte temporaries stay a few MB.
-    parts = [_hashes(text.slice(i, _HASH_ROWS)) for i in range(0, len(text), _HASH_ROWS)]
-    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.uint64)
-
-
-def _hashes(text: pa.Array) -> np.ndarray:
     n = len(text)
     if n == 0:
         return np.zeros(0, dtype=np.uint64)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset : text.offset + n + 1]
+    width = np.int64 if pa.types.is_large_string(text.type) else np.int32
+    offsets = np.frombuffer(text.buffers()[1], dtype=width)[text.offset : text.offset + n + 1]
     offsets = offsets.astype(np.int64)
-    data_buffer = text.buffers()[2]
     lengths = np.diff(offsets)
-    if data_buffer is None or offsets[-1] == offsets[0]:
-        sums = np.zeros(n, dtype=np.uint64)
-    else:
-        data = np.frombuffer(data_buffer, dtype=np.uint8)[offsets[0] : offsets[-1]]
-        starts = offsets[:-1] - offsets[0]
-        position = np.arange(len(data), dtype=np.int64) - np.repeat(starts, lengths)
-        powers = np.cumprod(np.full(int(lengths.max()), _MULTIPLIER, dtype=np.uint64))
-        terms = (data.astype(np.uint64) + np.uint64(1)) * powers[position]
-        running = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(terms)])
-        sums = running[starts + lengths] - running[starts]  # wraps mod 2**64, as intended
+    sums = np.zeros(n, dtype=np.uint64)
+    total = int(offsets[-1] - offsets[0])
+    if total:
+        _add_words(sums, text.buffers()[2], offsets, lengths, total)
     mixed = sums ^ (lengths.astype(np.uint64) * _LENGTH_SALT)
     mixed ^= mixed >> np.uint64(30)
     mixed *= np.uint64(0xBF58476D1CE4E5B9)
@@ -90,6 +80,35 @@ def _hashes(text: pa.Array) -> np.ndarray:
     mixed *= np.uint64(0x94D049BB133111EB)
     mixed ^= mixed >> np.uint64(31)
     return mixed
+
+
+def _add_words(
+    sums: np.ndarray, data: pa.Buffer, offsets: np.ndarray, lengths: np.ndarray, total: int
+) -> None:
+    """`sums = sums * M + word` for each 8-byte word of each string, the last word of a
+    string cut to its bytes (wraps mod 2**64, as intended)."""
+    padded = np.zeros(total + _WORD, dtype=np.uint8)  # the last word may read past the end
+    padded[:total] = np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]]
+    # Every byte position as the start of an unaligned little-endian 8-byte word: no copy.
+    words = np.ndarray((total,), dtype="<u8", buffer=padded, strides=(1,))
+    starts = offsets[:-1] - offsets[0]
+    rows = np.flatnonzero(lengths > 0)
+    first = 0
+    while len(rows):
+        every = len(rows) == len(sums)  # the common case: no gather, no scatter
+        remaining = (lengths if every else lengths[rows]) - first
+        word = words[(starts if every else starts[rows]) + first]
+        short = remaining < _WORD
+        if short.any():
+            bits = remaining[short].astype(np.uint64) * np.uint64(8)
+            word[short] &= (np.uint64(1) << bits) - np.uint64(1)
+        if every:
+            sums *= _MULTIPLIER
+            sums += word
+        else:
+            sums[rows] = sums[rows] * _MULTIPLIER + word
+        first += _WORD
+        rows = rows[lengths[rows] > first]
 
 
 class DuplicateCounter:
@@ -108,8 +127,9 @@ class DuplicateCounter:
 
     def duplicates(self, reread: Callable[[], Iterable[pa.Array]]) -> int:
         """The count; `reread` gives the same values again, read only when hashes collide."""
-        hashes = np.sort(np.concatenate(self._hashes)) if self._hashes else np.zeros(0, np.uint64)
-        self._hashes = []
+        hashes = np.concatenate(self._hashes) if self._hashes else np.zeros(0, np.uint64)
+        self._hashes = []  # the parts go before the sort, which works in place: 8 bytes a row
+        hashes.sort()
         shared = hashes[1:][hashes[1:] == hashes[:-1]]
         distinct_hashes = len(hashes) - len(shared)
         distinct = distinct_hashes + (self.nulls > 0)

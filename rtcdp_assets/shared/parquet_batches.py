@@ -17,7 +17,7 @@ BATCH_ROWS = 65536
 
 
 def parquet_batches(
-    path: Path, columns: Sequence[str] | None = None, batch_size: int = BATCH_ROWS
+    path: Path | pa.NativeFile, columns: Sequence[str] | None = None, batch_size: int = BATCH_ROWS
 ) -> Iterator[pa.RecordBatch]:
     """The file's rows (only `columns`, dotted paths for nested fields, when given) in
     batches of at most `batch_size` rows, one row group read at a time."""
@@ -36,7 +36,8 @@ def warehouse_batches(
     columns: Sequence[str] | None = None,
     batch_size: int = BATCH_ROWS,
 ) -> Iterator[pa.RecordBatch]:
-    """`Warehouse.iter_batches`, one row group at a time (nothing when the file is absent)."""
-    with warehouse.local_copy(dataset, partition_key, name) as local:
-        if local is not None:
-            yield from parquet_batches(local, columns, batch_size)
+    """`Warehouse.iter_batches`, one row group at a time (nothing when the file is absent);
+    a local zone's file is read in place (`Warehouse.parquet_source`)."""
+    with warehouse.parquet_source(dataset, partition_key, name) as source:
+        if source is not None:
+            yield from parquet_batches(source, columns, batch_size)

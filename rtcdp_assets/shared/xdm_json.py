@@ -153,7 +153,7 @@ class _Encoder:
                 total += lengths.to_numpy(zero_copy_only=False).astype(np.int64)
             else:
                 size = len((p.text or "").encode())
-                total += size if p.mask is None else p.mask * size
+                np.add(total, size, out=total, where=True if p.mask is None else p.mask)
         return total
 
     # -- objects ---------------------------------------------------------------------------
@@ -202,10 +202,17 @@ class _Encoder:
             out.extend([_Piece("true", valid & is_true), _Piece("false", valid & ~is_true)])
             return valid
         if pa.types.is_integer(kind):
-            out.append(_Piece(values=pc.cast(arr, pa.string())))
+            if self.lengths_only:
+                out.append(_Piece(lengths=_integer_lengths(arr)))
+            else:
+                out.append(_Piece(values=pc.cast(arr, pa.string())))
             return _valid(arr)
         if pa.types.is_floating(kind):
-            out.append(_Piece(values=_floats(pc.cast(arr, pa.float64()))))
+            numbers = pc.cast(arr, pa.float64())
+            if self.lengths_only:
+                out.append(_Piece(lengths=_float_lengths(numbers)))
+            else:
+                out.append(_Piece(values=_floats(numbers)))
             return _valid(arr)
         if pa.types.is_timestamp(kind) and kind.tz is not None and kind.unit != "ns":
             return self._timestamps(arr, out)
@@ -216,8 +223,8 @@ class _Encoder:
         valid = _valid(arr)
         special = _needs_escapes(arr)
         if self.lengths_only:
-            size = pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False)
             extra = _escape_bytes(arr) if special else 0
+            size = np.diff(_offsets(arr))  # a null's slot may hold bytes: masked below
             out.append(_Piece(lengths=np.where(valid, size + 2 + extra, 0)))
             return valid
         text = _escaped(arr) if special else arr
@@ -297,7 +304,8 @@ def _needs_escapes(arr: pa.Array) -> bool:
     if buffer is None:
         return False
     data = np.frombuffer(buffer, dtype=np.uint8)
-    return bool(((data < 0x20) | (data == ord('"')) | (data == ord("\\"))).any())
+    # Three reductions and no combined mask: two passes fewer over the bytes than `|`.
+    return bool((data < 0x20).any() or (data == ord('"')).any() or (data == ord("\\")).any())
 
 
 def _escape_bytes(arr: pa.Array) -> np.ndarray:
@@ -377,6 +385,62 @@ def _floats(values: pa.Array) -> pa.Array:
     if values.null_count:
         text = pc.if_else(values.is_valid(), text, pa.scalar(None, pa.string()))
     return text
+
+
+_POWERS_OF_TEN = np.array([10**k for k in range(1, 20)], dtype=np.uint64)
+
+
+def _integer_lengths(arr: pa.Array) -> np.ndarray:
+    """Characters of each integer's decimal text (minus sign included), 0 for nulls."""
+    numbers = pc.fill_null(arr, 0).to_numpy(zero_copy_only=False)
+    if np.issubdtype(numbers.dtype, np.unsignedinteger):
+        return np.where(_valid(arr), _digits(numbers.astype(np.uint64)), 0)
+    return np.where(_valid(arr), _signed_digits(numbers.astype(np.int64)), 0)
+
+
+def _signed_digits(numbers: np.ndarray) -> np.ndarray:
+    negative = numbers < 0
+    # |v| as uint64 via ~v + 1 for negatives: no overflow at the int64 minimum.
+    magnitude = np.where(negative, (~numbers).astype(np.uint64) + np.uint64(1), numbers)
+    return _digits(magnitude.astype(np.uint64)) + negative
+
+
+def _digits(magnitude: np.ndarray) -> np.ndarray:
+    """Decimal digits of each value: one comparison per power of ten up to the largest value
+    (measures are mostly single digits: no comparison at all)."""
+    digits = np.ones(len(magnitude), dtype=np.int64)
+    top = magnitude.max() if len(magnitude) else 0
+    for power in _POWERS_OF_TEN:
+        if power > top:
+            break
+        digits += magnitude >= power
+    return digits
+
+
+def _float_lengths(values: pa.Array) -> np.ndarray:
+    """Characters of `_floats(values)` per row (0 for nulls): integral values below 1e16 are
+    their integer's digits and `.0` (measures are mostly counts); the others, those rows
+    only, are formatted by `_floats` and measured."""
+    if values.null_count == len(values):
+        return np.zeros(len(values), dtype=np.int64)
+    numbers = pc.fill_null(values, 0.0).to_numpy(zero_copy_only=False)
+    valid = _valid(values)
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(numbers) & (numbers == np.floor(numbers))
+    integral &= (np.abs(numbers) < _FIXED_MAX) & ~((numbers == 0) & np.signbit(numbers))
+    lengths = _signed_digits(np.where(integral, numbers, 0).astype(np.int64)) + 2
+    others = np.flatnonzero(valid & ~integral)
+    if len(others):
+        text = _floats(values.take(pa.array(others)))
+        lengths[others] = np.diff(_offsets(text))
+    return np.where(valid, lengths, 0)
+
+
+def _offsets(arr: pa.Array) -> np.ndarray:
+    """The n + 1 value offsets of a string or binary array, as int64."""
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset : arr.offset + len(arr) + 1]
+    return offsets.astype(np.int64)
 
 
 def _python_values(arr: pa.Array, out: list[_Piece], *, in_object: bool) -> np.ndarray:

@@ -132,9 +132,17 @@ class SmallBatchWarehouse(Warehouse):
     """Reads partitions in batches of 400 rows, so duplicates span batches."""
 
     def iter_batches(
-        self, dataset: str, partition_key: str, name: str = "data.parquet", batch_size: int = 400
+        self,
+        dataset: str,
+        partition_key: str,
+        name: str = "data.parquet",
+        batch_size: int = 400,
+        *,
+        prefetch: bool = False,
     ) -> Iterator[pa.RecordBatch]:
-        yield from super().iter_batches(dataset, partition_key, name, batch_size=400)
+        yield from super().iter_batches(
+            dataset, partition_key, name, batch_size=400, prefetch=prefetch
+        )
 
 
 def verdicts(results: list[AssetCheckResult]) -> list[tuple[Any, ...]]:
@@ -250,6 +258,21 @@ def test_string_hashes_differ_for_distinct_ids_and_agree_for_equal_ones():
     assert len(set(hashes.tolist())) == len(ids)
     again = string_hashes(pa.array(ids.to_pylist()[100:150]).slice(10))
     assert again.tolist() == hashes[110:150].tolist()
+
+
+def test_string_hashes_over_word_boundaries_zero_bytes_and_large_strings():
+    """Hashes go 8 bytes at a time: strings that differ only past a word boundary, by a
+    trailing zero byte or by length, and non-ASCII text, still hash apart; the same strings
+    hash alike whatever the array's type, offset or neighbours."""
+    tricky = ["", "\x00", "\x00\x00", "a", "a\x00", "abcdefgh", "abcdefgh\x00", "abcdefghi"]
+    tricky += ["abcdefgi", "é", "é\x00", "🙂" * 5, "x" * 4000, "x" * 4001, "x" * 3999 + "y"]
+    tricky += [f"id-{i:06d}-" + "z" * (i % 23) for i in range(5000)]
+    hashes = string_hashes(pa.array(tricky))
+    assert len(set(hashes.tolist())) == len(tricky)
+    large = string_hashes(pa.array([None, *tricky, None], pa.large_string()).slice(1))
+    assert large.tolist() == hashes.tolist()
+    one_by_one = [int(string_hashes(pa.array(["pad" * 9, t]).slice(1))[0]) for t in tricky[:40]]
+    assert one_by_one == hashes[:40].tolist()
 
 
 def test_no_check_builds_records_for_a_valid_partition(tmp_path, monkeypatch):

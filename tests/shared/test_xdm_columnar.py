@@ -444,3 +444,60 @@ def test_timestamps_outside_four_digit_years_are_checked_per_record() -> None:
     times = pa.array(ODD_TIMES, pa.timestamp("us", "UTC"))
     report = assert_same_report(schema, table.set_column(1, "timestamp", times))
     assert report.error_counts == {"timestamp: does not match format 'date-time'": 2}
+
+
+EDGE_TIMES = [
+    datetime(1000, 12, 31, 23, 59, 59, 999999, UTC), datetime(1001, 1, 1, tzinfo=UTC),
+    datetime(9998, 12, 31, 23, 59, 59, 999999, UTC), datetime(9999, 1, 1, tzinfo=UTC),
+    datetime(1677, 9, 22, tzinfo=UTC), datetime(2262, 4, 11, tzinfo=UTC), None,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
+@pytest.mark.parametrize("zone", ["UTC", "Europe/Paris", "Pacific/Kiritimati", None])
+def test_timestamp_screen_compares_ticks_as_the_year_would(unit: str, zone: str | None) -> None:
+    """The date-time screen compares ticks with the first and last instants of the sure
+    years: it clears exactly the values whose year (UTC, or the wall clock of naive
+    timestamps) lies in them, at every unit, and nanoseconds (years 1677-2262) all."""
+    fits = [t for t in EDGE_TIMES if t is None or unit != "ns" or 1678 <= t.year <= 2261]
+    values = pa.array(fits, pa.timestamp(unit, "UTC")).cast(pa.timestamp(unit, zone))
+    cleared = columnar._sure_year_ticks(values).to_pylist()
+    low, high = columnar._SURE_YEARS
+    years = [None if t is None else t.year for t in fits]
+    assert cleared == [None if y is None else low <= y <= high for y in years]
+    if unit == "us" and zone is not None:
+        schema = FLOWS["broadlog"].xdm_schema()
+        table = pipeline_table("broadlog").slice(0, len(fits))
+        assert_same_report(schema, table.set_column(1, "timestamp", values))
+
+
+def test_plain_uri_characters_clear_a_column_and_any_other_byte_uses_the_regex() -> None:
+    """`_id`s made only of URI_CHAR's single characters are cleared by one pass over the
+    column's text; one value with any other byte (even in a null's slot) sends the column
+    through the regex, and every value it clears is a valid uri-reference."""
+    screen = columnar._fast_pass("string", "format", "uri-reference")
+    assert screen is not None
+    plain = pa.array(["campaign-broadlog-1-1-2024", "a/b?c@d!$&'()*+,;=~_.", "", None])
+    assert screen(plain).to_pylist() == [True] * 4
+    assert columnar._only_plain_uri_bytes(plain)
+    for other in ["a:b", "a#b", "%20", "a b", "é", "ok\n", "[::1]", "a%zz"]:
+        column = pa.array([*plain.to_pylist(), other])
+        assert not columnar._only_plain_uri_bytes(column)
+        cleared = screen(column).to_pylist()
+        assert cleared[:3] == [True] * 3
+        assert not cleared[-1] or formats._is_uri_reference(other)
+    # A null's slot holding bytes the text says nothing about: the regex decides.
+    hidden = pa.StringArray.from_buffers(
+        2,
+        pa.py_buffer(bytes([0, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0])),
+        pa.py_buffer(b"ab%z"),
+        pa.py_buffer(bytes([0b01])),
+    )
+    assert hidden.to_pylist() == ["ab", None] and not columnar._only_plain_uri_bytes(hidden)
+    assert columnar._only_plain_uri_bytes(hidden.slice(0, 1))
+    schema = FLOWS["broadlog"].xdm_schema()
+    table = pipeline_table("broadlog").slice(0, 12)
+    ids = [f"id-{i}" for i in range(10)] + ["a b", "urn:x:y"]
+    assert_same_report(schema, table.set_column(0, "_id", pa.array(ids)))
+    report = assert_same_report(schema, table.set_column(0, "_id", pa.array([*ids[:10], "x", ""])))
+    assert report.invalid == 0

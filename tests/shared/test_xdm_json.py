@@ -195,6 +195,39 @@ def test_random_floats_match_python_repr():
     assert_same_as_reference(table)
 
 
+def test_integral_floats_and_integers_measure_as_their_text():
+    """`record_lengths` counts the digits of integral floats and of integers instead of
+    formatting them: each mix below (integral values around the 1e16 switch to exponents,
+    -0.0, halves, NaN, infinities, nulls, the integer types' extremes) measures exactly as the
+    reference writes it, columns all integral and columns where only some rows are."""
+    mixed = [1.0, 2.0, 0.0, -0.0, -1.0, 9.0, 10.0, 99.0, 100.0, 1e15, -1e15, 1e16 - 2, 1e16]
+    mixed += [-1e16, 1e17, 9007199254740993.0, 0.5, -0.5, 1e-5, float("nan"), float("inf")]
+    mixed += [float("-inf"), None, 123456789012345.0, 2.5e-7]
+    columns = {
+        "mixed": pa.array(mixed, pa.float64()),
+        "ones": pa.array([1.0] * len(mixed), pa.float64()),
+        "ones_and_nulls": pa.array([None if i % 3 else 1.0 for i in range(len(mixed))]),
+        "only_nulls": pa.nulls(len(mixed), pa.float64()),
+        "single": pa.array([None if v is None else v for v in mixed], pa.float32()),
+    }
+    extremes = {
+        pa.int8(): [-(2**7), 2**7 - 1],
+        pa.int64(): [-(2**63), 2**63 - 1],
+        pa.uint64(): [0, 2**64 - 1],
+        pa.uint8(): [0, 255],
+    }
+    for kind, (low, high) in extremes.items():
+        values = [low, high, 0, None, 9, 10, 11, low + 1, high - 1, 1]
+        values += [None] * (len(mixed) - len(values))
+        columns[f"int_{kind}"] = pa.array(values, kind)
+    table = pa.table(columns)
+    assert_same_as_reference(table)
+    for name in columns:  # each column alone: all-integral columns take the fast path whole
+        assert_same_as_reference(table.select([name]))
+    for i in range(table.num_rows):
+        assert_same_as_reference(table.slice(i, 1))
+
+
 def test_random_text_matches_json_dumps():
     rng = random.Random(21)
     alphabet = [chr(c) for c in range(0x30)] + ["é", "€", "😀", "\\", '"', "\u2028", "a"]

@@ -24,8 +24,9 @@ except as a list item or the record itself, which stay even when empty (``{}``).
 * list items that are null, lists outside minItems/maxItems;
 * value keywords (enum, const, format, pattern, lengths, bounds) that a value may fail. Where an
   exact or conservative Arrow kernel exists it clears values first (``is_in`` for enum,
-  ``utf8_length`` for lengths, an RE2 regex accepting a SUBSET of what ``formats`` accepts,
-  a year range for timestamps, which ``to_records`` always writes in RFC 3339); the values it
+  ``utf8_length`` for lengths, an RE2 regex accepting a SUBSET of what ``formats`` accepts
+  (for uri-reference first one pass over the column's text: plain URI characters only), a
+  year range for timestamps as ticks, which ``to_records`` always writes in RFC 3339); the values it
   does not clear are checked with jsonschema's own keyword function on their distinct values
   (``dictionary_encode``), converted to Python by ``to_records`` itself.
 """
@@ -35,6 +36,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import numpy as np
@@ -81,6 +83,12 @@ _SURE_DATE_TIME: Final = (
     rf"^{_SURE_DAY}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]+)?"
     r"(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
+# URI_CHAR's single characters: a text made of these alone matches _SURE_URI_REFERENCE (no
+# scheme, no fragment). Checked over a column's whole text buffer at once, several times
+# faster than the regex per value.
+_PLAIN_URI_BYTES: Final = (
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/?@!$&'()*+,;="
+)
 _SURE_FORMATS: Final = {
     "uri-reference": _SURE_URI_REFERENCE,
     "date": _SURE_DATE,
@@ -89,6 +97,7 @@ _SURE_FORMATS: Final = {
 # to_records writes timestamps as YYYY-MM-DDTHH:MM:SS.mmmZ (UTC); years with four digits, away
 # from datetime's limits (a shift to UTC moves a day), always give a valid date-time.
 _SURE_YEARS: Final = (1001, 9998)
+_TICKS_PER_SECOND: Final = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
 
 FastPass = Callable[[pa.Array], pa.Array]  # True where the value surely passes
 
@@ -140,10 +149,7 @@ def _types(schema: dict[str, Any]) -> set[str] | None:
 def _fast_pass(kind: str, keyword: str, expected: Any) -> FastPass | None:
     if kind == "timestamp":
         if keyword == "format" and expected == "date-time":
-            low, high = _SURE_YEARS
-            return lambda a: pc.and_(
-                pc.greater_equal(pc.year(a), low), pc.less_equal(pc.year(a), high)
-            )
+            return _sure_year_ticks
         return None
     if kind != "string":
         return None  # numbers and booleans: distinct values, checked exactly
@@ -160,8 +166,41 @@ def _fast_pass(kind: str, keyword: str, expected: Any) -> FastPass | None:
         return lambda a: pc.match_substring(a, "@")  # jsonschema's own email check
     if keyword == "format" and expected in _SURE_FORMATS:
         regex = _SURE_FORMATS[expected]
+        if expected == "uri-reference":
+            return lambda a: (
+                pa.array(np.ones(len(a), dtype=bool))
+                if _only_plain_uri_bytes(a)
+                else pc.match_substring_regex(a, regex)
+            )
         return lambda a: pc.match_substring_regex(a, regex)
     return None
+
+
+def _sure_year_ticks(array: pa.Array) -> pa.Array:
+    """True where the instant (UTC; the wall clock for naive timestamps) lies in a year of
+    `_SURE_YEARS`: compared as ticks, as `pc.year` would say but without calendar work."""
+    kind = array.type
+    per_second = _TICKS_PER_SECOND[kind.unit]
+    low_year, high_year = _SURE_YEARS
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    low = (datetime(low_year, 1, 1, tzinfo=UTC) - epoch) // timedelta(seconds=1) * per_second
+    high = (datetime(high_year + 1, 1, 1, tzinfo=UTC) - epoch) // timedelta(seconds=1)
+    high *= per_second
+    # Nanosecond ticks cannot leave years 1677-2262: clamped bounds hold every value.
+    low, high = max(low, -(2**63)), min(high, 2**63 - 1)
+    ticks = array.view(pa.int64())
+    return pc.and_(pc.greater_equal(ticks, low), pc.less(ticks, high))
+
+
+def _only_plain_uri_bytes(array: pa.Array) -> bool:
+    """Whether the bytes of every value (nulls' slots included) are `_PLAIN_URI_BYTES`."""
+    data = array.buffers()[2]
+    if data is None or not len(array):
+        return True
+    width = np.int64 if pa.types.is_large_string(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)
+    start, end = int(offsets[array.offset]), int(offsets[array.offset + len(array)])
+    return not memoryview(data)[start:end].tobytes().translate(None, _PLAIN_URI_BYTES)
 
 
 def _plan(arrow_type: pa.DataType, schema: Any, node: Field | None) -> _Node:
