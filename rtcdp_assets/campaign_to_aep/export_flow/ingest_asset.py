@@ -6,6 +6,7 @@ functions (context and resource parameters) at definition time.
 
 from collections.abc import Iterator
 
+import pyarrow as pa
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -116,6 +117,9 @@ def build_ingest_assets(flow: CampaignExportDescription) -> AssetsDefinition:
             )
         elif to_xdm is not None:
             xdm_out = map_partition(flow, warehouse, settings, pk, to_xdm)
+        # The steps after this one run in the same process (in-process executor): give back
+        # what Arrow's pool keeps of the ingest's buffers, so their peaks start lower.
+        pa.default_memory_pool().release_unused()
         if xdm_out is not None:
             # Records per delivery channel (Campaign events): a channel that vanishes shows.
             by_channel = (
