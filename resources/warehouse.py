@@ -12,7 +12,7 @@ import contextlib
 import json
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty, Full, Queue
@@ -44,6 +44,23 @@ T = TypeVar("T")
 
 def partition_folder(dataset: str, partition_key: str) -> str:
     return join(dataset, partition_key)
+
+
+def parquet_batches(
+    source: Path | pa.NativeFile, columns: Sequence[str] | None = None, batch_size: int = 65536
+) -> Iterator[pa.RecordBatch]:
+    """A Parquet file's rows (only `columns` when given) in batches of at most `batch_size`,
+    one row group read at a time.
+
+    `ParquetFile.iter_batches` (pyarrow 26) keeps allocations alive across the batches it
+    yields: over a 5 M-row XDM partition the Arrow pool grew by ~1.6 MiB a batch, ~150 MiB in
+    all. Reading one row group at a time frees each before the next, at the same speed.
+    """
+    reader = pq.ParquetFile(source)
+    selected = list(columns) if columns is not None else None
+    for index in range(reader.metadata.num_row_groups):
+        group = reader.read_row_group(index, columns=selected)
+        yield from group.to_batches(max_chunksize=batch_size)
 
 
 class Warehouse(ConfigurableResource):
@@ -109,22 +126,26 @@ class Warehouse(ConfigurableResource):
         name: str = "data.parquet",
         batch_size: int = 65536,
         *,
+        columns: Sequence[str] | None = None,
         prefetch: bool = False,
     ) -> Iterator[pa.RecordBatch]:
-        """The file's batches in order. `prefetch`: the next batch is decoded in one background
-        thread (Arrow releases the GIL) while the caller works on this one, and what Arrow
-        freed goes back to the system after each batch: the peak stays near a few batches'
-        working set (threads decoding in parallel each kept their own freed memory)."""
+        """The file's batches in order (only `columns`, dotted paths for nested fields, when
+        given), one row group read at a time (`parquet_batches`). `prefetch`: the next batch is
+        decoded in one background thread (Arrow releases the GIL) while the caller works on
+        this one, and what Arrow freed goes back to the system after each batch: the peak
+        stays near a few batches' working set (threads decoding in parallel each kept their
+        own freed memory)."""
         with self.parquet_source(dataset, partition_key, name) as source:
             if source is None:
+                return
+            if not prefetch:
+                yield from parquet_batches(source, columns, batch_size)
                 return
             # pre_buffer would hold every row group's compressed bytes at once (190 MiB of a
             # 5 M-row XDM file); read one column chunk at a time instead, which costs no time.
             reader = pq.ParquetFile(source, pre_buffer=False)
-            if not prefetch:
-                yield from reader.iter_batches(batch_size=batch_size)
-                return
-            for batch in read_ahead(reader.iter_batches(batch_size=batch_size, use_threads=False)):
+            batches = reader.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+            for batch in read_ahead(batches):
                 yield batch
                 del batch
                 pa.default_memory_pool().release_unused()

@@ -10,7 +10,7 @@ read in several batches. Passed, description and metadata must be identical.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -138,10 +138,11 @@ class SmallBatchWarehouse(Warehouse):
         name: str = "data.parquet",
         batch_size: int = 400,
         *,
+        columns: Sequence[str] | None = None,
         prefetch: bool = False,
     ) -> Iterator[pa.RecordBatch]:
         yield from super().iter_batches(
-            dataset, partition_key, name, batch_size=400, prefetch=prefetch
+            dataset, partition_key, name, batch_size=400, columns=columns, prefetch=prefetch
         )
 
 

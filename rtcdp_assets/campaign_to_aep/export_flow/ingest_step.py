@@ -17,7 +17,7 @@ from dagster import Failure
 from resources.drop_zones import DropZone, join
 from resources.file_ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
-from resources.warehouse import ParquetSink, Warehouse
+from resources.warehouse import ParquetSink, Warehouse, parquet_batches
 from rtcdp_assets.campaign_to_aep.export_flow.description import (
     CampaignExportDescription,
     SourceFile,
@@ -46,7 +46,6 @@ from rtcdp_assets.shared.ingest import (
     ingest_file,
 )
 from rtcdp_assets.shared.masking import mask_text
-from rtcdp_assets.shared.parquet_batches import parquet_batches
 from rtcdp_assets.shared.partition_rules import (
     RowDigests,
     apply_partition_rules,

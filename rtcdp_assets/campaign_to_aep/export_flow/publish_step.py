@@ -20,7 +20,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, Failure, Materializ
 
 from resources.drop_zones import DropZone, Entry, join
 from resources.settings import PipelineSettings
-from resources.warehouse import ParquetSink, Warehouse
+from resources.warehouse import ParquetSink, Warehouse, parquet_batches
 from rtcdp_assets.campaign_to_aep.export_flow.description import (
     PUBLICATION_EXTENSIONS,
     CampaignExportDescription,
@@ -29,7 +29,6 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
     aep_parquet_batch,
     parquet_type_problems,
 )
-from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 from rtcdp_assets.shared.xdm_json import json_lines
 
@@ -158,7 +157,7 @@ def write_json_lines(
     rows = 0
     with out.open("wb") as sink, ThreadPoolExecutor(ENCODING_THREADS) as pool:
         pending: deque[Future[bytes]] = deque()
-        for batch in warehouse_batches(warehouse, flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
+        for batch in warehouse.iter_batches(flow.xdm_dataset, pk, batch_size=BATCH_ROWS):
             pending.append(pool.submit(json_lines, batch))
             rows += batch.num_rows
             if len(pending) > ENCODING_AHEAD:

@@ -12,13 +12,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from resources.settings import PipelineSettings
-from resources.warehouse import ParquetSink, Warehouse
+from resources.warehouse import ParquetSink, Warehouse, parquet_batches
 from rtcdp_assets.campaign_to_aep.export_flow.description import (
     CampaignExportDescription,
     XdmMapper,
 )
 from rtcdp_assets.shared.ingest import empty_batch
-from rtcdp_assets.shared.parquet_batches import parquet_batches, warehouse_batches
 
 CHANNEL_PATH = ("_experience", "campaign", "channel")
 
@@ -127,7 +126,7 @@ def map_partition(
     with tempfile.TemporaryDirectory(prefix="rtcdp-xdm-") as tmp:
         local = Path(tmp) / "data.parquet"
         with XdmWriter(local, to_xdm, settings) as writer:
-            for batch in warehouse_batches(warehouse, flow.dataset, pk):
+            for batch in warehouse.iter_batches(flow.dataset, pk):
                 writer.write(batch)
         out = finish_xdm(flow, [local] if writer.rows else [], local, to_xdm, settings)
         warehouse.put_file(flow.xdm_dataset, pk, "data.parquet", local)
