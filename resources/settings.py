@@ -11,8 +11,9 @@ import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from dagster import ConfigurableResource
 from pydantic import Field
+
+from resources.guardrail_settings import GuardrailLimits
 
 PARTITIONS_START_VARIABLE = "RTCDP_PARTITIONS_START"
 # The month the first Campaign exports of this deployment are expected (every test and sample
@@ -38,8 +39,9 @@ def partitions_start(environ: Mapping[str, str] = os.environ) -> str:
     )
 
 
-class PipelineSettings(ConfigurableResource):
-    """Deployment-specific settings shared by assets, sensors and checks."""
+class PipelineSettings(GuardrailLimits):
+    """Deployment-specific settings shared by assets, sensors and checks (the guardrail limits
+    are inherited from `GuardrailLimits`)."""
 
     campaign_timezone: str = Field(
         default="UTC",
@@ -154,60 +156,6 @@ class PipelineSettings(ConfigurableResource):
             "still being written and nothing of it is published."
         ),
     )
-    ledger_pending_alert_hours: float = Field(
-        default=8.0,
-        description="A file version still pending after this long is flagged by the ledger check.",
-    )
-    max_decompressed_bytes: int = Field(
-        default=20 * 1024**3,
-        description="A compressed export that inflates beyond this is refused (gzip bomb).",
-    )
-    max_row_bytes: int = Field(
-        default=1 << 20,
-        ge=1024,
-        description=(
-            "Longest row (bytes between line ends) a drop-zone CSV may hold; a file with a "
-            "longer one is quarantined as `row_too_large` before it is buffered. The parser's "
-            "block grows to fit such a row, and memory follows the block (bench/README.md)."
-        ),
-    )
-    max_decompression_ratio: float = Field(
-        default=100.0,
-        ge=0,
-        description=(
-            "A gzip file whose decompressed bytes outgrow its compressed bytes this many times "
-            "is quarantined as `decompression_bomb` (CSV exports compress about 2-20:1). "
-            "0 turns the guard off; max_decompressed_bytes stays the absolute cap."
-        ),
-    )
-    decompression_ratio_floor_bytes: int = Field(
-        default=64 << 20,
-        ge=0,
-        description=(
-            "The decompression-ratio guard applies once this many bytes came out of a file, "
-            "so a small, very repetitive file is never refused."
-        ),
-    )
-    reject_rate_warn_above: float = Field(
-        default=0.01,
-        ge=0,
-        le=1,
-        description=(
-            "Share of a Campaign partition's rows that may be rejected before its `reject_rate` "
-            "check fails with WARN (publication goes on)."
-        ),
-    )
-    reject_rate_block_above: float = Field(
-        default=0.20,
-        ge=0,
-        le=1,
-        description=(
-            "Share of a Campaign partition's rows rejected above which `reject_rate` fails with "
-            "ERROR and blocks publication (a systematic rejection: a channel, a layout change)."
-        ),
-    )
-    max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
-    max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
     future_tolerance_seconds: int = Field(
         default=300, description="Clock skew tolerated before a timestamp counts as future."
     )

@@ -1,0 +1,69 @@
+"""Guardrail limits: the numbers of Adobe's and the Campaign contract's limits that a check or a
+reader enforces. Each default is the documented value (docs/formats.md); a deployment whose
+contract differs changes configuration, not code. `PipelineSettings` inherits them, so every
+asset, sensor and check reads them as `settings.<limit>`.
+"""
+
+from __future__ import annotations
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+
+class GuardrailLimits(ConfigurableResource):
+    """Limits of the files we read and of the records we publish."""
+
+    ledger_pending_alert_hours: float = Field(
+        default=8.0,
+        description="A file version still pending after this long is flagged by the ledger check.",
+    )
+    max_decompressed_bytes: int = Field(
+        default=20 * 1024**3,
+        description="A compressed export that inflates beyond this is refused (gzip bomb).",
+    )
+    max_row_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description=(
+            "Longest row (bytes between line ends) a drop-zone CSV may hold; a file with a "
+            "longer one is quarantined as `row_too_large` before it is buffered. The parser's "
+            "block grows to fit such a row, and memory follows the block (bench/README.md)."
+        ),
+    )
+    max_decompression_ratio: float = Field(
+        default=100.0,
+        ge=0,
+        description=(
+            "A gzip file whose decompressed bytes outgrow its compressed bytes this many times "
+            "is quarantined as `decompression_bomb` (CSV exports compress about 2-20:1). "
+            "0 turns the guard off; max_decompressed_bytes stays the absolute cap."
+        ),
+    )
+    decompression_ratio_floor_bytes: int = Field(
+        default=64 << 20,
+        ge=0,
+        description=(
+            "The decompression-ratio guard applies once this many bytes came out of a file, "
+            "so a small, very repetitive file is never refused."
+        ),
+    )
+    reject_rate_warn_above: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description=(
+            "Share of a Campaign partition's rows that may be rejected before its `reject_rate` "
+            "check fails with WARN (publication goes on)."
+        ),
+    )
+    reject_rate_block_above: float = Field(
+        default=0.20,
+        ge=0,
+        le=1,
+        description=(
+            "Share of a Campaign partition's rows rejected above which `reject_rate` fails with "
+            "ERROR and blocks publication (a systematic rejection: a channel, a layout change)."
+        ),
+    )
+    max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
+    max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
