@@ -41,7 +41,8 @@ def export_steps(workflow: dict[str, Any]) -> dict[str, list[str]]:
         f"Extract file: output file label `{file['prefix']}`, CSV (Extract file appends "
         "`_YYYYMMDD_HHMMSS`, the creation time: run the instance in UTC or the stamps shift "
         "the windows), one output column per row below labelled with its Standard header; "
-        "leave 'Do not generate a file if the inbound transition is empty' unchecked.",
+        "leave 'Do not generate a file if the inbound transition is empty' and 'Export labels "
+        "instead of internal values of enumerations' unchecked (the readers map codes).",
         f"Transfer file: File upload to the SFTP remote folder `{file['folder']}`.",
     ]
     if marker:
