@@ -22,6 +22,8 @@ from dagster import Failure
 from resources.drop_zones import DropZone, Entry
 from resources.warehouse import Warehouse
 
+# Written beside each import file once it is complete; Campaign's import workflow waits for it.
+IMPORT_MARKER_SUFFIX = ".done"
 # Bytes that make a value need quotes: `"` `,` `\r` `\n`.
 _QUOTE_TRIGGERS = (34, 44, 13, 10)
 
@@ -142,7 +144,6 @@ def upload_verified(
                 f"(SHA-256 {digest} != {sha256}); not uploading it."
             )
         entry = campaign_sftp.write_atomic(target, local)
-    campaign_sftp.write_bytes(
-        f"{target}.done", json.dumps(dict(marker), indent=2, sort_keys=True).encode()
-    )
+    content = json.dumps(dict(marker), indent=2, sort_keys=True).encode()
+    campaign_sftp.write_bytes(f"{target}{IMPORT_MARKER_SUFFIX}", content)
     return entry
