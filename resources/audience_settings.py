@@ -113,6 +113,39 @@ class AepDestinationOptions(Config):
     )
 
 
+CONSENT_NAMES = ("any", "email", "sms", "call", "fax", "postalMail", "push")
+
+
+class ActivationConsentOptions(Config):
+    """Which consent one activation destination (email, sms, social_ads) asks for, and what a
+    member without that consent gets (docs/formats.md §c5)."""
+
+    consent: str = Field(
+        default="",
+        description=(
+            "The XDM `consents.marketing` consent the destination needs: 'any' (the general "
+            "marketing consent), 'email', 'sms', 'call', 'fax', 'postalMail' or 'push'. '' = "
+            "the destination's own channel (email → email, sms → sms, push → push), 'any' for "
+            "social and ad platforms."
+        ),
+    )
+    missing_consent: str = Field(
+        default="exclude",
+        pattern="^(exclude|include)$",
+        description=(
+            "A member whose consent is unknown (no Campaign recipient, no preferences row, or "
+            "an empty flag): 'exclude' (reason `missing_consent`) or 'include'."
+        ),
+    )
+
+    @field_validator("consent")
+    @classmethod
+    def _known_consent(cls, value: str) -> str:
+        if value and value not in CONSENT_NAMES:
+            raise ValueError(f"consent must be one of {', '.join(CONSENT_NAMES)}, not {value!r}")
+        return value
+
+
 class AudienceSettings(ConfigurableResource):
     """Deployment settings and guardrail limits of the audience flow."""
 
@@ -138,6 +171,14 @@ class AudienceSettings(ConfigurableResource):
             "ID, recommended by Adobe for the Campaign destination), 'email' (trimmed, "
             "lower-cased), 'phone' (the mobile phone in E.164 on both sides)."
         ),
+    )
+    activation_consents: dict[str, ActivationConsentOptions] = Field(
+        default_factory=dict,
+        description="Per activation destination (email, sms, social_ads): its consent options.",
+    )
+    default_activation_consent: ActivationConsentOptions = Field(
+        default_factory=ActivationConsentOptions,
+        description="Consent options of every activation destination not listed above.",
     )
     audience_names: dict[str, str] = Field(
         default_factory=dict, description="Audience ID -> name, written to the import file."
@@ -196,3 +237,6 @@ class AudienceSettings(ConfigurableResource):
 
     def destination(self, name: str) -> AepDestinationOptions:
         return self.destinations.get(name, self.default_destination)
+
+    def activation_consent(self, destination: str) -> ActivationConsentOptions:
+        return self.activation_consents.get(destination, self.default_activation_consent)

@@ -39,6 +39,7 @@ from resources.audience_settings import AepDestinationOptions
 from rtcdp_assets.campaign_to_aep.non_deliverables import NON_DELIVERABLES_FORMAT
 from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT
 from rtcdp_assets.campaign_to_aep.profiles import PROFILES_FORMAT
+from rtcdp_assets.shared.consents import PREFERENCE_FLAGS
 from rtcdp_assets.shared.ingest import ExportFormat
 
 FIRST_NAMES = ("Ann", "Bo", "Chloé", "Dmitri", "Eve", "Farah", 'Jo "JJ"', "Zoë", "Liam", "Mei")
@@ -76,11 +77,13 @@ def campaign_exports(
     *,
     quarantined: Sequence[int] = (),
     opted_out: Sequence[int] = (),
+    consenting: Sequence[int] = (),
     stamp: str = "20261123_0800",
 ) -> dict[str, bytes]:
     """Campaign export files (Campaign Classic layout) for `recipients`: their profiles, the
     email addresses of `recipients[i]` for i in `quarantined` in the quarantine list (status 3),
-    and email opt-outs (blacklist_email) for i in `opted_out`."""
+    email opt-outs (blacklist_email) for i in `opted_out`, and a preferences row with every
+    flag 0 (consent to every channel) for the other i in `consenting`."""
     when = f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:00"
     bounces = [
         {
@@ -103,10 +106,22 @@ def campaign_exports(
         }
         for i in opted_out
     ]
+    opt_ins = [
+        {
+            "recipient_id": recipients[i]["recipient_id"],
+            "external_id": recipients[i]["external_id"],
+            "email": recipients[i]["email"],
+            "blacklist": "0",
+            **{flag: "0" for flag in PREFERENCE_FLAGS},
+            "last_modified": when,
+        }
+        for i in consenting
+        if i not in set(opted_out)
+    ]
     return {
         f"profiles_{stamp}.csv": campaign_csv(PROFILES_FORMAT, recipients),
         f"nonDeliverables_{stamp}.csv": campaign_csv(NON_DELIVERABLES_FORMAT, bounces),
-        f"preferences_{stamp}.csv": campaign_csv(PREFERENCES_FORMAT, opt_outs),
+        f"preferences_{stamp}.csv": campaign_csv(PREFERENCES_FORMAT, opt_outs + opt_ins),
     }
 
 

@@ -86,6 +86,9 @@ def identity_contract_result(
     stored_rejects = warehouse.read_table(
         DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "rejects.parquet"
     )
+    stored_excluded = warehouse.read_table(
+        DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "excluded.parquet"
+    )
     by_destination: dict[str, Any] = {}
     passed = True
     for f in manifest["files"]:
@@ -96,13 +99,21 @@ def identity_contract_result(
             pc.equal(stored_rejects.column("destination"), f["destination"])
         )
         rejected = count_by_reason(rejects)
+        excluded = count_by_reason(
+            stored_excluded.filter(
+                pc.equal(stored_excluded.column("destination"), f["destination"])
+            )
+        )
         # Recounted from what is stored, not taken from the manifest.
-        balanced = manifest["members"] == staged.num_rows + sum(rejected.values())
+        balanced = manifest["members"] == staged.num_rows + sum(rejected.values()) + sum(
+            excluded.values()
+        )
         passed = passed and not violations and balanced
         by_destination[f["destination"]] = {
             "rows_in": manifest["members"],
             "exported": staged.num_rows,
             "rejected_by_reason": rejected,
+            "excluded_by_reason": excluded,
             "balanced": balanced,
             "violations": violations,
         }
@@ -168,7 +179,7 @@ CHECK_SPECS = [
             "Every row of every destination file carries each required namespace of its "
             "contract, normalised (email trimmed + lower-case, phone E.164) or hashed (64 "
             "lower-case hex); no plain email or phone in a hashed-only file; rows in = exported "
-            "+ rejected by reason per destination. Blocks publication."
+            "+ rejected by reason + excluded by reason per destination. Blocks publication."
         ),
         metadata={
             "guardrail/source": "AEP identity namespaces and hashing (docs/formats.md §d)",

@@ -8,6 +8,10 @@ from asset_checks.aep_to_campaign.audience_checks import (
     UNPARTITIONED_AUDIENCE_CHECKS,
     audience_count_evaluation,
 )
+from asset_checks.aep_to_campaign.consent_checks import (
+    destination_consent_checks,
+    destination_publication_checks,
+)
 from asset_checks.aep_to_campaign.destination_checks import destination_exports_checks
 from asset_checks.aep_to_campaign.reach_checks import reach_funnel
 from rtcdp_assets.aep_to_campaign.audience_import_flow import (
@@ -24,6 +28,6 @@ audience_defs: AudienceDefinitions = build_audience_definitions(
     PARTITIONED_AUDIENCE_CHECKS, UNPARTITIONED_AUDIENCE_CHECKS, audience_count_evaluation
 )
 destination_defs: DestinationDefinitions = build_destination_definitions(
-    [destination_exports_checks]
+    [destination_exports_checks, destination_consent_checks, destination_publication_checks]
 )
 reach_defs: ReachDefinitions = build_reach_definitions([reach_funnel])

@@ -29,18 +29,12 @@ import pyarrow.compute as pc
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.consents import PREFERENCE_FLAGS
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.shared.xdm_conformance import FG_IDENTITY_MAP, FG_PROFILE_CONSENTS, PROFILE
 
-# canonical flag → XDM consents.marketing channel
-CHANNELS = {
-    "blacklist_email": "email",
-    "blacklist_mobile": "sms",
-    "blacklist_phone": "call",
-    "blacklist_fax": "fax",
-    "blacklist_postal_mail": "postalMail",
-    "blacklist_push": "push",
-}
+# canonical flag → XDM consents.marketing channel (shared with the exits that ask for consent)
+CHANNELS = PREFERENCE_FLAGS
 
 FIELDS = (
     FieldSpec(

@@ -18,11 +18,16 @@ from dagster import DagsterInstance, SensorResult, materialize
 
 from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import FileLedger, PipelineSettings, Warehouse
-from resources.audience_settings import AepDestinationOptions, AudienceSettings
+from resources.audience_settings import (
+    ActivationConsentOptions,
+    AepDestinationOptions,
+    AudienceSettings,
+)
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
-from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
+from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT, preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_dev import sample_audiences as sample
+from tests.aep_to_campaign import test_destination_consent as consent_side
 from tests.aep_to_campaign.campaign_side import run_audience_export
 from tests.runs import evaluate_sensor
 from tests.zones import blob_zone, sftp_zone
@@ -47,6 +52,7 @@ def services(sshd, azurite, tmp_path):
         "campaign_sftp": sftp,
         "file_ledger": FileLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}"),
         "aep_destination": blob_zone(azurite),
+        "aep_landing": blob_zone(azurite),
         "warehouse": Warehouse(zone=blob_zone(azurite)),
         "settings": PipelineSettings(file_settle_seconds=0, campaign_export_completion="rename"),
         "audience_settings": AudienceSettings(
@@ -243,3 +249,73 @@ def test_incomplete_split_export_waits_until_every_part_matches(services):
     assert [f["name"] for f in json.loads(request.tags["rtcdp/export_files"])] == names
     etags = {f["etag"] for f in json.loads(request.tags["rtcdp/export_files"])}
     assert len(etags) == 3 and all(etags)  # Blob ETags, not sizes
+
+
+def test_destination_files_on_azurite_honour_suppression_consent_and_freshness(services):
+    """Campaign exports uploaded to sshd, the audience export and the landing zone on Azurite:
+    the quarantined address, the opted-out members and the member without a consent never
+    reach a file (email excludes a missing consent, sms includes it), and publication waits
+    while a later preferences partition is newer than the suppression list."""
+    sftp, landing = services["campaign_sftp"], services["aep_landing"]
+    services["audience_settings"] = AudienceSettings(
+        destination_folder=FOLDER,
+        destinations={DEST: AepDestinationOptions(manifest_required=True)},
+        activation_consents={"sms": ActivationConsentOptions(missing_consent="include")},
+    )
+    instance = DagsterInstance.ephemeral()
+    people = consent_side.recipients()
+    exports = sample.campaign_exports(people, quarantined=[0], opted_out=[1])
+    rows = consent_side.preference_rows(people, blacklist_mobile={2: "1"}, blacklist={3: "1"})
+    exports["preferences_20261123_0801.csv"] = sample.campaign_csv(PREFERENCES_FORMAT, rows)
+    for name, data in exports.items():
+        sftp.write_bytes(f"export/{name}", data)
+    for defs in (profiles_defs, non_deliverables_defs, preferences_defs):
+        assert materialize(
+            [defs.assets[0]], partition_key=PK, resources=services, instance=instance
+        ).success
+    # A later window's preferences arrive before the list is rebuilt: recipient 5 opts out.
+    later = [{**rows[3], "blacklist": "1", "last_modified": "2026-11-23 12:00:00"}]
+    sftp.write_bytes(
+        "export/preferences_20261123_1200.csv", sample.campaign_csv(PREFERENCES_FORMAT, later)
+    )
+    assert materialize([suppression_list], resources=services, instance=instance).success
+    assert materialize(
+        [preferences_defs.assets[0]],
+        partition_key="2026-11-23-12:00",
+        resources=services,
+        instance=instance,
+    ).success
+
+    members = sample.audience_members(people, in_campaign=consent_side.N)
+    files = sample.export_files(members, destination=DEST, audience_id=AUD, when=T0)
+    upload(services, files)
+    upload(services, dict([sample.manifest(files)]))
+    (request,) = tick(services, instance).run_requests
+    instance.add_dynamic_partitions("audiences", [AUD])
+    waiting = consent_side.rerun(services, instance, request)
+    assert waiting.success
+    published = {e.asset_key.to_user_string() for e in waiting.get_asset_materialization_events()}
+    assert "destination_exports_published" not in published
+    assert not landing.list(f"destinations/email/{AUD}/{STAMP}")
+
+    assert materialize([suppression_list], resources=services, instance=instance).success
+    run = consent_side.rerun(services, instance, request, audience=False)
+    assert run.success
+    assert consent_side.excluded_by_reason(run) == {
+        "email": {"missing_consent": 1, "opted_out": 3, "quarantine": 1},  # 4 | 1, 3, 5 | 0
+        "sms": {"opted_out": 3},  # 2, 3, 5; 4 included
+        "social_ads": {"missing_consent": 1, "opted_out": 3, "quarantine": 1},
+    }
+    counts = {}
+    for destination in ("email", "sms", "social_ads"):
+        (entry,) = [
+            e
+            for e in landing.list(f"destinations/{destination}/{AUD}/{STAMP}")
+            if e.path.endswith(".csv")
+        ]
+        table = pd.read_csv(io.BytesIO(landing.read_bytes(entry.path)), dtype=str)
+        counts[destination] = len(table)
+    assert counts == {"email": 15, "sms": 17, "social_ads": 15}
+    checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert checks["consent_respected"].passed
+    assert checks["suppression_list_age"].passed

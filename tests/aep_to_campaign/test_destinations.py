@@ -30,12 +30,13 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
 )
 from rtcdp_assets.shared import governance
 from rtcdp_dev import sample_audiences as sample
+from tests.aep_to_campaign.campaign_side import load_campaign_side
 from tests.aep_to_campaign.test_audience_exports import (
     AUD,
     DEST,
     FOLDER,
+    PK,
     T0,
-    _campaign_side,
     put,
     tick,
 )
@@ -230,7 +231,12 @@ def _run(root: Path, resources: dict):
     recipients = [
         {**r, "mobile_phone": _phone(i)} for i, r in enumerate(sample.campaign_recipients(60))
     ]
-    _campaign_side(root, resources, instance, recipients, quarantined=(), opted_out=())
+    # Every recipient has a preferences row consenting to every channel: nobody is excluded
+    # but the members Campaign does not know (missing consent; tests of exclusions are in
+    # test_destination_consent.py).
+    load_campaign_side(
+        root, resources, instance, recipients, partition_key=PK, consenting=range(60)
+    )
     members = sample.audience_members(
         recipients, in_campaign=40, not_in_campaign=5, exited=3, without_identity=2
     )
@@ -261,7 +267,7 @@ def _expected(recipients, members) -> dict[str, list[dict[str, str]]]:
     """The three files, computed here independently of the module."""
     phone_by_id = {r["external_id"]: r["mobile_phone"].replace(" ", "") for r in recipients}
     current = sorted(
-        (m for m in members if m.status != "exited" and m.external_id),
+        (m for m in members if m.status != "exited" and m.external_id and m.in_campaign),
         key=lambda m: m.external_id,
     )
     email, sms, social = [], [], []
@@ -315,7 +321,10 @@ def test_export_builds_checks_and_publishes_three_files(env, tmp_path, monkeypat
     current = sum(1 for m in members if m.status != "exited" and m.external_id)
     for destination, c in counts.items():
         assert c["balanced"] and c["rows_in"] == current
-        assert c["exported"] + sum(c["rejected_by_reason"].values()) == current, destination
+        # The 5 members Campaign does not know have no consent: excluded by default.
+        assert c["excluded_by_reason"] == {"missing_consent": 5}, destination
+        left_out = sum(c["rejected_by_reason"].values()) + 5
+        assert c["exported"] + left_out == current, destination
     assert counts["sms"]["rejected_by_reason"]["invalid_phone"] > 0
 
     # A plain email slipped into the staged social_ads file fails the contract check.
@@ -374,8 +383,13 @@ def test_destination_definitions_load_with_the_code_location(monkeypatch, tmp_pa
     assert {
         ("destination_exports", "identity_contract"),
         ("destination_exports", "data_usage_policy"),
+        ("destination_exports", "consent_respected"),
+        ("destination_exports_published", "suppression_list_age"),
     } <= checks
     for check in destination_defs.asset_checks:
         for spec in check.check_specs:
-            assert spec.blocking and spec.partitions_def is not None
+            # What guards the files blocks publication; the age of the list at a publication
+            # can only be reported after it.
+            assert spec.blocking == (spec.asset_key.to_user_string() == "destination_exports")
+            assert spec.partitions_def is not None
             assert spec.metadata["guardrail/source"] and spec.metadata["guardrail/limit"]

@@ -22,20 +22,18 @@ from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
     normalise_keys,
 )
 from rtcdp_assets.shared.ingest import LINE_NUMBER, SOURCE_FILE
+from rtcdp_assets.shared.suppression import load_suppression
 
 
 def load_email_suppression(warehouse: Warehouse) -> pd.Series:
     """Suppressed email address -> reason (the first reason by name when there are several)."""
-    with warehouse.local_copy("suppression_list", "current", "data.parquet") as local:
-        if local is None:
-            raise Failure(
-                description="`suppression_list` is not materialized: importing without it could "
-                "target quarantined or opted-out addresses. Materialize it first."
-            )
-        table = pq.read_table(local, columns=["channel", "address", "reason"])
-    df = table.to_pandas()
-    df = df[df["channel"] == "email"].sort_values(["address", "reason"], kind="stable")
-    return df.drop_duplicates("address").set_index("address")["reason"]
+    table = load_suppression(warehouse, ("email",))
+    return pd.Series(
+        table.column("reason").to_pylist(),
+        index=pd.Index(table.column("address").to_pylist(), name="address"),
+        name="reason",
+        dtype=object,
+    )
 
 
 # pandas sorts a missing last_modified after every date, so such a version wins; so here.

@@ -5,7 +5,8 @@ No `from __future__ import annotations` here: Dagster reads the annotations of t
 functions at definition time.
 """
 
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
+    AssetObservation,
     AssetsDefinition,
     AssetSelection,
     MaterializeResult,
@@ -37,7 +39,11 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     build_destination_exports,
     read_destination_manifest,
 )
+from rtcdp_assets.aep_to_campaign.destinations.suppression_freshness import (
+    suppression_freshness,
+)
 from rtcdp_assets.shared.campaign_import_files import upload_verified
+from rtcdp_assets.shared.suppression import SUPPRESSION_LIST
 
 
 @asset(
@@ -47,13 +53,18 @@ from rtcdp_assets.shared.campaign_import_files import upload_verified
     kinds={"parquet", "csv"},
     deps=[
         audience_membership,
-        # Phones come from the Campaign profiles, whatever window brought them.
+        # Phones and recipients come from the Campaign profiles, whatever window brought them;
+        # consents from the preferences, the same way.
         AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
+        AssetDep(AssetKey("preferences"), partition_mapping=AllPartitionMapping()),
+        AssetKey(SUPPRESSION_LIST),
     ],
     description=(
         "The audience's current members as one CSV per activation destination (email, sms, "
-        "social_ads), each holding exactly its identity contract's columns; rows that cannot "
-        "meet the contract are rejected with a reason. Checked before it is published."
+        "social_ads), each holding exactly its identity contract's columns. Suppressed "
+        "addresses and members without the destination's consent are excluded with their "
+        "reason; rows that cannot meet the contract are rejected with a reason. Checked before "
+        "it is published."
     ),
 )
 def destination_exports(
@@ -65,6 +76,7 @@ def destination_exports(
         warehouse,
         audience_settings,
         context.instance.get_materialized_partitions(AssetKey("profiles")),
+        context.instance.get_materialized_partitions(AssetKey("preferences")),
         audience_id,
         stamp,
     )
@@ -75,6 +87,8 @@ def destination_exports(
             "members": manifest["members"],
             "files": MetadataValue.json(manifest["files"]),
             "counts": MetadataValue.json(manifest["counts"]),
+            # Counts only: who was excluded stays in the warehouse (excluded.parquet).
+            "excluded_by_reason": MetadataValue.json(manifest["excluded_by_reason"]),
             "warehouse_path": warehouse.path(DESTINATION_EXPORTS, audience_id, stamp),
         }
     )
@@ -116,22 +130,42 @@ def publish_destination_exports(
     group_name=GROUP,
     kinds={"azure", "csv"},
     deps=[destination_exports],
+    # Nothing is materialized while the suppression list is stale: publication waits.
+    output_required=False,
     description=(
         "The checked destination files of the export, written atomically to the AEP landing "
-        "zone under destinations/<destination>/<audience>/<stamp>/, each followed by `.done`."
+        "zone under destinations/<destination>/<audience>/<stamp>/, each followed by `.done`. "
+        "Skipped, with the reason, while the suppression list is older than the newest "
+        "non_deliverables or preferences partition."
     ),
 )
 def destination_exports_published(
     context: AssetExecutionContext, warehouse: Warehouse, aep_landing: DropZone
-) -> MaterializeResult:
+) -> Iterator[MaterializeResult | AssetObservation]:
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
+    freshness = suppression_freshness(context.instance)
+    if freshness.stale:
+        reason = f"Not published: {freshness.reason()}; re-run destination_exports then."
+        context.log.warning(reason)
+        yield AssetObservation(
+            asset_key=context.asset_key,
+            partition=audience_id,
+            metadata={
+                "waiting": reason,
+                "export_stamp": stamp,
+                **freshness.metadata(time.time()),
+            },
+        )
+        return
     published = publish_destination_exports(warehouse, aep_landing, audience_id, stamp)
-    return MaterializeResult(
+    yield MaterializeResult(
         metadata={
             "dagster/row_count": sum(p["rows"] for p in published),
             "files": MetadataValue.json(published),
             "aep_landing": aep_landing.describe(),
+            "export_stamp": stamp,
+            **freshness.metadata(time.time()),
         }
     )
 

@@ -53,6 +53,8 @@ class Contract:
     destination: str
     description: str
     identities: tuple[Identity, ...]
+    # The consent of its channel; '' = the one the destination's settings name (social, ads).
+    channel_consent: str = ""
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -69,11 +71,13 @@ CONTRACTS: tuple[Contract, ...] = (
         "email",
         "Email service provider: the plain email, trimmed and lower-cased.",
         (Identity("email", "Email", "email", "email", hashed=False),),
+        channel_consent="email",
     ),
     Contract(
         "sms",
         "SMS provider: the mobile phone in E.164.",
         (Identity("phone_e164", "Phone_E.164", "mobile_phone", "phone", hashed=False),),
+        channel_consent="sms",
     ),
     Contract(
         "social_ads",

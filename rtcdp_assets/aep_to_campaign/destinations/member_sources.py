@@ -16,15 +16,23 @@ from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
 )
 
 PHONES_SCHEMA = pa.schema([pa.field("key", pa.string()), pa.field("mobile_phone", pa.string())])
+RECIPIENTS_SCHEMA = pa.schema(
+    [
+        pa.field("key", pa.string()),
+        pa.field("recipient_id", pa.string()),
+        pa.field("mobile_phone", pa.string()),
+    ]
+)
 
 
-def latest_unique_phones(table: pa.Table, key_column: str, join_identity: str) -> pa.Table:
-    """key → mobile phone of the latest version of each recipient (`last_modified`, nulls
-    count as latest, ties to the later row); keys held by several recipients are left out."""
+def latest_unique_recipients(table: pa.Table, key_column: str, join_identity: str) -> pa.Table:
+    """key → recipient_id and mobile phone of the latest version of each recipient
+    (`last_modified`, nulls count as latest, ties to the later row); keys held by several
+    recipients are left out (RECIPIENTS_SCHEMA, one row per key)."""
     keys = normalise_keys(join_identity, table.column(key_column))
     rows = pa.table(
         {
-            "recipient_id": table.column("recipient_id"),
+            "recipient_id": pc.cast(table.column("recipient_id"), pa.string()),
             "key": pc.cast(keys, pa.string()),
             "mobile_phone": pc.cast(table.column("mobile_phone"), pa.string()),
         }
@@ -38,16 +46,23 @@ def latest_unique_phones(table: pa.Table, key_column: str, join_identity: str) -
     held = rows.group_by("key", use_threads=False).aggregate([([], "count_all")])
     unique = held.filter(pc.equal(held.column("count_all"), 1)).column("key")
     rows = rows.filter(pc.is_in(rows.column("key"), value_set=unique.combine_chunks()))
+    return rows.select(RECIPIENTS_SCHEMA.names).cast(RECIPIENTS_SCHEMA)
+
+
+def latest_unique_phones(table: pa.Table, key_column: str, join_identity: str) -> pa.Table:
+    """key → mobile phone of the latest version of each recipient (`last_modified`, nulls
+    count as latest, ties to the later row); keys held by several recipients are left out."""
+    rows = latest_unique_recipients(table, key_column, join_identity)
     rows = rows.filter(pc.is_valid(rows.column("mobile_phone")))
     return rows.select(PHONES_SCHEMA.names).cast(PHONES_SCHEMA)
 
 
-def campaign_phones(
+def campaign_recipients(
     warehouse: Warehouse, profile_partitions: set[str], join_identity: str
 ) -> pa.Table:
-    """Join identity → mobile phone of the latest version of each Campaign recipient
-    (PHONES_SCHEMA, one row per key); keys held by several recipients are left out so nobody
-    is texted under someone else's identity."""
+    """Join identity → recipient_id and mobile phone of the latest version of each Campaign
+    recipient (RECIPIENTS_SCHEMA, one row per key); keys held by several recipients are left
+    out so nobody is texted, or asked for consent, under someone else's identity."""
     key_column = CAMPAIGN_COLUMNS[join_identity]
     tables = []
     for pk in sorted(profile_partitions):
@@ -56,20 +71,33 @@ def campaign_phones(
                 cols = list(dict.fromkeys(["recipient_id", key_column, "mobile_phone"]))
                 tables.append(pq.read_table(local, columns=[*cols, "last_modified"]))
     if not tables:
-        return PHONES_SCHEMA.empty_table()
-    return latest_unique_phones(pa.concat_tables(tables), key_column, join_identity)
+        return RECIPIENTS_SCHEMA.empty_table()
+    return latest_unique_recipients(pa.concat_tables(tables), key_column, join_identity)
+
+
+def campaign_phones(
+    warehouse: Warehouse, profile_partitions: set[str], join_identity: str
+) -> pa.Table:
+    """Join identity → mobile phone of the latest version of each Campaign recipient
+    (PHONES_SCHEMA, one row per key); keys held by several recipients are left out so nobody
+    is texted under someone else's identity."""
+    rows = campaign_recipients(warehouse, profile_partitions, join_identity)
+    rows = rows.filter(pc.is_valid(rows.column("mobile_phone")))
+    return rows.select(PHONES_SCHEMA.names).cast(PHONES_SCHEMA)
 
 
 def member_sources(members: pa.Table, phones: pa.Table) -> pa.Table:
-    """Current members (not `exited`), sorted by key: key, email, mobile_phone."""
+    """Current members (not `exited`), sorted by key: key, email, mobile_phone, and the
+    recipient_id of their Campaign recipient when `phones` carries it (RECIPIENTS_SCHEMA)."""
     current = members.filter(pc.not_equal(members.column("status"), "exited"))
     current = current.sort_by("key")
     keys = current.column("key").combine_chunks()
     at = pc.index_in(keys, value_set=phones.column("key").combine_chunks())
-    return pa.table(
-        {
-            "key": current.column("key"),
-            "email": current.column("email"),
-            "mobile_phone": phones.column("mobile_phone").combine_chunks().take(at),
-        }
-    )
+    columns = {
+        "key": current.column("key"),
+        "email": current.column("email"),
+        "mobile_phone": phones.column("mobile_phone").combine_chunks().take(at),
+    }
+    if "recipient_id" in phones.column_names:
+        columns["recipient_id"] = phones.column("recipient_id").combine_chunks().take(at)
+    return pa.table(columns)

@@ -17,8 +17,20 @@ from rtcdp_assets.aep_to_campaign.audience_exports.export_records import read_in
 from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import recorded_identity
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import read_members
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.csv_writer import csv_bytes
-from rtcdp_assets.aep_to_campaign.destinations.contracts import CONTRACTS, apply_contract
-from rtcdp_assets.aep_to_campaign.destinations.member_sources import campaign_phones, member_sources
+from rtcdp_assets.aep_to_campaign.destinations.contracts import (
+    CONTRACTS,
+    ContractResult,
+    apply_contract,
+    count_by_reason,
+)
+from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
+    exclude_members,
+    load_exclusion_inputs,
+)
+from rtcdp_assets.aep_to_campaign.destinations.member_sources import (
+    campaign_recipients,
+    member_sources,
+)
 
 DESTINATION_EXPORTS = "destination_exports"
 PUBLISHED = "destination_exports_published"
@@ -33,9 +45,12 @@ def build_destination_exports(
     warehouse: Warehouse,
     audience_settings: AudienceSettings,
     profile_partitions: set[str],
+    preference_partitions: set[str],
     audience_id: str,
     stamp: str,
 ) -> dict[str, Any]:
+    """The staged files of one export: members filtered by `exclude_members` (suppression and
+    consent), then split by each destination's contract."""
     applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp)
     if applied is None:
         raise Failure(
@@ -43,15 +58,19 @@ def build_destination_exports(
             "membership yet; materialize audience_membership for it first."
         )
     identity = recorded_identity(applied, audience_settings)
+    exclusion_inputs = load_exclusion_inputs(warehouse, preference_partitions)
     sources = member_sources(
         read_members(warehouse, audience_id, stamp),
-        campaign_phones(warehouse, profile_partitions, identity),
+        campaign_recipients(warehouse, profile_partitions, identity),
     )
     folder = f"{audience_id}/{stamp}"
-    files, counts, rejects = [], {}, []
+    files, counts, rejects, excluded = [], {}, [], []
     with tempfile.TemporaryDirectory(prefix="rtcdp-destinations-") as tmp:
         for contract in CONTRACTS:
-            result = apply_contract(contract, sources)
+            allowed, left_out = exclude_members(
+                contract, sources, exclusion_inputs, audience_settings
+            )
+            result = apply_contract(contract, allowed)
             name = file_name(contract.destination, audience_id, stamp)
             data = csv_bytes(result.exported, contract.columns)
             local = Path(tmp) / name
@@ -68,21 +87,40 @@ def build_destination_exports(
                     "namespaces": [i.namespace for i in contract.identities],
                 }
             )
-            counts[contract.destination] = result.reconciliation()
+            counts[contract.destination] = reconcile_destination(result, sources, left_out)
             rejects.append(result.rejects)
-        local = Path(tmp) / "rejects.parquet"
-        pq.write_table(pa.concat_tables(rejects), local, compression="zstd")
-        warehouse.put_file(DESTINATION_EXPORTS, folder, "rejects.parquet", local)
+            excluded.append(left_out)
+        for name, parts in (("rejects.parquet", rejects), ("excluded.parquet", excluded)):
+            local = Path(tmp) / name
+            pq.write_table(pa.concat_tables(parts), local, compression="zstd")
+            warehouse.put_file(DESTINATION_EXPORTS, folder, name, local)
     manifest = {
         "audience_id": audience_id,
         "export_stamp": stamp,
         "members": sources.num_rows,
         "files": files,
         "counts": counts,
+        "excluded_by_reason": {d: c["excluded"] for d, c in counts.items()},
     }
     # Written last: the manifest is what says the staged files are complete.
     warehouse.put_json(DESTINATION_EXPORTS, folder, "manifest.json", manifest)
     return manifest
+
+
+def reconcile_destination(
+    result: ContractResult, sources: pa.Table, excluded: pa.Table
+) -> dict[str, Any]:
+    """members in = exported + rejected by reason + excluded by reason, per destination."""
+    rejected = result.rejected_by_reason
+    left_out = count_by_reason(excluded)
+    return {
+        "rows_in": sources.num_rows,
+        "exported": result.exported.num_rows,
+        "rejected": rejected,
+        "excluded": left_out,
+        "balanced": sources.num_rows
+        == result.exported.num_rows + sum(rejected.values()) + sum(left_out.values()),
+    }
 
 
 def read_destination_manifest(warehouse: Warehouse, audience_id: str, stamp: str) -> dict[str, Any]:
