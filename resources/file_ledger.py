@@ -174,6 +174,7 @@ class LedgerRow:
     location: str | None = None
     removed_at: datetime | None = None
     removed_reason: str | None = None
+    size: int | None = None
 
 
 def _row(r: Any) -> LedgerRow:
@@ -192,6 +193,7 @@ def _row(r: Any) -> LedgerRow:
         location=r.location,
         removed_at=datetime.fromisoformat(r.removed_at) if r.removed_at else None,
         removed_reason=r.removed_reason,
+        size=r.size,
     )
 
 

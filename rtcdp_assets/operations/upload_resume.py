@@ -2,11 +2,12 @@
 
 A refused upload (shared/campaign_sftp_storage.py `UploadGuard`) is a pending ledger row in the
 Campaign SFTP zone with the reason `upload_deferred: ...`, the asset that uploads (`dataset`),
-its partition and the refused run. Once the footprint is below `campaign_sftp_block_share`
-again, this sensor requests that asset again for that partition, with the refused run's own
-tags (the audience export stamp, the customer dataset), in the job `definitions.py` maps the
-asset to; the upload then records the row as `uploaded`. One request per refused run (run key):
-a run refused again records its own run id, so it is requested again too.
+its partition and the refused run. Once the footprint, with the deferred files, is below
+`campaign_sftp_block_share` again, this sensor requests that asset again for that partition,
+with the refused run's own tags (the audience export stamp, the customer dataset), in the job
+`definitions.py` maps the asset to; the upload then records the row as `uploaded`. One
+request per refused run (run key): a run refused again records its own run id, so it is
+requested again too.
 
 No `from __future__ import annotations` here: Dagster reads the decorated function's annotations.
 """
@@ -91,10 +92,12 @@ def build_upload_resume_sensor(jobs_by_asset: Mapping[str, Any]) -> Any:
         if not rows:
             return SkipReason("no deferred Campaign upload")
         footprint = measure_footprint(campaign_sftp, settings)
-        share = footprint.share()
+        # Resumed only when the deferred files fit below the limit, or they are refused again.
+        share = footprint.share(sum(r.size or 0 for r in rows))
         if storage_level(share, settings) == "block":
             return SkipReason(
-                f"{len(rows)} deferred uploads wait: Campaign SFTP at {share:.1%} of the quota"
+                f"{len(rows)} deferred uploads wait: with them the Campaign SFTP would be at "
+                f"{share:.1%} of the quota"
             )
 
         def tags_of(run_id: str) -> Mapping[str, str] | None:
