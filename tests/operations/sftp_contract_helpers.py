@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from resources.drop_zones import DropZone, Entry
 from resources.file_ledger import FileLedger
 from resources.settings import PipelineSettings
@@ -66,3 +68,39 @@ def upload(
         {"file": name, "rows": 1, "sha256": sha},
         guard,
     )
+
+
+def create_previous_release_table(url: str) -> None:
+    """The ledger table as the release before `removed_at` created it, with one archived row."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "CREATE TABLE rtcdp_file_versions (zone VARCHAR(512), folder VARCHAR(1024), "
+                "name VARCHAR(512), identity VARCHAR(256), dataset VARCHAR(128) NOT NULL, "
+                "size BIGINT NOT NULL, modified VARCHAR(40) NOT NULL, "
+                "status VARCHAR(16) NOT NULL, in_folder BOOLEAN NOT NULL, "
+                "location VARCHAR(2048), sha256 VARCHAR(64), rows BIGINT, "
+                "partition VARCHAR(64), run_id VARCHAR(64), reason TEXT, duplicate_of TEXT, "
+                "first_seen VARCHAR(40) NOT NULL, updated VARCHAR(40) NOT NULL, "
+                "PRIMARY KEY (zone, folder, name, identity))"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO rtcdp_file_versions VALUES ('z', 'export', 'a.csv', '1', "
+                "'broadlog', 3, '2026-11-23T08:00:00+00:00', 'processed', FALSE, "
+                "'export/archive/broadlog/a.csv@1', 'abc', 3, '2026-11-23-08:00', 'r', NULL, "
+                "NULL, '2026-11-23T08:00:00+00:00', '2026-11-23T08:00:00+00:00')"
+            )
+        )
+    engine.dispose()
+
+
+def assert_removal_recorded(ledger: FileLedger) -> None:
+    """The old row reads with no removal, then records one."""
+    [row] = ledger.rows()
+    assert row.removed_at is None and row.status == "processed"
+    ledger.record_removal(row.version, later(), "archive_retention: test")
+    [after] = ledger.rows()
+    assert after.removed_reason == "archive_retention: test" and after.removed_at is not None

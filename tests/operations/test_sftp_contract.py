@@ -5,7 +5,6 @@ and the checks in the guardrail catalog and the data-quality report."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -28,7 +27,14 @@ from rtcdp_assets.operations.sftp_housekeeping import campaign_sftp_housekeeping
 from rtcdp_assets.operations.upload_resume import build_upload_resume_sensor, deferred_uploads
 from rtcdp_assets.shared.campaign_sftp_storage import UploadRefused, measure_footprint
 from tests.drop_files import drop_campaign_export
-from tests.operations.sftp_contract_helpers import BROADLOG, broadlog_csv, later, upload
+from tests.operations.sftp_contract_helpers import (
+    BROADLOG,
+    assert_removal_recorded,
+    broadlog_csv,
+    create_previous_release_table,
+    later,
+    upload,
+)
 from tests.results import check_evaluations_by_name
 from tests.runs import evaluate_sensor, materialize_partition
 
@@ -194,9 +200,7 @@ def test_imported_files_go_when_their_marker_is_gone_or_they_are_too_old(tmp_pat
     aged = run_housekeeping(zone, ledger, warehouse, settings, later(days=4))
     assert aged["files_deleted"] == 2  # the file and its marker
     assert [e.name for e in zone.walk("import")] == ["someone_elses.csv"]
-    reasons = {
-        r.version.name: r.removed_reason for r in ledger.rows() if r.removed_at is not None
-    }
+    reasons = {r.version.name: r.removed_reason for r in ledger.rows() if r.removed_at is not None}
     assert reasons == {
         "aep_audience_s1_20261123_080000.csv": (
             "consumed: Campaign's import workflow removed the marker"
@@ -205,29 +209,10 @@ def test_imported_files_go_when_their_marker_is_gone_or_they_are_too_old(tmp_pat
     }
 
 
-def test_the_ledger_gains_its_removal_columns_on_an_existing_table(tmp_path):
-    db = tmp_path / "old.sqlite"
-    with sqlite3.connect(db) as conn:  # the table as the previous release created it
-        conn.execute(
-            "CREATE TABLE rtcdp_file_versions (zone VARCHAR(512), folder VARCHAR(1024), "
-            "name VARCHAR(512), identity VARCHAR(256), dataset VARCHAR(128) NOT NULL, "
-            "size BIGINT NOT NULL, modified VARCHAR(40) NOT NULL, status VARCHAR(16) NOT NULL, "
-            "in_folder BOOLEAN NOT NULL, location VARCHAR(2048), sha256 VARCHAR(64), "
-            "rows BIGINT, partition VARCHAR(64), run_id VARCHAR(64), reason TEXT, "
-            "duplicate_of TEXT, first_seen VARCHAR(40) NOT NULL, updated VARCHAR(40) NOT NULL, "
-            "PRIMARY KEY (zone, folder, name, identity))"
-        )
-        conn.execute(
-            "INSERT INTO rtcdp_file_versions VALUES ('z','export','a.csv','1','broadlog',3,"
-            "'2026-11-23T08:00:00+00:00','processed',0,'export/archive/broadlog/a.csv@1',"
-            "'abc',3,'2026-11-23-08:00','r',NULL,NULL,'2026-11-23T08:00:00+00:00',"
-            "'2026-11-23T08:00:00+00:00')"
-        )
-    ledger = FileLedger(url=f"sqlite:///{db}")
-    [row] = ledger.rows()
-    assert row.removed_at is None and row.status == "processed"
-    ledger.record_removal(row.version, later(), "archive_retention: test")
-    assert ledger.rows()[0].removed_reason == "archive_retention: test"
+def test_the_ledger_gains_its_removal_columns_on_an_existing_sqlite_table(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    create_previous_release_table(url)
+    assert_removal_recorded(FileLedger(url=url))
 
 
 def test_sftp_checks_are_in_the_catalog_and_the_data_quality_report(tmp_path):

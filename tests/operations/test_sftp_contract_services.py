@@ -16,10 +16,18 @@ from dagster import DagsterInstance
 
 from asset_checks.operations.sftp_checks import quota_result
 from resources import embedded_resources
+from resources.file_ledger import FileLedger
 from rtcdp_assets.operations.sftp_housekeeping import run_housekeeping
 from rtcdp_assets.operations.upload_resume import deferred_uploads
 from rtcdp_assets.shared.campaign_sftp_storage import UploadRefused
-from tests.operations.sftp_contract_helpers import BROADLOG, broadlog_csv, later, upload
+from tests.operations.sftp_contract_helpers import (
+    BROADLOG,
+    assert_removal_recorded,
+    broadlog_csv,
+    create_previous_release_table,
+    later,
+    upload,
+)
 from tests.runs import materialize_partition
 from tests.zones import sftp_zone
 
@@ -117,3 +125,13 @@ def test_imports_on_sftp_go_when_campaign_deletes_the_marker_and_the_quota_holds
     # room again: the refused file goes up now
     upload(resources, zone, "aep_audience_s3_20261123_080000.csv", b"t" * 600)
     assert deferred_uploads(ledger, zone.describe()) == []
+
+
+def test_the_ledger_gains_its_removal_columns_on_an_existing_postgres_table(postgres):
+    db = postgres.create_database(f"ledger_{uuid.uuid4().hex[:8]}")
+    url = (
+        f"postgresql+psycopg2://{postgres.superuser}:{postgres.password}@"
+        f"{postgres.host}:{postgres.port}/{db}"
+    )
+    create_previous_release_table(url)
+    assert_removal_recorded(FileLedger(url=url))

@@ -108,7 +108,7 @@ def campaign_audience_import_published(
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
     # Refuses the upload while the Campaign SFTP is at its storage limit (recorded, resumed).
     guard = UploadGuard(
-        campaign_sftp, settings, file_ledger, PUBLISHED, audience_id, context.run_id
+        campaign_sftp, settings, file_ledger, PUBLISHED, audience_id, context.run.run_id
     )
     published = publish_import(warehouse, campaign_sftp, settings, audience_id, stamp, guard)
     return MaterializeResult(
