@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from dagster import DagsterInstance, materialize
 
@@ -180,6 +181,17 @@ def test_retention_deletes_only_old_archived_files_whose_partition_is_stored(tmp
         instance=instance,
     )
     assert check_evaluations_by_name(result)["files_accounted_for"].passed
+    snapshot = pq.read_table(tmp_path / "warehouse" / "file_ledger" / "current" / "data.parquet")
+    removed = [
+        (name, reason)
+        for name, reason in zip(
+            snapshot.column("name").to_pylist(),
+            snapshot.column("removed_reason").to_pylist(),
+            strict=True,
+        )
+        if reason
+    ]
+    assert [name for name, _ in removed] == ["broadLog_20261123_0800.csv"]
 
 
 def test_imported_files_go_when_their_marker_is_gone_or_they_are_too_old(tmp_path):
