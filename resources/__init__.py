@@ -210,6 +210,12 @@ def production_resources() -> dict[str, Any]:
             max_decompression_ratio=float(os.environ.get("RTCDP_MAX_DECOMPRESSION_RATIO", 100)),
             reject_rate_warn_above=float(os.environ.get("RTCDP_REJECT_RATE_WARN_ABOVE", 0.01)),
             reject_rate_block_above=float(os.environ.get("RTCDP_REJECT_RATE_BLOCK_ABOVE", 0.2)),
+            # The Campaign contract's SFTP storage and how long our files may stay there.
+            campaign_sftp_quota_bytes=int(os.environ.get("RTCDP_CAMPAIGN_SFTP_QUOTA_BYTES") or 0),
+            archive_retention_days=float(os.environ.get("RTCDP_ARCHIVE_RETENTION_DAYS") or 15),
+            campaign_import_max_age_days=float(
+                os.environ.get("RTCDP_CAMPAIGN_IMPORT_MAX_AGE_DAYS") or 15
+            ),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

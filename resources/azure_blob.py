@@ -222,6 +222,17 @@ class AzureBlobDropZone(DropZone):
             raise _classified(exc) from exc
 
     @_retry_transient
+    def delete(self, path: str) -> bool:
+        try:
+            with self._container() as container:
+                container.get_blob_client(self._blob(path)).delete_blob(**_NO_SDK_RETRY)
+        except ResourceNotFoundError:
+            return False
+        except Exception as exc:
+            raise _classified(exc) from exc
+        return True
+
+    @_retry_transient
     def stat(self, path: str) -> Entry | None:
         try:
             with self._container() as container:

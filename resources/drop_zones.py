@@ -6,7 +6,11 @@ Campaign SFTP server (`resources.sftp.SftpDropZone`) and Azure Blob
 (`resources.azure_blob.AzureBlobDropZone`) implement the same contract, and the contract tests
 in `tests/resources/test_drop_zone_contract.py` run the same assertions against all three.
 
-Nothing here deletes: a drop zone can only add, replace atomically and move.
+A drop zone adds, replaces atomically and moves. `delete` exists for one caller only: the
+Campaign SFTP housekeeping (rtcdp_assets/operations/sftp_housekeeping.py), which removes
+archived exports past their retention once the warehouse holds their rows and the ledger their
+checksum, and import files Campaign has consumed; each deletion is recorded in the file ledger.
+`walk` lists a folder tree with sizes, which is how the platform's footprint is measured.
 """
 
 from __future__ import annotations
@@ -145,6 +149,18 @@ class DropZone(ConfigurableResource):
         `<datasetId>/exportTime=YYYYMMDDHHMM/`); zones that cannot tell raise."""
         raise NotImplementedError(f"{type(self).__name__} cannot list folders")
 
+    def walk(self, folder: str = "") -> Iterator[Entry]:
+        """Every file under `folder`, at any depth, with its size (folder by folder)."""
+        yield from self.list(folder)
+        for sub in self.list_folders(folder):
+            if is_safe_name(sub):
+                yield from self.walk(join(folder, sub))
+
+    def delete(self, path: str) -> bool:
+        """Remove the file at `path`; False if there was none. Only the SFTP housekeeping
+        calls it, after the ledger says the file may go (see the module docstring)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete")
+
 
 def _entry_from_stat(relpath: str, size: int, mtime_ns: int) -> Entry:
     modified = datetime.fromtimestamp(mtime_ns / 1e9, tz=UTC)
@@ -203,6 +219,13 @@ class LocalDropZone(DropZone):
         target = self._abs(dst)
         target.parent.mkdir(parents=True, exist_ok=True)
         self._abs(src).replace(target)
+
+    def delete(self, path: str) -> bool:
+        try:
+            self._abs(path).unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def stat(self, path: str) -> Entry | None:
         p = self._abs(path)

@@ -8,7 +8,12 @@ on file systems, ETag on object stores). Its fate is one of:
 - `quarantined`: unreadable as a whole (`reason`), moved to the quarantine folder;
 - `duplicate`: the same bytes (SHA-256) were already processed under another name
   (`duplicate_of`); archived, its rows not counted twice;
-- `superseded`: a newer version of the same name replaced it.
+- `superseded`: a newer version of the same name replaced it;
+- `uploaded`: an import file we wrote to Campaign (identity `sha256:<hex>`, its marker beside);
+  `pending` with a reason `upload_deferred: ...` while the Campaign SFTP is too full for it.
+
+A version the SFTP housekeeping deleted keeps its row and its status (the rows are still in
+their partition) and gets `removed_at` and `removed_reason`: the ledger never forgets a file.
 
 Sensors read the ledger to request each version once and to wait for files to settle; runs
 write the outcome; the `file_ledger` asset and its checks show it to people. It is a SQL table
@@ -30,7 +35,9 @@ from pydantic import Field
 
 from resources.drop_zones import Entry
 
-STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded")
+STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded", "uploaded")
+# Reason of a pending upload the Campaign SFTP storage guard refused (a sensor resumes it).
+UPLOAD_DEFERRED = "upload_deferred"
 
 _metadata = sa.MetaData()
 file_versions = sa.Table(
@@ -55,7 +62,33 @@ file_versions = sa.Table(
     sa.Column("duplicate_of", sa.Text),
     sa.Column("first_seen", sa.String(40), nullable=False),
     sa.Column("updated", sa.String(40), nullable=False),
+    # Added after the first deployments: created by `_add_missing_columns` on older tables.
+    sa.Column("removed_at", sa.String(40)),
+    sa.Column("removed_reason", sa.Text),
 )
+# Columns a table created by an older release may lack; each is nullable, so adding it is safe
+# on SQLite and Postgres alike while runs read and write the table.
+_ADDED_COLUMNS = ("removed_at", "removed_reason")
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    present = {c["name"] for c in sa.inspect(engine).get_columns(file_versions.name)}
+    with engine.begin() as conn:
+        for name in _ADDED_COLUMNS:
+            if name in present:
+                continue
+            column = file_versions.c[name]
+            kind = column.type.compile(dialect=engine.dialect)
+            ddl = f"ALTER TABLE {file_versions.name} ADD COLUMN {name} {kind}"
+            # Two processes may race here: the loser's ALTER fails, the column is there.
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(ddl))
+            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
+                columns = sa.inspect(conn).get_columns(file_versions.name)
+                if name not in {c["name"] for c in columns}:
+                    raise
+
 
 _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
@@ -80,6 +113,7 @@ def _engine(url: str) -> sa.Engine:
             else:
                 engine = sa.create_engine(url, pool_pre_ping=True)
             _metadata.create_all(engine, checkfirst=True)
+            _add_missing_columns(engine)
             _engines[url] = engine
         return engine
 
@@ -138,6 +172,9 @@ class LedgerRow:
     reason: str | None = None
     duplicate_of: str | None = None
     location: str | None = None
+    removed_at: datetime | None = None
+    removed_reason: str | None = None
+    size: int | None = None
 
 
 def _row(r: Any) -> LedgerRow:
@@ -154,6 +191,9 @@ def _row(r: Any) -> LedgerRow:
         reason=r.reason,
         duplicate_of=r.duplicate_of,
         location=r.location,
+        removed_at=datetime.fromisoformat(r.removed_at) if r.removed_at else None,
+        removed_reason=r.removed_reason,
+        size=r.size,
     )
 
 
@@ -273,6 +313,9 @@ class FileLedger(ConfigurableResource):
             "location": location,
             "in_folder": in_folder,
             "updated": stamp,
+            # Recorded again (a re-run wrote it back): its file is there again.
+            "removed_at": None,
+            "removed_reason": None,
             **fields,
         }
         with self._engine.begin() as conn:
@@ -318,5 +361,27 @@ class FileLedger(ConfigurableResource):
         query = sa.select(file_versions).order_by(c.dataset, c.folder, c.name, c.first_seen)
         if dataset is not None:
             query = query.where(c.dataset == dataset)
+        with self._engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    # -- Campaign SFTP housekeeping and uploads -------------------------------------------
+    def record_removal(self, version: FileVersion, at: datetime, reason: str) -> None:
+        """The housekeeping deleted this version's file: when, and why (its row stays)."""
+        stamp = at.isoformat(timespec="microseconds")
+        with self._engine.begin() as conn:
+            conn.execute(
+                sa.update(file_versions)
+                .where(_key_clause(version))
+                .values(removed_at=stamp, removed_reason=reason, in_folder=False, updated=stamp)
+            )
+
+    def in_zone(self, zone: str, statuses: Sequence[str]) -> list[LedgerRow]:
+        """Versions of `zone` with one of `statuses` whose file was not removed."""
+        c = file_versions.c
+        query = (
+            sa.select(file_versions)
+            .where(c.zone == zone, c.status.in_(tuple(statuses)), c.removed_at.is_(None))
+            .order_by(c.folder, c.name, c.first_seen)
+        )
         with self._engine.connect() as conn:
             return [_row(r) for r in conn.execute(query)]

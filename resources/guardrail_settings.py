@@ -65,5 +65,51 @@ class GuardrailLimits(ConfigurableResource):
             "ERROR and blocks publication (a systematic rejection: a channel, a layout change)."
         ),
     )
+    campaign_sftp_quota_bytes: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Storage the Campaign contract grants on the Campaign SFTP server, in bytes "
+            "(docs/formats.md §f6: the contract's SFTP storage limit; no documented figure). "
+            "The platform's own footprint there (export archive, quarantine, import files) is "
+            "measured against it. 0: not configured, the footprint is only reported."
+        ),
+    )
+    campaign_sftp_warn_share: float = Field(
+        default=0.80,
+        gt=0,
+        le=1,
+        description=(
+            "Share of campaign_sftp_quota_bytes from which `sftp_storage_quota` WARNs (Adobe "
+            "auto-compresses a hosted SFTP at 80 % full, docs/formats.md §f6)."
+        ),
+    )
+    campaign_sftp_block_share: float = Field(
+        default=0.95,
+        gt=0,
+        le=1,
+        description=(
+            "Share of campaign_sftp_quota_bytes from which new Campaign import uploads are "
+            "refused (recorded in the ledger and resumed once space frees) and "
+            "`sftp_storage_quota` fails with ERROR."
+        ),
+    )
+    archive_retention_days: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "Days a processed Campaign export stays in the SFTP archive (docs/formats.md §f6: "
+            "keep data 15 days at most). Older ones are deleted only once their partition is "
+            "stored in the warehouse and the ledger holds their SHA-256."
+        ),
+    )
+    campaign_import_max_age_days: float = Field(
+        default=15.0,
+        gt=0,
+        description=(
+            "Days an import file we uploaded may stay in the Campaign import folder; it is "
+            "deleted earlier once Campaign has consumed it (its `.done` marker is gone)."
+        ),
+    )
     max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
     max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")

@@ -308,6 +308,15 @@ class S3DropZone(DropZone):
             s3.delete_object(Bucket=self.bucket, Key=source_key)
 
     @_retry_transient
+    def delete(self, path: str) -> bool:
+        # S3 answers a delete of a missing key with success: ask first, to say which it was.
+        if self.stat(path) is None:
+            return False
+        with self._calls(missing=path) as s3:
+            s3.delete_object(Bucket=self.bucket, Key=self._key(path))
+        return True
+
+    @_retry_transient
     def stat(self, path: str) -> Entry | None:
         key = self._key(path)
         try:

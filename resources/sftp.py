@@ -249,6 +249,15 @@ class SftpDropZone(DropZone):
             sftp.posix_rename(self._remote(src), remote_dst)
 
     @_retry_transient
+    def delete(self, path: str) -> bool:
+        with self._session() as sftp:
+            try:
+                sftp.remove(self._remote(path))
+            except FileNotFoundError:
+                return False
+        return True
+
+    @_retry_transient
     def stat(self, path: str) -> Entry | None:
         with self._session() as sftp:
             try:

@@ -28,6 +28,7 @@ from asset_checks.campaign_to_aep.tracking_checks import ORPHAN_CHECK_NAME  # no
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
+from asset_checks.operations.sftp_checks import SFTP_CHECK_SPECS, campaign_sftp_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
@@ -49,6 +50,11 @@ from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
     build_file_ledger_schedule,
     file_ledger_asset,
 )
+from rtcdp_assets.operations.sftp_housekeeping import (  # noqa: E402
+    build_housekeeping_schedule,
+    campaign_sftp_housekeeping,
+)
+from rtcdp_assets.operations.upload_resume import build_upload_resume_sensor  # noqa: E402
 
 CAMPAIGN_EXPORTS = [
     broadlog_defs,
@@ -87,11 +93,27 @@ data_quality_report = build_data_quality_report(
     [flow.flow.dataset for flow in CAMPAIGN_EXPORTS],
     [spec.key for c in campaign_export_check_defs for spec in c.check_specs],
     {flow.flow.dataset: flow.flow.fmt.personal_columns for flow in CAMPAIGN_EXPORTS},
+    # The Campaign contract's SFTP limits: not partitioned, their latest result in each report.
+    platform_check_keys=[spec.key for spec in SFTP_CHECK_SPECS],
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 
 file_ledger_checks = build_file_ledger_checks([flow.flow for flow in CAMPAIGN_EXPORTS])
 file_ledger_job, file_ledger_schedule = build_file_ledger_schedule(file_ledger_checks)
+
+housekeeping_job, housekeeping_schedule = build_housekeeping_schedule(campaign_sftp_checks)
+# Campaign uploads the SFTP storage guard refused, requested again once space frees.
+upload_resume_sensor = build_upload_resume_sensor(
+    {
+        "campaign_audience_import_published": next(
+            j for j in audience_defs.jobs if j.name == "audience_import_job"
+        ),
+        **{
+            a.key.to_user_string(): customer_import_defs.jobs[0]
+            for a in customer_import_defs.assets
+        },
+    }
+)
 
 freshness_checks = [build_freshness_check(flow.flow.typed_key) for flow in CAMPAIGN_EXPORTS]
 freshness_job, freshness_schedule = freshness_automation(freshness_checks)
@@ -102,6 +124,7 @@ defs = Definitions(
         suppression_list,
         data_quality_report,
         file_ledger_asset,
+        campaign_sftp_housekeeping,
         *audience_defs.assets,
         *destination_defs.assets,
         *reach_defs.assets,
@@ -112,6 +135,7 @@ defs = Definitions(
         *campaign_export_check_defs,
         *freshness_checks,
         file_ledger_checks,
+        campaign_sftp_checks,
         *audience_defs.asset_checks,
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
@@ -125,12 +149,14 @@ defs = Definitions(
         aep_push_tokens_sensor,
         automation_sensor,
         orphan_recheck_sensor,
+        upload_resume_sensor,
     ],
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),
         freshness_job,
         data_quality_job,
         file_ledger_job,
+        housekeeping_job,
         *audience_defs.jobs,
         *destination_defs.jobs,
         *reach_defs.jobs,
@@ -138,7 +164,12 @@ defs = Definitions(
         aep_push_tokens_job,
         orphan_recheck_job,
     ],
-    schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
+    schedules=[
+        freshness_schedule,
+        data_quality_schedule,
+        file_ledger_schedule,
+        housekeeping_schedule,
+    ],
     resources=environment_resources(),
     # Runs launched outside the jobs above (backfills, materializations from the UI) use the
     # implicit asset job: in one process like the jobs, not a process per step (each one

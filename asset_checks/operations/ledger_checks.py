@@ -47,7 +47,8 @@ def unaccounted_files(
     """(lost, unrecorded): ledger versions whose recorded location holds no file, and files
     in the archive or quarantine folders the ledger knows nothing about."""
     zone_id = zone.describe()
-    mine = [r for r in rows if r.version.zone == zone_id]
+    # A version the SFTP housekeeping deleted (recorded with its reason) is not lost.
+    mine = [r for r in rows if r.version.zone == zone_id and r.removed_at is None]
     present: set[str] = set()
     for folder in {
         settings.campaign_export_folder,

@@ -29,6 +29,7 @@ from rtcdp_assets.customer_to_campaign.snapshot_reading import (
 )
 from rtcdp_assets.shared import governance
 from rtcdp_assets.shared.campaign_import_files import csv_bytes, upload_verified
+from rtcdp_assets.shared.campaign_sftp_storage import UploadGuard
 from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.ingest import SOURCE_FILE
 
@@ -107,6 +108,7 @@ def upload_staged(
     settings: PipelineSettings,
     asset_name: str,
     manifest: dict[str, Any],
+    guard: UploadGuard | None = None,
 ) -> Entry:
     """Verify the staged bytes against the manifest, upload atomically, then the marker."""
     f = manifest["file"]
@@ -129,6 +131,7 @@ def upload_staged(
         join(settings.campaign_import_folder, f["name"]),
         f["sha256"],
         marker,
+        guard,
     )
 
 
@@ -177,7 +180,9 @@ def run_import(
             + "; ".join(v.explain() for v in violations),
             metadata={"violations": MetadataValue.json([v.explain() for v in violations])},
         )
-    upload_staged(warehouse, campaign_sftp, settings, dataset.asset_name, manifest)
+    # Refused while the Campaign SFTP is at its storage limit (recorded in the ledger, resumed).
+    guard = UploadGuard(campaign_sftp, settings, ledger, dataset.asset_name, None, run_id)
+    upload_staged(warehouse, campaign_sftp, settings, dataset.asset_name, manifest, guard)
     return manifest
 
 

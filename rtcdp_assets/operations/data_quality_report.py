@@ -3,7 +3,9 @@
 `data_quality_report` gathers the latest result of every partitioned check of the Campaign →
 AEP datasets for its partition (passed, failed with severity, or not run), the counts behind
 each failure, and a sample of quarantined rows per dataset with their source file, line and
-reason, personal values masked. It is shown as a Markdown table in the UI and
+reason, personal values masked. The checks of contract limits that are not partitioned (the
+Campaign SFTP storage and retention, `platform_check_keys`) appear in every report with their
+latest result. It is shown as a Markdown table in the UI and
 written as a standalone HTML page (`data_quality_report/<partition>/report.html` in the
 warehouse) for reviewers outside Dagster. Nothing in it shows raw personal data.
 
@@ -64,6 +66,9 @@ EVIDENCE_KEYS = (
     "duplicate_ids",
     "future_timestamps",
     "records_over_limit",
+    "quota_used",
+    "footprint_bytes",
+    "overdue_files",
 )
 
 
@@ -82,10 +87,13 @@ def build_data_quality_report(
     datasets: Sequence[str],
     check_keys: Sequence[AssetCheckKey],
     personal_columns: Mapping[str, Collection[str]] | None = None,
+    platform_check_keys: Sequence[AssetCheckKey] = (),
 ) -> Any:
     """`personal_columns`: per dataset, the columns of its quarantined rows to mask
-    (ExportFormat.personal_columns); a dataset without an entry has every value masked."""
+    (ExportFormat.personal_columns); a dataset without an entry has every value masked.
+    `platform_check_keys`: unpartitioned checks reported with their latest result."""
     personal = dict(personal_columns or {})
+    platform = list(platform_check_keys)
 
     @asset(
         name="data_quality_report",
@@ -107,7 +115,7 @@ def build_data_quality_report(
         # A backfill hands this asset its whole partition range in one run (single_run policy);
         # each partition still gets its own HTML page, built exactly as in a one-partition run.
         reports = [
-            _report_partition(context, warehouse, pk, datasets, check_keys, personal)
+            _report_partition(context, warehouse, pk, datasets, check_keys, personal, platform)
             for pk in context.partition_keys
         ]
         if len(reports) == 1:
@@ -156,12 +164,19 @@ def _report_partition(
     datasets: Sequence[str],
     check_keys: Sequence[AssetCheckKey],
     personal: Mapping[str, Collection[str]],
+    platform: Sequence[AssetCheckKey] = (),
 ) -> _PartitionReport:
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
+    storage = context.instance.event_log_storage
+    latest = dict(
+        storage.get_latest_asset_check_execution_by_key(
+            list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
+        )
     )
+    if platform:
+        latest.update(storage.get_latest_asset_check_execution_by_key(list(platform)))
     rows = []
-    for key in sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
+    ordered = sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
+    for key in [*ordered, *platform]:
         record = latest.get(key)
         evaluation = record.evaluation if record is not None else None
         if evaluation is None:

@@ -54,6 +54,9 @@ LEDGER_SCHEMA = pa.schema(
         ("reason", pa.string()),
         ("duplicate_of", pa.string()),
         ("first_seen", pa.timestamp("us", tz="UTC")),
+        # Set when the Campaign SFTP housekeeping deleted the file (sftp_retention.py).
+        ("removed_at", pa.timestamp("us", tz="UTC")),
+        ("removed_reason", pa.string()),
     ]
 )
 
@@ -76,6 +79,8 @@ def _record(row: LedgerRow) -> dict[str, Any]:
         "reason": row.reason,
         "duplicate_of": row.duplicate_of,
         "first_seen": row.first_seen,
+        "removed_at": row.removed_at,
+        "removed_reason": row.removed_reason,
     }
 
 

@@ -3,7 +3,9 @@
 CSV: RFC 4180, UTF-8 (no BOM), comma, a header line, `"`-quoting only where a value needs it,
 `\n` line ends, written column by column with Arrow kernels. Upload: the staged bytes are
 checked against the SHA-256 the checks passed, written atomically to the Campaign SFTP server,
-then the `.done` marker that says the file is complete.
+then the `.done` marker that says the file is complete. Uploads to Campaign pass an
+`UploadGuard` (shared/campaign_sftp_storage.py), which refuses them while the SFTP storage is at
+its block share and records each upload in the file ledger.
 """
 
 import hashlib
@@ -21,6 +23,7 @@ from dagster import Failure
 
 from resources.drop_zones import DropZone, Entry
 from resources.warehouse import Warehouse
+from rtcdp_assets.shared.campaign_sftp_storage import UploadGuard
 
 # Written beside each import file once it is complete; Campaign's import workflow waits for it.
 IMPORT_MARKER_SUFFIX = ".done"
@@ -130,9 +133,11 @@ def upload_verified(
     target: str,
     sha256: str,
     marker: Mapping[str, Any],
+    guard: UploadGuard | None = None,
 ) -> Entry:
     """Upload a staged import file to Campaign only if its bytes are still the ones the checks
-    passed, atomically, then its `.done` marker (the marker says the file is complete)."""
+    passed, atomically, then its `.done` marker (the marker says the file is complete).
+    `guard`: the Campaign SFTP storage guard, which may refuse the upload (`UploadRefused`)."""
     dataset, folder, name = staged
     with warehouse.local_copy(dataset, folder, name) as local:
         if local is None:
@@ -143,7 +148,11 @@ def upload_verified(
                 description=f"Staged {name} changed after it was checked "
                 f"(SHA-256 {digest} != {sha256}); not uploading it."
             )
+        if guard is not None:
+            guard.admit(target, local.stat().st_size, sha256)
         entry = campaign_sftp.write_atomic(target, local)
     content = json.dumps(dict(marker), indent=2, sort_keys=True).encode()
     campaign_sftp.write_bytes(f"{target}{IMPORT_MARKER_SUFFIX}", content)
+    if guard is not None:
+        guard.uploaded(target, entry, sha256)
     return entry

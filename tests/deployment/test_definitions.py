@@ -73,6 +73,7 @@ OTHER_ASSET_GROUPS = {
     "personalization_import": "customer_to_campaign",
     "aep_push_tokens": "mobile_push",
     "file_ledger": "operations",
+    "campaign_sftp_housekeeping": "operations",
     "data_quality_report": "data_quality",
 }
 OTHER_CHECKS = {
@@ -96,6 +97,7 @@ OTHER_CHECKS = {
     "personalization_import": {"import_reconciliation"},
     "aep_push_tokens": {"duplicate_registration", "reconciliation"},
     "file_ledger": {"files_accounted_for", "no_stuck_pending"},
+    "campaign_sftp_housekeeping": {"sftp_storage_quota", "sftp_retention"},
 }
 OTHER_JOBS = {
     "audience_guardrails_job",
@@ -106,6 +108,7 @@ OTHER_JOBS = {
     "aep_push_tokens_job",
     "export_freshness_job",
     "file_ledger_job",
+    "campaign_sftp_housekeeping_job",
     "data_quality_report_job",
     "orphan_recheck_job",
 }
@@ -115,8 +118,14 @@ OTHER_SENSORS = {
     "customer_source_sensor",
     "aep_push_tokens_sensor",
     "orphan_recheck_sensor",
+    "campaign_upload_resume_sensor",
 }
-SCHEDULES = {"export_freshness_schedule", "file_ledger_schedule", "data_quality_report_schedule"}
+SCHEDULES = {
+    "export_freshness_schedule",
+    "file_ledger_schedule",
+    "data_quality_report_schedule",
+    "campaign_sftp_housekeeping_schedule",
+}
 
 
 def expected_asset_groups() -> dict[str, str]:

@@ -128,3 +128,24 @@ def test_list_folders_names_direct_sub_folders_only(zone):
     ]
     assert zone.list_folders("exports/ds1/exportTime=202611230800") == []
     assert [e.name for e in zone.list("exports")] == ["readme.txt"]
+
+
+def test_walk_lists_every_file_below_a_folder_with_its_size(zone):
+    zone.write_bytes("export/archive/broadlog/a.csv@1", b"12345")
+    zone.write_bytes("export/archive/tracking_log/deep/b.csv@2", b"123")
+    zone.write_bytes("export/c.csv", b"outside the archive")
+    walked = sorted((e.path, e.size) for e in zone.walk("export/archive"))
+    assert walked == [
+        ("export/archive/broadlog/a.csv@1", 5),
+        ("export/archive/tracking_log/deep/b.csv@2", 3),
+    ]
+    assert list(zone.walk("export/missing")) == []
+
+
+def test_delete_removes_one_file_and_says_whether_it_was_there(zone):
+    zone.write_bytes("import/a.csv", b"a")
+    zone.write_bytes("import/a.csv.done", b"{}")
+    assert zone.delete("import/a.csv") is True
+    assert zone.stat("import/a.csv") is None
+    assert zone.stat("import/a.csv.done") is not None
+    assert zone.delete("import/a.csv") is False

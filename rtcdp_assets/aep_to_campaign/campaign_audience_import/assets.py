@@ -17,6 +17,7 @@ from dagster import (
 
 from resources.audience_settings import AudienceSettings
 from resources.drop_zones import DropZone
+from resources.file_ledger import FileLedger
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
@@ -33,6 +34,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     PUBLISHED,
 )
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import publish_import
+from rtcdp_assets.shared.campaign_sftp_storage import UploadGuard
 from rtcdp_assets.shared.masking import masked_preview
 
 
@@ -100,10 +102,15 @@ def campaign_audience_import_published(
     warehouse: Warehouse,
     campaign_sftp: DropZone,
     settings: PipelineSettings,
+    file_ledger: FileLedger,
 ) -> MaterializeResult:
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
-    published = publish_import(warehouse, campaign_sftp, settings, audience_id, stamp)
+    # Refuses the upload while the Campaign SFTP is at its storage limit (recorded, resumed).
+    guard = UploadGuard(
+        campaign_sftp, settings, file_ledger, PUBLISHED, audience_id, context.run.run_id
+    )
+    published = publish_import(warehouse, campaign_sftp, settings, audience_id, stamp, guard)
     return MaterializeResult(
         metadata={
             "dagster/row_count": sum(p["rows"] for p in published),

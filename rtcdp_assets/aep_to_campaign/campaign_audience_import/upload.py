@@ -10,6 +10,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     read_import_manifest,
 )
 from rtcdp_assets.shared.campaign_import_files import upload_verified
+from rtcdp_assets.shared.campaign_sftp_storage import UploadGuard
 
 
 def publish_import(
@@ -18,6 +19,7 @@ def publish_import(
     settings: PipelineSettings,
     audience_id: str,
     stamp: str,
+    guard: UploadGuard | None = None,
 ) -> list[dict[str, Any]]:
     manifest = read_import_manifest(warehouse, audience_id, stamp)
     published = []
@@ -43,6 +45,7 @@ def publish_import(
             target,
             f["sha256"],
             marker,
+            guard,
         )
         published.append({"path": target, "rows": f["rows"], "bytes": entry.size})
     return published
