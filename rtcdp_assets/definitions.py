@@ -49,6 +49,7 @@ from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
     build_file_ledger_schedule,
     file_ledger_asset,
 )
+from rtcdp_assets.platform_setup.aep.job import aep_setup_plan  # noqa: E402
 
 CAMPAIGN_EXPORTS = [
     broadlog_defs,
@@ -137,6 +138,7 @@ defs = Definitions(
         *customer_import_defs.jobs,
         aep_push_tokens_job,
         orphan_recheck_job,
+        aep_setup_plan,
     ],
     schedules=[freshness_schedule, data_quality_schedule, file_ledger_schedule],
     resources=environment_resources(),
