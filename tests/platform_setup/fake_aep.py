@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-TOKEN = "test-access-token-5d1e"  # noqa: S105
+TOKEN = "test-access-token-5d1e"
 STANDARD_NAMESPACES = [
     {"id": 6, "code": "Email", "name": "Email", "idType": "EMAIL", "custom": False},
     {"id": 7, "code": "Phone", "name": "Phone", "idType": "PHONE", "custom": False},
@@ -69,7 +69,7 @@ def _filter(query: str) -> tuple[str, str] | None:
 class Handler(BaseHTTPRequestHandler):
     state: AepState
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet test output
 
     def _reply(self, status: int, payload: Any) -> None:
@@ -126,8 +126,12 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(200, state.namespaces)
             if any(n["code"] == body["code"] for n in state.namespaces):
                 return self._reply(409, {"title": "namespace code exists"})
-            created = {**body, "id": 10_000 + len(state.namespaces), "custom": True,
-                       "status": "ACTIVE"}
+            created = {
+                **body,
+                "id": 10_000 + len(state.namespaces),
+                "custom": True,
+                "status": "ACTIVE",
+            }
             state.namespaces.append(created)
             return self._reply(200, created)
         if path.startswith(f"{SR}/tenant/schemas"):

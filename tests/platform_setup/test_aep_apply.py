@@ -16,7 +16,7 @@ from rtcdp_assets.platform_setup.aep.client import AepApiError, MissingCredentia
 from rtcdp_assets.platform_setup.aep.plan_files import build_plan, read_plan, write_plan
 from tests.platform_setup.fake_aep import TOKEN, AepState, FakeAep
 
-CLIENT_SECRET = "s3cr3t-client-value-91"  # noqa: S105
+CLIENT_SECRET = "s3cr3t-client-value-91"
 CONNECTION_STRING = "DefaultEndpointsProtocol=https;AccountName=acme;AccountKey=K3yK3yK3y=="
 
 
@@ -62,7 +62,9 @@ def test_apply_creates_in_plan_order_and_a_second_run_only_looks_up(aep, plan_di
         assert recorded.method == request.method
         if "{{" in planned:  # the ID of an object created earlier in this run
             assert recorded.path.startswith(planned.split("{{")[0]), request.ref
-            assert recorded.path.rsplit("/", 1)[1] in {s["meta:altId"] for s in state.schemas.values()}
+            assert recorded.path.rsplit("/", 1)[1] in {
+                s["meta:altId"] for s in state.schemas.values()
+            }
         else:
             assert recorded.path == planned, request.ref
     kinds = [r.kind for r in requests]
@@ -78,7 +80,9 @@ def test_apply_creates_in_plan_order_and_a_second_run_only_looks_up(aep, plan_di
     assert all(s["meta:immutableTags"] == ["union"] for s in state.schemas.values())
     assert all(d["tags"]["unifiedProfile"] == ["enabled:true"] for d in state.datasets.values())
     assert {d["xdm:sourceProperty"] for d in state.descriptors} == {
-        "/_experience/campaign/externalID", "/personalEmail/address", "/mobilePhone/number"
+        "/_experience/campaign/externalID",
+        "/personalEmail/address",
+        "/mobilePhone/number",
     }
     # IDs returned by earlier requests are the ones later bodies carry (the fake refuses others)
     flows = state.flow_objects["flows"]
