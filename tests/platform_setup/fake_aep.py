@@ -102,6 +102,8 @@ class Handler(BaseHTTPRequestHandler):
         }
         if any(self.headers.get(k) != v for k, v in expected.items()):
             return self._reply(401, {"title": "unauthorized"})
+        if body is not None and self.headers.get("Content-Type") != "application/json":
+            return self._reply(415, {"title": "Content-Type must be application/json"})
         if self.command != "GET" and state.fail_with:
             status, text = state.fail_with
             return self._reply(status, {"title": "rejected", "detail": text})

@@ -159,12 +159,7 @@ def fetch_token(session: Session) -> None:
 
 
 def _platform(
-    session: Session,
-    method: str,
-    path: str,
-    body: Any = None,
-    accept: str = "application/json",
-    content_type: str = "application/json",
+    session: Session, method: str, path: str, body: Any = None, accept: str = "application/json"
 ) -> Any:
     env = session.env
     headers = {
@@ -176,7 +171,7 @@ def _platform(
     }
     data = None
     if body is not None:
-        headers["Content-Type"] = content_type
+        headers["Content-Type"] = "application/json"  # JSON Patch too (docs/formats.md §i1)
         data = json.dumps(body).encode()
     base = (env.get("AEP_PLATFORM_URL") or DEFAULT_PLATFORM_URL).rstrip("/")
     return _call(session, method, f"{base}{path}", data, headers)
@@ -240,15 +235,11 @@ def apply(
         if found is not None:
             outcome = Outcome(request.ref, "exists")
         else:
-            content_type = (
-                "application/json-patch+json" if request.method == "PATCH" else "application/json"
-            )
             created = _platform(
                 session,
                 request.method,
                 resolve(request.path, session),
                 resolve(request.body, session),
-                content_type=content_type,
             )
             found = _created(request, created)
             outcome = Outcome(request.ref, "created")
