@@ -63,7 +63,7 @@ def _filter(query: str) -> tuple[str, str] | None:
     if not prop:
         return None
     key, _, value = prop[0].partition("==")
-    return key, value
+    return key, value.strip('"')  # Flow Service quotes the value
 
 
 class Handler(BaseHTTPRequestHandler):

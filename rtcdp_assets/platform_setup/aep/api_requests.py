@@ -88,8 +88,11 @@ class ApiRequest:
 
 
 def _by_name(path: str, name: str) -> Lookup:
-    # Flow Service and Catalog filter with `property=name==<name>` (docs/formats.md §i3, §i4)
-    return Lookup(f"{path}?property={quote(f'name=={name}', safe='=')}", "name", name)
+    """Catalog filters with `property=name==<name>`; Flow Service quotes the value
+    (`property=name=="CloudStorageToAEP"`, docs/formats.md §i4). The item is matched on its
+    name again, so a filter the API ignores finds no wrong object."""
+    value = f'"{name}"' if path.startswith(FLOW_SERVICE) else name
+    return Lookup(f"{path}?property={quote(f'name=={value}', safe='=')}", "name", name)
 
 
 def namespace_requests(blueprint: AepBlueprint) -> Iterator[ApiRequest]:
