@@ -20,8 +20,8 @@ One `DatasetSetup` per Campaign dataset (`CAMPAIGN_FLOWS`), from its `CampaignEx
   (documentation: AEP labels are applied in Data Governance, not by these APIs).
 
 Namespaces: the custom ones the records use (the Campaign recipient namespace, the push-token
-namespaces of `push_token_namespaces`, which the Mobile SDK route of `mobile_push` reads too);
-standard ones (`STANDARD_NAMESPACES`) are never created.
+namespaces of `push_token_namespaces`); standard ones (`STANDARD_NAMESPACES`, among them the
+ECID of the Mobile SDK registrations `mobile_push` reads) are never created.
 """
 
 from __future__ import annotations
@@ -65,6 +65,10 @@ FIELD_NAMESPACES: Mapping[str, str] = {
     "personalEmail.address": "Email",
     "mobilePhone.number": "Phone",
 }
+# The identity of the Mobile SDK's push registrations that `aep_push_tokens` (mobile_push)
+# reads from AEP's dataset export (identityMap.ECID): standard, so nothing to create; their
+# pushNotificationDetails use the same field group as push_subscriptions.
+MOBILE_SDK_NAMESPACE = "ECID"
 # Identity Service idType of each custom namespace (docs/formats.md §d: COOKIE, DEVICE,
 # CROSS_DEVICE, EMAIL, PHONE are the API's custom types).
 CAMPAIGN_ID_TYPE = "CROSS_DEVICE"
@@ -239,8 +243,6 @@ def _namespaces(
     for setup in datasets:
         for code in setup.identity_map_namespaces:
             found.setdefault(code, []).append(setup.dataset)
-    for code in token_codes:  # the Mobile SDK route (mobile_push) reads the same codes
-        found.setdefault(code, []).append("aep_push_tokens")
     return tuple(
         NamespaceSetup(code, *described.get(code, (code, CAMPAIGN_ID_TYPE, code)), tuple(users))
         for code, users in sorted(found.items())
@@ -257,5 +259,7 @@ def build_blueprint(settings: PipelineSettings, landing: LandingSource) -> AepBl
         landing=landing,
         publication_format=settings.aep_publication_format,
         source_data_format="parquet" if settings.aep_publication_format == "parquet" else "json",
-        standard_namespaces_used=tuple(sorted((used | {"ECID"}) & STANDARD_NAMESPACES)),
+        standard_namespaces_used=tuple(
+            sorted((used | {MOBILE_SDK_NAMESPACE}) & STANDARD_NAMESPACES)
+        ),
     )

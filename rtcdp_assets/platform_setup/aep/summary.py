@@ -108,7 +108,8 @@ def summary_markdown(blueprint: AepBlueprint, requests: Sequence[ApiRequest]) ->
             for ns in blueprint.namespaces
         ),
         "- standard, never created: "
-        + ", ".join(f"`{code}`" for code in blueprint.standard_namespaces_used),
+        + ", ".join(f"`{code}`" for code in blueprint.standard_namespaces_used)
+        + " (ECID: the Mobile SDK push registrations that `aep_push_tokens` reads)",
         "",
         "## Cloud-storage dataflows",
         "",
