@@ -55,6 +55,7 @@ from rtcdp_assets.operations.sftp_housekeeping import (  # noqa: E402
     campaign_sftp_housekeeping,
 )
 from rtcdp_assets.operations.upload_resume import build_upload_resume_sensor  # noqa: E402
+from rtcdp_assets.platform_setup.aep.job import aep_setup_plan  # noqa: E402
 
 CAMPAIGN_EXPORTS = [
     broadlog_defs,
@@ -163,6 +164,7 @@ defs = Definitions(
         *customer_import_defs.jobs,
         aep_push_tokens_job,
         orphan_recheck_job,
+        aep_setup_plan,
     ],
     schedules=[
         freshness_schedule,

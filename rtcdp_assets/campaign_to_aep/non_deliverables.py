@@ -173,8 +173,10 @@ def non_deliverables_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -
         ),
     )
     identity_map = {ns: xdm.identities(values, primary=True) for ns, values in identities.items()}
+    # A push row's token is its only identity: primary, like the email or phone of the other
+    # rows (a Profile record needs one primary identity, docs/formats.md §i2).
     for ns, values in push_token_formats.token_identities(
-        token, platform, settings.push_token_namespaces
+        token, platform, settings.push_token_namespaces, primary=True
     ).items():
         identity_map[ns] = values if ns not in identity_map else _either(identity_map[ns], values)
     columns["identityMap"] = xdm.struct(identity_map)

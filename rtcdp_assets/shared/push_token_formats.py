@@ -61,10 +61,12 @@ def invalid_tokens(token: pa.Array, platform: pa.Array, settings: PipelineSettin
 
 
 def token_identities(
-    token: pa.Array, platform: pa.Array, namespaces: Mapping[str, str]
+    token: pa.Array, platform: pa.Array, namespaces: Mapping[str, str], *, primary: bool = False
 ) -> dict[str, pa.Array]:
     """identityMap entries of the tokens: one namespace per platform (two platforms may share
-    one), never primary: the token identifies a device, the subscriber the person."""
+    one). Not primary where the record has a person's identity (the token identifies a
+    device, the subscriber the person); primary where the token is the record's only identity
+    (a quarantined token in non_deliverables)."""
     values: dict[str, pa.Array] = {}
     for name in sorted(PLATFORMS):
         code = namespaces.get(name)
@@ -73,7 +75,7 @@ def token_identities(
         mine = pc.fill_null(pc.equal(platform, name), False)
         item = pc.if_else(mine, token, pa.scalar(None, pa.string()))
         values[code] = item if code not in values else pc.coalesce(values[code], item)
-    return {code: xdm.identities(v, primary=False) for code, v in values.items()}
+    return {code: xdm.identities(v, primary=primary) for code, v in values.items()}
 
 
 def identity(namespace: str | pa.Array, xid: pa.Array) -> pa.StructArray:

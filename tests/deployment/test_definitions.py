@@ -111,6 +111,7 @@ OTHER_JOBS = {
     "campaign_sftp_housekeeping_job",
     "data_quality_report_job",
     "orphan_recheck_job",
+    "aep_setup_plan",  # plan mode of rtcdp-aep-setup (rtcdp_assets/platform_setup/aep)
 }
 OTHER_SENSORS = {
     "suppression_list_automation",
