@@ -30,6 +30,7 @@ from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.late_quarantine import build_late_quarantine_sensor  # noqa: E402
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs  # noqa: E402
@@ -73,6 +74,9 @@ orphan_recheck_job, orphan_recheck_sensor = build_orphan_recheck(
     )
 )
 
+# push_subscriptions partitions published before a quarantine of their tokens arrived: mapped
+# and published again (same file, same record _ids).
+late_quarantine_sensor = build_late_quarantine_sensor(push_subscriptions_defs.job)
 # Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
 # preference partition); on by default like the export sensors.
 automation_sensor = AutomationConditionSensorDefinition(
@@ -125,6 +129,7 @@ defs = Definitions(
         aep_push_tokens_sensor,
         automation_sensor,
         orphan_recheck_sensor,
+        late_quarantine_sensor,
     ],
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),

@@ -307,6 +307,8 @@ def _execute(job: object, request: object, instance: object) -> RunSummary:
         instance=instance,
         run_config=QUIET,
         tags=request.tags,
+        # A request for part of a job (late_quarantine_sensor: map and publish again only).
+        asset_selection=request.asset_selection,  # type: ignore[attr-defined]
         raise_on_error=False,  # type: ignore[attr-defined]
     )
     # A check-only run (orphan_recheck_job) carries its partition as a tag.
