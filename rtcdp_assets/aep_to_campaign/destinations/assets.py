@@ -38,6 +38,7 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     read_destination_manifest,
 )
 from rtcdp_assets.shared.campaign_import_files import upload_verified
+from rtcdp_assets.shared.late_suppression import note_metadata
 
 
 @asset(
@@ -76,6 +77,8 @@ def destination_exports(
             "files": MetadataValue.json(manifest["files"]),
             "counts": MetadataValue.json(manifest["counts"]),
             "warehouse_path": warehouse.path(DESTINATION_EXPORTS, audience_id, stamp),
+            # Built again because a suppression arrived after the files were written.
+            **note_metadata(context.run.tags),
         }
     )
 
