@@ -114,6 +114,8 @@ OTHER_SENSORS = {
     "customer_source_sensor",
     "aep_push_tokens_sensor",
     "orphan_recheck_sensor",
+    "late_quarantine_sensor",
+    "late_suppression_sensor",
 }
 SCHEDULES = {"export_freshness_schedule", "file_ledger_schedule", "data_quality_report_schedule"}
 
