@@ -6,9 +6,10 @@ published tokens a late quarantine export changes.
 export that lands after a push partition P of the same or a later window was published leaves
 P's records stating the token is active. For each newly loaded `non_deliverables` partition N,
 the sensor takes the push tokens N lists (any status: a release matters too), looks them up in
-the stored XDM of the push partitions P >= N (the ones whose quarantine state includes N), and
-where a token's published `denylisted` differs from the quarantine state up to P, requests one
-run of `push_subscriptions_job` that maps P again from its stored typed rows and publishes it.
+the stored XDM of the push partitions P >= N (whose quarantine state includes N) that were
+mapped before N's materialization (one mapped after it already read N), and where a token's
+published `denylisted` differs from the quarantine state up to P, requests one run of
+`push_subscriptions_job` that maps P again from its stored typed rows and publishes it.
 A push partition before N is left as it is: its window's state does not include N (so its
 re-runs stay reproducible), and AEP gets the quarantine from N's own published records and from
 every later push window.
@@ -25,7 +26,7 @@ are `late_suppression:<P>@non_deliverables-<storage id>`, so a re-tick or a rest
 requests a partition twice for one arrival.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
     RunRequest,
@@ -115,19 +117,25 @@ def plan_republications(
     instance: DagsterInstance,
     warehouse: Warehouse,
     settings: PipelineSettings,
-    arrived: Iterable[str],
+    arrived: Mapping[str, int],
 ) -> list[Republication]:
     """The push partitions whose published token states the `arrived` non_deliverables
-    partitions make wrong, in partition order."""
-    listed = {pk: listed_push_tokens(warehouse, settings, pk) for pk in sorted(set(arrived))}
+    partitions (partition → storage id of its new materialization) make wrong, in partition
+    order. A push partition counts only if it was mapped before that materialization: one
+    mapped after it already read the quarantine."""
+    listed = {pk: listed_push_tokens(warehouse, settings, pk) for pk in sorted(arrived)}
     listed = {pk: tokens for pk, tokens in listed.items() if tokens}
     if not listed:
         return []
-    first = min(listed)
+    mapped_at = instance.event_log_storage.get_latest_storage_id_by_partition(
+        PUSH_XDM, DagsterEventType.ASSET_MATERIALIZATION
+    )
     out = []
-    for pk in sorted(p for p in instance.get_materialized_partitions(PUSH_XDM) if p >= first):
-        triggers = tuple(n for n in listed if n <= pk)
-        changed = set().union(*(listed[n] for n in triggers)) if triggers else set()
+    for pk in sorted(p for p in mapped_at if p >= min(listed)):
+        triggers = tuple(n for n in listed if n <= pk and mapped_at[pk] < arrived[n])
+        if not triggers:
+            continue
+        changed = set().union(*(listed[n] for n in triggers))
         active, blocked = published_token_states(warehouse, pk)
         touched_active, touched_blocked = active & changed, blocked & changed
         if not touched_active and not touched_blocked:
@@ -167,9 +175,8 @@ def build_late_quarantine_sensor(job: Any) -> SensorDefinition:
         if not records:
             return SkipReason("no new non_deliverables partition")
         last = records[-1].storage_id
-        plan = plan_republications(
-            context.instance, warehouse, settings, _partitions(r.partition_key for r in records)
-        )
+        arrived = {r.partition_key: r.storage_id for r in records if r.partition_key}
+        plan = plan_republications(context.instance, warehouse, settings, arrived)
         for item in plan:
             context.log.info(
                 f"push_subscriptions {item.partition}: {item.to_denylist} token(s) to denylist, "
@@ -182,7 +189,3 @@ def build_late_quarantine_sensor(job: Any) -> SensorDefinition:
         )
 
     return late_quarantine_sensor
-
-
-def _partitions(keys: Iterable[str | None]) -> Sequence[str]:
-    return sorted({k for k in keys if k})
