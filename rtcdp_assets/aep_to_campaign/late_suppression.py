@@ -18,7 +18,8 @@ or `preferences` partition) is compared, per audience, with what already left:
   assets, same export named in the tags): the same file names are replaced, with the marker.
 
 Only audiences whose files hold a newly suppressed address are requested (a set lookup over
-the staged files, no rebuild to find out). The cursor is the last `suppression_list`
+the staged files, no rebuild to find out); files built after the list's materialization are
+not read at all (that build read the list). The cursor is the last `suppression_list`
 materialization handled; run keys are `late_suppression:<asset>:<audience>@<stamp>@
 suppression_list-<storage id>`, so a re-tick never requests twice. Tags and metadata carry the
 reason, the trigger and the count of affected rows, never an address.
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
     EventLogRecord,
@@ -210,21 +212,42 @@ def plan_rebuilds(
     warehouse: Warehouse,
     campaign_sftp: DropZone,
     audiences: Iterable[str],
+    list_storage_id: int | None = None,
 ) -> list[Rebuild]:
     """The destination exports and waiting imports that hold an address the current list
-    suppresses, by audience."""
+    suppresses, by audience. With `list_storage_id` (the list's materialization), an audience
+    whose files were built after it is skipped unread: that build read this list."""
     suppressed = Suppressed.load(warehouse)
     if suppressed is None:
         return []
+    built_at = {
+        key: instance.event_log_storage.get_latest_storage_id_by_partition(
+            key, DagsterEventType.ASSET_MATERIALIZATION
+        )
+        for key in (DESTINATION_KEY, IMPORT_KEY)
+    }
+
+    def stale(key: AssetKey, audience_id: str) -> bool:
+        built = built_at[key].get(audience_id)
+        return built is not None and (list_storage_id is None or built < list_storage_id)
+
     out = []
     for audience_id in sorted(audiences):
-        record = _latest(instance, DESTINATION_KEY, audience_id)
+        record = (
+            _latest(instance, DESTINATION_KEY, audience_id)
+            if stale(DESTINATION_KEY, audience_id)
+            else None
+        )
         stamp = _metadata_value(record, "export_stamp") if record is not None else None
         if stamp:
             rows = destination_hits(warehouse, audience_id, stamp, suppressed)
             if rows:
                 out.append(Rebuild(DESTINATION_EXPORTS, audience_id, stamp, rows))
-        waiting = waiting_import(instance, campaign_sftp, audience_id)
+        waiting = (
+            waiting_import(instance, campaign_sftp, audience_id)
+            if stale(IMPORT_KEY, audience_id)
+            else None
+        )
         if waiting:
             rows = import_hits(warehouse, audience_id, waiting, suppressed)
             if rows:
@@ -259,7 +282,7 @@ def build_late_suppression_sensor(import_job: Any, destination_job: Any) -> Sens
             return SkipReason("no new suppression list")
         last = records[0].storage_id
         audiences = context.instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME)
-        plan = plan_rebuilds(context.instance, warehouse, campaign_sftp, audiences)
+        plan = plan_rebuilds(context.instance, warehouse, campaign_sftp, audiences, last)
         return SensorResult(
             run_requests=[item.run_request(job_of[item.asset], last) for item in plan],
             cursor=str(last),
