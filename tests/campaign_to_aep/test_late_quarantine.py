@@ -34,7 +34,7 @@ from tests.campaign_to_aep.late_push_steps import (
 from tests.drop_files import drop_campaign_export
 from tests.results import check_evaluations_by_name, materialization
 
-W08, W12, W16 = "2026-11-23-08:00", "2026-11-23-12:00", "2026-11-23-16:00"
+W08, W12, W16, W20 = (f"2026-11-23-{h:02d}:00" for h in (8, 12, 16, 20))
 
 
 def test_late_quarantine_republishes_only_the_affected_push_partitions(
@@ -135,6 +135,14 @@ def test_late_quarantine_republishes_only_the_affected_push_partitions(
         root, "nonDeliverables_20261123_1200.csv", quarantine_csv([(APNS_A, "41", "3")], 12)
     )
     load(non_deliverables_defs, resources, instance, W12)
+    # A push window loaded after that quarantine already reads it: not asked for.
+    drop_campaign_export(
+        root,
+        "appSubscriptions_20261123_2000.csv",
+        subscriptions_csv([subscription(6, "iOS", APNS_A, 20)], 0),
+    )
+    load(push_subscriptions_defs, resources, instance, W20)
+    assert landing_states(read, settings, W20)[0] == {APNS_A: True}
     requests, cursor = tick(resources, instance, cursor)
     assert [(r.partition_key, r.tags[TAG_AFFECTED]) for r in requests] == [(W16, "1")]
     assert run_request(resources, instance, requests[0]).success
