@@ -30,7 +30,9 @@ from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from asset_checks.operations.sftp_checks import SFTP_CHECK_SPECS, campaign_sftp_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
+from rtcdp_assets.aep_to_campaign.late_suppression import build_late_suppression_sensor  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
+from rtcdp_assets.campaign_to_aep.late_quarantine import build_late_quarantine_sensor  # noqa: E402
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list  # noqa: E402
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs  # noqa: E402
@@ -80,6 +82,14 @@ orphan_recheck_job, orphan_recheck_sensor = build_orphan_recheck(
     )
 )
 
+# push_subscriptions partitions published before a quarantine of their tokens arrived: mapped
+# and published again (same file, same record _ids).
+late_quarantine_sensor = build_late_quarantine_sensor(push_subscriptions_defs.job)
+# Destination files and Campaign imports not yet taken that hold an address the rebuilt
+# suppression list now suppresses: built again.
+late_suppression_sensor = build_late_suppression_sensor(
+    audience_defs.jobs[0], destination_defs.jobs[0]
+)
 # Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
 # preference partition); on by default like the export sensors.
 automation_sensor = AutomationConditionSensorDefinition(
@@ -151,6 +161,8 @@ defs = Definitions(
         automation_sensor,
         orphan_recheck_sensor,
         upload_resume_sensor,
+        late_quarantine_sensor,
+        late_suppression_sensor,
     ],
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),

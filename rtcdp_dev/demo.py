@@ -283,10 +283,11 @@ def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> 
         summary = RunSummary(partition="-", job=sensor_def.name, success=True)
         summary.add_check(check, event.passed, event.severity)
         summaries.append(summary)
-    job = defs.resolve_job_def(sensor_def.job_name)
     # Dynamic partition keys (audiences) are resolved against the instance, as in the daemon.
     with partition_loading_context(dynamic_partitions_store=instance):
         for request in result.run_requests:
+            # A sensor of several jobs (late_suppression_sensor) names the job in the request.
+            job = defs.resolve_job_def(request.job_name or sensor_def.job_name)
             summaries.append(_execute(job, request, instance))
     if result.cursor:
         cursor_file.write_text(result.cursor)
@@ -307,6 +308,8 @@ def _execute(job: object, request: object, instance: object) -> RunSummary:
         instance=instance,
         run_config=QUIET,
         tags=request.tags,
+        # A request for part of a job (late_quarantine_sensor: map and publish again only).
+        asset_selection=request.asset_selection,  # type: ignore[attr-defined]
         raise_on_error=False,  # type: ignore[attr-defined]
     )
     # A check-only run (orphan_recheck_job) carries its partition as a tag.

@@ -120,6 +120,8 @@ OTHER_SENSORS = {
     "aep_push_tokens_sensor",
     "orphan_recheck_sensor",
     "campaign_upload_resume_sensor",
+    "late_quarantine_sensor",
+    "late_suppression_sensor",
 }
 SCHEDULES = {
     "export_freshness_schedule",

@@ -35,6 +35,7 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
 )
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.upload import publish_import
 from rtcdp_assets.shared.campaign_sftp_storage import UploadGuard
+from rtcdp_assets.shared.late_suppression import note_metadata
 from rtcdp_assets.shared.masking import masked_preview
 
 
@@ -81,6 +82,8 @@ def campaign_audience_import(
             "reconciliation": MetadataValue.json(manifest["reconciliation"]),
             "quarantine_preview": MetadataValue.md(masked_preview(quarantine, PERSONAL_COLUMNS)),
             "warehouse_path": warehouse.path(CAMPAIGN_IMPORT, audience_id, stamp),
+            # Built again because a suppression arrived before Campaign took the import.
+            **note_metadata(context.run.tags),
         }
     )
 

@@ -43,6 +43,7 @@ from rtcdp_assets.aep_to_campaign.destinations.suppression_freshness import (
     suppression_freshness,
 )
 from rtcdp_assets.shared.campaign_import_files import upload_verified
+from rtcdp_assets.shared.late_suppression import note_metadata
 from rtcdp_assets.shared.suppression import SUPPRESSION_LIST
 
 
@@ -90,6 +91,8 @@ def destination_exports(
             # Counts only: who was excluded stays in the warehouse (excluded.parquet).
             "excluded_by_reason": MetadataValue.json(manifest["excluded_by_reason"]),
             "warehouse_path": warehouse.path(DESTINATION_EXPORTS, audience_id, stamp),
+            # Built again because a suppression arrived after the files were written.
+            **note_metadata(context.run.tags),
         }
     )
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from dagster import AssetExecutionContext, AssetsDefinition, Failure, MaterializeResult, asset
 
 from resources.drop_zones import DropZone, Entry, join
+from resources.file_ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from resources.warehouse import ParquetSink, Warehouse, parquet_batches
 from rtcdp_assets.campaign_to_aep.export_flow.description import (
@@ -29,6 +30,7 @@ from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
     aep_parquet_batch,
     parquet_type_problems,
 )
+from rtcdp_assets.shared.late_suppression import ledger_reason, note_metadata
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 from rtcdp_assets.shared.xdm_json import json_lines
 
@@ -58,6 +60,7 @@ def build_published_asset(flow: CampaignExportDescription) -> AssetsDefinition:
         warehouse: Warehouse,
         aep_landing: DropZone,
         settings: PipelineSettings,
+        file_ledger: FileLedger,
     ) -> MaterializeResult:
         pk = context.partition_key
         form = settings.aep_publication_format
@@ -75,6 +78,8 @@ def build_published_asset(flow: CampaignExportDescription) -> AssetsDefinition:
                 "landing_zone": aep_landing.describe(),
                 "sha256": digest,
                 "format": form,
+                # Why a late quarantine or opt-out made this run publish the partition again.
+                **note_metadata(context.run.tags),
             }
             published = already_published(aep_landing, data_path, manifest_path, digest)
             if published is not None:
@@ -103,11 +108,42 @@ def build_published_asset(flow: CampaignExportDescription) -> AssetsDefinition:
             manifest_path, json.dumps(manifest, indent=2, sort_keys=True).encode()
         )
         retire_other_forms(aep_landing, settings, flow, pk, context)
+        why = ledger_reason(context.run.tags)
+        if why is not None:
+            record_republication(file_ledger, aep_landing, flow, entry, context, rows, digest, why)
         return MaterializeResult(
             metadata={**metadata, "bytes": entry.size, "already_published": False}
         )
 
     return published_asset
+
+
+def record_republication(
+    ledger: FileLedger,
+    zone: DropZone,
+    flow: CampaignExportDescription,
+    entry: Entry,
+    context: AssetExecutionContext,
+    rows: int,
+    digest: str,
+    reason: str,
+) -> None:
+    """The rewritten landing file in the file ledger, with why it was written again (AEP
+    ingests it again: the ledger says it was on purpose)."""
+    folder, name = entry.path.rsplit("/", 1) if "/" in entry.path else ("", entry.path)
+    ledger.record(
+        FileVersion(zone.describe(), folder, name, entry.identity),
+        entry,
+        dataset=flow.published_name,
+        status="processed",
+        location=entry.path,
+        in_folder=True,
+        partition=context.partition_key,
+        run_id=context.run.run_id,
+        sha256=digest,
+        rows=rows,
+        reason=reason,
+    )
 
 
 # -- the two forms ----------------------------------------------------------------------
