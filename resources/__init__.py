@@ -210,6 +210,8 @@ def production_resources() -> dict[str, Any]:
             max_decompression_ratio=float(os.environ.get("RTCDP_MAX_DECOMPRESSION_RATIO", 100)),
             reject_rate_warn_above=float(os.environ.get("RTCDP_REJECT_RATE_WARN_ABOVE", 0.01)),
             reject_rate_block_above=float(os.environ.get("RTCDP_REJECT_RATE_BLOCK_ABOVE", 0.2)),
+            # The contract's count of Campaign profiles (`active_profiles`); empty: not set.
+            contracted_profiles=int(os.environ.get("RTCDP_CONTRACTED_PROFILES") or 0) or None,
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
