@@ -146,17 +146,26 @@ def build_events_per_profile_check(flow: CampaignExportDescription) -> AssetChec
     def profile_checks(
         context: AssetCheckExecutionContext, warehouse: Warehouse, settings: PipelineSettings
     ) -> Iterator[AssetCheckResult]:
-        pk = context.partition_key
-
-        def primary_ids() -> Iterator[pa.Array]:
-            for batch in warehouse.iter_batches(
-                flow.xdm_dataset, pk, batch_size=BATCH_ROWS, columns=["identityMap"]
-            ):
-                yield primary_identities(batch, settings.campaign_identity_namespace)
-
-        yield events_per_profile_result(flow.xdm_dataset, primary_ids, settings)
+        ids = stored_primary_ids(
+            warehouse, flow.xdm_dataset, context.partition_key, settings.campaign_identity_namespace
+        )
+        yield events_per_profile_result(flow.xdm_dataset, ids, settings)
 
     return profile_checks
+
+
+def stored_primary_ids(
+    warehouse: Warehouse, dataset: str, pk: str, namespace: str
+) -> Callable[[], Iterator[pa.Array]]:
+    """Reads the stored events' primary ids, batch by batch, each time it is called."""
+
+    def primary_ids() -> Iterator[pa.Array]:
+        for batch in warehouse.iter_batches(
+            dataset, pk, batch_size=BATCH_ROWS, columns=["identityMap"]
+        ):
+            yield primary_identities(batch, namespace)
+
+    return primary_ids
 
 
 def primary_identities(batch: pa.RecordBatch, namespace: str) -> pa.Array:
