@@ -1,9 +1,10 @@
 """The data-quality review: one report per 4-hour partition for people who act on check results.
 
 `data_quality_report` gathers the latest result of every guardrail check of the code location
-(every check whose spec carries `guardrail/*` metadata, found when the report runs, so a new
-check appears without an edit here): a check on 4-hour windows for the report's partition,
-any other check (unpartitioned, or on audience partitions) its latest result. Each row says
+(every check whose spec carries `guardrail/*` metadata, looked up in the code location's asset
+graph when the report runs, so a new check appears without an edit here): a check on 4-hour
+windows for the report's partition, any other check (unpartitioned, or on audience
+partitions) its latest result. Each row says
 passed, failed with severity, or not run, with the counts behind each failure, and a sample
 of quarantined rows per dataset with their source file, line and reason, personal values
 masked. It is shown as a Markdown table in the UI and written as a standalone HTML page
@@ -16,7 +17,7 @@ No `from __future__ import annotations` here: Dagster reads the decorated functi
 import html
 import json
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,13 +93,14 @@ def _evidence(metadata: dict[str, Any]) -> str:
 
 def build_data_quality_report(
     datasets: Sequence[str],
-    check_keys: Sequence[AssetCheckKey] | None = None,
+    check_keys: Sequence[AssetCheckKey] | Callable[[], Any],
     personal_columns: Mapping[str, Collection[str]] | None = None,
 ) -> Any:
-    """`check_keys`: the checks to report; None: every guardrail check of the code location
-    the report runs in (`guardrail_checks`). `personal_columns`: per dataset, the columns of
-    its quarantined rows to mask (ExportFormat.personal_columns); a dataset without an entry
-    has every value masked."""
+    """`check_keys`: the checks to report (on 4-hour windows), or a function giving the asset
+    graph whose guardrail checks the report shows (`guardrail_checks`), called when the report
+    runs: definitions.py passes its own `Definitions`' graph. `personal_columns`: per dataset,
+    the columns of its quarantined rows to mask (ExportFormat.personal_columns); a dataset
+    without an entry has every value masked."""
     personal = dict(personal_columns or {})
 
     @asset(
@@ -120,8 +122,8 @@ def build_data_quality_report(
     ) -> MaterializeResult:
         # A backfill hands this asset its whole partition range in one run (single_run policy);
         # each partition still gets its own HTML page, built exactly as in a one-partition run.
-        if check_keys is None:
-            scopes = guardrail_checks(context.repository_def.asset_graph)
+        if callable(check_keys):
+            scopes = guardrail_checks(check_keys())
         else:
             scopes = dict.fromkeys(check_keys, WINDOW)
         reports = [
