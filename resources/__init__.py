@@ -216,6 +216,8 @@ def production_resources() -> dict[str, Any]:
             campaign_import_max_age_days=float(
                 os.environ.get("RTCDP_CAMPAIGN_IMPORT_MAX_AGE_DAYS") or 15
             ),
+            # The contract's count of Campaign profiles (`active_profiles`); empty: not set.
+            contracted_profiles=int(os.environ.get("RTCDP_CONTRACTED_PROFILES") or 0) or None,
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

@@ -113,3 +113,50 @@ class GuardrailLimits(ConfigurableResource):
     )
     max_event_bytes: int = Field(default=10 * 1024, description="AEP ExperienceEvent limit.")
     max_profile_bytes: int = Field(default=100 * 1024, description="AEP profile record limit.")
+    # -- the Campaign contract and AEP's profile and ingestion guardrails (issue 21) --------
+    contracted_profiles: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Campaign profiles the contract allows (active profiles). `active_profiles` warns "
+            "from `active_profiles_warn_share` of it; unset: the check reports the count only."
+        ),
+    )
+    active_profiles_warn_share: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Share of `contracted_profiles` from which `active_profiles` warns.",
+    )
+    max_identities_per_graph: int = Field(
+        default=50,
+        ge=2,
+        description=(
+            "Identities one identity graph may hold (AEP hard limit; a larger profile is "
+            "excluded from segmentation, exports and lookups, docs/formats.md §e1, §e2)."
+        ),
+    )
+    max_events_per_profile: int = Field(
+        default=5000,
+        ge=1,
+        description=(
+            "ExperienceEvents per profile (AEP soft limit; a profile with more is not "
+            "considered for segmentation, docs/formats.md §e1), checked per publication."
+        ),
+    )
+    max_batches_per_dataset_per_day: int = Field(
+        default=6,
+        ge=1,
+        description=(
+            "Publications (AEP batches) per AEP dataset per UTC day: the 4-hour cadence makes 6 "
+            "(§f1); more are re-publications spending Adobe's daily batch budget (§e1)."
+        ),
+    )
+    max_profile_batches_per_day: int = Field(
+        default=90,
+        ge=1,
+        description=(
+            "Profile and ExperienceEvent batches per day, all datasets of the sandbox together "
+            "(AEP soft limit, docs/formats.md §e1)."
+        ),
+    )

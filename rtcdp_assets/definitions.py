@@ -28,7 +28,7 @@ from asset_checks.campaign_to_aep.tracking_checks import ORPHAN_CHECK_NAME  # no
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
-from asset_checks.operations.sftp_checks import SFTP_CHECK_SPECS, campaign_sftp_checks  # noqa: E402
+from asset_checks.operations.sftp_checks import campaign_sftp_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
 from rtcdp_assets.aep_to_campaign.late_suppression import build_late_suppression_sensor  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
@@ -69,7 +69,9 @@ CAMPAIGN_EXPORTS = [
 ]
 # The partitioned checks of each Campaign dataset; its job runs them by selecting its assets.
 campaign_export_check_defs = [
-    check for flow in CAMPAIGN_EXPORTS for check in campaign_export_checks(flow.flow)
+    check
+    for flow in CAMPAIGN_EXPORTS
+    for check in campaign_export_checks(flow.flow, [f.flow for f in CAMPAIGN_EXPORTS])
 ]
 
 # orphan_tracking_rows again for the tracking partitions a newly loaded broadlog partition can
@@ -99,13 +101,13 @@ automation_sensor = AutomationConditionSensorDefinition(
     minimum_interval_seconds=60,
 )
 
-# Every partitioned check of the Campaign datasets, summarised per partition for reviewers.
+# Every guardrail check of the code location, summarised per partition for reviewers: the
+# report reads the checks of `defs` (below) when it runs, so a check with guardrail metadata
+# appears without an edit here.
 data_quality_report = build_data_quality_report(
     [flow.flow.dataset for flow in CAMPAIGN_EXPORTS],
-    [spec.key for c in campaign_export_check_defs for spec in c.check_specs],
+    lambda: defs.resolve_asset_graph(),
     {flow.flow.dataset: flow.flow.fmt.personal_columns for flow in CAMPAIGN_EXPORTS},
-    # The Campaign contract's SFTP limits: not partitioned, their latest result in each report.
-    platform_check_keys=[spec.key for spec in SFTP_CHECK_SPECS],
 )
 data_quality_job, data_quality_schedule = build_data_quality_schedule(data_quality_report)
 

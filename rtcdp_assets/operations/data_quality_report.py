@@ -1,13 +1,15 @@
 """The data-quality review: one report per 4-hour partition for people who act on check results.
 
-`data_quality_report` gathers the latest result of every partitioned check of the Campaign →
-AEP datasets for its partition (passed, failed with severity, or not run), the counts behind
-each failure, and a sample of quarantined rows per dataset with their source file, line and
-reason, personal values masked. The checks of contract limits that are not partitioned (the
-Campaign SFTP storage and retention, `platform_check_keys`) appear in every report with their
-latest result. It is shown as a Markdown table in the UI and
-written as a standalone HTML page (`data_quality_report/<partition>/report.html` in the
-warehouse) for reviewers outside Dagster. Nothing in it shows raw personal data.
+`data_quality_report` gathers the latest result of every guardrail check of the code location
+(every check whose spec carries `guardrail/*` metadata, looked up in the code location's asset
+graph when the report runs, so a new check appears without an edit here): a check on 4-hour
+windows for the report's partition, any other check (unpartitioned, or on audience
+partitions) its latest result. Each row says
+passed, failed with severity, or not run, with the counts behind each failure, and a sample
+of quarantined rows per dataset with their source file, line and reason, personal values
+masked. It is shown as a Markdown table in the UI and written as a standalone HTML page
+(`data_quality_report/<partition>/report.html` in the warehouse) for reviewers outside Dagster.
+Nothing in it shows raw personal data.
 
 No `from __future__ import annotations` here: Dagster reads the decorated function's annotations.
 """
@@ -15,7 +17,7 @@ No `from __future__ import annotations` here: Dagster reads the decorated functi
 import html
 import json
 import tempfile
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +71,16 @@ EVIDENCE_KEYS = (
     "quota_used",
     "footprint_bytes",
     "overdue_files",
+    # issue 21: the contract's and AEP's profile, identity-graph and ingestion guardrails
+    "contract_share",
+    "profiles_over_limit",
+    "most_events_for_a_profile",
+    "graphs_over_limit",
+    "largest_graph",
+    "batches_today",
+    "batches_today_all_datasets",
 )
+GUARDRAIL_SOURCE = "guardrail/source"  # the metadata key every guardrail check spec carries
 
 
 def _evidence(metadata: dict[str, Any]) -> str:
@@ -85,15 +96,15 @@ def _evidence(metadata: dict[str, Any]) -> str:
 
 def build_data_quality_report(
     datasets: Sequence[str],
-    check_keys: Sequence[AssetCheckKey],
+    check_keys: Sequence[AssetCheckKey] | Callable[[], Any],
     personal_columns: Mapping[str, Collection[str]] | None = None,
-    platform_check_keys: Sequence[AssetCheckKey] = (),
 ) -> Any:
-    """`personal_columns`: per dataset, the columns of its quarantined rows to mask
-    (ExportFormat.personal_columns); a dataset without an entry has every value masked.
-    `platform_check_keys`: unpartitioned checks reported with their latest result."""
+    """`check_keys`: the checks to report (on 4-hour windows), or a function giving the asset
+    graph whose guardrail checks the report shows (`guardrail_checks`), called when the report
+    runs: definitions.py passes its own `Definitions`' graph. `personal_columns`: per dataset,
+    the columns of its quarantined rows to mask (ExportFormat.personal_columns); a dataset
+    without an entry has every value masked."""
     personal = dict(personal_columns or {})
-    platform = list(platform_check_keys)
 
     @asset(
         name="data_quality_report",
@@ -114,8 +125,12 @@ def build_data_quality_report(
     ) -> MaterializeResult:
         # A backfill hands this asset its whole partition range in one run (single_run policy);
         # each partition still gets its own HTML page, built exactly as in a one-partition run.
+        if callable(check_keys):
+            scopes = guardrail_checks(check_keys())
+        else:
+            scopes = dict.fromkeys(check_keys, WINDOW)
         reports = [
-            _report_partition(context, warehouse, pk, datasets, check_keys, personal, platform)
+            _report_partition(context, warehouse, pk, datasets, scopes, personal)
             for pk in context.partition_keys
         ]
         if len(reports) == 1:
@@ -157,26 +172,58 @@ class _PartitionReport:
         }
 
 
+# Which result of a check the report shows: its result for the report's 4-hour window, its
+# one result (an unpartitioned check), or its latest of any partition (other partitions).
+WINDOW, UNPARTITIONED, LATEST = "window", "unpartitioned", "latest"
+
+
+def guardrail_checks(asset_graph: Any) -> dict[AssetCheckKey, str]:
+    """Every check of `asset_graph` whose spec carries guardrail metadata, with the result
+    the report shows for it."""
+    scopes = {}
+    for key in asset_graph.asset_check_keys:
+        spec = asset_graph.get_check_spec(key)
+        if GUARDRAIL_SOURCE not in (spec.metadata or {}):
+            continue
+        partitions = spec.partitions_def
+        if partitions is None:
+            scopes[key] = UNPARTITIONED
+        else:
+            scopes[key] = WINDOW if partitions == four_hourly_partitions else LATEST
+    return scopes
+
+
+def _latest_results(
+    context: AssetExecutionContext, pk: str, scopes: Mapping[AssetCheckKey, str]
+) -> dict[AssetCheckKey, Any]:
+    storage = context.instance.event_log_storage
+    filters = {
+        WINDOW: PartitionKeyFilter(key=pk),
+        UNPARTITIONED: PartitionKeyFilter(key=None),
+        LATEST: None,
+    }
+    latest: dict[AssetCheckKey, Any] = {}
+    for scope, partition_filter in filters.items():
+        keys = [k for k, s in scopes.items() if s == scope]
+        if keys:
+            found = storage.get_latest_asset_check_execution_by_key(
+                keys, partition_filter=partition_filter
+            )
+            latest.update(found)
+    return latest
+
+
 def _report_partition(
     context: AssetExecutionContext,
     warehouse: Warehouse,
     pk: str,
     datasets: Sequence[str],
-    check_keys: Sequence[AssetCheckKey],
+    scopes: Mapping[AssetCheckKey, str],
     personal: Mapping[str, Collection[str]],
-    platform: Sequence[AssetCheckKey] = (),
 ) -> _PartitionReport:
-    storage = context.instance.event_log_storage
-    latest = dict(
-        storage.get_latest_asset_check_execution_by_key(
-            list(check_keys), partition_filter=PartitionKeyFilter(key=pk)
-        )
-    )
-    if platform:
-        latest.update(storage.get_latest_asset_check_execution_by_key(list(platform)))
+    latest = _latest_results(context, pk, scopes)
     rows = []
-    ordered = sorted(check_keys, key=lambda k: (k.asset_key.to_user_string(), k.name))
-    for key in [*ordered, *platform]:
+    for key in sorted(scopes, key=lambda k: (k.asset_key.to_user_string(), k.name)):
         record = latest.get(key)
         evaluation = record.evaluation if record is not None else None
         if evaluation is None:

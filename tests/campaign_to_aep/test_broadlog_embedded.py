@@ -67,6 +67,7 @@ def test_good_file_is_typed_checked_and_published(embedded_env):
         "no_future_timestamp",
         "record_size",
         "identity_count",
+        "events_per_profile",
     }
     assert all(c.passed for c in checks.values())
 

@@ -54,10 +54,14 @@ CAMPAIGN_XDM_CHECKS = {"id_unique", "identity_count", "record_size", "xdm_confor
 CAMPAIGN_OWN_CHECKS = {
     "tracking_log": {"orphan_tracking_rows"},
     "push_subscriptions": {"push_token_format"},
-    "broadlog_xdm": {"no_future_timestamp"},
-    "tracking_log_xdm": {"no_future_timestamp"},
     "push_subscriptions_xdm": {"push_quarantine_respected"},
+    # issue 21: the contract's and AEP's profile guardrails
+    "profiles": {"active_profiles"},
+    "broadlog_xdm": {"no_future_timestamp", "events_per_profile"},
+    "tracking_log_xdm": {"no_future_timestamp", "events_per_profile"},
 }
+# On every publication: the guardrails that look across what we published (issue 21).
+CAMPAIGN_PUBLISHED_CHECKS = {"identity_graph_size", "batches_per_day"}
 
 # The other wings' assets (with their group), checks, jobs, sensors and schedules.
 OTHER_ASSET_GROUPS = {
@@ -146,6 +150,7 @@ def expected_checks() -> set[tuple[str, str]]:
         by_asset[dataset] = CAMPAIGN_CHECKS | CAMPAIGN_OWN_CHECKS.get(dataset, set())
         xdm = f"{dataset}_xdm"
         by_asset[xdm] = CAMPAIGN_XDM_CHECKS | CAMPAIGN_OWN_CHECKS.get(xdm, set())
+        by_asset[f"{dataset}_published"] = CAMPAIGN_PUBLISHED_CHECKS
     return {(asset, check) for asset, checks in by_asset.items() for check in checks}
 
 

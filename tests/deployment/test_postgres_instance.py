@@ -42,6 +42,7 @@ from dagster._daemon.sensor import execute_sensor_iteration
 
 from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
+from rtcdp_assets.definitions import CAMPAIGN_EXPORTS
 from rtcdp_dev.sample_data import write_dataset_files
 
 pytestmark = [
@@ -220,8 +221,11 @@ def test_sample_flow_sensors_runs_checks_and_backfills_on_postgres(postgres, tmp
             db,
             "SELECT asset_key, check_name, partition, execution_status FROM asset_check_executions",
         )
+        # The job's checks: the dataset's own and those on its publication.
         per_run = [
-            spec.key for c in campaign_export_checks(broadlog_defs.flow) for spec in c.check_specs
+            spec.key
+            for c in campaign_export_checks(broadlog_defs.flow, [d.flow for d in CAMPAIGN_EXPORTS])
+            for spec in c.check_specs
         ]
         assert len(checks) == len(per_run) * EXPORTED
         assert {c[3] for c in checks} == {"SUCCEEDED"}

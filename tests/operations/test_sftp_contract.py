@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, Definitions, materialize
 
 from asset_checks.operations.ledger_checks import build_file_ledger_checks
 from asset_checks.operations.sftp_checks import (
-    SFTP_CHECK_SPECS,
     campaign_sftp_checks,
     quota_result,
     retention_result,
@@ -240,9 +239,11 @@ def test_sftp_checks_are_in_the_catalog_and_the_data_quality_report(tmp_path):
     checks = check_evaluations_by_name(result)
     assert not checks["sftp_storage_quota"].passed
     assert checks["sftp_retention"].passed
-    report = build_data_quality_report(
-        ["broadlog"], [], platform_check_keys=[s.key for s in SFTP_CHECK_SPECS]
-    )
+    # The report finds the SFTP checks by their guardrail metadata in the code location's graph.
+    graph = Definitions(
+        assets=[campaign_sftp_housekeeping], asset_checks=[campaign_sftp_checks]
+    ).resolve_asset_graph()
+    report = build_data_quality_report(["broadlog"], lambda: graph)
     pk = "2026-11-23-08:00"
     done = materialize([report], partition_key=pk, resources=resources, instance=instance)
     markdown = done.asset_materializations_for_node("data_quality_report")[0].metadata["report"]
