@@ -241,7 +241,9 @@ def test_sftp_checks_are_in_the_catalog_and_the_data_quality_report(tmp_path):
     assert checks["sftp_retention"].passed
     # The report finds the SFTP checks by their guardrail metadata in the code location's graph.
     graph = Definitions(
-        assets=[campaign_sftp_housekeeping], asset_checks=[campaign_sftp_checks]
+        assets=[campaign_sftp_housekeeping],
+        asset_checks=[campaign_sftp_checks],
+        resources=resources,
     ).resolve_asset_graph()
     report = build_data_quality_report(["broadlog"], lambda: graph)
     pk = "2026-11-23-08:00"
