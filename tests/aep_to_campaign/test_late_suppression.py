@@ -83,7 +83,9 @@ def test_late_suppression_rebuilds_destination_files_and_the_waiting_import(env)
     root, resources = env
     instance = DagsterInstance.ephemeral()
     people = recipients(60)
-    for name, data in sample.campaign_exports(people, stamp="20261123_0800").items():
+    for name, data in sample.campaign_exports(
+        people, consenting=range(len(people)), stamp="20261123_0800"
+    ).items():
         drop_campaign_export(root, name, data)
     load_campaign_partitions(resources, instance, "2026-11-23-08:00")
     members = sample.audience_members(people, in_campaign=40, not_in_campaign=5, exited=3)
@@ -151,6 +153,8 @@ def test_late_suppression_rebuilds_destination_files_and_the_waiting_import(env)
     meta = materialization(rebuilt, "destination_exports").metadata
     assert meta["export_stamp"].value == STAMP
     assert meta["late_suppression"].value["affected"] == expected_destination_rows
+    # The rebuilt files, filtered by the suppression list and the consents, hold none of them.
+    assert destination_rows_holding(root, emails, phones) == 0
 
     # The rebuilt import holds no suppressed address any more: it is not asked for again.
     warehouse, sftp = resources["warehouse"], resources["campaign_sftp"]

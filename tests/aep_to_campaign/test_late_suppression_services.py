@@ -72,7 +72,10 @@ def test_late_suppression_over_sftp_and_blob(rig, sshd, tmp_path):
     export = f"{sftp.base_path}/export"
     people = recipients(90)
     upload_with_openssh(
-        sshd, tmp_path, export, sample.campaign_exports(people, stamp="20261123_0800")
+        sshd,
+        tmp_path,
+        export,
+        sample.campaign_exports(people, consenting=range(len(people)), stamp="20261123_0800"),
     )
     load_campaign_partitions(rig, instance, "2026-11-23-08:00")
     members = sample.audience_members(people, in_campaign=60, not_in_campaign=4, exited=2)
@@ -120,6 +123,14 @@ def test_late_suppression_over_sftp_and_blob(rig, sshd, tmp_path):
     assert meta["late_suppression"].value["affected"] == 2
     destinations = run_request(rig, instance, by_job["destination_export_job"])
     assert destinations.success and failed_checks(destinations) == {}
+    excluded = materialization(destinations, "destination_exports").metadata["excluded_by_reason"]
+    # The two late suppressions leave the rebuilt email and social_ads files; members Campaign
+    # does not know have no consent and stay out, as before.
+    assert excluded.value == {
+        "email": {"missing_consent": 4, "opted_out": 1, "quarantine": 1},
+        "sms": {"missing_consent": 4},
+        "social_ads": {"missing_consent": 4, "opted_out": 1, "quarantine": 1},
+    }
 
     # Campaign's import workflow takes the file and its marker away (here: into a sub-folder).
     upload_with_openssh(sshd, tmp_path, f"{sftp.base_path}/import/done", {}, markers=False)
