@@ -68,9 +68,12 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def scrubbed(result: CheckResult, secrets: list[str]) -> CheckResult:
-    return CheckResult(
-        result.status, result.check, scrub(result.detail, secrets), scrub(result.fix, secrets)
-    )
+    # A fix is written by the preflight from names and paths; only a detail can carry a
+    # driver's message with a URL in it, so only details lose URL passwords.
+    fix = result.fix
+    for value in secrets:
+        fix = fix.replace(value, MASK)
+    return CheckResult(result.status, result.check, scrub(result.detail, secrets), fix)
 
 
 def summary(results: list[CheckResult]) -> str:
@@ -101,8 +104,22 @@ def exit_code(results: list[CheckResult]) -> int:
     return 1 if any(r.status == "FAIL" for r in results) else 0
 
 
-def one_line(exc: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
+def _first_line(exc: BaseException) -> str:
     message = str(exc).strip().splitlines()
-    first = message[0] if message else ""
-    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+    first = message[0][:300] if message else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one short line, with the error that caused it when it was wrapped
+    (Dagster's "too many retries for DB connection" hides the driver's reason)."""
+    root = exc
+    for _ in range(10):  # a chain is short; the bound only guards against a cycle
+        cause = root.__cause__ or root.__context__
+        if cause is None:
+            break
+        root = cause
+    text, reason = _first_line(exc), _first_line(root)
+    if root is exc or reason.split(": ", 1)[-1] in text:
+        return text
+    return f"{text} <- {reason}"

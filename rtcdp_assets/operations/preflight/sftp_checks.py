@@ -219,7 +219,7 @@ def read_check(sftp: paramiko.SFTPClient, zone: SftpDropZone, folder: str) -> Ch
         return fail(
             check, f"cannot read files in '{remote}' ({one_line(exc)})", _grant(zone, "read")
         )
-    return ok(check, f"'{remote}' listed ({len(files)} files) and a file read")
+    return ok(check, f"'{remote}' listed ({len(files)} file(s)) and one read")
 
 
 def _grant(zone: SftpDropZone, what: str) -> str:

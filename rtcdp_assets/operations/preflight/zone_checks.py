@@ -97,7 +97,8 @@ def azure_checks(role: str, zone: AzureBlobDropZone, writes: bool) -> list[Check
 
 def _azure_code(exc: HttpResponseError) -> str:
     # The error code, not the message: a message can quote the request, signature and all.
-    return f"HTTP {exc.status_code} {exc.error_code or type(exc).__name__}"
+    code = getattr(exc.error_code, "value", exc.error_code)
+    return f"HTTP {exc.status_code} {code or type(exc).__name__}"
 
 
 def _s3_client(zone: S3DropZone) -> object:
