@@ -2,7 +2,9 @@
 for the configured classes (validated against Dagster's own schemas, no cluster needed), the Helm
 values describe the same instance, the project's settings reach the code server and the run pods
 from a ConfigMap and a Secret (not from the run launcher), and neither these files nor the
-Dockerfile hold a secret. The one-host files: tests/deployment/test_one_host_files.py."""
+Dockerfile hold a secret. One host: test_one_host_units.py (the systemd units),
+test_postgres_setup.py (the roles and databases), test_environment_variables.py (the list of
+variables)."""
 
 from __future__ import annotations
 
