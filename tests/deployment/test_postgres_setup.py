@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -43,20 +45,42 @@ def connect(server: PostgresServer, role: str, database: str) -> psycopg2.extens
 
 
 @pytest.fixture(scope="module")
-def set_up(postgres: PostgresServer) -> PostgresServer:
+def cluster() -> Iterator[PostgresServer]:
+    """A cluster of its own: the script makes cluster-wide roles with fixed names, which other
+    tests on the shared `postgres` cluster may make too, with other passwords."""
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def set_up(cluster: PostgresServer) -> PostgresServer:
     done = run_setup(
-        postgres,
+        cluster,
         dagster_password=PASSWORDS["rtcdp_dagster"],
         ledger_password=PASSWORDS["rtcdp_ledger"],
     )
     assert done.returncode == 0, done.stderr
-    return postgres
+    return cluster
 
 
-def test_without_passwords_the_script_stops_before_any_change(postgres):
-    stopped = run_setup(postgres, ledger_password="x")
+def roles_and_databases(server: PostgresServer) -> tuple[list[Any], list[Any]]:
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT rolname, rolpassword FROM pg_authid ORDER BY rolname")
+        roles = cur.fetchall()
+        cur.execute("SELECT datname FROM pg_database ORDER BY datname")
+        return roles, cur.fetchall()
+
+
+def test_without_passwords_the_script_stops_before_any_change(cluster):
+    before = roles_and_databases(cluster)
+    stopped = run_setup(cluster, ledger_password="x")
     assert stopped.returncode == 3
     assert "dagster_password" in stopped.stderr
+    assert roles_and_databases(cluster) == before
 
 
 def test_dagster_creates_its_storage_as_its_own_role(set_up, tmp_path, monkeypatch):
@@ -107,7 +131,7 @@ def test_the_roles_have_no_administrative_power(set_up):
     with set_up.connect() as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT rolname, rolsuper, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls"
-            " FROM pg_roles WHERE rolname LIKE 'rtcdp_%' ORDER BY rolname"
+            " FROM pg_roles WHERE rolname IN ('rtcdp_dagster', 'rtcdp_ledger') ORDER BY rolname"
         )
         assert cur.fetchall() == [
             ("rtcdp_dagster", False, False, False, False, False),
@@ -116,7 +140,7 @@ def test_the_roles_have_no_administrative_power(set_up):
         # Others (PUBLIC) may not connect to either database.
         cur.execute(
             "SELECT datname, has_database_privilege('public', datname, 'CONNECT')"
-            " FROM pg_database WHERE datname LIKE 'rtcdp_%' ORDER BY datname"
+            " FROM pg_database WHERE datname IN ('rtcdp_dagster', 'rtcdp_ledger') ORDER BY datname"
         )
         assert cur.fetchall() == [("rtcdp_dagster", False), ("rtcdp_ledger", False)]
 
