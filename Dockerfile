@@ -1,7 +1,8 @@
 # The rtcdp-dagster code location: a gRPC code server for rtcdp_assets.definitions, and the
 # image every run pod starts from (K8sRunLauncher takes the image from the code server).
 #   docker build -t ghcr.io/your-org/rtcdp-dagster:0.1.0 .
-# Secrets never enter the image: the pods get them from Kubernetes secrets (deploy/helm).
+# Secrets never enter the image: the pods get them from Kubernetes secrets
+# (deploy/kubernetes/values.yaml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

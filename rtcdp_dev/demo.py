@@ -68,7 +68,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 # telemetry to reach. A run that fails (an SFTP connection cut mid-file) is retried by the
 # daemon: the sensor requests each file version once, so the retry is what finishes it.
 # The `campaign_sftp` pool (the steps that open SFTP sessions to Campaign) is limited as in
-# deploy/dagster.yaml, smaller: the UI's Concurrency page shows it with its limit.
+# deploy/kubernetes/dagster.yaml, smaller: the UI's Concurrency page shows it with its limit.
 DEMO_SFTP_POOL_LIMIT = 2
 DEMO_INSTANCE_CONFIG = f"""\
 telemetry:

@@ -1,25 +1,43 @@
-"""The production deployment files: deploy/dagster.yaml is a valid Dagster 1.13 instance for the
-configured classes (validated against Dagster's own schemas, no cluster needed), the Helm values
-describe the same instance, and neither they nor the Dockerfile hold a secret."""
+"""The Kubernetes deployment files: deploy/kubernetes/dagster.yaml is a valid Dagster 1.13 instance
+for the configured classes (validated against Dagster's own schemas, no cluster needed), the Helm
+values describe the same instance, the project's settings reach the code server and the run pods
+from a ConfigMap and a Secret (not from the run launcher), and neither these files nor the
+Dockerfile hold a secret. One host: test_one_host_units.py (the systemd units),
+test_postgres_setup.py (the roles and databases), test_environment_variables.py (the list of
+variables)."""
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from dagster import build_resources
 from dagster._config import Shape, process_config
 from dagster._core.instance.config import dagster_instance_config, dagster_instance_config_schema
 from dagster._serdes import ConfigurableClassData
 
 REPO = Path(__file__).resolve().parents[2]
-DEPLOY = REPO / "deploy"
-INSTANCE_YAML = DEPLOY / "dagster.yaml"
-HELM_VALUES = DEPLOY / "helm" / "values.yaml"
+KUBERNETES = REPO / "deploy" / "kubernetes"
+INSTANCE_YAML = KUBERNETES / "dagster.yaml"
+HELM_VALUES = KUBERNETES / "values.yaml"
+SETTINGS_CONFIG_MAP = KUBERNETES / "rtcdp-settings.yaml"
 DOCKERFILE = REPO / "Dockerfile"
+ENV_TEMPLATE = REPO / "deploy" / "one-host" / "rtcdp.env.example"
+SETTINGS_NAME = "rtcdp-settings"  # the ConfigMap of the project's non-secret settings
+# Read by the K8s run launcher only (the Helm chart sets them on the daemon and webserver).
+LAUNCHER_ONLY = {
+    "DAGSTER_K8S_INSTANCE_CONFIG_MAP",
+    "DAGSTER_K8S_PG_PASSWORD_SECRET",
+    "DAGSTER_K8S_PIPELINE_RUN_NAMESPACE",
+}
+PROJECT_VARIABLE = re.compile(
+    r"\b(RTCDP|CAMPAIGN_SFTP|AZURE|AEP|AWS|WAREHOUSE|CUSTOMER_SOURCE)_\w+"
+)
 
 # What the Helm chart and the Kubernetes secrets put into the pods' environment.
 POD_ENV = {
@@ -50,7 +68,7 @@ def configured_class(section: dict[str, Any]) -> type:
 
 def validated_instance() -> dict[str, Any]:
     """The instance config after Dagster's own checks and with the env vars resolved."""
-    raw, custom_instance_class = dagster_instance_config(str(DEPLOY))
+    raw, custom_instance_class = dagster_instance_config(str(KUBERNETES))
     assert custom_instance_class is None
     result = process_config(Shape(dagster_instance_config_schema()), raw)
     assert result.success, result.errors
@@ -74,8 +92,7 @@ def test_the_instance_is_valid_for_dagster_and_its_classes(pod_env):
     assert pools["default_limit"] >= 1 and pools["granularity"] == "op"
     assert config["telemetry"]["enabled"] is False
     launcher = config["run_launcher"]["config"]
-    assert "RTCDP_ENV=production" in launcher["env_vars"]
-    assert launcher["env_secrets"]
+    assert launcher["env_config_maps"] == [SETTINGS_NAME] and launcher["env_secrets"]
 
 
 def test_the_pool_is_the_one_the_sftp_assets_use(monkeypatch, tmp_path):
@@ -100,7 +117,7 @@ def test_credentials_come_only_from_the_environment(pod_env, monkeypatch):
         assert set(db[field]) == {"env"}, field
     monkeypatch.delenv("DAGSTER_PG_PASSWORD")
     result = process_config(
-        Shape(dagster_instance_config_schema()), dagster_instance_config(str(DEPLOY))[0]
+        Shape(dagster_instance_config_schema()), dagster_instance_config(str(KUBERNETES))[0]
     )
     assert not result.success
     assert "DAGSTER_PG_PASSWORD" in str(result.errors)
@@ -130,17 +147,104 @@ def test_the_helm_values_describe_the_same_instance():
     assert runs["tagConcurrencyLimits"] == instance["concurrency"]["runs"]["tag_concurrency_limits"]
 
     (deployment,) = values["dagster-user-deployments"]["deployments"]
-    env = {e["name"]: e["value"] for e in deployment["env"]}
-    assert env["RTCDP_ENV"] == "production"
     args = deployment["codeServerArgs"]
     assert args[args.index("--module-name") + 1] == "rtcdp_assets.definitions"
     secrets = {s["name"] for s in deployment["envSecrets"]}
     launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
     assert secrets == {s["name"] for s in launcher["envSecrets"]}
     assert secrets == set(instance["run_launcher"]["config"]["env_secrets"])
+    config_maps = {c["name"] for c in deployment["envConfigMaps"]}
+    assert config_maps == {c["name"] for c in launcher["envConfigMaps"]}
+    assert config_maps == set(instance["run_launcher"]["config"]["env_config_maps"])
     # run pods inherit the code location's env, secrets and mounted SFTP key
     assert deployment["includeConfigInLaunchedRuns"]["enabled"] is True
     assert deployment["podSecurityContext"]["runAsNonRoot"] is True
+
+
+# ---- the project's settings live outside the run launcher ---------------------------------
+
+
+def settings_config_map() -> dict[str, Any]:
+    manifest = yaml.safe_load(SETTINGS_CONFIG_MAP.read_text())
+    assert manifest["kind"] == "ConfigMap" and manifest["metadata"]["name"] == SETTINGS_NAME
+    return manifest["data"]
+
+
+def test_the_project_settings_sit_outside_the_run_launcher():
+    """The launcher only names the ConfigMap and the Secret; no project variable is set in it,
+    in the instance or in the chart's run launcher values."""
+    launcher = yaml.safe_load(INSTANCE_YAML.read_text())["run_launcher"]["config"]
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    chart_launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert "env_vars" not in launcher and "envVars" not in chart_launcher
+    for block in (launcher, chart_launcher):
+        assert not PROJECT_VARIABLE.search(yaml.safe_dump(block))
+
+    data = settings_config_map()
+    assert data["RTCDP_ENV"] == "production"
+    # The key paths point into the volume both the instance and the chart mount.
+    (mount,) = {m["mountPath"] for m in launcher["volume_mounts"]}
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert {m["mountPath"] for m in deployment["volumeMounts"]} == {mount}
+    for name in ("CAMPAIGN_SFTP_KEY_PATH", "CAMPAIGN_SFTP_KNOWN_HOSTS"):
+        assert Path(data[name]).parent == Path(mount), name
+    # What the values file leaves to the ConfigMap is not set anywhere else in it.
+    assert "env" not in deployment
+    assert not set(data) & set(re.findall(r"\b[A-Z][A-Z0-9_]+\b", yaml.safe_dump(values)))
+
+
+def test_the_values_give_the_settings_to_the_code_server_and_every_run():
+    values = yaml.safe_load(HELM_VALUES.read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    chart_launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for holder in (deployment, chart_launcher):
+        assert holder["envConfigMaps"] == [{"name": SETTINGS_NAME}]
+        assert holder["envSecrets"] == [{"name": "rtcdp-env"}]
+
+
+def template_values() -> dict[str, str]:
+    """The variables set in the env file template (the Secret rtcdp-env is made from it)."""
+    pairs = re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_TEMPLATE.read_text(), flags=re.MULTILINE)
+    return dict(pairs)
+
+
+def test_the_settings_resolve_without_the_launcher_variables(monkeypatch):
+    """A code server or run pod with the ConfigMap and the Secret but none of the launcher's
+    variables builds every production resource; the instance in turn needs no project
+    variable, and only the launcher's own ones when they are missing."""
+    for name in [*os.environ]:
+        if PROJECT_VARIABLE.match(name) or name.startswith("DAGSTER_"):
+            monkeypatch.delenv(name)
+    secret = {
+        name: value
+        for name, value in template_values().items()
+        if not name.startswith("DAGSTER_") and name not in settings_config_map()
+    }
+    for name, value in {**secret, **settings_config_map()}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("RTCDP_LEDGER_URL", "sqlite://")  # nothing to connect to here
+
+    from resources import environment_resources
+
+    with build_resources(environment_resources()) as built:
+        sftp = built.campaign_sftp
+        assert (sftp.host, sftp.port) == (secret["CAMPAIGN_SFTP_HOST"], 22)
+        assert sftp.known_hosts_path == settings_config_map()["CAMPAIGN_SFTP_KNOWN_HOSTS"]
+        assert built.aep_landing.container == secret["AEP_LANDING_CONTAINER"]
+        assert built.warehouse.zone.container == secret["WAREHOUSE_CONTAINER"]
+    assert not LAUNCHER_ONLY & set(os.environ)
+
+    for name, value in POD_ENV.items():
+        if name not in LAUNCHER_ONLY:
+            monkeypatch.setenv(name, value)
+    for name in [*os.environ]:
+        if PROJECT_VARIABLE.match(name):
+            monkeypatch.delenv(name)
+    config = validated_instance()  # storage, queue, pools: no project variable needed
+    launcher = config["run_launcher"]
+    missing = process_config(configured_class(launcher).config_type(), launcher["config"])
+    assert not missing.success
+    assert set(re.findall(r"DAGSTER_\w+", str(missing.errors))) == LAUNCHER_ONLY
 
 
 def test_the_image_runs_the_code_location_as_a_non_root_user():
@@ -205,7 +309,9 @@ def _literal_secrets(node: Any, path: str = "") -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("path", [INSTANCE_YAML, HELM_VALUES], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [INSTANCE_YAML, HELM_VALUES, SETTINGS_CONFIG_MAP], ids=lambda p: p.name
+)
 def test_no_literal_secret_in_the_deployment_yaml(path):
     text = path.read_text()
     assert _literal_secrets(yaml.safe_load(text)) == []

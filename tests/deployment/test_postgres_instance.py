@@ -1,5 +1,6 @@
 """The sample flow on a production-style Dagster instance: PostgreSQL storage, the queued run
-coordinator and the `campaign_sftp` pool from deploy/dagster.yaml, with the embedded zones.
+coordinator and the `campaign_sftp` pool from deploy/kubernetes/dagster.yaml, with the embedded
+zones.
 
 Only the run launcher differs from production (Kubernetes Jobs need a cluster): runs execute
 synchronously in this process. Everything the daemon would do is driven through Dagster's own
@@ -52,7 +53,7 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[2]
-PRODUCTION_INSTANCE = REPO / "deploy" / "dagster.yaml"
+PRODUCTION_INSTANCE = REPO / "deploy" / "kubernetes" / "dagster.yaml"
 SYNC_LAUNCHER = {
     "module": "dagster._core.launcher.sync_in_memory_run_launcher",
     "class": "SyncInMemoryRunLauncher",
@@ -63,8 +64,8 @@ EXPORTED = 3  # of which Campaign has exported the last three so far
 
 
 def production_storage_instance(home: Path) -> DagsterInstance:
-    """deploy/dagster.yaml as it is, except the run launcher (and the run monitoring that
-    watches Kubernetes pods)."""
+    """deploy/kubernetes/dagster.yaml as it is, except the run launcher (and the run monitoring
+    that watches Kubernetes pods)."""
     config = yaml.safe_load(PRODUCTION_INSTANCE.read_text())
     config["run_launcher"] = SYNC_LAUNCHER
     config.pop("run_monitoring")
