@@ -37,6 +37,7 @@ GROUPS = (
     "data_quality",
 )
 XDM_CHECKS = (
+    "events_per_profile",
     "id_unique",
     "identity_count",
     "no_future_timestamp",
