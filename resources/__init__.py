@@ -216,6 +216,11 @@ def production_resources() -> dict[str, Any]:
             campaign_import_max_age_days=float(
                 os.environ.get("RTCDP_CAMPAIGN_IMPORT_MAX_AGE_DAYS") or 15
             ),
+            # How failed work comes back: runs per file version, wait before the next one.
+            failed_run_max_attempts=int(os.environ.get("RTCDP_FAILED_RUN_MAX_ATTEMPTS") or 3),
+            failed_run_retry_backoff_seconds=float(
+                os.environ.get("RTCDP_FAILED_RUN_RETRY_BACKOFF_SECONDS") or 900
+            ),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),
