@@ -65,7 +65,9 @@ def test_a_failed_export_is_retried_after_the_backoff_then_failed(tmp_path, monk
     assert not run_request(resources, instance, requests[0]).success
 
     # Before the back-off: nothing is asked again; the ledger says why and until when.
-    requests, cursor, skip = tick_at(monkeypatch, resources, instance, cursor, t0 + timedelta(0, 60))
+    requests, cursor, skip = tick_at(
+        monkeypatch, resources, instance, cursor, t0 + timedelta(0, 60)
+    )
     assert requests == []
     assert "requested again at" in skip
     failed_once = row(resources)
