@@ -31,10 +31,10 @@ class FailedRun:
 
 
 def failed_runs_after(
-    instance: DagsterInstance, after: float | None, tag: str
+    instance: DagsterInstance, after: float | None, tag: str | None
 ) -> tuple[list[FailedRun], float | None]:
-    """Failed runs carrying `tag`, updated after `after` (epoch seconds; None: all), and the
-    newest update time read (the next tick's `after`)."""
+    """Failed runs carrying `tag` (None: every failed run), updated after `after` (epoch
+    seconds; None: all), and the newest update time read (the next tick's `after`)."""
     since = datetime.fromtimestamp(after, UTC) if after is not None else None
     records = instance.get_run_records(
         filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE], updated_after=since),
@@ -49,7 +49,7 @@ def failed_runs_after(
         stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
         newest = max(newest or 0.0, stamp.timestamp())
         run = record.dagster_run
-        if tag in run.tags:
+        if tag is None or tag in run.tags:
             runs.append(
                 FailedRun(run.run_id, run.tags, failure_reason(instance, run.run_id), stamp)
             )

@@ -120,6 +120,7 @@ OTHER_SENSORS = {
     "aep_push_tokens_sensor",
     "orphan_recheck_sensor",
     "campaign_upload_resume_sensor",
+    "failed_run_checks_sensor",
 }
 SCHEDULES = {
     "export_freshness_schedule",
