@@ -17,6 +17,7 @@ from dagster import DagsterInstance, materialize
 from asset_checks.operations.ledger_checks import build_file_ledger_checks
 from resources import embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_flow
+from rtcdp_assets.operations import ledger_cli
 from rtcdp_assets.operations.ledger_snapshot import file_ledger_asset
 from tests.campaign_to_aep.completion_steps import run_request, tick_at
 from tests.drop_files import drop_campaign_export
@@ -144,3 +145,47 @@ def test_fixing_the_blocker_before_the_last_attempt_processes_the_export(tmp_pat
         raise_on_error=False,
     )
     assert check_evaluations_by_name(result)["no_failed_versions"].passed
+
+
+def test_the_operator_command_lists_and_re_requests_a_failed_version(tmp_path, monkeypatch, capsys):
+    resources, instance = env(tmp_path)
+    url = ["--ledger-url", resources["file_ledger"].url]
+    break_warehouse(tmp_path)
+    t0 = datetime.now(UTC)
+    requests, cursor, _ = tick_at(monkeypatch, resources, instance, None, t0)
+    first_key = requests[0].run_key
+    assert not run_request(resources, instance, requests[0]).success
+    for offset in (700, 1400):  # the 2nd and 3rd runs, each after its back-off
+        now = t0 + timedelta(0, offset)
+        requests, cursor, _ = tick_at(monkeypatch, resources, instance, cursor, now)
+        assert not run_request(resources, instance, requests[0]).success
+    requests, cursor, _ = tick_at(monkeypatch, resources, instance, cursor, t0 + timedelta(1))
+    assert requests == [] and row(resources).status == "failed"
+
+    capsys.readouterr()
+    assert ledger_cli.main([*url, "pending"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 pending file versions"
+    assert ledger_cli.main([*url, "failed"]) == 0
+    listed, total = capsys.readouterr().out.splitlines()
+    version = f"export/{NAME}@{row(resources).version.identity}"
+    assert listed.startswith(f"failed broadlog {version} attempts=3 since=")
+    assert "reason=run_failed: 3 of 3 attempts failed" in listed
+    assert "alice" not in listed and total == "1 failed file versions"
+
+    assert ledger_cli.main([*url, "retry", "export/nothing.csv@1"]) == 1
+    fix_warehouse(tmp_path)
+    at = t0 + timedelta(days=1, hours=1)
+    assert ledger_cli.main([*url, "retry", version], now=at) == 0
+    revived = row(resources)
+    assert (revived.status, revived.attempts, revived.retry_after) == ("pending", 0, at)
+    assert ledger_cli.main([*url, "pending"]) == 0
+    assert "attempts=0 retry_at=" in capsys.readouterr().out
+
+    # The next tick requests it under a new key; the run succeeds; nothing more is asked.
+    requests, cursor, _ = tick_at(monkeypatch, resources, instance, cursor, at)
+    assert len(requests) == 1
+    assert requests[0].run_key.startswith(f"{first_key}#attempt1@")
+    assert run_request(resources, instance, requests[0]).success
+    assert row(resources).status == "processed"
+    requests, _, _ = tick_at(monkeypatch, resources, instance, cursor, at + timedelta(1))
+    assert requests == []
