@@ -230,6 +230,10 @@ def record_failed_versions(
         row = ledger.get(version)
         if row is None or row.dataset != dataset:
             continue
+        if (row.reason or "").startswith(INCOMPLETE_REASON_PREFIX):
+            # A file found cut fails its run on purpose: its final request comes after the
+            # grace (`_final_request`), not as a retry.
+            continue
         entry = Entry(path=path, size=row.size or 0, modified=row.first_seen, identity=identity)
         ledger.record_failed_run(
             version,
