@@ -218,6 +218,11 @@ def production_resources() -> dict[str, Any]:
             ),
             # The contract's count of Campaign profiles (`active_profiles`); empty: not set.
             contracted_profiles=int(os.environ.get("RTCDP_CONTRACTED_PROFILES") or 0) or None,
+            # How failed work comes back: runs per file version, wait before the next one.
+            failed_run_max_attempts=int(os.environ.get("RTCDP_FAILED_RUN_MAX_ATTEMPTS") or 3),
+            failed_run_retry_backoff_seconds=float(
+                os.environ.get("RTCDP_FAILED_RUN_RETRY_BACKOFF_SECONDS") or 900
+            ),
         ),
         "audience_settings": AudienceSettings(
             destination_folder=os.environ.get("AEP_DESTINATION_FOLDER", ""),

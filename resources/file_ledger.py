@@ -3,7 +3,8 @@
 A version is one file name in one folder of one zone with one content identity (size + mtime
 on file systems, ETag on object stores). Its fate is one of:
 
-- `pending`: seen by a sensor, not processed yet (still settling, queued or its run failed);
+- `pending`: not processed yet (settling, queued, or `attempts` runs failed; due at `retry_after`);
+- `failed`: `failed_run_max_attempts` runs failed (`reason`); only `rtcdp-ledger retry` revives it;
 - `processed`: its rows are in a partition (`partition`, `run_id`, `sha256`, `rows`);
 - `quarantined`: unreadable as a whole (`reason`), moved to the quarantine folder;
 - `duplicate`: the same bytes (SHA-256) were already processed under another name
@@ -26,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -34,8 +35,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.drop_zones import Entry
+from resources.guardrail_settings import GuardrailLimits
 
-STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded", "uploaded")
+STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded", "uploaded", "failed")
 # Reason of a pending upload the Campaign SFTP storage guard refused (a sensor resumes it).
 UPLOAD_DEFERRED = "upload_deferred"
 
@@ -65,10 +67,14 @@ file_versions = sa.Table(
     # Added after the first deployments: created by `_add_missing_columns` on older tables.
     sa.Column("removed_at", sa.String(40)),
     sa.Column("removed_reason", sa.Text),
+    # Failed runs of this version, the last one, and when a sensor may request it again.
+    sa.Column("attempts", sa.Integer),
+    sa.Column("failed_run_id", sa.String(64)),
+    sa.Column("retry_after", sa.String(40)),
 )
 # Columns a table created by an older release may lack; each is nullable, so adding it is safe
 # on SQLite and Postgres alike while runs read and write the table.
-_ADDED_COLUMNS = ("removed_at", "removed_reason")
+_ADDED_COLUMNS = ("removed_at", "removed_reason", "attempts", "failed_run_id", "retry_after")
 
 
 def _add_missing_columns(engine: sa.Engine) -> None:
@@ -156,6 +162,8 @@ class Presence(NamedTuple):
     partition: str | None
     # Why a run left a pending version in place (e.g. "incomplete: ..."), if it did.
     reason: str | None = None
+    attempts: int | None = None  # failed runs so far
+    retry_after: str | None = None  # ISO 8601: a retry is due from then (None: none due)
 
 
 @dataclass(frozen=True)
@@ -175,6 +183,9 @@ class LedgerRow:
     removed_at: datetime | None = None
     removed_reason: str | None = None
     size: int | None = None
+    attempts: int | None = None
+    failed_run_id: str | None = None
+    retry_after: datetime | None = None
 
 
 def _row(r: Any) -> LedgerRow:
@@ -194,6 +205,9 @@ def _row(r: Any) -> LedgerRow:
         removed_at=datetime.fromisoformat(r.removed_at) if r.removed_at else None,
         removed_reason=r.removed_reason,
         size=r.size,
+        attempts=r.attempts,
+        failed_run_id=r.failed_run_id,
+        retry_after=datetime.fromisoformat(r.retry_after) if r.retry_after else None,
     )
 
 
@@ -223,9 +237,10 @@ class FileLedger(ConfigurableResource):
         """The versions recorded as still sitting in `folder`, by (name, identity)."""
         c = file_versions.c
         # Every sensor tick reads these: only the columns a tick needs, as plain tuples.
-        query = sa.select(
-            c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition, c.reason
-        ).where(c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True))
+        columns = (c.name, c.identity, c.status, c.first_seen, c.run_id, c.partition, c.reason)
+        query = sa.select(*columns, c.attempts, c.retry_after).where(
+            c.zone == zone, c.folder == folder, c.dataset == dataset, c.in_folder.is_(True)
+        )
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         return {(r[0], r[1]): Presence(*r[2:]) for r in rows}
@@ -316,6 +331,8 @@ class FileLedger(ConfigurableResource):
             # Recorded again (a re-run wrote it back): its file is there again.
             "removed_at": None,
             "removed_reason": None,
+            # A settled version has no retry due (a pending note keeps what it had).
+            **({} if status == "pending" else {"retry_after": None}),
             **fields,
         }
         with self._engine.begin() as conn:
@@ -354,6 +371,100 @@ class FileLedger(ConfigurableResource):
                         updated=stamp,
                     )
                 )
+
+    # -- failed runs -----------------------------------------------------------------------
+    def record_failed_run(
+        self,
+        version: FileVersion,
+        entry: Entry,
+        *,
+        dataset: str,
+        run_id: str,
+        reason: str,
+        at: datetime,
+        limits: GuardrailLimits,
+    ) -> LedgerRow | None:
+        """One failed run of `version` (counted once): pending, due again after the back-off
+        (doubling per attempt), or `failed` after `failed_run_max_attempts`. None: left alone
+        (settled by a later run, failed already, or moved out of its folder by the failed run:
+        its rows are in). Marked processed in place by the failed run: pending again."""
+        with self._engine.begin() as conn:
+            r = conn.execute(sa.select(file_versions).where(_key_clause(version))).first()
+            if r is not None and (
+                r.failed_run_id == run_id
+                or not r.in_folder
+                or (r.status != "pending" and not (r.status == "processed" and r.run_id == run_id))
+            ):
+                return None
+            attempts = (r.attempts or 0) + 1 if r is not None else 1
+            stamp = at.isoformat(timespec="microseconds")
+            max_attempts = limits.failed_run_max_attempts
+            if attempts >= max_attempts:
+                status, retry_after = "failed", None
+                why = f"run_failed: {attempts} of {max_attempts} attempts failed, last: {reason}"
+            else:
+                step = timedelta(seconds=limits.failed_run_retry_backoff_seconds)
+                due = (at + step * 2 ** (attempts - 1)).isoformat(timespec="microseconds")
+                status, retry_after = "pending", due
+                why = f"run_failed: attempt {attempts} of {max_attempts} failed: {reason}"
+            values = {
+                "status": status,
+                "attempts": attempts,
+                "failed_run_id": run_id,
+                "run_id": run_id,
+                "retry_after": retry_after,
+                "reason": why,
+                "updated": stamp,
+            }
+            if r is None:
+                key = {"zone": version.zone, "folder": version.folder, "name": version.name}
+                first = {"size": entry.size, "modified": entry.modified.isoformat()}
+                conn.execute(
+                    sa.insert(file_versions).values(
+                        **key, identity=version.identity, dataset=dataset, **first,
+                        in_folder=True, location=entry.path, first_seen=stamp, **values,
+                    )
+                )  # fmt: skip
+            else:
+                conn.execute(sa.update(file_versions).where(_key_clause(version)).values(**values))
+        return self.get(version)
+
+    def due_retries(self, zone: str, dataset: str, now: datetime) -> list[LedgerRow]:
+        """Pending versions still in their folder whose retry is due at `now`."""
+        c = file_versions.c
+        query = sa.select(file_versions).where(
+            c.zone == zone,
+            c.dataset == dataset,
+            c.status == "pending",
+            c.in_folder.is_(True),
+            # One format (UTC, microseconds) for every stamp: text order is time order.
+            c.retry_after <= now.astimezone(UTC).isoformat(timespec="microseconds"),
+        )
+        with self._engine.connect() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def retry_requested(self, versions: Iterable[FileVersion]) -> None:
+        """A sensor requested these again: no retry due until a run fails again."""
+        with self._engine.begin() as conn:
+            for v in versions:
+                conn.execute(
+                    sa.update(file_versions)
+                    .where(_key_clause(v), file_versions.c.status == "pending")
+                    .values(retry_after=None, updated=_now())
+                )
+
+    def request_retry(self, version: FileVersion, at: datetime) -> bool:
+        """An operator's retry of a pending or failed version: attempts reset, due at `at`."""
+        stamp = at.isoformat(timespec="microseconds")
+        why = "retry requested by an operator"
+        retry = {"attempts": 0, "retry_after": stamp, "reason": why, "updated": stamp}
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                sa.update(file_versions)
+                .where(_key_clause(version), file_versions.c.status.in_(("pending", "failed")))
+                .values(status="pending", **retry)
+            )
+        return done.rowcount > 0
 
     # -- people and checks -----------------------------------------------------------------
     def rows(self, dataset: str | None = None) -> list[LedgerRow]:

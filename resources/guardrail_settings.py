@@ -17,6 +17,25 @@ class GuardrailLimits(ConfigurableResource):
         default=8.0,
         description="A file version still pending after this long is flagged by the ledger check.",
     )
+    failed_run_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        description=(
+            "Runs a file version gets: after each failed run its sensor requests it again (a "
+            "new run key) once the back-off has passed; after this many failed runs the "
+            "version is `failed` in the file ledger, flagged by `no_failed_versions`, and only "
+            "`rtcdp-ledger retry` requests it again."
+        ),
+    )
+    failed_run_retry_backoff_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        description=(
+            "Wait after a version's first failed run before its sensor requests it again; "
+            "doubled after each further failure (15, 30, 60 min ...), so a blocker an operator "
+            "fixes meanwhile (a missing dependency, a full disk) is not hammered."
+        ),
+    )
     max_decompressed_bytes: int = Field(
         default=20 * 1024**3,
         description="A compressed export that inflates beyond this is refused (gzip bomb).",

@@ -48,6 +48,7 @@ from rtcdp_assets.operations.data_quality_report import (  # noqa: E402
     build_data_quality_report,
     build_data_quality_schedule,
 )
+from rtcdp_assets.operations.failed_run_checks import failed_run_checks_sensor  # noqa: E402
 from rtcdp_assets.operations.ledger_snapshot import (  # noqa: E402
     build_file_ledger_schedule,
     file_ledger_asset,
@@ -165,6 +166,7 @@ defs = Definitions(
         upload_resume_sensor,
         late_quarantine_sensor,
         late_suppression_sensor,
+        failed_run_checks_sensor,
     ],
     jobs=[
         *(flow.job for flow in CAMPAIGN_EXPORTS),

@@ -1,5 +1,5 @@
 """The checks on `file_ledger`: nothing lost (`files_accounted_for`), nothing stuck
-(`no_stuck_pending`).
+(`no_stuck_pending`), no version whose runs kept failing (`no_failed_versions`).
 
 The Campaign export flows whose archive and quarantine folders are searched are passed in
 (rtcdp_assets/definitions.py passes every Campaign dataset's flow); any object with the two
@@ -81,6 +81,31 @@ def unaccounted_files(
     return lost + vanished, unrecorded
 
 
+def failed_versions_result(rows: Sequence[LedgerRow], settings: PipelineSettings) -> Any:
+    """`no_failed_versions`: each failed version with its reason (masked when recorded; Campaign
+    export and AEP file names hold no personal data)."""
+    failed = [r for r in rows if r.status == "failed"]
+    retrying = [r for r in rows if r.status == "pending" and (r.attempts or 0) > 0]
+    return AssetCheckResult(
+        check_name="no_failed_versions",
+        passed=not failed,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{of(len(failed), len(rows), 'file versions')} failed "
+            f"{plural(settings.failed_run_max_attempts, 'run')}; "
+            f"{plural(len(retrying), 'version')} waiting for a retry"
+        ),
+        metadata={
+            "failed_count": len(failed),
+            "failed": MetadataValue.json(
+                [f"{r.dataset}: {r.version} ({r.reason})" for r in failed[:100]]
+            ),
+            "retrying_count": len(retrying),
+            "max_attempts": settings.failed_run_max_attempts,
+        },
+    )
+
+
 def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
     specs = [
         AssetCheckSpec(
@@ -109,6 +134,20 @@ def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
             metadata={
                 "guardrail/source": "project: every file version processed exactly once",
                 "guardrail/limit": "pending < ledger_pending_alert_hours (default 8 h)",
+            },
+        ),
+        AssetCheckSpec(
+            name="no_failed_versions",
+            asset="file_ledger",
+            blocking=False,
+            description=(
+                "No file version is `failed`: its runs failed `failed_run_max_attempts` times "
+                "(each retried after `failed_run_retry_backoff_seconds`, doubled per failure). "
+                "Fix the reason in the ledger, then `rtcdp-ledger retry <version>`."
+            ),
+            metadata={
+                "guardrail/source": "project: failed work comes back, or a person is told",
+                "guardrail/limit": "0 failed file versions (after failed_run_max_attempts runs)",
             },
         ),
     ]
@@ -160,5 +199,6 @@ def build_file_ledger_checks(flows: Sequence[ExportFolders]) -> Any:
                 "alert_hours": settings.ledger_pending_alert_hours,
             },
         )
+        yield failed_versions_result(rows, settings)
 
     return file_ledger_checks

@@ -58,6 +58,7 @@ functions at definition time.
 """
 
 import hashlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -80,7 +81,7 @@ from dagster import (
 )
 
 from resources.drop_zones import DropZone, DropZoneUnavailable, join
-from resources.file_ledger import FileLedger
+from resources.file_ledger import FileLedger, FileVersion
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.customer_to_campaign.customer_datasets import (
@@ -89,6 +90,15 @@ from rtcdp_assets.customer_to_campaign.customer_datasets import (
     PERSONALIZATION,
     PROFILES,
     CustomerDataset,
+)
+from rtcdp_assets.customer_to_campaign.customer_retries import (
+    CUSTOMER_DATASET_TAG,
+    CUSTOMER_FILES_TAG,
+    FAILURES_AFTER,
+    SnapshotRetry,
+    files_tag,
+    record_failed_imports,
+    snapshot_retry,
 )
 from rtcdp_assets.customer_to_campaign.snapshot_import import run_import
 from rtcdp_assets.customer_to_campaign.snapshot_reading import settled_files
@@ -167,25 +177,42 @@ ASSETS_BY_DATASET = {
 
 
 def plan_customer_tick(
-    zone: DropZone, rule: CompletionRule, now: float
-) -> tuple[list[RunRequest], list[str]]:
-    """One run per dataset whose settled files changed; the run key names the file versions."""
-    requests, notes = [], []
+    zone: DropZone, rule: CompletionRule, now: float, ledger: FileLedger | None = None
+) -> tuple[list[RunRequest], list[str], list[FileVersion]]:
+    """One run per dataset whose settled files changed; the run key names the file versions.
+    A snapshot whose run failed is requested again under a new key once due
+    (customer_retries.py); the versions so requested are returned to be marked."""
+    requests, notes, retried = [], [], []
+    moment = datetime.fromtimestamp(now, UTC)
     for dataset in CUSTOMER_DATASETS:
         files, waiting = settled_files(zone, dataset.folder, rule, now)
         notes += waiting
         if not files:
             continue
+        retry = (
+            snapshot_retry(ledger, zone.describe(), dataset, files, moment)
+            if ledger is not None
+            else SnapshotRetry()
+        )
+        if retry.waiting:
+            notes.append(retry.waiting)
+            continue
+        retried.extend(retry.versions)
         versions = "\n".join(f"{e.name}@{e.identity}" for e in sorted(files))
         digest = hashlib.sha256(versions.encode()).hexdigest()[:16]
         requests.append(
             RunRequest(
-                run_key=f"{dataset.asset_name}:{digest}",
+                run_key=f"{dataset.asset_name}:{digest}{retry.suffix}",
                 asset_selection=[ASSETS_BY_DATASET[dataset.asset_name].key],
-                tags={"rtcdp/customer_dataset": dataset.dataset},
+                tags={CUSTOMER_DATASET_TAG: dataset.dataset, CUSTOMER_FILES_TAG: files_tag(files)},
             )
         )
-    return requests, notes
+    return requests, notes, retried
+
+
+def sensor_now() -> float:
+    """The sensor's clock (tests replace it to step past back-offs)."""
+    return datetime.now(UTC).timestamp()
 
 
 @sensor(
@@ -194,24 +221,31 @@ def plan_customer_tick(
     minimum_interval_seconds=120,
     default_status=DefaultSensorStatus.RUNNING,
     description="Watches the customer source folders and requests an import of a dataset "
-    "whenever its set of settled files changes (run keys make each set run once).",
+    "whenever its set of settled files changes (run keys make each set run once; a failed "
+    "import is requested again after the back-off).",
 )
 def customer_source_sensor(
-    context: SensorEvaluationContext, customer_source: DropZone, settings: PipelineSettings
+    context: SensorEvaluationContext,
+    customer_source: DropZone,
+    settings: PipelineSettings,
+    file_ledger: FileLedger,
 ) -> SensorResult | SkipReason:
     try:
-        requests, notes = plan_customer_tick(
-            customer_source,
-            CompletionRule.customer_source(settings),
-            datetime.now(UTC).timestamp(),
+        after = record_failed_imports(context, file_ledger, customer_source, settings)
+        requests, notes, retried = plan_customer_tick(
+            customer_source, CompletionRule.customer_source(settings), sensor_now(), file_ledger
         )
     except DropZoneUnavailable as exc:
         return SkipReason(f"customer source unavailable, will retry: {exc}")
+    file_ledger.retry_requested(retried)
     for note in notes:
         context.log.info(note)
+    cursor = json.dumps({FAILURES_AFTER: after})
     if not requests:
-        return SkipReason("; ".join(notes[:20]) or "no customer files")
-    return SensorResult(run_requests=requests)
+        return SensorResult(
+            skip_reason=SkipReason("; ".join(notes[:20]) or "no customer files"), cursor=cursor
+        )
+    return SensorResult(run_requests=requests, cursor=cursor)
 
 
 @dataclass

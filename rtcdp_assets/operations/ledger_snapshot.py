@@ -35,7 +35,7 @@ from resources.warehouse import Warehouse
 from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 
 SNAPSHOT_PARTITION = "current"
-ATTENTION = ("quarantined", "duplicate", "superseded", "pending")
+ATTENTION = ("quarantined", "duplicate", "superseded", "pending", "failed")
 
 LEDGER_SCHEMA = pa.schema(
     [

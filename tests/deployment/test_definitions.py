@@ -100,7 +100,7 @@ OTHER_CHECKS = {
     "profile_import": {"import_reconciliation"},
     "personalization_import": {"import_reconciliation"},
     "aep_push_tokens": {"duplicate_registration", "reconciliation"},
-    "file_ledger": {"files_accounted_for", "no_stuck_pending"},
+    "file_ledger": {"files_accounted_for", "no_stuck_pending", "no_failed_versions"},
     "campaign_sftp_housekeeping": {"sftp_storage_quota", "sftp_retention"},
 }
 OTHER_JOBS = {
@@ -126,6 +126,7 @@ OTHER_SENSORS = {
     "campaign_upload_resume_sensor",
     "late_quarantine_sensor",
     "late_suppression_sensor",
+    "failed_run_checks_sensor",
 }
 SCHEDULES = {
     "export_freshness_schedule",

@@ -5,8 +5,8 @@ No `from __future__ import annotations` here: Dagster reads the annotations of t
 functions at definition time.
 """
 
+import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -30,6 +30,12 @@ from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
     AUDIENCES_PARTITION_NAME,
     SEGMENT_EXPORTS,
     audience_partitions,
+)
+from rtcdp_assets.aep_to_campaign.audience_exports.retries import (
+    FAILURES_AFTER,
+    record_failed_exports,
+    retry_requests,
+    sensor_now,
 )
 from rtcdp_assets.aep_to_campaign.audience_exports.tick_plan import (
     LedgerNote,
@@ -136,13 +142,17 @@ def build_audience_job_and_sensor(
             return SkipReason(f"AEP destination container unavailable, will retry: {exc}")
         known = set(context.instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME))
         zone_id = aep_destination.describe()
+        now = sensor_now()
+        # Failed runs first: their exports are behind the watermark, the ledger brings them back.
+        failures_after = record_failed_exports(context, file_ledger, zone_id, entries, settings)
+        retries = retry_requests(file_ledger, zone_id, entries, now)
         pending_in_ledger = settle_waiting_versions(
             file_ledger, zone_id, audience_settings.destination_folder, entries
         )
         plan = plan_audience_tick(
             entries,
             context.cursor,
-            datetime.now(UTC).timestamp(),
+            now.timestamp(),
             audience_settings,
             settings.file_settle_seconds,
             known,
@@ -154,11 +164,15 @@ def build_audience_job_and_sensor(
         for note in plan.notes:
             context.log.info(note)
         write_ledger_notes(file_ledger, zone_id, plan.ledger_notes)
-        if not plan.run_requests:
-            said = [*plan.warnings, *plan.notes][:20]
+        state = json.loads(plan.cursor or context.cursor or "{}")
+        cursor = json.dumps({**state, FAILURES_AFTER: failures_after}, sort_keys=True)
+        requests = [*plan.run_requests, *retries.run_requests]
+        file_ledger.retry_requested(retries.versions)
+        if not requests:
+            said = [*plan.warnings, *plan.notes, *retries.notes][:20]
             return SensorResult(
                 skip_reason=SkipReason("; ".join(said) or "no new audience exports"),
-                cursor=plan.cursor,
+                cursor=cursor,
             )
         events = []
         if plan.new_audiences:
@@ -170,14 +184,14 @@ def build_audience_job_and_sensor(
                 )
             )
         return SensorResult(
-            run_requests=plan.run_requests,
+            run_requests=requests,
             dynamic_partitions_requests=(
                 [audience_partitions.build_add_request(plan.new_audiences)]
                 if plan.new_audiences
                 else []
             ),
             asset_events=events,
-            cursor=plan.cursor,
+            cursor=cursor,
         )
 
     return job, aep_audience_export_sensor, guardrail_job

@@ -25,6 +25,7 @@ from resources.drop_zones import DropZone, DropZoneUnavailable, Entry
 from resources.file_ledger import FileLedger, FileVersion, Presence
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
+from rtcdp_assets.shared.failed_runs import FailedRun, failed_runs_after
 from rtcdp_assets.shared.file_completion import (
     INCOMPLETE_IS_FINAL_TAG,
     INCOMPLETE_REASON_PREFIX,
@@ -34,6 +35,8 @@ from rtcdp_assets.shared.partitions import before_first_partition, before_first_
 
 SOURCE_FILE_TAG = "rtcdp/source_file"
 SOURCE_IDENTITY_TAG = "rtcdp/source_identity"
+# Cursor key: update time of the newest failed run read (rtcdp_assets/shared/failed_runs.py).
+FAILURES_AFTER = "failures_after"
 
 
 @dataclass
@@ -43,6 +46,7 @@ class TickPlan:
     notes: list[str]
     new: list[Entry] = field(default_factory=list)  # versions to record as pending
     gone: list[tuple[str, str]] = field(default_factory=list)  # (name, identity) left the folder
+    retried: list[tuple[str, str]] = field(default_factory=list)  # requested again after a failure
 
 
 def _request_token(run_key: str) -> str:
@@ -78,6 +82,7 @@ def plan_tick(
     requested = set(state.get("requested", []))
     still_requested: set[str] = set()
     requests: list[RunRequest] = []
+    retried: list[tuple[str, str]] = []
     notes: list[str] = []
     new: list[Entry] = []
     listed: set[tuple[str, str]] = set()
@@ -101,6 +106,16 @@ def plan_tick(
                 continue
             first_seen = datetime.fromisoformat(row.first_seen)
             token = _request_token(run_key)
+            if row.retry_after is not None:
+                # Its run failed (or an operator asked again): a new run key once it is due.
+                still_requested.add(token)
+                retry = _retry_request(flow, entry, run_key, tags, row, now)
+                if isinstance(retry, RunRequest):
+                    requests.append(retry)
+                    retried.append(key)
+                else:
+                    notes.append(retry)
+                continue
             if token in requested:
                 # Requested by an earlier tick, not settled yet: the cheap path of idle ticks.
                 still_requested.add(token)
@@ -149,7 +164,26 @@ def plan_tick(
         notes,
         new=new,
         gone=[key for key in known if key not in listed],
+        retried=retried,
     )
+
+
+def _retry_request(
+    flow: CampaignExportDescription,
+    entry: Entry,
+    run_key: str,
+    tags: dict[str, str],
+    row: Presence,
+    now: datetime,
+) -> RunRequest | str:
+    """The next attempt of a version whose run failed, once due; before, why it waits."""
+    due = datetime.fromisoformat(row.retry_after or "")
+    pk = flow.partition_for(entry.name)
+    if now < due or pk is None:
+        return f"{entry.name}: {row.reason}; requested again at {due:%Y-%m-%d %H:%M:%S}Z"
+    # The due time makes the key unique: an operator's retry starts the attempts again.
+    attempt = f"#attempt{(row.attempts or 0) + 1}@{row.retry_after}"
+    return RunRequest(run_key=f"{run_key}{attempt}", partition_key=pk, tags=tags)
 
 
 FINAL_SUFFIX = "#final"
@@ -178,6 +212,38 @@ def _final_request(
         partition_key=pk,
         tags={**tags, INCOMPLETE_IS_FINAL_TAG: "true"},
     )
+
+
+def record_failed_versions(
+    ledger: FileLedger,
+    zone_id: str,
+    folder: str,
+    dataset: str,
+    runs: Sequence[FailedRun],
+    settings: PipelineSettings,
+) -> None:
+    """The versions of failed runs in the ledger: pending with a retry due, or failed. Only
+    versions this sensor saw (a hand-launched run of another file is not its business)."""
+    for run in runs:
+        path, identity = run.tags[SOURCE_FILE_TAG], run.tags.get(SOURCE_IDENTITY_TAG, "")
+        version = FileVersion(zone_id, folder, path.rsplit("/", 1)[-1], identity)
+        row = ledger.get(version)
+        if row is None or row.dataset != dataset:
+            continue
+        if (row.reason or "").startswith(INCOMPLETE_REASON_PREFIX):
+            # A file found cut fails its run on purpose: its final request comes after the
+            # grace (`_final_request`), not as a retry.
+            continue
+        entry = Entry(path=path, size=row.size or 0, modified=row.first_seen, identity=identity)
+        ledger.record_failed_run(
+            version,
+            entry,
+            dataset=dataset,
+            run_id=run.run_id,
+            reason=run.reason,
+            at=run.failed_at,
+            limits=settings,
+        )
 
 
 def sensor_now() -> datetime:
@@ -211,12 +277,19 @@ def build_export_sensor(flow: CampaignExportDescription, job: Any) -> Any:
             # The cursor is untouched, so nothing is missed once the server is back.
             return SkipReason(f"Campaign SFTP unavailable, will retry: {exc}")
         now = sensor_now()
+        state = json.loads(context.cursor) if context.cursor else {}
+        runs, failures_after = failed_runs_after(
+            context.instance, state.get(FAILURES_AFTER), SOURCE_FILE_TAG
+        )
+        record_failed_versions(file_ledger, zone_id, folder, flow.dataset, runs, settings)
         known = file_ledger.present(zone_id, folder, flow.dataset)
         plan = plan_tick(flow, entries, known, context.cursor, now, settings)
+        plan.cursor = json.dumps({**json.loads(plan.cursor), FAILURES_AFTER: failures_after})
         # Recorded before the run requests are returned: if this tick fails, the versions
         # are simply still pending and the next tick requests them.
         gone = [FileVersion(zone_id, folder, name, identity) for name, identity in plan.gone]
         file_ledger.observe(zone_id, folder, flow.dataset, plan.new, gone, seen_at=now)
+        file_ledger.retry_requested(FileVersion(zone_id, folder, *key) for key in plan.retried)
         for note in plan.notes:
             context.log.info(note)
         if not plan.run_requests:
