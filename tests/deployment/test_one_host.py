@@ -32,7 +32,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, EventLogRecord
-from dagster._core.storage.tags import AUTOMATION_CONDITION_TAG, SENSOR_NAME_TAG
+from dagster._core.storage.tags import (
+    AUTOMATION_CONDITION_TAG,
+    SCHEDULE_NAME_TAG,
+    SENSOR_NAME_TAG,
+)
 
 from resources import PipelineSettings
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_flow
@@ -284,16 +288,18 @@ def test_one_host_daemon_carries_broadlog_to_aep_and_an_audience_to_campaign(
         finally:
             daemon.stop()
 
-        # Every run came from the daemon's sensors and automation, and each succeeded.
+        # Every run was launched by the daemon: by the sensors and the automation, which all
+        # succeeded, or by an hourly schedule the test's minutes happened to cross.
         runs = instance.get_runs()
-        assert {r.tags.get(SENSOR_NAME_TAG) for r in runs} == {
+        by_sensor = [r for r in runs if SENSOR_NAME_TAG in r.tags]
+        assert {r.tags[SENSOR_NAME_TAG] for r in by_sensor} == {
             f"{prefix}_export_sensor"
             for prefix in ("broadlog", "profiles", "non_deliverables", "preferences")
         } | {"suppression_list_automation", "aep_audience_export_sensor"}
-        assert all(SENSOR_NAME_TAG in r.tags for r in runs), [r.tags for r in runs]
-        assert {r.status for r in runs} == {DagsterRunStatus.SUCCESS}, [
-            (r.job_name, r.status) for r in runs
-        ]
+        assert {r.status for r in by_sensor} == {DagsterRunStatus.SUCCESS}
+        assert all(SENSOR_NAME_TAG in r.tags or SCHEDULE_NAME_TAG in r.tags for r in runs)
+        failed = [r.job_name for r in runs if r.status == DagsterRunStatus.FAILURE]
+        assert failed == []
 
     # The file ledger, in the deployment's Postgres: each Campaign export processed once.
     conn = postgres.connect(one_host.db)
