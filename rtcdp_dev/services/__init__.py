@@ -4,7 +4,8 @@
 Microsoft's Azure Blob API emulator standing in for the AEP landing zone and the warehouse;
 `MotoS3Server` is moto's standalone S3 API server for a bucket as the exchange location.
 `PostgresServer` is a private PostgreSQL cluster for a production-style Dagster instance;
-`DagsterWebserver` is the Dagster UI on one instance, for the browser tests. All
+`DagsterWebserver` is the Dagster UI on one instance, for the browser tests; `DagsterDaemon` is
+the daemon of one instance, for the one-host deployment test. All
 listen on a free port on 127.0.0.1 and keep everything they own under a work folder.
 
 Plain Python on purpose (no pytest import) so that `bench/` and the demo can start the same
@@ -34,6 +35,9 @@ from rtcdp_dev.services.base import (
     free_port,
     generate_ed25519_key,
     require_binary,
+)
+from rtcdp_dev.services.dagster_daemon import (
+    DagsterDaemon,
 )
 from rtcdp_dev.services.dagster_webserver import (
     DagsterWebserver,
@@ -76,6 +80,7 @@ __all__ = [
     "STARTUP_TIMEOUT_SECONDS",
     "STOP_TIMEOUT_SECONDS",
     "AzuriteServer",
+    "DagsterDaemon",
     "DagsterWebserver",
     "FaultyTcpProxy",
     "MotoS3Server",
