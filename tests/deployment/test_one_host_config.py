@@ -17,12 +17,7 @@ from dagster._serdes import ConfigurableClassData
 
 REPO = Path(__file__).resolve().parents[2]
 ONE_HOST = REPO / "deploy" / "one-host"
-# The Kubernetes instance: deploy/kubernetes/ once its files move there (issue 24), until then
-# deploy/dagster.yaml.
-KUBERNETES_INSTANCES = [
-    REPO / "deploy" / "kubernetes" / "dagster.yaml",
-    REPO / "deploy" / "dagster.yaml",
-]
+KUBERNETES_INSTANCE = REPO / "deploy" / "kubernetes" / "dagster.yaml"
 HOST_ENV = {
     "DAGSTER_PG_HOST": "127.0.0.1",
     "DAGSTER_PG_PORT": "5432",
@@ -88,7 +83,7 @@ def test_only_dagster_storage_comes_from_the_environment_here():
 
 
 def test_the_limits_are_those_of_the_kubernetes_instance():
-    kubernetes = yaml.safe_load(next(p for p in KUBERNETES_INSTANCES if p.exists()).read_text())
+    kubernetes = yaml.safe_load(KUBERNETES_INSTANCE.read_text())
     one_host = raw_instance()
     for section in ("concurrency", "run_retries", "run_coordinator"):
         assert one_host[section] == kubernetes[section], section
