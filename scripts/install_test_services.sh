@@ -7,7 +7,10 @@
 #   - PostgreSQL (Debian package postgresql) for the production-style Dagster instance; the
 #     tests start a private cluster themselves, the package's own cluster is never used;
 #   - Chromium (Debian package chromium), which Playwright (PyPI, a dev dependency) drives in the
-#     browser tests (tests/browser); Playwright's own browser download is never used.
+#     browser tests (tests/browser); Playwright's own browser download is never used;
+#   - nginx (Debian package nginx), the authenticating proxy in front of the two webservers
+#     (deploy/one-host/nginx-rtcdp.conf); tests/deployment/test_ui_doors.py runs the binary in
+#     the foreground with its own config, the package's own service is never used.
 # Idempotent and silent when everything is in place. Needs root for apt-get on a fresh machine;
 # never reads standard input.
 set -euo pipefail
@@ -56,6 +59,20 @@ if [ ! -x /usr/bin/chromium ]; then
   apt_opts=(-q -o DPkg::Lock::Timeout=600)
   apt-get "${apt_opts[@]}" update </dev/null >/dev/null
   apt-get "${apt_opts[@]}" install -y --no-install-recommends chromium </dev/null >/dev/null
+fi
+
+# ---- nginx ----------------------------------------------------------------------------------
+if [ ! -x /usr/sbin/nginx ] || ! command -v openssl >/dev/null; then
+  if [ "$(id -u)" -ne 0 ]; then
+    log "nginx is missing and apt-get needs root; run this as root"
+    exit 1
+  fi
+  log "installing nginx and openssl with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt_opts=(-q -o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update </dev/null >/dev/null
+  # The package starts its default site on port 80 where systemd runs; the tests never use it.
+  apt-get "${apt_opts[@]}" install -y --no-install-recommends nginx openssl </dev/null >/dev/null
 fi
 
 # ---- Azurite -------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ class DagsterWebserver(_HttpChildServer):
 
     `environment` is the child's whole environment (default: this process's), from which the
     code location picks its resources (`RTCDP_ENV`, `RTCDP_DATA_DIR`, ...); DAGSTER_HOME is
-    always `dagster_home`."""
+    always `dagster_home`. With `read_only` it is `dagster-webserver --read-only`, the
+    reviewers' door of the deployments (docs/ui-access.md)."""
 
     name = "dagster-webserver"
     # The webserver answers quickly; loading the code location on two busy cores takes longer.
@@ -36,13 +37,16 @@ class DagsterWebserver(_HttpChildServer):
         environment: Mapping[str, str] | None = None,
         port: int | None = None,
         workspace: Path = REPO_ROOT / "workspace.yaml",
+        read_only: bool = False,
     ) -> None:
+        self.read_only: bool = read_only
         log_dir.mkdir(parents=True, exist_ok=True)
         self.dagster_home: Path = dagster_home.resolve()
         self.workspace: Path = workspace.resolve()
         # The checkout is the working directory, as for `dagster dev` in the demo.
         self.workdir: Path = self.workspace.parent
-        self.log_path: Path = log_dir.resolve() / "dagster-webserver.log"
+        log_name = "dagster-webserver-readonly.log" if read_only else "dagster-webserver.log"
+        self.log_path: Path = log_dir.resolve() / log_name
         self.port: int = port if port is not None else free_port()
         self.environment: dict[str, str] | None = (
             dict(environment) if environment is not None else None
@@ -65,6 +69,7 @@ class DagsterWebserver(_HttpChildServer):
             self.host,
             "-p",
             str(self.port),
+            *(["--read-only"] if self.read_only else []),
         ]
 
     def _probe_path(self) -> str:

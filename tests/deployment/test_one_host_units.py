@@ -1,8 +1,8 @@
-"""The one-host deployment's systemd units (deploy/one-host/dagster-daemon.service and
-dagster-webserver.service): valid for systemd (`systemd-analyze verify` where systemd is
-installed, else a strict parse and the directives' known values), and hardened: a dedicated
-user, the checkout as working directory, the shared environment file, DAGSTER_HOME in the only
-writable folder, restart on failure."""
+"""The one-host deployment's systemd units (deploy/one-host/dagster-daemon.service,
+dagster-webserver.service and dagster-webserver-readonly.service): valid for systemd
+(`systemd-analyze verify` where systemd is installed, else a strict parse and the directives'
+known values), and hardened: a dedicated user, the checkout as working directory, the shared
+environment file, DAGSTER_HOME in the only writable folder, restart on failure."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ ENV_TEMPLATE = ONE_HOST / "rtcdp.env.example"
 UNITS = {
     "dagster-daemon.service": "dagster-daemon",
     "dagster-webserver.service": "dagster-webserver",
+    "dagster-webserver-readonly.service": "dagster-webserver",
 }
 
 
@@ -82,6 +83,9 @@ def test_the_systemd_units_run_the_service_as_a_hardened_dedicated_user(name, pr
     else:
         assert command[command.index("-h") + 1] == "127.0.0.1"  # a proxy with auth in front
 
+    if name == "dagster-webserver-readonly.service":
+        assert command[-1] == "--read-only"  # the reviewers' door (docs/ui-access.md)
+
     hardening = {
         "NoNewPrivileges": "yes",
         "ProtectSystem": "strict",
@@ -96,10 +100,10 @@ def test_the_systemd_units_run_the_service_as_a_hardened_dedicated_user(name, pr
     assert one(sections["Install"], "WantedBy") == "multi-user.target"
 
 
-def test_both_units_share_the_instance_and_the_environment():
+def test_the_units_share_the_instance_and_the_environment():
     services = [unit(name)["Service"] for name in UNITS]
     for key in ("EnvironmentFile", "Environment", "WorkingDirectory", "User", "ReadWritePaths"):
-        assert services[0][key] == services[1][key], key
+        assert all(service[key] == services[0][key] for service in services), key
     assert "DAGSTER_HOME=" not in ENV_TEMPLATE.read_text().replace("# DAGSTER_HOME=", "")
 
 
