@@ -1,10 +1,12 @@
 """Checks of `destination_exports` (blocking: a failure keeps the files off the landing zone)."""
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -79,6 +81,18 @@ def identity_contract_violations(contract: Contract, staged: pa.Table) -> dict[s
     return violations
 
 
+def kept_foreign_rows(warehouse: Warehouse, audience_id: str, stamp: str) -> dict[str, int]:
+    """Per destination, the foreign rows its file keeps (ownership.parquet; none before it)."""
+    with warehouse.local_copy(
+        DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "ownership.parquet"
+    ) as local:
+        if local is None:
+            return {}
+        changes = pq.read_table(local)
+    kept = changes.filter(pc.equal(changes.column("change"), "kept_foreign"))
+    return {d: n for d, n in Counter(kept.column("destination").to_pylist()).items()}
+
+
 def identity_contract_result(
     warehouse: Warehouse, audience_id: str, stamp: str
 ) -> AssetCheckResult:
@@ -89,6 +103,7 @@ def identity_contract_result(
     stored_excluded = warehouse.read_table(
         DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "excluded.parquet"
     )
+    kept_foreign = kept_foreign_rows(warehouse, audience_id, stamp)
     by_destination: dict[str, Any] = {}
     passed = True
     for f in manifest["files"]:
@@ -104,14 +119,17 @@ def identity_contract_result(
                 pc.equal(stored_excluded.column("destination"), f["destination"])
             )
         )
-        # Recounted from what is stored, not taken from the manifest.
-        balanced = manifest["members"] == staged.num_rows + sum(rejected.values()) + sum(
+        # Recounted from what is stored, not taken from the manifest. Foreign rows the
+        # destination holds are in the file but are not our members.
+        foreign = kept_foreign.get(f["destination"], 0)
+        balanced = manifest["members"] == staged.num_rows - foreign + sum(rejected.values()) + sum(
             excluded.values()
         )
         passed = passed and not violations and balanced
         by_destination[f["destination"]] = {
             "rows_in": manifest["members"],
-            "exported": staged.num_rows,
+            "exported": staged.num_rows - foreign,
+            "kept_foreign": foreign,
             "rejected_by_reason": rejected,
             "excluded_by_reason": excluded,
             "balanced": balanced,
