@@ -6,7 +6,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -35,6 +34,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     read_destination_manifest,
+    read_ownership,
     read_staged_file,
 )
 
@@ -82,15 +82,10 @@ def identity_contract_violations(contract: Contract, staged: pa.Table) -> dict[s
 
 
 def kept_foreign_rows(warehouse: Warehouse, audience_id: str, stamp: str) -> dict[str, int]:
-    """Per destination, the foreign rows its file keeps (ownership.parquet; none before it)."""
-    with warehouse.local_copy(
-        DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "ownership.parquet"
-    ) as local:
-        if local is None:
-            return {}
-        changes = pq.read_table(local)
+    """Per destination, the foreign rows its file keeps (none before the ledger existed)."""
+    changes = read_ownership(warehouse, audience_id, stamp)
     kept = changes.filter(pc.equal(changes.column("change"), "kept_foreign"))
-    return {d: n for d, n in Counter(kept.column("destination").to_pylist()).items()}
+    return dict(Counter(kept.column("destination").to_pylist()))
 
 
 def identity_contract_result(

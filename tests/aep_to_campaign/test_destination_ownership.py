@@ -16,6 +16,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
+from asset_checks.aep_to_campaign.consent_checks import consent_respected_result
 from asset_checks.aep_to_campaign.destination_checks import identity_contract_result
 from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import PipelineSettings, embedded_resources
@@ -209,7 +210,15 @@ def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
     assert _ledger(warehouse, "email", STAMP_2) == sorted(
         sha(address[i]) for i in (2, 3, 4, 5, 6, 7, 11)
     )
-    assert identity_contract_result(warehouse, AUD, STAMP_2).passed
+    contract = identity_contract_result(warehouse, AUD, STAMP_2)
+    assert contract.passed
+    assert contract.metadata["destinations"].value["email"]["kept_foreign"] == 4
+    # Foreign rows have no Campaign consent: they are not ours to judge, nor to remove.
+    consent = consent_respected_result(
+        warehouse, instance, resources["audience_settings"], AUD, STAMP_2
+    )
+    assert consent.passed
+    assert consent.metadata["destinations"].value["email"]["kept_foreign"] == 4
 
     # A re-run of the second export: same file, same ledger, same counts.
     data = (root / "warehouse" / "destination_exports" / AUD / STAMP_2 / name).read_bytes()

@@ -215,5 +215,18 @@ def read_destination_state(warehouse: Warehouse, contract: Contract, audience_id
     return pa.table({c: pc.fill_null(table.column(c), "") for c in contract.columns})
 
 
+def without_foreign(contract: Contract, staged: pa.Table, changes: pa.Table) -> pa.Table:
+    """The rows of a staged file that are ours: the file less the foreign rows it keeps
+    (`changes`: OWNERSHIP_SCHEMA of the export). Checks judge our rows only."""
+    mine = pc.equal(changes.column("destination"), contract.destination)
+    kept = changes.filter(pc.and_(mine, pc.equal(changes.column("change"), "kept_foreign")))
+    if kept.num_rows == 0:
+        return staged
+    foreign = pc.is_in(
+        member_hashes(contract, staged), value_set=kept.column("member_hash").combine_chunks()
+    )
+    return staged.filter(pc.invert(foreign))
+
+
 def ownership_summary(plans: dict[str, OwnershipPlan]) -> dict[str, Any]:
     return {destination: plan.counts() for destination, plan in plans.items()}

@@ -32,6 +32,7 @@ from rtcdp_assets.aep_to_campaign.destinations.member_sources import (
     member_sources,
 )
 from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import (
+    OWNERSHIP_SCHEMA,
     OwnershipPlan,
     plan_ownership,
     previous_ledger,
@@ -42,6 +43,7 @@ from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import (
 DESTINATION_EXPORTS = "destination_exports"
 PUBLISHED = "destination_exports_published"
 LANDING_FOLDER = "destinations"
+OWNERSHIP = "ownership.parquet"
 
 
 def file_name(destination: str, audience_id: str, stamp: str) -> str:
@@ -111,7 +113,7 @@ def build_destination_exports(
             excluded.append(left_out)
         ownership = [p.changes for p in plans.values()]
         stored = (("rejects.parquet", rejects), ("excluded.parquet", excluded))
-        for name, parts in (*stored, ("ownership.parquet", ownership)):
+        for name, parts in (*stored, (OWNERSHIP, ownership)):
             local = Path(tmp) / name
             pq.write_table(pa.concat_tables(parts), local, compression="zstd")
             warehouse.put_file(DESTINATION_EXPORTS, folder, name, local)
@@ -169,3 +171,12 @@ def read_staged_file(warehouse: Warehouse, audience_id: str, stamp: str, name: s
             quoted_strings_can_be_null=False,
         )
         return pacsv.read_csv(local, convert_options=options)
+
+
+def read_ownership(warehouse: Warehouse, audience_id: str, stamp: str) -> pa.Table:
+    """The ownership changes of an export (OWNERSHIP_SCHEMA; empty for an export built before
+    the ledger existed)."""
+    with warehouse.local_copy(DESTINATION_EXPORTS, f"{audience_id}/{stamp}", OWNERSHIP) as local:
+        if local is None:
+            return OWNERSHIP_SCHEMA.empty_table()
+        return pq.read_table(local).cast(OWNERSHIP_SCHEMA)
