@@ -182,6 +182,16 @@ def previous_ledger(
     return warehouse.read_table(MEMBERSHIP_LEDGER, folder, "ledger.parquet").cast(LEDGER_SCHEMA)
 
 
+def latest_ledger(warehouse: Warehouse, destination: str, audience_id: str) -> pa.Table:
+    """The ledger after the latest export built (what the dry run starts a new export from)."""
+    index = warehouse.get_json(MEMBERSHIP_LEDGER, _folder(destination, audience_id), "index.json")
+    stamps = (index or {}).get("stamps", [])
+    if not stamps:
+        return LEDGER_SCHEMA.empty_table()
+    folder = f"{_folder(destination, audience_id)}/{max(stamps)}"
+    return warehouse.read_table(MEMBERSHIP_LEDGER, folder, "ledger.parquet").cast(LEDGER_SCHEMA)
+
+
 def write_ledger(
     warehouse: Warehouse, destination: str, audience_id: str, stamp: str, ledger: pa.Table
 ) -> None:
