@@ -48,10 +48,12 @@ from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
     consent_for,
     normalised_suppression,
 )
+from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import without_foreign
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     PUBLISHED,
     read_destination_manifest,
+    read_ownership,
     read_staged_file,
 )
 from rtcdp_assets.aep_to_campaign.destinations.suppression_freshness import (
@@ -150,6 +152,7 @@ def consent_respected_result(
     preferences = latest_preferences(
         warehouse, instance.get_materialized_partitions(AssetKey("preferences"))
     )
+    ownership = read_ownership(warehouse, audience_id, stamp)
     by_destination: dict[str, Any] = {}
     for f in manifest["files"]:
         contract = CONTRACTS_BY_NAME[f["destination"]]
@@ -159,7 +162,10 @@ def consent_respected_result(
             index=preferences.column("recipient_id").to_pylist(),
             dtype=object,
         )
-        staged = read_staged_file(warehouse, audience_id, stamp, f["name"])
+        written = read_staged_file(warehouse, audience_id, stamp, f["name"])
+        # Foreign rows were added elsewhere: their consent is whoever added them's, and we
+        # never remove them (membership_ledger), so only our rows are judged.
+        staged = without_foreign(contract, written, ownership)
         violations = contract_consent_violations(
             contract,
             staged,
@@ -169,6 +175,7 @@ def consent_respected_result(
         )
         by_destination[f["destination"]] = {
             "rows": staged.num_rows,
+            "kept_foreign": written.num_rows - staged.num_rows,
             "consent": consent_name,
             "missing_consent": audience_settings.activation_consent(
                 contract.destination

@@ -1,5 +1,6 @@
 """Checks of `destination_exports` (blocking: a failure keeps the files off the landing zone)."""
 
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,6 +34,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     read_destination_manifest,
+    read_ownership,
     read_staged_file,
 )
 
@@ -79,6 +81,13 @@ def identity_contract_violations(contract: Contract, staged: pa.Table) -> dict[s
     return violations
 
 
+def kept_foreign_rows(warehouse: Warehouse, audience_id: str, stamp: str) -> dict[str, int]:
+    """Per destination, the foreign rows its file keeps (none before the ledger existed)."""
+    changes = read_ownership(warehouse, audience_id, stamp)
+    kept = changes.filter(pc.equal(changes.column("change"), "kept_foreign"))
+    return dict(Counter(kept.column("destination").to_pylist()))
+
+
 def identity_contract_result(
     warehouse: Warehouse, audience_id: str, stamp: str
 ) -> AssetCheckResult:
@@ -89,6 +98,7 @@ def identity_contract_result(
     stored_excluded = warehouse.read_table(
         DESTINATION_EXPORTS, f"{audience_id}/{stamp}", "excluded.parquet"
     )
+    kept_foreign = kept_foreign_rows(warehouse, audience_id, stamp)
     by_destination: dict[str, Any] = {}
     passed = True
     for f in manifest["files"]:
@@ -104,14 +114,17 @@ def identity_contract_result(
                 pc.equal(stored_excluded.column("destination"), f["destination"])
             )
         )
-        # Recounted from what is stored, not taken from the manifest.
-        balanced = manifest["members"] == staged.num_rows + sum(rejected.values()) + sum(
+        # Recounted from what is stored, not taken from the manifest. Foreign rows the
+        # destination holds are in the file but are not our members.
+        foreign = kept_foreign.get(f["destination"], 0)
+        balanced = manifest["members"] == staged.num_rows - foreign + sum(rejected.values()) + sum(
             excluded.values()
         )
         passed = passed and not violations and balanced
         by_destination[f["destination"]] = {
             "rows_in": manifest["members"],
-            "exported": staged.num_rows,
+            "exported": staged.num_rows - foreign,
+            "kept_foreign": foreign,
             "rejected_by_reason": rejected,
             "excluded_by_reason": excluded,
             "balanced": balanced,

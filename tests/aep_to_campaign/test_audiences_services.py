@@ -23,6 +23,7 @@ from resources.audience_settings import (
     AepDestinationOptions,
     AudienceSettings,
 )
+from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import latest_ledger
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT, preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
@@ -286,6 +287,13 @@ def test_destination_files_on_azurite_honour_suppression_consent_and_freshness(s
         instance=instance,
     ).success
 
+    # The ad platform already holds one member added elsewhere (its listing, in the warehouse
+    # on Azurite): it stays in the replacement file and never enters our ledger.
+    foreign = hashlib.sha256(b"someone.else@partner.example").hexdigest()
+    services["warehouse"].zone.write_bytes(
+        f"destination_state/social_ads/{AUD}/members.csv",
+        f"email_lc_sha256,phone_sha256_e164\n{foreign},\n".encode(),
+    )
     members = sample.audience_members(people, in_campaign=consent_side.N)
     files = sample.export_files(members, destination=DEST, audience_id=AUD, when=T0)
     upload(services, files)
@@ -315,7 +323,12 @@ def test_destination_files_on_azurite_honour_suppression_consent_and_freshness(s
         ]
         table = pd.read_csv(io.BytesIO(landing.read_bytes(entry.path)), dtype=str)
         counts[destination] = len(table)
-    assert counts == {"email": 15, "sms": 17, "social_ads": 15}
+    assert counts == {"email": 15, "sms": 17, "social_ads": 16}  # 15 ours + 1 foreign
+    ledger = latest_ledger(services["warehouse"], "social_ads", AUD)
+    assert ledger.num_rows == 15
+    assert (
+        hashlib.sha256(foreign.encode()).hexdigest() not in ledger.column("member_hash").to_pylist()
+    )
     checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
     assert checks["consent_respected"].passed
     assert checks["suppression_list_age"].passed

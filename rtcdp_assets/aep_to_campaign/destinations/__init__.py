@@ -2,7 +2,9 @@
 
 Modules: `contracts` (the identity contracts, normalisation, hashing, rejects),
 `member_sources` (members with their Campaign mobile phone), `staged_files` (building and
-reading the staged files), `assets` (the two assets and the job built around the checks).
+reading the staged files), `membership_ledger` (ownership: the members the platform added per
+destination, the only ones it may remove; foreign members kept), `assets` (the two assets and
+the job built around the checks).
 The checks are in asset_checks/aep_to_campaign/destination_checks.py.
 
     audience_membership ──▶ destination_exports ──(blocking checks)──▶ destination_exports_published
@@ -49,4 +51,11 @@ Warehouse: `destination_exports/<audience>/<stamp>/` holds `<destination>_<audie
 per destination (CSV as in campaign_import: UTF-8, header, `\\n`, quoted only where needed, rows
 in member-key order), `rejects.parquet` (destination, key, namespace, reason) and `manifest.json`
 (files with SHA-256 and columns, counts per destination), written last.
+
+**Ownership** (`membership_ledger`). Each file is a full replacement, so it also carries the
+foreign members the destination's listing (`destination_state/<destination>/<audience>/
+members.csv`) holds, after ours; we remove only members of our ledger
+(`destination_membership/<destination>/<audience>/<stamp>/ledger.parquet`, hashes only).
+`ownership.parquet` holds each export's changes (added, already_present, removed, not_ours,
+kept_foreign); the checks judge our rows only.
 """

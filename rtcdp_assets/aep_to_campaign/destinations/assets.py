@@ -90,6 +90,8 @@ def destination_exports(
             "counts": MetadataValue.json(manifest["counts"]),
             # Counts only: who was excluded stays in the warehouse (excluded.parquet).
             "excluded_by_reason": MetadataValue.json(manifest["excluded_by_reason"]),
+            # Counts only: the changes themselves are hashes in ownership.parquet.
+            "ownership": MetadataValue.json(manifest["ownership"]),
             "warehouse_path": warehouse.path(DESTINATION_EXPORTS, audience_id, stamp),
             # Built again because a suppression arrived after the files were written.
             **note_metadata(context.run.tags),

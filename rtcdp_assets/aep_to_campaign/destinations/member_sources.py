@@ -86,10 +86,12 @@ def campaign_phones(
     return rows.select(PHONES_SCHEMA.names).cast(PHONES_SCHEMA)
 
 
-def member_sources(members: pa.Table, phones: pa.Table) -> pa.Table:
-    """Current members (not `exited`), sorted by key: key, email, mobile_phone, and the
-    recipient_id of their Campaign recipient when `phones` carries it (RECIPIENTS_SCHEMA)."""
-    current = members.filter(pc.not_equal(members.column("status"), "exited"))
+def member_sources(members: pa.Table, phones: pa.Table, leaving: bool = False) -> pa.Table:
+    """Current members (not `exited`; with `leaving`, only the `exited` ones), sorted by key:
+    key, email, mobile_phone, and the recipient_id of their Campaign recipient when `phones`
+    carries it (RECIPIENTS_SCHEMA)."""
+    exited = pc.equal(members.column("status"), "exited")
+    current = members.filter(exited if leaving else pc.invert(exited))
     current = current.sort_by("key")
     keys = current.column("key").combine_chunks()
     at = pc.index_in(keys, value_set=phones.column("key").combine_chunks())

@@ -31,10 +31,19 @@ from rtcdp_assets.aep_to_campaign.destinations.member_sources import (
     campaign_recipients,
     member_sources,
 )
+from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import (
+    OWNERSHIP_SCHEMA,
+    OwnershipPlan,
+    plan_ownership,
+    previous_ledger,
+    read_destination_state,
+    write_ledger,
+)
 
 DESTINATION_EXPORTS = "destination_exports"
 PUBLISHED = "destination_exports_published"
 LANDING_FOLDER = "destinations"
+OWNERSHIP = "ownership.parquet"
 
 
 def file_name(destination: str, audience_id: str, stamp: str) -> str:
@@ -59,20 +68,29 @@ def build_destination_exports(
         )
     identity = recorded_identity(applied, audience_settings)
     exclusion_inputs = load_exclusion_inputs(warehouse, preference_partitions)
-    sources = member_sources(
-        read_members(warehouse, audience_id, stamp),
-        campaign_recipients(warehouse, profile_partitions, identity),
-    )
+    members = read_members(warehouse, audience_id, stamp)
+    recipients = campaign_recipients(warehouse, profile_partitions, identity)
+    sources = member_sources(members, recipients)
+    leavers = member_sources(members, recipients, leaving=True)
     folder = f"{audience_id}/{stamp}"
     files, counts, rejects, excluded = [], {}, [], []
+    plans: dict[str, OwnershipPlan] = {}
     with tempfile.TemporaryDirectory(prefix="rtcdp-destinations-") as tmp:
         for contract in CONTRACTS:
             allowed, left_out = exclude_members(
                 contract, sources, exclusion_inputs, audience_settings
             )
             result = apply_contract(contract, allowed)
+            plan = plans[contract.destination] = plan_ownership(
+                contract,
+                result.exported,
+                previous_ledger(warehouse, contract.destination, audience_id, stamp),
+                read_destination_state(warehouse, contract, audience_id),
+                apply_contract(contract, leavers).exported,
+                stamp,
+            )
             name = file_name(contract.destination, audience_id, stamp)
-            data = csv_bytes(result.exported, contract.columns)
+            data = csv_bytes(plan.file_rows, contract.columns)
             local = Path(tmp) / name
             local.write_bytes(data)
             warehouse.put_file(DESTINATION_EXPORTS, folder, name, local)
@@ -80,17 +98,22 @@ def build_destination_exports(
                 {
                     "destination": contract.destination,
                     "name": name,
-                    "rows": result.exported.num_rows,
+                    "rows": plan.file_rows.num_rows,
                     "bytes": len(data),
                     "sha256": hashlib.sha256(data).hexdigest(),
                     "columns": list(contract.columns),
                     "namespaces": [i.namespace for i in contract.identities],
                 }
             )
-            counts[contract.destination] = reconcile_destination(result, sources, left_out)
+            counts[contract.destination] = {
+                **reconcile_destination(result, sources, left_out),
+                "ownership": plan.counts(),
+            }
             rejects.append(result.rejects)
             excluded.append(left_out)
-        for name, parts in (("rejects.parquet", rejects), ("excluded.parquet", excluded)):
+        ownership = [p.changes for p in plans.values()]
+        stored = (("rejects.parquet", rejects), ("excluded.parquet", excluded))
+        for name, parts in (*stored, (OWNERSHIP, ownership)):
             local = Path(tmp) / name
             pq.write_table(pa.concat_tables(parts), local, compression="zstd")
             warehouse.put_file(DESTINATION_EXPORTS, folder, name, local)
@@ -101,7 +124,12 @@ def build_destination_exports(
         "files": files,
         "counts": counts,
         "excluded_by_reason": {d: c["excluded"] for d, c in counts.items()},
+        "ownership": {d: c["ownership"] for d, c in counts.items()},
     }
+    # Ledgers once every staged file is written; a re-run of this stamp starts from the same
+    # earlier ledger, so it writes the same ledger again.
+    for destination, plan in plans.items():
+        write_ledger(warehouse, destination, audience_id, stamp, plan.ledger)
     # Written last: the manifest is what says the staged files are complete.
     warehouse.put_json(DESTINATION_EXPORTS, folder, "manifest.json", manifest)
     return manifest
@@ -143,3 +171,12 @@ def read_staged_file(warehouse: Warehouse, audience_id: str, stamp: str, name: s
             quoted_strings_can_be_null=False,
         )
         return pacsv.read_csv(local, convert_options=options)
+
+
+def read_ownership(warehouse: Warehouse, audience_id: str, stamp: str) -> pa.Table:
+    """The ownership changes of an export (OWNERSHIP_SCHEMA; empty for an export built before
+    the ledger existed)."""
+    with warehouse.local_copy(DESTINATION_EXPORTS, f"{audience_id}/{stamp}", OWNERSHIP) as local:
+        if local is None:
+            return OWNERSHIP_SCHEMA.empty_table()
+        return pq.read_table(local).cast(OWNERSHIP_SCHEMA)
