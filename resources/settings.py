@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pydantic import Field
 
 from resources.guardrail_settings import GuardrailLimits
+from resources.identity_settings import DestinationIdentitySettings
 
 PARTITIONS_START_VARIABLE = "RTCDP_PARTITIONS_START"
 # The month the first Campaign exports of this deployment are expected (every test and sample
@@ -39,9 +40,10 @@ def partitions_start(environ: Mapping[str, str] = os.environ) -> str:
     )
 
 
-class PipelineSettings(GuardrailLimits):
+class PipelineSettings(GuardrailLimits, DestinationIdentitySettings):
     """Deployment-specific settings shared by assets, sensors and checks (the guardrail limits
-    are inherited from `GuardrailLimits`)."""
+    are inherited from `GuardrailLimits`, the destination identity namespaces from
+    `DestinationIdentitySettings`)."""
 
     campaign_timezone: str = Field(
         default="UTC",

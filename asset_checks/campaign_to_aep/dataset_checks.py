@@ -1,7 +1,8 @@
 """The checks of each Campaign → AEP dataset: the typed and XDM guardrails every dataset has,
 plus the dataset's own (orphan tracking rows, push token format, push quarantine, the contract's
-active profiles, events per profile), and on its publication the guardrails that look across
-every published dataset (identity graphs, batches per day; publication_checks.py).
+active profiles, events per profile, the destination identities of profiles), and on its
+publication the guardrails that look across every published dataset (identity graphs, batches
+per day; publication_checks.py).
 
 `campaign_export_checks(flow)` builds them; rtcdp_assets/definitions.py and the tests take
 them from here. A dataset's job runs them by selecting its assets, so the flow never imports
@@ -12,6 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 
 from dagster import AssetChecksDefinition
 
+from asset_checks.campaign_to_aep.destination_identity_checks import (
+    build_destination_identities_check,
+)
 from asset_checks.campaign_to_aep.export_checks import build_typed_checks, build_xdm_checks
 from asset_checks.campaign_to_aep.profile_guardrails import (
     build_active_profiles_check,
@@ -37,6 +41,7 @@ XDM_CHECKS_BY_DATASET: Mapping[str, tuple[CheckBuilder, ...]] = {
     "push_subscriptions": (lambda flow: build_quarantine_check(flow, flow.xdm_key),),
     "broadlog": (build_events_per_profile_check,),
     "tracking_log": (build_events_per_profile_check,),
+    "profiles": (build_destination_identities_check,),
 }
 
 

@@ -23,14 +23,25 @@ snapshot of the recipients exported in that window, and XDM Individual Profile r
 | org_unit      | sOrgUnit               | orgUnit           |          |
 
 Gender 0/1/2 = unknown/male/female and emailFormat 0/1/2 = unknown/text/HTML (§b2, §b6).
+
+identityMap: the Campaign recipient identity (external ID, else recipient ID) is the one
+primary identity; beside it every identity an activation destination needs
+(rtcdp_assets/shared/destination_identities.py, namespaces from
+`destination_identity_namespaces`): the email, the mobile phone in E.164 (the broadlog's rule,
+`delivery_channels.e164`, with `phone_default_country_code`), and their SHA-256 hashes (of the
+trimmed lower-cased email, of the E.164 number; docs/formats.md §d). A value that cannot take
+the form (a national number without a default country code) is left out of identityMap;
+`mobilePhone.number` keeps the number as exported.
 """
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from resources.settings import PipelineSettings
+from rtcdp_assets.campaign_to_aep.delivery_channels import e164
 from rtcdp_assets.campaign_to_aep.export_flow import CampaignExportFlow
 from rtcdp_assets.shared import xdm
+from rtcdp_assets.shared.destination_identities import hashed_present, normalised_email
 from rtcdp_assets.shared.ingest import ExportFormat, FieldSpec, Layout
 from rtcdp_assets.shared.xdm_conformance import (
     FG_IDENTITY_MAP,
@@ -121,6 +132,26 @@ def _present(values: pa.Array) -> pa.Array:
     return pc.invert(pc.is_null(values))
 
 
+def destination_identities(
+    batch: pa.RecordBatch, settings: PipelineSettings
+) -> dict[str, pa.Array]:
+    """identityMap namespace -> values of every destination identity role the settings name
+    (null where the profile has none)."""
+    email = normalised_email(batch.column("email"))
+    phone = e164(batch.column("mobile_phone"), settings.phone_default_country_code)
+    values = {
+        "email": email,
+        "phone": phone,
+        "email_sha256": hashed_present(email),
+        "phone_sha256": hashed_present(phone),
+    }
+    return {
+        namespace: values[role]
+        for role, namespace in settings.destination_identity_namespaces.items()
+        if namespace
+    }
+
+
 def profiles_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.RecordBatch:
     email, mobile = batch.column("email"), batch.column("mobile_phone")
     first, last, middle = (batch.column(c) for c in ("first_name", "last_name", "middle_name"))
@@ -152,7 +183,10 @@ def profiles_to_xdm(batch: pa.RecordBatch, settings: PipelineSettings) -> pa.Rec
                     settings.campaign_identity_namespace: xdm.identities(
                         recipient_identity, primary=True
                     ),
-                    "Email": xdm.identities(email, primary=False),
+                    **{
+                        namespace: xdm.identities(values, primary=False)
+                        for namespace, values in destination_identities(batch, settings).items()
+                    },
                 }
             ),
             person,
@@ -181,7 +215,10 @@ profiles_flow = CampaignExportFlow(
     column_lineage={
         "_id": ("recipient_id", "last_modified"),
         "identityMap.{campaign}": ("external_id", "recipient_id"),
-        "identityMap.Email": ("email",),
+        "identityMap.{email}": ("email",),
+        "identityMap.{phone}": ("mobile_phone",),
+        "identityMap.{email_sha256}": ("email",),
+        "identityMap.{phone_sha256}": ("mobile_phone",),
         "person.name.firstName": ("first_name",),
         "person.name.lastName": ("last_name",),
         "person.name.middleName": ("middle_name",),

@@ -96,10 +96,11 @@ def test_active_profiles_counts_people_across_partitions_against_the_contract(em
 
 # -- identity_graph_size, events_per_profile, batches_per_day ------------------------------
 def test_identity_graph_over_50_across_published_records_fails_and_50_passes(embedded_env):
-    """One person across three publications: the profile record links CUST-1 and its email,
-    the push subscription links CUST-1 and its APNs token (identityMap and
+    """One person across three publications: the profile record links CUST-1, its email and
+    the email's SHA-256 (Email_LC_SHA256, for the social_ads destination), the push
+    subscription links CUST-1 and its APNs token (identityMap and
     pushNotificationDetails.identity), each email the broadLog sent to CUST-1 links another
-    address. 48 addresses make 1 + 1 + 1 + 48 = 51 identities; the next window's 47 make 50."""
+    address. 47 addresses make 1 + 2 + 1 + 47 = 51 identities; the next window's 46 make 50."""
     root, resources = embedded_env
     instance = DagsterInstance.ephemeral()
     load(root, resources, instance, profiles_defs, [profile(1, email="e0@example.com")])
@@ -129,49 +130,49 @@ def test_identity_graph_over_50_across_published_records_fails_and_50_passes(emb
             for i in range(1, count + 1)
         ]
 
-    too_big = load(root, resources, instance, broadlog_defs, sends(48, 8))
+    too_big = load(root, resources, instance, broadlog_defs, sends(47, 8))
     graph = too_big["identity_graph_size"]
     assert not graph.passed and graph.severity.value == "WARN"
     meta = {k: v.value for k, v in graph.metadata.items()}
     assert meta["graphs_over_limit"] == 1 and meta["largest_graph"] == 51
-    assert meta["identity_graphs"] == 1 and meta["records_checked"] == 1 + 1 + 48
+    assert meta["identity_graphs"] == 1 and meta["records_checked"] == 1 + 1 + 47
     assert meta["publications"] == {
         "broadlog_xdm": PK,
         "profiles_xdm": PK,
         "push_subscriptions_xdm": PK,
     }
     assert graph.description == (
-        "1 identity graph over 50 identities among 1 (largest 51) in 50 records of 3 publications"
+        "1 identity graph over 50 identities among 1 (largest 51) in 49 records of 3 publications"
     )
-    # 48 events of one profile: far below AEP's 5,000
+    # 47 events of one profile: far below AEP's 5,000
     assert too_big["events_per_profile"].passed
-    assert too_big["events_per_profile"].metadata["most_events_for_a_profile"].value == 48
+    assert too_big["events_per_profile"].metadata["most_events_for_a_profile"].value == 47
     # publications today: one of each dataset
     batches = too_big["batches_per_day"]
     assert batches.passed
     assert batches.metadata["batches_today"].value == 1
     assert batches.metadata["batches_today_all_datasets"].value == 3
 
-    at_limit = load(root, resources, instance, broadlog_defs, sends(47, 12), pk=PK2)
+    at_limit = load(root, resources, instance, broadlog_defs, sends(46, 12), pk=PK2)
     graph = at_limit["identity_graph_size"]
     assert graph.passed, graph.description
     assert graph.metadata["largest_graph"].value == 50
     assert at_limit["batches_per_day"].metadata["batches_today"].value == 2
 
-    # events per profile, from the stored publication: 48 events of CUST-1
+    # events per profile, from the stored publication: 47 events of CUST-1
     warehouse = Warehouse(zone=resources["warehouse"].zone)
     ids = stored_primary_ids(warehouse, "broadlog_xdm", PK, "external_id")
     over = events_per_profile_result(
-        "broadlog_xdm", ids, PipelineSettings(max_events_per_profile=47)
+        "broadlog_xdm", ids, PipelineSettings(max_events_per_profile=46)
     )
     assert not over.passed and over.severity.value == "WARN"
     assert over.metadata["profiles_over_limit"].value == 1
-    assert over.metadata["most_events_for_a_profile"].value == 48
+    assert over.metadata["most_events_for_a_profile"].value == 47
     assert over.description == (
-        "1 of 1 profiles have more than 47 events in this publication (most for one profile: 48;"
-        " 48 events, 0 without a profile identity)"
+        "1 of 1 profiles have more than 46 events in this publication (most for one profile: 47;"
+        " 47 events, 0 without a profile identity)"
     )
-    at = events_per_profile_result("broadlog_xdm", ids, PipelineSettings(max_events_per_profile=48))
+    at = events_per_profile_result("broadlog_xdm", ids, PipelineSettings(max_events_per_profile=47))
     assert at.passed and at.metadata["profiles_over_limit"].value == 0
 
 

@@ -59,6 +59,8 @@ CAMPAIGN_OWN_CHECKS = {
     "profiles": {"active_profiles"},
     "broadlog_xdm": {"no_future_timestamp", "events_per_profile"},
     "tracking_log_xdm": {"no_future_timestamp", "events_per_profile"},
+    # issue 22: the identities the activation destinations need
+    "profiles_xdm": {"destination_identities"},
 }
 # On every publication: the guardrails that look across what we published (issue 21).
 CAMPAIGN_PUBLISHED_CHECKS = {"identity_graph_size", "batches_per_day"}

@@ -1,8 +1,9 @@
 """Identity contracts of the activation destinations: what each may receive, normalised or
-hashed, and the rejects of rows that cannot meet it.
+hashed, and the rejects of rows that cannot meet it. Which identity roles each destination
+gets, and their namespaces, come from rtcdp_assets/shared/destination_identities.py, the list
+the published profiles carry too.
 """
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -14,6 +15,12 @@ import pyarrow.compute as pc
 from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import (
     normalise_phone,
 )
+from rtcdp_assets.shared.destination_identities import (
+    DESTINATION_IDENTITIES,
+    sha256_hex,
+)
+
+__all__ = ["sha256_hex"]  # re-exported: the consent check and the bench hash through here
 
 GOVERNANCE_PREFIX = "destination_"  # governance.yaml dataset of destination d: destination_<d>
 
@@ -66,32 +73,38 @@ class Contract:
         return tuple(dict.fromkeys(i.source for i in self.identities))
 
 
+def _identity(column: str, role: str, *, required: bool = True) -> Identity:
+    """The contract identity of a shared role (its namespace, source column, form)."""
+    shared = DESTINATION_IDENTITIES[role]
+    return Identity(
+        column,
+        shared.default_namespace,
+        shared.source,
+        shared.kind,
+        hashed=shared.hashed,
+        required=required,
+    )
+
+
 CONTRACTS: tuple[Contract, ...] = (
     Contract(
         "email",
         "Email service provider: the plain email, trimmed and lower-cased.",
-        (Identity("email", "Email", "email", "email", hashed=False),),
+        (_identity("email", "email"),),
         channel_consent="email",
     ),
     Contract(
         "sms",
         "SMS provider: the mobile phone in E.164.",
-        (Identity("phone_e164", "Phone_E.164", "mobile_phone", "phone", hashed=False),),
+        (_identity("phone_e164", "phone"),),
         channel_consent="sms",
     ),
     Contract(
         "social_ads",
         "Advertising platform: hashed identities only, never a plain email or phone.",
         (
-            Identity("email_lc_sha256", "Email_LC_SHA256", "email", "email", hashed=True),
-            Identity(
-                "phone_sha256_e164",
-                "Phone_SHA256_E.164",
-                "mobile_phone",
-                "phone",
-                hashed=True,
-                required=False,
-            ),
+            _identity("email_lc_sha256", "email_sha256"),
+            _identity("phone_sha256_e164", "phone_sha256", required=False),
         ),
     ),
 )
@@ -103,13 +116,6 @@ def normalise_email(values: pa.Array) -> tuple[pa.Array, pa.Array]:
     text = pc.utf8_lower(pc.utf8_trim_whitespace(values))
     valid = pc.fill_null(pc.match_substring_regex(text, EMAIL_RE), False)
     return text, valid
-
-
-def sha256_hex(values: pa.Array) -> pa.Array:
-    return pa.array(
-        [None if v is None else hashlib.sha256(v.encode()).hexdigest() for v in values.to_pylist()],
-        pa.string(),
-    )
 
 
 def _is_missing(values: pa.Array) -> pa.Array:

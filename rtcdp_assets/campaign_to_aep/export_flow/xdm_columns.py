@@ -11,9 +11,11 @@ A leaf is a field that is neither a struct nor a list of structs, written as its
 
 identityMap namespaces are settings, so a dataset writes its lineage keys with placeholders
 (`identityMap.{campaign}`) that `resolved_lineage` fills from the settings: `{campaign}` the
-Campaign recipient identity (`campaign_identity_namespace`), `{subscriber}` the push subscriber
-key (`push_subscriber_namespace`, else the recipient identity), `{apns}` / `{fcm}` the device
-token namespaces (`push_token_namespaces`). A leaf that no typed column feeds (a constant) is
+Campaign recipient identity (`campaign_identity_namespace`), `{email}` `{phone}` `{email_sha256}`
+`{phone_sha256}` the destination identities (`destination_identity_namespaces`; a role the
+setting leaves out is not written, nor is its lineage), `{subscriber}` the push subscriber key
+(`push_subscriber_namespace`, else the recipient identity), `{apns}` / `{fcm}` the device token
+namespaces (`push_token_namespaces`). A leaf that no typed column feeds (a constant) is
 declared in the dataset's `constant_columns`, so every leaf is accounted for.
 """
 
@@ -30,6 +32,7 @@ from dagster import (
     TableSchema,
 )
 
+from resources.identity_settings import DEFAULT_DESTINATION_IDENTITY_NAMESPACES
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
 
@@ -99,6 +102,10 @@ def identity_namespaces(settings: PipelineSettings) -> dict[str, str]:
     """Placeholder → identityMap namespace code, from the settings."""
     tokens = settings.push_token_namespaces
     return {
+        **{
+            role: settings.destination_identity_namespaces.get(role, "")
+            for role in DEFAULT_DESTINATION_IDENTITY_NAMESPACES
+        },
         "campaign": settings.campaign_identity_namespace,
         "subscriber": settings.push_subscriber_namespace or settings.campaign_identity_namespace,
         "apns": tokens.get("apns", "APNS"),
@@ -115,6 +122,8 @@ def resolved_lineage(
     out: dict[str, tuple[str, ...]] = {}
     for path, columns in flow.column_lineage.items():
         key = path.format(**names)
+        if key.endswith("."):  # a destination identity role the settings leave out
+            continue
         out[key] = tuple(dict.fromkeys((*out.get(key, ()), *columns)))
     return out
 
@@ -161,6 +170,16 @@ def _identity_description(path: str, settings: PipelineSettings) -> str | None:
         names["fcm"]: "FCM device tokens",
         "Email": "email address",
         "Phone": "phone number (E.164)",
+        **{
+            names[role]: text
+            for role, text in (
+                ("email", "email address (trimmed, lower case)"),
+                ("phone", "mobile phone number (E.164)"),
+                ("email_sha256", "SHA-256 of the trimmed, lower-cased email"),
+                ("phone_sha256", "SHA-256 of the E.164 mobile phone number"),
+            )
+            if names[role]
+        },
     }
     role = roles.get(namespace, "identity")
     return f"identityMap namespace {namespace}: {role}, as [{{id, authenticatedState, primary}}]."

@@ -57,7 +57,17 @@ CAMPAIGN_FLOWS: tuple[CampaignExportDescription, ...] = (
 
 # Namespaces every sandbox has (docs/formats.md §d): looked up, never created.
 STANDARD_NAMESPACES = frozenset(
-    {"Email", "Phone", "ECID", "Email_LC_SHA256", "Phone_SHA256", "Phone_E.164", "IDFA", "GAID"}
+    {
+        "Email",
+        "Phone",
+        "ECID",
+        "Email_LC_SHA256",
+        "Phone_SHA256",
+        "Phone_E.164",
+        "Phone_SHA256_E.164",
+        "IDFA",
+        "GAID",
+    }
 )
 # The standard XDM fields that hold an identity value of a standard namespace (the Email and
 # Phone data types; Adobe's descriptor examples use exactly these two, docs/formats.md §i2).
