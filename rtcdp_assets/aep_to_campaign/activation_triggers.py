@@ -25,7 +25,6 @@ functions at definition time.
 """
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from dagster import (
@@ -185,8 +184,7 @@ def build_reach_schedule(reach_job: Any) -> ScheduleDefinition:
     def audience_reach_schedule(context: ScheduleEvaluationContext) -> list[RunRequest]:
         published = context.instance.get_materialized_partitions(AssetKey(IMPORT_PUBLISHED))
         audiences = set(context.instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME))
-        at = context.scheduled_execution_time or datetime.now(UTC)
-        tick = at.strftime("%Y%m%d_%H%M")
+        tick = context.scheduled_execution_time.strftime("%Y%m%d_%H%M")
         return [
             RunRequest(run_key=f"audience_reach:{audience_id}@{tick}", partition_key=audience_id)
             for audience_id in sorted(published & audiences)
