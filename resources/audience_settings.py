@@ -117,8 +117,9 @@ CONSENT_NAMES = ("any", "email", "sms", "call", "fax", "postalMail", "push")
 
 
 class ActivationConsentOptions(Config):
-    """Which consent one activation destination (email, sms, social_ads) asks for, and what a
-    member without that consent gets (docs/formats.md §c5)."""
+    """Options of one activation destination (email, sms, social_ads): which consent it asks
+    for, what a member without that consent gets (docs/formats.md §c5), and whether its
+    publication waits for an approved dry run."""
 
     consent: str = Field(
         default="",
@@ -135,6 +136,15 @@ class ActivationConsentOptions(Config):
         description=(
             "A member whose consent is unknown (no Campaign recipient, no preferences row, or "
             "an empty flag): 'exclude' (reason `missing_consent`) or 'include'."
+        ),
+    )
+    review_first: bool = Field(
+        default=False,
+        description=(
+            "Publication of this destination's file waits until the audience export's "
+            "`activation_dry_run` is approved: run tag `rtcdp/approved_dry_run=<dry-run id>` "
+            "or the warehouse file `activation_dry_run/<audience>/<stamp>/approved`. The other "
+            "destinations of the export publish at once."
         ),
     )
 

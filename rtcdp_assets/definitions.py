@@ -30,6 +30,10 @@ from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
 from asset_checks.operations.sftp_checks import campaign_sftp_checks  # noqa: E402
 from resources import environment_resources  # noqa: E402
+from rtcdp_assets.aep_to_campaign.activation_triggers import (  # noqa: E402
+    build_destination_export_sensor,
+    build_reach_schedule,
+)
 from rtcdp_assets.aep_to_campaign.late_suppression import build_late_suppression_sensor  # noqa: E402
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.late_quarantine import build_late_quarantine_sensor  # noqa: E402
@@ -93,6 +97,9 @@ late_quarantine_sensor = build_late_quarantine_sensor(push_subscriptions_defs.jo
 late_suppression_sensor = build_late_suppression_sensor(
     audience_defs.jobs[0], destination_defs.jobs[0]
 )
+# Destination files after each audience import (the export named in the tags), and reach.
+destination_export_sensor = build_destination_export_sensor(destination_defs.jobs[0])
+audience_reach_schedule = build_reach_schedule(reach_defs.jobs[0])
 # Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
 # preference partition); on by default like the export sensors.
 automation_sensor = AutomationConditionSensorDefinition(
@@ -166,6 +173,7 @@ defs = Definitions(
         upload_resume_sensor,
         late_quarantine_sensor,
         late_suppression_sensor,
+        destination_export_sensor,
         failed_run_checks_sensor,
     ],
     jobs=[
@@ -187,6 +195,7 @@ defs = Definitions(
         data_quality_schedule,
         file_ledger_schedule,
         housekeeping_schedule,
+        audience_reach_schedule,
     ],
     resources=environment_resources(),
     # Runs launched outside the jobs above (backfills, materializations from the UI) use the

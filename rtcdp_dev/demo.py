@@ -13,7 +13,9 @@ Writes sample Campaign exports into the local stand-in for the Campaign SFTP ser
   sample AEP audience export (members drawn from the Campaign recipients just materialized:
   most in Campaign, some unknown to Campaign, a few exited, a few without the join identity,
   plus a manifest) into the `aep_destination` zone, evaluates the audience sensor the same way
-  and runs its request, so the AEP → Campaign import file lands in the SFTP import folder.
+  and runs its request, so the AEP → Campaign import file lands in the SFTP import folder;
+  then ticks `destination_export_sensor` (the export's dry run → destination files in the
+  `aep_landing` zone) and runs `audience_reach_schedule` once (reach of the audience).
   It prints a summary (asset, partition, rows, checks passed, failed and warned) and exits
   non-zero if a run or a check of ERROR severity failed. A check failing with WARN severity
   (the sample's deliberate rejects above `reject_rate`'s 1 %, say) is listed as a warning.
@@ -48,6 +50,7 @@ from dagster import (
     AutomationConditionSensorDefinition,
     DagsterInstance,
     SensorResult,
+    build_schedule_context,
     build_sensor_context,
     materialize,
     partition_loading_context,
@@ -107,6 +110,8 @@ class RunSummary:
     error: str = ""
     # Records per delivery channel of an asset (`rows_by_channel` metadata: XDM events).
     channels: dict[str, dict[str, int]] = field(default_factory=dict)
+    # One line per asset saying what activation did (files per destination, dry run, reach).
+    details: dict[str, str] = field(default_factory=dict)
 
     def add_check(self, name: str, passed: bool, severity: AssetCheckSeverity) -> None:
         if passed:
@@ -228,6 +233,9 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
 
 
 AUDIENCE_SENSOR = "aep_audience_export_sensor"
+# After the audience import: its destination files, then reach (what the schedule would run).
+DESTINATION_SENSOR = "destination_export_sensor"
+REACH_SCHEDULE = "audience_reach_schedule"
 
 
 def run_headless(data_dir: Path) -> list[RunSummary]:
@@ -243,7 +251,7 @@ def run_headless(data_dir: Path) -> list[RunSummary]:
         # The audience sensor goes last: its export is drawn from the profiles processed here.
         # Automation-condition sensors only run inside the daemon; what they would request
         # (the suppression list) is materialized below instead.
-        if sensor_def.name == AUDIENCE_SENSOR or isinstance(
+        if sensor_def.name in (AUDIENCE_SENSOR, DESTINATION_SENSOR) or isinstance(
             sensor_def, AutomationConditionSensorDefinition
         ):
             continue
@@ -254,6 +262,10 @@ def run_headless(data_dir: Path) -> list[RunSummary]:
         summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
     write_sample_audience_export(data_dir, defs, instance)
     summaries += _tick_and_run(defs.resolve_sensor_def(AUDIENCE_SENSOR), defs, instance, data_dir)
+    summaries += _tick_and_run(
+        defs.resolve_sensor_def(DESTINATION_SENSOR), defs, instance, data_dir
+    )
+    summaries += _run_schedule(defs.resolve_schedule_def(REACH_SCHEDULE), defs, instance)
     if summaries:
         # What the hourly ledger schedule would do: every file version and its fate, checked.
         ledger_job = defs.resolve_job_def("file_ledger_job")
@@ -294,6 +306,16 @@ def _tick_and_run(sensor_def: Any, defs: Any, instance: Any, data_dir: Path) -> 
     return summaries
 
 
+def _run_schedule(schedule_def: Any, defs: Any, instance: Any) -> list[RunSummary]:
+    """One tick of `schedule_def` now, and the runs it asks for."""
+    now = datetime.now(UTC)
+    with build_schedule_context(instance=instance, scheduled_execution_time=now) as ctx:
+        requests = schedule_def(ctx)
+    job = defs.resolve_job_def(schedule_def.job_name)
+    with partition_loading_context(dynamic_partitions_store=instance):
+        return [_execute(job, request, instance) for request in requests]
+
+
 def _materialize_unpartitioned(name: str, defs: Any, instance: Any) -> RunSummary:
     asset_def = defs.resolve_assets_def(AssetKey(name))
     # resolved asset definitions already carry the code location's resources
@@ -326,6 +348,9 @@ def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
         by_channel = meta.get("rows_by_channel")
         if by_channel is not None:
             summary.channels[mat.asset_key.to_user_string()] = dict(by_channel.value)
+        detail = activation_detail(mat.asset_key.to_user_string(), meta)
+        if detail:
+            summary.details[mat.asset_key.to_user_string()] = detail
     for ev in outcome.get_asset_check_evaluations():
         name = f"{ev.asset_key.to_user_string()}:{ev.check_name}"
         summary.add_check(name, ev.passed, ev.severity)
@@ -336,6 +361,22 @@ def _summarize(outcome: Any, partition: str, job: str) -> RunSummary:
         )
         summary.error = str(failure.event_specific_data.error.message) if failure else "failed"
     return summary
+
+
+def activation_detail(asset_name: str, meta: Any) -> str:
+    """Counts of what an activation asset did, for the summary (no member data)."""
+    if asset_name == "destination_exports_published" and "files" in meta:
+        files = [f"{f['path'].split('/')[1]} {f['rows']}" for f in meta["files"].value]
+        return "files: " + ", ".join(files)
+    if asset_name == "activation_dry_run" and "counts" in meta:
+        return "dry run: " + "; ".join(
+            f"{d} " + " ".join(f"{o} {sum(r.values())}" for o, r in by.items())
+            for d, by in meta["counts"].value.items()
+        )
+    if asset_name == "audience_reach" and "latest_exported" in meta:
+        stages = ("exported", "matched", "targeted", "sent", "delivered", "opened", "clicked")
+        return "reach: " + ", ".join(f"{s} {meta[f'latest_{s}'].value}" for s in stages)
+    return ""
 
 
 def print_summary(summaries: list[RunSummary]) -> None:
@@ -351,6 +392,8 @@ def print_summary(summaries: list[RunSummary]) -> None:
             if s.channels.get(asset_name):
                 split = ", ".join(f"{c} {n}" for c, n in sorted(s.channels[asset_name].items()))
                 print(f"  by channel: {split}")
+            if s.details.get(asset_name):
+                print(f"  {s.details[asset_name]}")
         for failed in s.checks_failed:
             print(f"  FAILED CHECK {failed} ({s.partition})")
         for warned in s.checks_warned:

@@ -1,4 +1,4 @@
-"""The audience import flow as the code location loads it: its four assets, with the job, the
+"""The audience import flow as the code location loads it: its five assets, with the job, the
 guardrail job and the sensor built around the checks passed in (asset_checks/aep_to_campaign
 passes them; no dataset module imports a check).
 """
@@ -19,10 +19,13 @@ from rtcdp_assets.aep_to_campaign.campaign_audience_import.assets import (
     campaign_audience_import,
     campaign_audience_import_published,
 )
+from rtcdp_assets.aep_to_campaign.destinations.dry_run import activation_dry_run
 
 AUDIENCE_ASSETS: list[AssetsDefinition] = [
     segment_exports,
     audience_membership,
+    # Before the Campaign import is written (and the destination files, which depend on it).
+    activation_dry_run,
     campaign_audience_import,
     campaign_audience_import_published,
 ]

@@ -70,6 +70,7 @@ OTHER_ASSET_GROUPS = {
     "suppression_list": "campaign_to_aep",
     "segment_exports": "aep_to_campaign",
     "audience_membership": "aep_to_campaign",
+    "activation_dry_run": "aep_to_campaign",
     "campaign_audience_import": "aep_to_campaign",
     "campaign_audience_import_published": "aep_to_campaign",
     "destination_exports": "aep_to_campaign",
@@ -128,6 +129,7 @@ OTHER_SENSORS = {
     "campaign_upload_resume_sensor",
     "late_quarantine_sensor",
     "late_suppression_sensor",
+    "destination_export_sensor",
     "failed_run_checks_sensor",
 }
 SCHEDULES = {
@@ -135,6 +137,7 @@ SCHEDULES = {
     "file_ledger_schedule",
     "data_quality_report_schedule",
     "campaign_sftp_housekeeping_schedule",
+    "audience_reach_schedule",
 }
 
 

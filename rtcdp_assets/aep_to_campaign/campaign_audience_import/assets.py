@@ -46,6 +46,8 @@ from rtcdp_assets.shared.masking import masked_preview
     kinds={"parquet", "csv"},
     deps=[
         audience_membership,
+        # Written only after the dry run said who the import adds, removes and excludes.
+        AssetKey("activation_dry_run"),
         # Every audience is matched against all Campaign recipients, whatever window brought them.
         AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
         AssetKey("suppression_list"),

@@ -32,6 +32,13 @@ from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import GROUP, audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_membership
+from rtcdp_assets.aep_to_campaign.destinations.dry_run import (
+    ACTIVATION_DRY_RUN,
+    APPROVAL_FILE,
+    approval,
+    dry_run_id,
+    review_first_destinations,
+)
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     LANDING_FOLDER,
@@ -54,6 +61,8 @@ from rtcdp_assets.shared.suppression import SUPPRESSION_LIST
     kinds={"parquet", "csv"},
     deps=[
         audience_membership,
+        # Written only after the dry run said who each destination gains, loses or excludes.
+        AssetKey(ACTIVATION_DRY_RUN),
         # Phones and recipients come from the Campaign profiles, whatever window brought them;
         # consents from the preferences, the same way.
         AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
@@ -100,11 +109,18 @@ def destination_exports(
 
 
 def publish_destination_exports(
-    warehouse: Warehouse, aep_landing: DropZone, audience_id: str, stamp: str
+    warehouse: Warehouse,
+    aep_landing: DropZone,
+    audience_id: str,
+    stamp: str,
+    held: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
+    """Upload the staged files of the export but those of the `held` destinations."""
     manifest = read_destination_manifest(warehouse, audience_id, stamp)
     published = []
     for f in manifest["files"]:
+        if f["destination"] in held:
+            continue
         target = join(LANDING_FOLDER, f["destination"], audience_id, stamp, f["name"])
         marker = {
             "file": f["name"],
@@ -141,11 +157,15 @@ def publish_destination_exports(
         "The checked destination files of the export, written atomically to the AEP landing "
         "zone under destinations/<destination>/<audience>/<stamp>/, each followed by `.done`. "
         "Skipped, with the reason, while the suppression list is older than the newest "
-        "non_deliverables or preferences partition."
+        "non_deliverables or preferences partition; a `review_first` destination's file waits "
+        "for the approved activation_dry_run."
     ),
 )
 def destination_exports_published(
-    context: AssetExecutionContext, warehouse: Warehouse, aep_landing: DropZone
+    context: AssetExecutionContext,
+    warehouse: Warehouse,
+    aep_landing: DropZone,
+    audience_settings: AudienceSettings,
 ) -> Iterator[MaterializeResult | AssetObservation]:
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
@@ -163,13 +183,38 @@ def destination_exports_published(
             },
         )
         return
-    published = publish_destination_exports(warehouse, aep_landing, audience_id, stamp)
+    review = review_first_destinations(audience_settings)
+    approved = approval(warehouse, context.run.tags, audience_id, stamp) if review else None
+    held = [] if approved else review
+    review_metadata = {
+        "dry_run_id": dry_run_id(audience_id, stamp),
+        "waiting_for_review": MetadataValue.json(held),
+        "dry_run_approved_by": approved or "",
+    }
+    if held:
+        reason = (
+            f"Not published to {', '.join(held)} (review_first): the dry run "
+            f"{dry_run_id(audience_id, stamp)} is not approved; tag a run "
+            "rtcdp/approved_dry_run=<dry-run id> or write "
+            f"{warehouse.path(ACTIVATION_DRY_RUN, f'{audience_id}/{stamp}', APPROVAL_FILE)}."
+        )
+        context.log.warning(reason)
+        yield AssetObservation(
+            asset_key=context.asset_key,
+            partition=audience_id,
+            metadata={"waiting": reason, "export_stamp": stamp, **review_metadata},
+        )
+    manifest = read_destination_manifest(warehouse, audience_id, stamp)
+    if all(f["destination"] in held for f in manifest["files"]):
+        return
+    published = publish_destination_exports(warehouse, aep_landing, audience_id, stamp, held)
     yield MaterializeResult(
         metadata={
             "dagster/row_count": sum(p["rows"] for p in published),
             "files": MetadataValue.json(published),
             "aep_landing": aep_landing.describe(),
             "export_stamp": stamp,
+            **review_metadata,
             **freshness.metadata(time.time()),
         }
     )
