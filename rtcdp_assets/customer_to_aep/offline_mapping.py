@@ -15,6 +15,9 @@ the identity namespace and whether it is primary::
       sku: {path: "productListItems[].SKU", type: string}
     constants: {commerce.purchases.value: 1}
     ignore: [internal_note]       # columns of the file that are known but not sent
+    folder: offline/orders        # in the customer_source zone (default offline/<dataset>)
+    file_prefix: orders           # orders_20261123.csv (default: the dataset name)
+    timezone: Europe/Paris        # of times written without an offset (default UTC)
 
 The mapping is checked when it is loaded, against the official schemas the records will be
 validated with (``shared/xdm_conformance``): every target path must exist in the composed
@@ -24,10 +27,12 @@ the column and path, never a run half way through a file.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -98,6 +103,11 @@ class OfflineMapping:
     constants: Mapping[str, Any] = field(default_factory=dict)
     ignore: frozenset[str] = frozenset()
     source: str = ""
+    # Where the files arrive in the customer_source zone, what their names start with, and the
+    # zone of times written without an offset.
+    folder: str = ""
+    file_prefix: str = ""
+    timezone: str = "UTC"
 
     @property
     def by_column(self) -> dict[str, ColumnMapping]:
@@ -151,6 +161,9 @@ def parse_mapping(document: Any, source: str = "<mapping>") -> OfflineMapping:
         constants=dict(document.get("constants") or {}),
         ignore=frozenset(document.get("ignore") or ()),
         source=source,
+        folder=str(document.get("folder") or f"offline/{document.get('dataset')}"),
+        file_prefix=str(document.get("file_prefix") or document.get("dataset") or ""),
+        timezone=str(document.get("timezone") or "UTC"),
     )
     _check(mapping)
     return mapping
@@ -194,6 +207,12 @@ def _check(mapping: OfflineMapping) -> None:
     src = mapping.source
     if not mapping.dataset.isidentifier():
         raise MappingError(f"{src}: dataset must be a Python-style name, not {mapping.dataset!r}")
+    try:
+        ZoneInfo(mapping.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise MappingError(f"{src}: unknown timezone {mapping.timezone!r}") from exc
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", mapping.file_prefix):
+        raise MappingError(f"{src}: file_prefix must be letters, digits and '-'")
     if not mapping.identity_columns:
         raise MappingError(f"{src}: no identity column; AEP cannot attach records to a profile")
     if sum(c.identity.primary for c in mapping.identity_columns if c.identity) > 1:

@@ -58,6 +58,8 @@ class OfflineResult:
     rows_read: int
     rows_mapped: int
     reasons: dict[str, int] = field(default_factory=dict)
+    # (source file, line number) of every mapped row -> the _id of the record it is in
+    row_records: dict[tuple[str, int], str] = field(default_factory=dict)
 
     @property
     def reconciles(self) -> bool:
@@ -208,6 +210,7 @@ def map_rows(
     groups = _groups(mapping, typed, bad_keys, reject)
     schema = mapping.xdm_schema()
     records: list[dict[str, Any]] = []
+    row_records: dict[tuple[str, int], str] = {}
     rows_mapped = 0
     for key, members in groups.items():
         record = _record(mapping, key, members)
@@ -218,12 +221,16 @@ def map_rows(
             continue
         records.append(record)
         rows_mapped += len(members)
+        for member in members:
+            row_records[(member.row.source_file, member.row.line_number)] = record["_id"]
     records.sort(key=lambda r: r["_id"])
     rejects.sort(key=lambda r: (r["source_file"], r["line_number"]))
     reasons: dict[str, int] = {}
     for item in rejects:
         reasons[item["reason"]] = reasons.get(item["reason"], 0) + 1
-    return OfflineResult(records, rejects, rows_read, rows_mapped, dict(sorted(reasons.items())))
+    return OfflineResult(
+        records, rejects, rows_read, rows_mapped, dict(sorted(reasons.items())), row_records
+    )
 
 
 def _type_row(mapping: OfflineMapping, row: SourceRow, tz: ZoneInfo) -> dict[str, Any]:
