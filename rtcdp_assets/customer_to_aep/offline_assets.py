@@ -244,7 +244,10 @@ def plan_offline_tick(
         by_path = {e.path: e for e in listing}
         days: dict[str, list[str]] = {}
         for entry in listing:
-            if rule.is_sidecar(entry.name):
+            if rule.is_temporary(entry.name):
+                notes.append(f"{entry.name}: temporary name, still being uploaded")
+                continue
+            if rule.is_marker(entry.name):
                 continue
             pk = ds.partition_of(entry.name)
             if pk is None:

@@ -24,7 +24,7 @@ SUFFIXES: Final = (".csv", ".parquet")
 # <dataset>_<YYYYMMDD>[_<HHMM>][_<part>].csv|.parquet, e.g. orders_20261123.csv,
 # orders_20261123_0930_eu.parquet: the date names the day (the partition) of the export.
 _NAME: Final = re.compile(
-    r"^(?P<prefix>[A-Za-z][A-Za-z0-9-]*)_(?P<date>\d{8})(?:_\d{4})?(?:_[A-Za-z0-9-]+)?"
+    r"^(?P<prefix>[A-Za-z][A-Za-z0-9_-]*)_(?P<date>\d{8})(?:_\d{4})?(?:_[A-Za-z0-9-]+)?"
     r"\.(?:csv|parquet)$",
     re.IGNORECASE,
 )

@@ -211,8 +211,8 @@ def _check(mapping: OfflineMapping) -> None:
         ZoneInfo(mapping.timezone)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise MappingError(f"{src}: unknown timezone {mapping.timezone!r}") from exc
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]*", mapping.file_prefix):
-        raise MappingError(f"{src}: file_prefix must be letters, digits and '-'")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", mapping.file_prefix):
+        raise MappingError(f"{src}: file_prefix must be letters, digits, '_' and '-'")
     if not mapping.identity_columns:
         raise MappingError(f"{src}: no identity column; AEP cannot attach records to a profile")
     if sum(c.identity.primary for c in mapping.identity_columns if c.identity) > 1:

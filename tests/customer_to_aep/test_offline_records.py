@@ -1,0 +1,53 @@
+"""Rows to records: the value rules the mapping applies (offline_records.py docstring)."""
+
+import pytest
+
+from rtcdp_assets.customer_to_aep.offline_assets import MAPPINGS_FOLDER
+from rtcdp_assets.customer_to_aep.offline_mapping import load_mapping
+from rtcdp_assets.customer_to_aep.offline_records import SourceRow, map_rows
+
+MAPPING = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
+
+
+def line(n: int, **values: str) -> SourceRow:
+    base = {
+        "Name": "#1",
+        "Email": "",
+        "Customer ID": "",
+        "Created at": "",
+        "Currency": "",
+        "Total": "",
+        "Lineitem sku": "S",
+        "Lineitem quantity": "1",
+        "Lineitem total": "1.00",
+    }
+    return SourceRow("orders_20261123.csv", n, {**base, **values})
+
+
+FIRST = {"Email": "a@example.org", "Created at": "2026-11-23 09:00:00", "Currency": "EUR"}
+
+
+def test_two_lines_of_one_order_that_disagree_quarantine_the_order():
+    result = map_rows(MAPPING, [line(2, **FIRST, Total="5"), line(3, **FIRST, Total="6")])
+    assert result.records == []
+    assert [r["reason"] for r in result.rejects] == ["conflicting_value:Total"] * 2
+    assert result.reconciles
+
+
+@pytest.mark.parametrize(
+    ("total", "reason"),
+    [("1,250", "bad_number:Total"), ("1 250.00", "bad_number:Total"), ("", "missing_value:Total")],
+)
+def test_numbers_take_a_decimal_point_only(total, reason):
+    result = map_rows(MAPPING, [line(2, **FIRST, Total=total)])
+    assert [r["reason"] for r in result.rejects] == [reason]
+
+
+def test_a_time_without_offset_is_in_the_mapping_timezone_and_published_in_utc():
+    rows = [line(2, **FIRST, Total="1250.5")]
+    (utc,) = map_rows(MAPPING, rows).records
+    (paris,) = map_rows(MAPPING, rows, "Europe/Paris").records
+    assert utc["timestamp"] == "2026-11-23T09:00:00Z"
+    assert paris["timestamp"] == "2026-11-23T08:00:00Z"
+    assert utc["commerce"]["order"]["priceTotal"] == 1250.5
+    assert utc["_id"] == paris["_id"]  # named by the order, not by the run or the file
