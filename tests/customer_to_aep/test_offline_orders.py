@@ -47,7 +47,7 @@ HEADER = (
 )
 SHOP_LINES = [
     # 1001: two items, good
-    '#1001,ana.lopez@example.org,paid,2026-11-23 09:30:12 +0100,EUR,59.90,9.98,0.00,'
+    "#1001,ana.lopez@example.org,paid,2026-11-23 09:30:12 +0100,EUR,59.90,9.98,0.00,"
     '2,"Mug, blue",MUG-BL,39.90,Ana Lopez,C-0001',
     '#1001,,,,,,,,1,"Tea ""Earl Grey"" 100g",TEA-EG,20.00,,',
     # 1002: identified by the customer ID only, good
@@ -128,9 +128,7 @@ def test_orders_become_commerce_events_and_bad_rows_are_quarantined_with_reasons
         "unknown_column:Loyalty Card": 2,
     }
     rejects = pq.read_table(root / "warehouse/offline_orders" / DAY / "rejects.parquet")
-    by_line = {
-        (r["source_file"], r["line_number"]): r["reason"] for r in rejects.to_pylist()
-    }
+    by_line = {(r["source_file"], r["line_number"]): r["reason"] for r in rejects.to_pylist()}
     assert by_line[("orders_20261123.csv", 8)] == "group_has_rejected_row"
     assert by_line[("orders_20261123.csv", 9)] == "bad_integer:Lineitem quantity"
     # Reasons name columns, never values.
