@@ -282,14 +282,17 @@ def _groups(
         return groups
     kept: dict[str, list[_Typed]] = {}
     for key, members in groups.items():
-        _merged_values, refused = _merged(mapping, members)
+        # A lost line first: what remains of such an order (its first line gone, say) would
+        # otherwise be reported as the fault of the lines that are fine.
+        if key in bad_keys:
+            for member in members:
+                reject(member.row, "group_has_rejected_row", mapping.group_by)
+            continue
+        refused = _merged(mapping, members)[1]
         if refused is not None:
             column = refused.split(":", 1)[1] if ":" in refused else None
             for member in members:
                 reject(member.row, refused, column)
-        elif key in bad_keys:
-            for member in members:
-                reject(member.row, "group_has_rejected_row", mapping.group_by)
         else:
             kept[key] = members
     return kept

@@ -1,10 +1,14 @@
 """Rows to records: the value rules the mapping applies (offline_records.py docstring)."""
 
+from datetime import date
+
 import pytest
 
 from rtcdp_assets.customer_to_aep.offline_assets import MAPPINGS_FOLDER
+from rtcdp_assets.customer_to_aep.offline_files import read_rows
 from rtcdp_assets.customer_to_aep.offline_mapping import load_mapping
 from rtcdp_assets.customer_to_aep.offline_records import SourceRow, map_rows
+from rtcdp_dev.sample_data.offline_orders import orders_csv
 
 MAPPING = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
 
@@ -51,3 +55,25 @@ def test_a_time_without_offset_is_in_the_mapping_timezone_and_published_in_utc()
     assert paris["timestamp"] == "2026-11-23T08:00:00Z"
     assert utc["commerce"]["order"]["priceTotal"] == 1250.5
     assert utc["_id"] == paris["_id"]  # named by the order, not by the run or the file
+
+
+def test_the_other_lines_of_an_order_whose_first_line_is_bad_wait_with_the_order():
+    rows = [line(2, **FIRST, Total="5,00"), line(3)]
+    result = map_rows(MAPPING, rows)
+    assert [(r["line_number"], r["reason"]) for r in result.rejects] == [
+        (2, "bad_number:Total"),
+        (3, "group_has_rejected_row"),
+    ]
+    assert result.records == [] and result.reconciles
+
+
+@pytest.mark.parametrize("day", [date(2026, 11, 23), date(2026, 12, 5)])
+def test_the_demo_orders_file_maps_with_only_its_deliberate_faults(day):
+    data = orders_csv(day)
+    assert orders_csv(day) == data  # the same day and seed give the same bytes
+    result = map_rows(MAPPING, read_rows(f"orders_{day:%Y%m%d}.csv", data))
+    assert result.reconciles
+    assert result.reasons["bad_number:Total"] == 1
+    assert result.reasons["missing_identity"] >= 1
+    assert set(result.reasons) <= {"bad_number:Total", "missing_identity", "group_has_rejected_row"}
+    assert len(result.records) == 22  # 24 orders, the two faulty ones quarantined
