@@ -97,6 +97,7 @@ def build_ingest_asset(ds: OfflineDataset) -> AssetsDefinition:
                 ds.xdm_dataset,
                 group_name=GROUP,
                 kinds={"parquet"},
+                deps=[ds.dataset],
                 description=(
                     f"{ds.dataset} as XDM {xdm_class} records ({', '.join(groups)}), valid "
                     "against the official schemas."
