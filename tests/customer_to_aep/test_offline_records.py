@@ -6,7 +6,7 @@ import pytest
 
 from rtcdp_assets.customer_to_aep.offline_assets import MAPPINGS_FOLDER
 from rtcdp_assets.customer_to_aep.offline_files import read_rows
-from rtcdp_assets.customer_to_aep.offline_mapping import load_mapping
+from rtcdp_assets.customer_to_aep.offline_mapping import MappingError, load_mapping, parse_mapping
 from rtcdp_assets.customer_to_aep.offline_records import SourceRow, map_rows
 from rtcdp_dev.sample_data.offline_orders import orders_csv
 
@@ -77,3 +77,62 @@ def test_the_demo_orders_file_maps_with_only_its_deliberate_faults(day):
     assert result.reasons["missing_identity"] >= 1
     assert set(result.reasons) <= {"bad_number:Total", "missing_identity", "group_has_rejected_row"}
     assert len(result.records) == 22  # 24 orders, the two faulty ones quarantined
+
+
+LOYALTY = {
+    "dataset": "loyalty_members",
+    "record": "profile",
+    "field_groups": ["loyalty"],
+    "columns": {
+        "member_email": {"identity": {"namespace": "Email", "primary": True}},
+        "member_id": {"path": "loyalty.loyaltyID", "type": "string"},
+        "tier": {"path": "loyalty.tier", "type": "string"},
+        "points": {"path": "loyalty.points", "type": "number"},
+        "joined": {"path": "loyalty.joinDate", "type": "datetime"},
+    },
+}
+
+
+def test_loyalty_rows_become_profile_records_valid_against_the_loyalty_field_group():
+    # loyaltyID is an array of strings in the field group: a plain column cannot fill it.
+    with pytest.raises(MappingError, match=r"cannot fill loyalty\.loyaltyID, which is array"):
+        parse_mapping(LOYALTY, "loyalty.yaml")
+    columns = {k: v for k, v in LOYALTY["columns"].items() if k != "member_id"}
+    mapping = parse_mapping({**LOYALTY, "columns": columns}, "loyalty.yaml")
+    rows = [
+        SourceRow(
+            "loyalty_20261123.csv",
+            2,
+            {
+                "member_email": "a@example.org",
+                "tier": "gold",
+                "points": "1200",
+                "joined": "2024-03-01T10:00:00Z",
+            },
+        ),
+        SourceRow(
+            "loyalty_20261123.csv",
+            3,
+            {
+                "member_email": "",
+                "tier": "silver",
+                "points": "10",
+                "joined": "2024-03-01T10:00:00Z",
+            },
+        ),
+        SourceRow(
+            "loyalty_20261123.csv",
+            4,
+            {"member_email": "b@example.org", "tier": "", "points": "lots", "joined": ""},
+        ),
+    ]
+    result = map_rows(mapping, rows)
+    assert [r["reason"] for r in result.rejects] == ["missing_identity", "bad_number:points"]
+    (record,) = result.records
+    assert record["loyalty"] == {
+        "tier": "gold",
+        "points": 1200.0,
+        "joinDate": "2024-03-01T10:00:00Z",
+    }
+    assert record["identityMap"] == {"Email": [{"id": "a@example.org", "primary": True}]}
+    assert mapping.xdm_schema().validate_many(result.records).invalid == 0
