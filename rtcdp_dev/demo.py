@@ -224,7 +224,6 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
     # The web shop's orders of the last sample day, for the offline data flow to AEP
     # (rtcdp_assets/customer_to_aep, mapping mappings/offline_orders.yaml).
     orders = write_sample_orders(data_dir / "customer_source", (end - timedelta(seconds=1)).date())
-    written.append(orders.name)
     # Files written a moment ago are "still being written" for the sensor's settle window.
     past = now.timestamp() - 60
     for path in [*(data_dir / "campaign_sftp").rglob("*"), orders]:
