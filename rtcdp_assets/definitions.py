@@ -25,6 +25,7 @@ from asset_checks.campaign_to_aep.dataset_checks import campaign_export_checks  
 from asset_checks.campaign_to_aep.freshness import build_freshness_check, freshness_automation  # noqa: E402
 from asset_checks.campaign_to_aep.orphan_recheck import build_orphan_recheck  # noqa: E402
 from asset_checks.campaign_to_aep.tracking_checks import ORPHAN_CHECK_NAME  # noqa: E402
+from asset_checks.customer_to_aep.offline_checks import offline_checks  # noqa: E402
 from asset_checks.customer_to_campaign.import_checks import customer_import_checks  # noqa: E402
 from asset_checks.mobile_push.aep_push_token_checks import aep_push_token_checks  # noqa: E402
 from asset_checks.operations.ledger_checks import build_file_ledger_checks  # noqa: E402
@@ -42,6 +43,7 @@ from rtcdp_assets.campaign_to_aep.preferences import preferences_defs  # noqa: E
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_defs  # noqa: E402
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs  # noqa: E402
+from rtcdp_assets.customer_to_aep.offline_assets import offline_data_defs  # noqa: E402
 from rtcdp_assets.customer_to_campaign.customer_imports import customer_import_defs  # noqa: E402
 from rtcdp_assets.mobile_push.aep_push_tokens import (  # noqa: E402
     aep_push_tokens,
@@ -150,6 +152,7 @@ defs = Definitions(
         *destination_defs.assets,
         *reach_defs.assets,
         *customer_import_defs.assets,
+        *offline_data_defs.assets,
         aep_push_tokens,
     ],
     asset_checks=[
@@ -161,12 +164,14 @@ defs = Definitions(
         *destination_defs.asset_checks,
         *reach_defs.asset_checks,
         *customer_import_checks,
+        *(check for ds in offline_data_defs.datasets for check in offline_checks(ds)),
         *aep_push_token_checks,
     ],
     sensors=[
         *(flow.sensor for flow in CAMPAIGN_EXPORTS),
         *audience_defs.sensors,
         *customer_import_defs.sensors,
+        *offline_data_defs.sensors,
         aep_push_tokens_sensor,
         automation_sensor,
         orphan_recheck_sensor,
@@ -186,6 +191,7 @@ defs = Definitions(
         *destination_defs.jobs,
         *reach_defs.jobs,
         *customer_import_defs.jobs,
+        *offline_data_defs.jobs,
         aep_push_tokens_job,
         orphan_recheck_job,
         aep_setup_plan,

@@ -1,6 +1,7 @@
 """The newcomer's demo on the embedded default (`scripts/demo.sh`).
 
-Writes sample Campaign exports into the local stand-in for the Campaign SFTP server, then either
+Writes sample Campaign exports into the local stand-in for the Campaign SFTP server (and a web
+shop's order export into the customer_source zone, for the offline data flow to AEP), then either
 
 - starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
   partitions, check results and published files while you watch; once the sensors have loaded
@@ -60,6 +61,7 @@ from resources.settings import PARTITIONS_START_VARIABLE
 from rtcdp_dev import demo_audience
 from rtcdp_dev.demo_audience import write_sample_audience_export
 from rtcdp_dev.sample_data import DATASETS, write_dataset_files
+from rtcdp_dev.sample_data.offline_orders import write_sample_orders
 from rtcdp_dev.services import MotoS3Server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,9 +226,12 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
             now=now,
         )
         written += [f.name for f in files]
+    # The web shop's orders of the last sample day, for the offline data flow to AEP
+    # (rtcdp_assets/customer_to_aep, mapping mappings/offline_orders.yaml).
+    orders = write_sample_orders(data_dir / "customer_source", (end - timedelta(seconds=1)).date())
     # Files written a moment ago are "still being written" for the sensor's settle window.
     past = now.timestamp() - 60
-    for path in (data_dir / "campaign_sftp").rglob("*"):
+    for path in [*(data_dir / "campaign_sftp").rglob("*"), orders]:
         if path.is_file():
             os.utime(path, (past, past))
     return written

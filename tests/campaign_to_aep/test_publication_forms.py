@@ -17,10 +17,6 @@ import pytest
 
 from resources import PipelineSettings
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs, broadlog_flow
-from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
-    aep_parquet_batch,
-    parquet_type_problems,
-)
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
@@ -28,6 +24,10 @@ from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_d
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs
 from rtcdp_assets.shared import xdm
 from rtcdp_assets.shared.xdm_json import json_lines
+from rtcdp_assets.shared.xdm_parquet import (
+    aep_parquet_batch,
+    parquet_type_problems,
+)
 from rtcdp_dev import sample_data as sd
 from tests.drop_files import drop_campaign_export
 from tests.results import landing_files, materialization, read_published

@@ -26,13 +26,13 @@ from rtcdp_assets.campaign_to_aep.export_flow.description import (
     PUBLICATION_EXTENSIONS,
     CampaignExportDescription,
 )
-from rtcdp_assets.campaign_to_aep.export_flow.xdm_parquet import (
-    aep_parquet_batch,
-    parquet_type_problems,
-)
 from rtcdp_assets.shared.late_suppression import ledger_reason, note_metadata
 from rtcdp_assets.shared.partitions import four_hourly_partitions
 from rtcdp_assets.shared.xdm_json import json_lines
+from rtcdp_assets.shared.xdm_parquet import (
+    aep_parquet_batch,
+    parquet_type_problems,
+)
 
 BATCH_ROWS = 65536
 ENCODING_THREADS = 2

@@ -44,6 +44,11 @@ FG_PROFILE_PUSH_NOTIFICATION_DETAILS: Final = (
 # components/fieldgroups/profile/profile-consents.schema.json ("Consent and Preference Details",
 # built on components/datatypes/consent/consent-preferences.schema.json)
 FG_PROFILE_CONSENTS: Final = "https://ns.adobe.com/xdm/mixins/profile-consents"
+# components/fieldgroups/experience-event/experienceevent-commerce.schema.json ("Commerce
+# Details": commerce.order, commerce.purchases, productListItems)
+FG_COMMERCE: Final = "https://ns.adobe.com/xdm/context/experienceevent-commerce"
+# components/fieldgroups/profile/profile-loyalty-details.schema.json ("Loyalty Details")
+FG_PROFILE_LOYALTY: Final = "https://ns.adobe.com/xdm/mixins/profile/profile-loyalty-details"
 # components/fieldgroups/shared/identitymap.schema.json
 FG_IDENTITY_MAP: Final = "https://ns.adobe.com/xdm/context/identitymap"
 # components/fieldgroups/shared/segmentation.schema.json ("Segment Membership Details")
@@ -63,6 +68,8 @@ VENDORED_ROOTS: Final[tuple[str, ...]] = (
     FG_PROFILE_CONSENTS,
     FG_IDENTITY_MAP,
     FG_PROFILE_SEGMENTATION,
+    FG_COMMERCE,
+    FG_PROFILE_LOYALTY,
 )
 
 ROOT_ENV_VAR: Final = "RTCDP_XDM_ROOT"

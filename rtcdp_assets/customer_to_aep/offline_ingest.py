@@ -1,0 +1,255 @@
+"""One daily partition of an offline dataset: its files read, mapped, stored, then archived.
+
+The same storage as the Campaign → AEP datasets, so the same checks read it:
+
+* ``<dataset>/<day>/``: the accepted source rows (``_source_file``, ``_line_number``,
+  ``_record_id`` and the mapped columns as text), ``rejects.parquet`` (the quarantined rows,
+  ``REJECT_SCHEMA``: reason and column, never a value in the reason) and ``manifest.json``
+  (per file: rows in, out, rejected; written last, the commit point), which is what
+  ``asset_checks/partition_reconciliation.py`` ``reconcile`` recounts;
+* ``<dataset>_xdm/<day>/data.parquet``: the XDM records, nested as the schema (date-times as
+  timestamps, ``identityMap`` a struct of namespaces), which ``shared/xdm_parquet.py`` turns
+  into AEP's XDM Parquet at publication.
+
+Files move ``<folder>/`` → ``<folder>/archive/<day>/`` after the partition is stored (a re-run
+reads them there, so it gives the same records), a file that cannot be read at all →
+``<folder>/quarantine/<name>@<identity>`` with a ``.reason.json``; nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from resources.drop_zones import DropZone, Entry, join
+from resources.warehouse import Warehouse
+from rtcdp_assets.customer_to_aep.offline_files import SUFFIXES, partition_for, read_rows
+from rtcdp_assets.customer_to_aep.offline_mapping import OfflineMapping
+from rtcdp_assets.customer_to_aep.offline_records import OfflineResult, SourceRow, map_rows
+from rtcdp_assets.shared.file_completion import CompletionRule
+from rtcdp_assets.shared.ingest import REJECT_SCHEMA, UnreadableFile
+
+
+@dataclass(frozen=True)
+class OfflineDataset:
+    """A mapping file made a dataset: names, folders and the landing paths."""
+
+    mapping: OfflineMapping
+
+    @property
+    def dataset(self) -> str:
+        return self.mapping.dataset
+
+    @property
+    def xdm_dataset(self) -> str:
+        return f"{self.dataset}_xdm"
+
+    @property
+    def published_name(self) -> str:
+        return f"{self.dataset}_published"
+
+    @property
+    def folder(self) -> str:
+        return self.mapping.folder
+
+    def archive_folder(self, pk: str) -> str:
+        return join(self.folder, "archive", pk)
+
+    def quarantine_folder(self) -> str:
+        return join(self.folder, "quarantine")
+
+    def landing_paths(self, landing_folder: str, pk: str, extension: str) -> tuple[str, str]:
+        compact = pk.replace("-", "")
+        folder = join(landing_folder, self.dataset, compact)
+        return join(folder, f"{self.dataset}_{compact}{extension}"), join(folder, "_manifest.json")
+
+    def partition_of(self, name: str) -> str | None:
+        return partition_for(name, self.mapping.file_prefix)
+
+
+def partition_sources(
+    ds: OfflineDataset, zone: DropZone, rule: CompletionRule, pk: str, now: datetime
+) -> tuple[list[Entry], list[Entry], list[str]]:
+    """The partition's files: complete ones in the folder, the archived ones, and notes on
+    those left for later (still being written by the zone's completion rule)."""
+    listing = zone.list(ds.folder)
+    by_path = {e.path: e for e in listing}
+    incoming, notes = [], []
+    for entry in listing:
+        if rule.is_sidecar(entry.name) or ds.partition_of(entry.name) != pk:
+            continue
+        waiting = rule.wait_reason(entry, by_path, entry.modified, now)
+        if waiting:
+            notes.append(f"{entry.name}: {waiting}, left for the next run")
+        else:
+            incoming.append(entry)
+    archived = [
+        e
+        for e in zone.list(ds.archive_folder(pk))
+        if e.name.lower().endswith(SUFFIXES) and e.name not in {i.name for i in incoming}
+    ]
+    return sorted(incoming), sorted(archived), notes
+
+
+def ingest_offline_partition(
+    ds: OfflineDataset,
+    zone: DropZone,
+    warehouse: Warehouse,
+    rule: CompletionRule,
+    pk: str,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """Read, map and store one partition, then archive its files; returns the manifest."""
+    moment = now or datetime.now(UTC)
+    incoming, archived, notes = partition_sources(ds, zone, rule, pk, moment)
+    files: list[dict[str, Any]] = []
+    rows: list[SourceRow] = []
+    unreadable: list[tuple[Entry, UnreadableFile]] = []
+    for entry in [*archived, *incoming]:
+        try:
+            file_rows = list(read_rows(entry.name, zone.read_bytes(entry.path)))
+        except UnreadableFile as exc:
+            unreadable.append((entry, exc))
+            files.append(_file(entry.name, "quarantined", exc.reason))
+            continue
+        rows.extend(file_rows)
+        files.append(_file(entry.name, "processed", None, len(file_rows)))
+    result = map_rows(ds.mapping, rows, ds.mapping.timezone)
+    accepted = _accepted_rows(ds.mapping, rows, result)
+    for item in files:
+        if item["status"] == "processed":
+            name = item["source_file"]
+            item["rows_rejected"] = sum(r["source_file"] == name for r in result.rejects)
+            item["rows_out"] = item["rows_in"] - item["rows_rejected"]
+    manifest = {
+        "dataset": ds.dataset,
+        "partition": pk,
+        "files": files,
+        "reasons": result.reasons,
+        "rows_read": result.rows_read,
+        "rows_mapped": result.rows_mapped,
+        "rows_quarantined": len(result.rejects),
+        "records": len(result.records),
+        "notes": notes,
+    }
+    with tempfile.TemporaryDirectory(prefix="rtcdp-offline-") as tmp:
+        _put_table(
+            warehouse, ds.xdm_dataset, pk, "data.parquet", _xdm_table(ds, result.records), tmp
+        )
+        _put_table(warehouse, ds.dataset, pk, "data.parquet", accepted, tmp)
+        rejects = pa.Table.from_pylist(result.rejects, schema=REJECT_SCHEMA)
+        _put_table(warehouse, ds.dataset, pk, "rejects.parquet", rejects, tmp)
+    warehouse.put_json(ds.xdm_dataset, pk, "manifest.json", {"records": len(result.records)})
+    warehouse.put_json(ds.dataset, pk, "manifest.json", manifest)
+    # Only now that the partition is stored do the files leave the incoming folder.
+    for entry, exc in unreadable:
+        _quarantine(ds, zone, entry, exc, rule)
+    for entry in incoming:
+        if all(entry.path != u.path for u, _ in unreadable):
+            _archive(ds, zone, entry, pk, rule)
+    return manifest
+
+
+def _file(name: str, status: str, reason: str | None, rows_in: int | None = None) -> dict[str, Any]:
+    return {
+        "source_file": name,
+        "status": status,
+        "reason": reason,
+        "rows_in": rows_in,
+        "rows_out": None,
+        "rows_rejected": None,
+    }
+
+
+def _accepted_rows(
+    mapping: OfflineMapping, rows: list[SourceRow], result: OfflineResult
+) -> pa.Table:
+    """The source rows that made a record, with that record's ``_id`` (for the recount)."""
+    columns = [c.column for c in mapping.columns]
+    out: dict[str, list[Any]] = {"_source_file": [], "_line_number": [], "_record_id": []}
+    out.update({c: [] for c in columns})
+    for row in rows:
+        record_id = result.row_records.get((row.source_file, row.line_number))
+        if record_id is None:
+            continue  # quarantined: it is in rejects.parquet
+        out["_source_file"].append(row.source_file)
+        out["_line_number"].append(row.line_number)
+        out["_record_id"].append(record_id)
+        for column in columns:
+            value = row.values.get(column)
+            out[column].append(None if value is None else str(value))
+    schema = pa.schema(
+        [("_source_file", pa.string()), ("_line_number", pa.int64()), ("_record_id", pa.string())]
+        + [(c, pa.string()) for c in columns]
+    )
+    return pa.table(out, schema=schema)
+
+
+def _xdm_table(ds: OfflineDataset, records: list[dict[str, Any]]) -> pa.Table:
+    if not records:
+        return pa.table({})
+    schema = ds.mapping.xdm_schema().compiled_schema
+    stored = [_stored(record, schema) for record in records]
+    return pa.Table.from_struct_array(pa.array(stored))
+
+
+def _stored(value: Any, node: Mapping[str, Any] | None) -> Any:
+    """A JSON record in the stored form: date-time text as a timestamp, the rest as is."""
+    if node is None:
+        return value
+    if isinstance(value, dict):
+        props = node.get("properties") or {}
+        extra = node.get("additionalProperties")
+        child = extra if isinstance(extra, Mapping) else None
+        return {k: _stored(v, props.get(k, child)) for k, v in value.items()}
+    if isinstance(value, list):
+        items = node.get("items")
+        return [_stored(v, items if isinstance(items, Mapping) else None) for v in value]
+    if isinstance(value, str) and node.get("format") == "date-time":
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value
+
+
+def _put_table(
+    warehouse: Warehouse, dataset: str, pk: str, name: str, table: pa.Table, tmp: str
+) -> None:
+    local = Path(tmp) / f"{dataset}-{name}"
+    # No statistics and fixed options: the same rows give the same bytes on a re-run.
+    pq.write_table(table, local, compression="zstd", write_statistics=False)
+    warehouse.put_file(dataset, pk, name, local)
+
+
+def _quarantine(
+    ds: OfflineDataset, zone: DropZone, entry: Entry, exc: UnreadableFile, rule: CompletionRule
+) -> None:
+    dest = join(ds.quarantine_folder(), f"{entry.name}@{entry.identity}")
+    sidecar = {"file": entry.name, "reason": exc.reason, "dataset": ds.dataset}
+    zone.write_bytes(f"{dest}.reason.json", json.dumps(sidecar, indent=2).encode())
+    zone.move(entry.path, dest)
+    _move_marker(zone, entry, ds.quarantine_folder(), rule)
+
+
+def _archive(
+    ds: OfflineDataset, zone: DropZone, entry: Entry, pk: str, rule: CompletionRule
+) -> None:
+    folder = ds.archive_folder(pk)
+    target = join(folder, entry.name)
+    older = zone.stat(target)
+    if older is not None:  # a corrected file of the same name: the earlier one is kept aside
+        zone.move(target, join(folder, "superseded", f"{older.name}@{older.identity}"))
+    zone.move(entry.path, target)
+    _move_marker(zone, entry, folder, rule)
+
+
+def _move_marker(zone: DropZone, entry: Entry, folder: str, rule: CompletionRule) -> None:
+    marker = f"{entry.path}{rule.marker_suffix}"
+    if zone.stat(marker) is not None:
+        zone.move(marker, join(folder, f"{entry.name}{rule.marker_suffix}"))
