@@ -267,10 +267,14 @@ def run_headless(data_dir: Path) -> list[RunSummary]:
         summaries.append(_materialize_unpartitioned("suppression_list", defs, instance))
     write_sample_audience_export(data_dir, defs, instance)
     summaries += _tick_and_run(defs.resolve_sensor_def(AUDIENCE_SENSOR), defs, instance, data_dir)
-    summaries += _tick_and_run(
+    activation = _tick_and_run(
         defs.resolve_sensor_def(DESTINATION_SENSOR), defs, instance, data_dir
     )
-    summaries += _run_schedule(defs.resolve_schedule_def(REACH_SCHEDULE), defs, instance)
+    summaries += activation
+    if activation:
+        # Reach of the audience just activated; a second demo run with nothing new runs nothing
+        # (the schedule itself recounts every 4 hours as sends, opens and clicks come in).
+        summaries += _run_schedule(defs.resolve_schedule_def(REACH_SCHEDULE), defs, instance)
     if summaries:
         # What the hourly ledger schedule would do: every file version and its fate, checked.
         ledger_job = defs.resolve_job_def("file_ledger_job")
