@@ -230,6 +230,11 @@ def production_resources() -> dict[str, Any]:
                 os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITIES")
                 or os.environ.get("RTCDP_AUDIENCE_JOIN_IDENTITY")
             ),
+            # Opt-in: the Campaign import waits for the approved activation_dry_run.
+            campaign_import_review_first=os.environ.get(
+                "RTCDP_CAMPAIGN_IMPORT_REVIEW_FIRST", "false"
+            ).lower()
+            in ("1", "true", "yes"),
         ),
     }
 

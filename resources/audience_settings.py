@@ -193,6 +193,16 @@ class AudienceSettings(ConfigurableResource):
     audience_names: dict[str, str] = Field(
         default_factory=dict, description="Audience ID -> name, written to the import file."
     )
+    campaign_import_review_first: bool = Field(
+        default=False,
+        description=(
+            "Publication of the Campaign import (`campaign_audience_import_published`) waits "
+            "until the audience export's `activation_dry_run` is approved: run tag "
+            "`rtcdp/approved_dry_run=<dry-run id>` or the warehouse file "
+            "`activation_dry_run/<audience>/<stamp>/approved`; `destination_export_sensor` "
+            "publishes it once that file appears. Off: published at once."
+        ),
+    )
     campaign_import_subfolder: str = Field(
         default="aep_audiences",
         description="Subfolder of settings.campaign_import_folder for the audience import files.",

@@ -100,7 +100,10 @@ late_suppression_sensor = build_late_suppression_sensor(
     audience_defs.jobs[0], destination_defs.jobs[0]
 )
 # Destination files after each audience import (the export named in the tags), and reach.
-destination_export_sensor = build_destination_export_sensor(destination_defs.jobs[0])
+# A review_first Campaign import is published again, once approved, in audience_import_job.
+destination_export_sensor = build_destination_export_sensor(
+    destination_defs.jobs[0], next(j for j in audience_defs.jobs if j.name == "audience_import_job")
+)
 audience_reach_schedule = build_reach_schedule(reach_defs.jobs[0])
 # Evaluates the automation conditions (suppression_list: rebuilt after each new quarantine or
 # preference partition); on by default like the export sensors.

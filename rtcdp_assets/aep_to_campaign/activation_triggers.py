@@ -18,7 +18,10 @@ destination records an observation (`waiting_for_review`, `dry_run_id`). While n
 publication has emptied that list, each tick looks for the approval file of that dry run and,
 once it is there, asks for the publication again (only `destination_exports_published`, run key
 `destination_exports_published:<dry-run id>:approved`). An approval by run tag is a run someone
-launches with the tag; nothing to pick up.
+launches with the tag; nothing to pick up. The Campaign import waits the same way
+(`campaign_import_review_first`): a `campaign_audience_import_published` observation with
+`waiting_for_review`, then, once the approval file is there, one `audience_import_job` run of
+that asset only (run key `campaign_audience_import_published:<dry-run id>:approved`).
 
 No `from __future__ import annotations` here: Dagster reads the annotations of the decorated
 functions at definition time.
@@ -54,15 +57,17 @@ from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
 from rtcdp_assets.aep_to_campaign.campaign_audience_import.import_file import (
     PUBLISHED as IMPORT_PUBLISHED,
 )
-from rtcdp_assets.aep_to_campaign.destinations.dry_run import (
-    ACTIVATION_DRY_RUN,
-    approval,
-    review_first_destinations,
-)
+from rtcdp_assets.aep_to_campaign.destinations.dry_run import review_first_destinations
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import PUBLISHED
+from rtcdp_assets.aep_to_campaign.dry_run_approval import (
+    ACTIVATION_DRY_RUN,
+    CAMPAIGN_DESTINATION,
+    approval,
+)
 
 DRY_RUN_KEY = AssetKey(ACTIVATION_DRY_RUN)
 PUBLISHED_KEY = AssetKey(PUBLISHED)
+IMPORT_PUBLISHED_KEY = AssetKey(IMPORT_PUBLISHED)
 DRY_RUNS_PER_TICK = 100  # AEP's soft limit is 100 audiences exported per hour
 REACH_CRON = "30 */4 * * *"  # after each 4-hour window of broadLog and trackingLog exports
 
@@ -100,9 +105,12 @@ def export_requests(
     return list(requests.values()), last
 
 
-def waiting_dry_run(instance: DagsterInstance, audience_id: str) -> tuple[str, str] | None:
-    """(dry-run id, export stamp) of the audience's publication waiting for review, or None."""
-    partition = AssetRecordsFilter(asset_key=PUBLISHED_KEY, asset_partitions=[audience_id])
+def waiting_dry_run(
+    instance: DagsterInstance, audience_id: str, published: AssetKey = PUBLISHED_KEY
+) -> tuple[str, str] | None:
+    """(dry-run id, export stamp) of the audience's publication (`published`: the destination
+    files, or the Campaign import) waiting for review, or None."""
+    partition = AssetRecordsFilter(asset_key=published, asset_partitions=[audience_id])
     observed = instance.fetch_observations(partition, limit=1).records
     if not observed or not _metadata(observed[0], "waiting_for_review"):
         return None
@@ -118,38 +126,46 @@ def waiting_dry_run(instance: DagsterInstance, audience_id: str) -> tuple[str, s
 
 
 def approved_requests(
-    instance: DagsterInstance, warehouse: Warehouse, job_name: str
+    instance: DagsterInstance,
+    warehouse: Warehouse,
+    job_name: str,
+    published: AssetKey = PUBLISHED_KEY,
 ) -> list[RunRequest]:
-    """Publication again for each waiting export whose dry run is now approved by file."""
+    """Publication (`published`, in `job_name`) again for each waiting export whose dry run is
+    now approved by file."""
     requests = []
     for audience_id in sorted(instance.get_dynamic_partitions(AUDIENCES_PARTITION_NAME)):
-        waiting = waiting_dry_run(instance, audience_id)
+        waiting = waiting_dry_run(instance, audience_id, published)
         if waiting is None or approval(warehouse, {}, audience_id, waiting[1]) is None:
             continue
         requests.append(
             RunRequest(
-                run_key=f"destination_exports_published:{waiting[0]}:approved",
+                run_key=f"{published.to_user_string()}:{waiting[0]}:approved",
                 job_name=job_name,
                 partition_key=audience_id,
-                asset_selection=[PUBLISHED_KEY],
+                asset_selection=[published],
                 tags={TAG_AUDIENCE: audience_id, TAG_EXPORT_TIME: waiting[1]},
             )
         )
     return requests
 
 
-def build_destination_export_sensor(destination_job: Any) -> SensorDefinition:
-    """`destination_export_sensor` requesting `destination_job` (destination_export_job)."""
+def build_destination_export_sensor(
+    destination_job: Any, import_job: Any | None = None
+) -> SensorDefinition:
+    """`destination_export_sensor` requesting `destination_job` (destination_export_job) and,
+    when given, `import_job` (audience_import_job) for an approved Campaign import."""
+    jobs = [destination_job] if import_job is None else [destination_job, import_job]
 
     @sensor(
         name="destination_export_sensor",
-        job=destination_job,
+        jobs=jobs,
         minimum_interval_seconds=60,
         default_status=DefaultSensorStatus.RUNNING,
         description=(
             "After each audience import (its activation_dry_run), builds, checks and publishes "
             "that export's destination files; publishes a review_first destination again once "
-            "its dry run is approved."
+            "its dry run is approved, and a review_first Campaign import likewise."
         ),
     )
     def destination_export_sensor(
@@ -157,8 +173,13 @@ def build_destination_export_sensor(destination_job: Any) -> SensorDefinition:
     ) -> SensorResult:
         state = json.loads(context.cursor or "{}")
         requests, last = export_requests(context.instance, state.get("after"), destination_job.name)
-        if review_first_destinations(audience_settings):
+        review = review_first_destinations(audience_settings)
+        if any(d != CAMPAIGN_DESTINATION for d in review):
             requests += approved_requests(context.instance, warehouse, destination_job.name)
+        if import_job is not None and CAMPAIGN_DESTINATION in review:
+            requests += approved_requests(
+                context.instance, warehouse, import_job.name, IMPORT_PUBLISHED_KEY
+            )
         return SensorResult(
             run_requests=requests,
             cursor=json.dumps({"after": last}),

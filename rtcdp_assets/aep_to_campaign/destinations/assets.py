@@ -35,6 +35,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_me
 from rtcdp_assets.aep_to_campaign.destinations.dry_run import (
     ACTIVATION_DRY_RUN,
     APPROVAL_FILE,
+    CAMPAIGN_DESTINATION,
     approval,
     dry_run_id,
     review_first_destinations,
@@ -183,7 +184,8 @@ def destination_exports_published(
             },
         )
         return
-    review = review_first_destinations(audience_settings)
+    # The Campaign import waits in its own publication (campaign_audience_import_published).
+    review = [d for d in review_first_destinations(audience_settings) if d != CAMPAIGN_DESTINATION]
     approved = approval(warehouse, context.run.tags, audience_id, stamp) if review else None
     held = [] if approved else review
     review_metadata = {

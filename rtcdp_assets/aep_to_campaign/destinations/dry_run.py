@@ -15,12 +15,21 @@ reason in `summary.json` and in the metadata (never a key, address or name there
 |            | consent`, `invalid_phone`, …);           | contracts.py); for `campaign`:           |
 |            | `not_in_campaign`                        | no Campaign recipient for the key        |
 
-"Before" is `previous_members` (the members after the previous applied export): the one
-function to swap for a per-destination membership ledger. The `campaign` row mirrors the
-Campaign import: members without a unique Campaign recipient (`not_in_campaign`, quarantined by
-the import), then emails the suppression list holds on the email channel.
+The activation destinations (email, sms, social_ads) are told by their membership ledger
+(destinations/dry_run_ownership.py): the same `plan_ownership` the real export makes, so
+`removed` is exactly who the export will remove (only members we added), members who left but
+were never ours are `not_ours`, and the destination's foreign members `kept_foreign`; members
+sent but already in the destination are `kept` (`already_present`). Those rows carry the
+ledger's `member_hash` (a foreign member has no key), and `summary.json` / the metadata hold
+the plan's `ownership` counts per destination, equal to the ones `destination_exports` records.
 
-Approval (destinations whose `review_first` setting is on): the dry-run id is
+For `campaign`, "before" is `previous_members` (the members after the previous applied export:
+the import file carries the leavers as `exited`, Campaign owns its lists). The `campaign` row
+mirrors the Campaign import: members without a unique Campaign recipient (`not_in_campaign`,
+quarantined by the import), then emails the suppression list holds on the email channel.
+
+Approval (destinations whose `review_first` setting is on; the Campaign import when
+`campaign_import_review_first` is): the dry-run id is
 `<audience>@<stamp>`; a run tagged `rtcdp/approved_dry_run=<that id>`, or the warehouse file
 `activation_dry_run/<audience>/<stamp>/approved` (any content, e.g. who approved), approves it.
 
@@ -29,7 +38,6 @@ functions at definition time.
 """
 
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +76,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     apply_contract,
     normalise_email,
 )
+from rtcdp_assets.aep_to_campaign.destinations.dry_run_ownership import destination_ownership
 from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
     ExclusionInputs,
     exclude_members,
@@ -77,50 +86,61 @@ from rtcdp_assets.aep_to_campaign.destinations.member_sources import (
     campaign_recipients,
     member_sources,
 )
+from rtcdp_assets.aep_to_campaign.dry_run_approval import (
+    ACTIVATION_DRY_RUN,
+    APPROVAL_FILE,
+    CAMPAIGN_DESTINATION,
+    TAG_APPROVED_DRY_RUN,
+    approval,
+    dry_run_id,
+)
 from rtcdp_assets.shared.suppression import SUPPRESSION_LIST, reasons_for
 
-ACTIVATION_DRY_RUN = "activation_dry_run"
-CAMPAIGN_DESTINATION = "campaign"  # the Campaign import, beside the activation destinations
-TAG_APPROVED_DRY_RUN = "rtcdp/approved_dry_run"
-APPROVAL_FILE = "approved"
+# Approval lives in aep_to_campaign/dry_run_approval.py; its names stay importable from here.
+__all__ = [
+    "ACTIVATION_DRY_RUN",
+    "APPROVAL_FILE",
+    "CAMPAIGN_DESTINATION",
+    "TAG_APPROVED_DRY_RUN",
+    "activation_dry_run",
+    "approval",
+    "build_dry_run",
+    "dry_run_id",
+    "review_first_destinations",
+]
+
 NOT_IN_CAMPAIGN = "not_in_campaign"
-OUTCOMES = ("added", "kept", "removed", "excluded")
+OUTCOMES = ("added", "kept", "removed", "excluded", "not_ours", "kept_foreign")
 DRY_RUN_SCHEMA = pa.schema(
     [
         ("destination", pa.string()),
         ("key", pa.string()),
         ("outcome", pa.string()),
         ("reason", pa.string()),
+        # The ledger's hash of the member (activation destinations; empty for campaign).
+        ("member_hash", pa.string()),
     ]
 )
 
 
-def dry_run_id(audience_id: str, stamp: str) -> str:
-    return f"{audience_id}@{stamp}"
-
-
-def approval(
-    warehouse: Warehouse, tags: Mapping[str, str], audience_id: str, stamp: str
-) -> str | None:
-    """How the dry run of this export was approved ('run_tag', 'approval_file'), or None."""
-    if tags.get(TAG_APPROVED_DRY_RUN) == dry_run_id(audience_id, stamp):
-        return "run_tag"
-    with warehouse.local_copy(ACTIVATION_DRY_RUN, f"{audience_id}/{stamp}", APPROVAL_FILE) as f:
-        return "approval_file" if f is not None else None
-
-
 def review_first_destinations(audience_settings: AudienceSettings) -> list[str]:
-    names = [CAMPAIGN_DESTINATION, *(c.destination for c in CONTRACTS)]
-    return [d for d in names if audience_settings.activation_consent(d).review_first]
+    """Destinations whose publication waits for the approved dry run: `campaign` (the Campaign
+    import) by `campaign_import_review_first`, the others by their `review_first`."""
+    review = [CAMPAIGN_DESTINATION] if audience_settings.campaign_import_review_first else []
+    return review + [
+        c.destination
+        for c in CONTRACTS
+        if audience_settings.activation_consent(c.destination).review_first
+    ]
 
 
 def previous_members(
     warehouse: Warehouse, audience_id: str, stamp: str, destination: str
 ) -> pa.Array:
-    """Keys `destination` holds before this export: for now the current members after the
-    previous applied export, the same for every destination (a per-destination membership
-    ledger replaces this function)."""
-    del destination  # every destination had the audience's previous members
+    """Keys the Campaign import's `destination` holds before this export: the current members
+    after the previous applied export (the activation destinations read their membership
+    ledger instead, dry_run_ownership.py)."""
+    del destination  # the Campaign import had the audience's previous members
     applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"]
     previous = (applied.get(stamp) or {}).get("previous")
     if not previous:
@@ -139,6 +159,7 @@ def _rows(destination: str, keys: pa.Array, outcome: str, reasons: pa.Array | st
             "key": pc.cast(keys, pa.string()),
             "outcome": pa.array([outcome] * n, pa.string()),
             "reason": pc.cast(reason, pa.string()),
+            "member_hash": pa.nulls(n, pa.string()),
         },
         schema=DRY_RUN_SCHEMA,
     )
@@ -189,8 +210,9 @@ def build_dry_run(
     preference_partitions: set[str],
     audience_id: str,
     stamp: str,
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Every destination's rows (DRY_RUN_SCHEMA) and the counts by outcome and reason."""
+) -> tuple[pa.Table, dict[str, Any], dict[str, dict[str, int]]]:
+    """Every destination's rows (DRY_RUN_SCHEMA), the counts by outcome and reason, and the
+    ownership counts of each activation destination (what `destination_exports` records)."""
     applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp)
     if applied is None:
         raise Failure(
@@ -199,34 +221,53 @@ def build_dry_run(
         )
     identity = recorded_identity(applied, audience_settings)
     inputs = load_exclusion_inputs(warehouse, preference_partitions)
-    sources = member_sources(
-        read_members(warehouse, audience_id, stamp),
-        campaign_recipients(warehouse, profile_partitions, identity),
-    )
+    members = read_members(warehouse, audience_id, stamp)
+    recipients = campaign_recipients(warehouse, profile_partitions, identity)
+    sources = member_sources(members, recipients)
+    leavers = member_sources(members, recipients, leaving=True)
     parts = []
     excluded = campaign_exclusions(sources, inputs)
     sendable = pc.cast(sources.column("key"), pa.string()).combine_chunks()
     sendable = sendable.filter(pc.invert(pc.is_in(sendable, value_set=excluded.column("key"))))
     before = previous_members(warehouse, audience_id, stamp, CAMPAIGN_DESTINATION)
     parts.append(destination_outcomes(CAMPAIGN_DESTINATION, sources, sendable, excluded, before))
+    ownership: dict[str, dict[str, int]] = {}
     for contract in CONTRACTS:
         allowed, left_out = exclude_members(contract, sources, inputs, audience_settings)
-        result = apply_contract(contract, allowed)
+        rejects = apply_contract(contract, allowed).rejects
+        owned = destination_ownership(
+            warehouse, contract, allowed, sources, leavers, audience_id, stamp
+        )
+        ownership[contract.destination] = owned.plan.counts()
         excluded = pa.concat_tables(
-            [left_out.select(["key", "reason"]), result.rejects.select(["key", "reason"])]
+            [left_out.select(["key", "reason"]), rejects.select(["key", "reason"])]
         )
-        sendable = pc.cast(allowed.column("key"), pa.string()).combine_chunks()
-        sendable = sendable.filter(
-            pc.invert(pc.is_in(sendable, value_set=result.rejects.column("key").combine_chunks()))
-        )
-        before = previous_members(warehouse, audience_id, stamp, contract.destination)
         parts.append(
-            destination_outcomes(contract.destination, sources, sendable, excluded, before)
+            pa.concat_tables(
+                [
+                    _rows(
+                        contract.destination,
+                        excluded.column("key").combine_chunks(),
+                        "excluded",
+                        excluded.column("reason").combine_chunks(),
+                    ),
+                    pa.table(
+                        {
+                            "destination": pa.array(
+                                [contract.destination] * owned.rows.num_rows, pa.string()
+                            ),
+                            **{c: owned.rows.column(c) for c in ("key", "outcome", "reason")},
+                            "member_hash": owned.rows.column("member_hash"),
+                        },
+                        schema=DRY_RUN_SCHEMA,
+                    ),
+                ]
+            )
         )
     table = pa.concat_tables(parts).sort_by(
         [("destination", "ascending"), ("outcome", "ascending"), ("key", "ascending")]
     )
-    return table, dry_run_counts(table)
+    return table, dry_run_counts(table), ownership
 
 
 def dry_run_counts(table: pa.Table) -> dict[str, dict[str, dict[str, int]]]:
@@ -277,7 +318,7 @@ def activation_dry_run(
 ) -> MaterializeResult:
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
-    table, counts = build_dry_run(
+    table, counts, ownership = build_dry_run(
         warehouse,
         audience_settings,
         context.instance.get_materialized_partitions(AssetKey("profiles")),
@@ -291,6 +332,7 @@ def activation_dry_run(
         "audience_id": audience_id,
         "export_stamp": stamp,
         "counts": counts,
+        "ownership": ownership,
         "review_first": review,
     }
     write_dry_run(warehouse, audience_id, stamp, table, summary)
@@ -301,6 +343,8 @@ def activation_dry_run(
             "export_stamp": stamp,
             # Counts only: the members are in the warehouse table.
             "counts": MetadataValue.json(counts),
+            # What the destination export will record as its ownership (counts of hashes).
+            "ownership": MetadataValue.json(ownership),
             "review_first": MetadataValue.json(review),
             "approval_file": warehouse.path(
                 ACTIVATION_DRY_RUN, f"{audience_id}/{stamp}", APPROVAL_FILE
