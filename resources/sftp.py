@@ -268,18 +268,24 @@ class SftpDropZone(DropZone):
 
     @staticmethod
     def _makedirs(sftp: paramiko.SFTPClient, remote_dir: str) -> None:
-        path = PurePosixPath(remote_dir)
-        missing: list[PurePosixPath] = []
-        for candidate in (path, *path.parents):
-            if str(candidate) in ("", ".", "/"):
-                break
-            try:
-                sftp.stat(str(candidate))
-                break
-            except FileNotFoundError:
-                missing.append(candidate)
-        for folder in reversed(missing):
-            sftp.mkdir(str(folder))
+        make_remote_dirs(sftp, remote_dir)
 
     def describe(self) -> str:
         return f"sftp://{self.username}@{self.host}:{self.port}/{self.base_path}"
+
+
+def make_remote_dirs(sftp: paramiko.SFTPClient, remote_dir: str) -> bool:
+    """Create `remote_dir` and its missing parents; True if any was missing."""
+    path = PurePosixPath(remote_dir)
+    missing: list[PurePosixPath] = []
+    for candidate in (path, *path.parents):
+        if str(candidate) in ("", ".", "/"):
+            break
+        try:
+            sftp.stat(str(candidate))
+            break
+        except FileNotFoundError:
+            missing.append(candidate)
+    for folder in reversed(missing):
+        sftp.mkdir(str(folder))
+    return bool(missing)

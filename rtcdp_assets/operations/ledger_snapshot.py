@@ -137,19 +137,34 @@ def file_ledger_asset(
     )
 
 
-def build_file_ledger_schedule(checks: Any) -> tuple[Any, ScheduleDefinition]:
+def hourly_asset_schedule(
+    name: str, asset_def: Any, checks: Any, minute: int, does: str, description: str
+) -> tuple[Any, ScheduleDefinition]:
+    """`<name>_job` (one unpartitioned asset and its checks, in one process) and
+    `<name>_schedule`, on by default, every hour at `minute`."""
     job = define_asset_job(
-        "file_ledger_job",
-        selection=AssetSelection.assets(file_ledger_asset) | AssetSelection.checks(checks),
+        f"{name}_job",
+        selection=AssetSelection.assets(asset_def) | AssetSelection.checks(checks),
         executor_def=in_process_executor,
-        description="Snapshot the file ledger and check that nothing is stuck or lost.",
+        description=does,
         hooks={tag_failed_checks},
     )
     schedule = ScheduleDefinition(
-        name="file_ledger_schedule",
+        name=f"{name}_schedule",
         job=job,
-        cron_schedule="15 * * * *",
+        cron_schedule=f"{minute} * * * *",
         default_status=DefaultScheduleStatus.RUNNING,
-        description="Hourly: the ledger snapshot and its checks.",
+        description=description,
     )
     return job, schedule
+
+
+def build_file_ledger_schedule(checks: Any) -> tuple[Any, ScheduleDefinition]:
+    return hourly_asset_schedule(
+        "file_ledger",
+        file_ledger_asset,
+        checks,
+        15,
+        "Snapshot the file ledger and check that nothing is stuck or lost.",
+        "Hourly: the ledger snapshot and its checks.",
+    )

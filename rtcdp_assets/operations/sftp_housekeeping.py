@@ -22,20 +22,17 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetSelection,
-    DefaultScheduleStatus,
     MaterializeResult,
     MetadataValue,
     ScheduleDefinition,
     asset,
-    define_asset_job,
-    in_process_executor,
 )
 
 from resources.drop_zones import DropZone
 from resources.file_ledger import FileLedger
 from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
+from rtcdp_assets.operations.ledger_snapshot import hourly_asset_schedule
 from rtcdp_assets.operations.sftp_retention import (
     RetentionPlan,
     apply_plan,
@@ -43,7 +40,6 @@ from rtcdp_assets.operations.sftp_retention import (
     plan_import_cleanup,
 )
 from rtcdp_assets.shared.campaign_sftp_storage import measure_footprint
-from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 
 HOUSEKEEPING = "campaign_sftp_housekeeping"
 
@@ -107,18 +103,11 @@ def campaign_sftp_housekeeping(
 
 
 def build_housekeeping_schedule(checks: Any) -> tuple[Any, ScheduleDefinition]:
-    job = define_asset_job(
-        "campaign_sftp_housekeeping_job",
-        selection=AssetSelection.assets(campaign_sftp_housekeeping) | AssetSelection.checks(checks),
-        executor_def=in_process_executor,
-        description="Apply the Campaign SFTP retention and check the storage quota.",
-        hooks={tag_failed_checks},
+    return hourly_asset_schedule(
+        "campaign_sftp_housekeeping",
+        campaign_sftp_housekeeping,
+        checks,
+        5,
+        "Apply the Campaign SFTP retention and check the storage quota.",
+        "Hourly: Campaign SFTP retention, then the storage quota checks.",
     )
-    schedule = ScheduleDefinition(
-        name="campaign_sftp_housekeeping_schedule",
-        job=job,
-        cron_schedule="5 * * * *",
-        default_status=DefaultScheduleStatus.RUNNING,
-        description="Hourly: Campaign SFTP retention, then the storage quota checks.",
-    )
-    return job, schedule

@@ -49,7 +49,6 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
-    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
@@ -66,7 +65,6 @@ from rtcdp_assets.aep_to_campaign.audience_exports.export_records import (
     export_stamp_for_run,
     read_index,
 )
-from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import recorded_identity
 from rtcdp_assets.aep_to_campaign.audience_exports.membership import (
     audience_membership,
     read_members,
@@ -80,12 +78,8 @@ from rtcdp_assets.aep_to_campaign.destinations.dry_run_ownership import destinat
 from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
     ExclusionInputs,
     exclude_members,
-    load_exclusion_inputs,
 )
-from rtcdp_assets.aep_to_campaign.destinations.member_sources import (
-    campaign_recipients,
-    member_sources,
-)
+from rtcdp_assets.aep_to_campaign.destinations.staged_files import export_members
 from rtcdp_assets.aep_to_campaign.dry_run_approval import (
     ACTIVATION_DRY_RUN,
     APPROVAL_FILE,
@@ -213,18 +207,9 @@ def build_dry_run(
 ) -> tuple[pa.Table, dict[str, Any], dict[str, dict[str, int]]]:
     """Every destination's rows (DRY_RUN_SCHEMA), the counts by outcome and reason, and the
     ownership counts of each activation destination (what `destination_exports` records)."""
-    applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp)
-    if applied is None:
-        raise Failure(
-            description=f"Export {stamp} of audience {audience_id} is not applied to the "
-            "membership yet; materialize audience_membership for it first."
-        )
-    identity = recorded_identity(applied, audience_settings)
-    inputs = load_exclusion_inputs(warehouse, preference_partitions)
-    members = read_members(warehouse, audience_id, stamp)
-    recipients = campaign_recipients(warehouse, profile_partitions, identity)
-    sources = member_sources(members, recipients)
-    leavers = member_sources(members, recipients, leaving=True)
+    inputs, sources, leavers = export_members(
+        warehouse, audience_settings, profile_partitions, preference_partitions, audience_id, stamp
+    )
     parts = []
     excluded = campaign_exclusions(sources, inputs)
     sendable = pc.cast(sources.column("key"), pa.string()).combine_chunks()

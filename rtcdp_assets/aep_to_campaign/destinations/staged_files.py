@@ -50,16 +50,16 @@ def file_name(destination: str, audience_id: str, stamp: str) -> str:
     return f"{destination}_{audience_id}_{stamp}.csv"
 
 
-def build_destination_exports(
+def export_members(
     warehouse: Warehouse,
     audience_settings: AudienceSettings,
     profile_partitions: set[str],
     preference_partitions: set[str],
     audience_id: str,
     stamp: str,
-) -> dict[str, Any]:
-    """The staged files of one export: members filtered by `exclude_members` (suppression and
-    consent), then split by each destination's contract."""
+) -> tuple[Any, pa.Table, pa.Table]:
+    """What both the dry run and the real export start from: the suppression and consent inputs,
+    the export's current members and its leavers, each joined to their Campaign recipient."""
     applied = read_index(warehouse, AUDIENCE_MEMBERSHIP, audience_id)["exports"].get(stamp)
     if applied is None:
         raise Failure(
@@ -72,6 +72,22 @@ def build_destination_exports(
     recipients = campaign_recipients(warehouse, profile_partitions, identity)
     sources = member_sources(members, recipients)
     leavers = member_sources(members, recipients, leaving=True)
+    return exclusion_inputs, sources, leavers
+
+
+def build_destination_exports(
+    warehouse: Warehouse,
+    audience_settings: AudienceSettings,
+    profile_partitions: set[str],
+    preference_partitions: set[str],
+    audience_id: str,
+    stamp: str,
+) -> dict[str, Any]:
+    """The staged files of one export: members filtered by `exclude_members` (suppression and
+    consent), then split by each destination's contract."""
+    exclusion_inputs, sources, leavers = export_members(
+        warehouse, audience_settings, profile_partitions, preference_partitions, audience_id, stamp
+    )
     folder = f"{audience_id}/{stamp}"
     files, counts, rejects, excluded = [], {}, [], []
     plans: dict[str, OwnershipPlan] = {}

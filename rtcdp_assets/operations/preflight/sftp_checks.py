@@ -22,7 +22,7 @@ import paramiko
 
 from resources.errors import DropZoneAccessDenied, DropZoneUnavailable
 from resources.settings import PipelineSettings
-from resources.sftp import SftpDropZone
+from resources.sftp import SftpDropZone, make_remote_dirs
 from resources.sftp_transfer import SftpSettings, connect
 from rtcdp_assets.operations.preflight.report import CheckResult, fail, ok, one_line, skip, warn
 from rtcdp_assets.shared.campaign_sftp_storage import area_folders
@@ -178,22 +178,6 @@ def _auth_failure(zone: SftpDropZone, exc: Exception) -> CheckResult:
     return fail("sftp.login", f"{zone.username}@{zone.host}: {one_line(exc)}", fix)
 
 
-def _makedirs(sftp: paramiko.SFTPClient, remote: str) -> bool:
-    """Create `remote` and missing parents, as the platform does on first use; True if any."""
-    missing = []
-    for candidate in (PurePosixPath(remote), *PurePosixPath(remote).parents):
-        if str(candidate) in ("", ".", "/"):
-            break
-        try:
-            sftp.stat(str(candidate))
-            break
-        except FileNotFoundError:
-            missing.append(candidate)
-    for folder in reversed(missing):
-        sftp.mkdir(str(folder))
-    return bool(missing)
-
-
 def read_check(sftp: paramiko.SFTPClient, zone: SftpDropZone, folder: str) -> CheckResult:
     """List the export folder and read the first bytes of one file in it."""
     remote = _remote(zone, folder)
@@ -234,7 +218,7 @@ def write_check(sftp: paramiko.SFTPClient, zone: SftpDropZone, folder: str) -> C
     part, final = f"{remote}/{probe}.part", f"{remote}/{probe}.probe"
     step = "create the folder"
     try:
-        created = _makedirs(sftp, remote)
+        created = make_remote_dirs(sftp, remote)
         step = "write a file"
         with sftp.open(part, "wb") as fh:
             fh.write(b"rtcdp preflight probe\n")
