@@ -160,7 +160,9 @@ def build_destination_export_sensor(
     @sensor(
         name="destination_export_sensor",
         jobs=jobs,
-        minimum_interval_seconds=60,
+        # Dagster's default interval: a tick is one indexed event-log query, and the files
+        # should follow their import promptly.
+        minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
         description=(
             "After each audience import (its activation_dry_run), builds, checks and publishes "

@@ -8,7 +8,8 @@ Campaign's exports (broadLog, and profiles, non-deliverables and preferences, wh
 audience import needs) are uploaded with OpenSSH's `sftp` client in batch mode, each followed by
 its `.done` marker; `put -p` keeps the times of files written ten minutes earlier, so the
 sensors' 30-second settle window does not add a tick. Once `suppression_list` is built, AEP's
-audience export is written into the destination container. Nothing is run by the test: the
+audience export is written into the destination container; its import is followed by the
+destination files (`destination_export_sensor`). Nothing is run by the test: the
 daemon's sensors request the runs, its run queue launches them (the default run launcher:
 processes on this host), and its automation sensor builds `suppression_list`. The sensors keep
 their production intervals. The test only waits (a generous deadline, never an assertion on
@@ -278,7 +279,27 @@ def test_one_host_daemon_carries_broadlog_to_aep_and_an_audience_to_campaign(
                 for m in members
                 if m.in_campaign and m.external_id not in suppressed
             )
-            # The import's run ends after its upload: let every run finish before stopping.
+
+            # -- Activation: the destination files follow the import, by their sensor --------
+            def destination_files() -> list[str]:
+                published = latest_materialization(instance, "destination_exports_published")
+                if published is None or published.partition_key != AUDIENCE:
+                    return []
+                return sorted(
+                    e.path
+                    for e in landing.walk(f"destinations/email/{AUDIENCE}")
+                    if e.path.endswith(".csv")
+                )
+
+            (email_file,) = wait_for(
+                "the email destination file", destination_files, daemon, deadline
+            )
+            email_rows = pd.read_csv(
+                io.BytesIO(landing.read_bytes(email_file)), dtype=str, keep_default_na=False
+            )
+            assert landing.stat(f"{email_file}.done") is not None
+            assert 0 < len(email_rows) <= len(members)
+            # Let every run finish before stopping.
             wait_for(
                 "every run to end",
                 lambda: all(r.is_finished for r in instance.get_runs()),
@@ -295,7 +316,11 @@ def test_one_host_daemon_carries_broadlog_to_aep_and_an_audience_to_campaign(
         assert {r.tags[SENSOR_NAME_TAG] for r in by_sensor} == {
             f"{prefix}_export_sensor"
             for prefix in ("broadlog", "profiles", "non_deliverables", "preferences")
-        } | {"suppression_list_automation", "aep_audience_export_sensor"}
+        } | {
+            "suppression_list_automation",
+            "aep_audience_export_sensor",
+            "destination_export_sensor",
+        }
         assert {r.status for r in by_sensor} == {DagsterRunStatus.SUCCESS}
         assert all(SENSOR_NAME_TAG in r.tags or SCHEDULE_NAME_TAG in r.tags for r in runs)
         failed = [r.job_name for r in runs if r.status == DagsterRunStatus.FAILURE]
