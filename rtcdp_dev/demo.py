@@ -1,7 +1,8 @@
 """The newcomer's demo on the embedded default (`scripts/demo.sh`).
 
 Writes sample Campaign exports into the local stand-in for the Campaign SFTP server (and a web
-shop's order export into the customer_source zone, for the offline data flow to AEP), then either
+shop's order export and a loyalty programme's member export into the customer_source zone, for
+the offline data flow to AEP), then either
 
 - starts the Dagster UI (`dagster dev`) on 127.0.0.1:3000 with the sensors on, so files become
   partitions, check results and published files while you watch; once the sensors have loaded
@@ -61,6 +62,7 @@ from resources.settings import PARTITIONS_START_VARIABLE
 from rtcdp_dev import demo_audience
 from rtcdp_dev.demo_audience import write_sample_audience_export
 from rtcdp_dev.sample_data import DATASETS, write_dataset_files
+from rtcdp_dev.sample_data.loyalty_members import write_sample_members
 from rtcdp_dev.sample_data.offline_orders import write_sample_orders
 from rtcdp_dev.services import MotoS3Server
 
@@ -226,12 +228,15 @@ def write_sample_data(data_dir: Path, windows: int, rows_per_file: int, seed: in
             now=now,
         )
         written += [f.name for f in files]
-    # The web shop's orders of the last sample day, for the offline data flow to AEP
-    # (rtcdp_assets/customer_to_aep, mapping mappings/offline_orders.yaml).
-    orders = write_sample_orders(data_dir / "customer_source", (end - timedelta(seconds=1)).date())
+    # The web shop's orders and the loyalty programme's members of the last sample day, for the
+    # offline data flow to AEP (rtcdp_assets/customer_to_aep, mappings/offline_orders.yaml and
+    # mappings/loyalty_members.yaml).
+    last_day = (end - timedelta(seconds=1)).date()
+    orders = write_sample_orders(data_dir / "customer_source", last_day)
+    members = write_sample_members(data_dir / "customer_source", last_day)
     # Files written a moment ago are "still being written" for the sensor's settle window.
     past = now.timestamp() - 60
-    for path in [*(data_dir / "campaign_sftp").rglob("*"), orders]:
+    for path in [*(data_dir / "campaign_sftp").rglob("*"), orders, members]:
         if path.is_file():
             os.utime(path, (past, past))
     return written

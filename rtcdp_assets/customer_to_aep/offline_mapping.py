@@ -1,8 +1,8 @@
 """Declarative mapping of a customer's offline file (orders, loyalty, CRM) to XDM records.
 
-A mapping file (YAML, e.g. ``rtcdp_dev/sample_data/offline_orders.mapping.yaml``) says, per
-source column, the XDM path it fills, the type its values must have and, for identity columns,
-the identity namespace and whether it is primary::
+A mapping file (YAML, e.g. ``mappings/offline_orders.yaml``) says, per source column, the XDM
+path it fills, the type its values must have and, for identity columns, the identity namespace
+and whether it is primary::
 
     dataset: offline_orders
     record: event                 # event -> ExperienceEvent, profile -> Profile
@@ -18,6 +18,13 @@ the identity namespace and whether it is primary::
     folder: offline/orders        # in the customer_source zone (default offline/<dataset>)
     file_prefix: orders           # orders_20261123.csv (default: the dataset name)
     timezone: Europe/Paris        # of times written without an offset (default UTC)
+
+Paths are dotted XDM paths (``commerce.order.priceTotal``). ``[]`` marks an array, two ways:
+
+* ``productListItems[].SKU``: a field of the items of an array of objects, filled once per
+  source row, the rows of a ``group_by`` key making the record's items (one array per mapping);
+* ``loyalty.loyaltyID[]`` (``[]`` at the end, an array of strings, numbers, ...): the record's
+  list holding the column's value, ``["L-0001"]``; the items' type is checked like any field.
 
 The mapping is checked when it is loaded, against the official schemas the records will be
 validated with (``shared/xdm_conformance``): every target path must exist in the composed
@@ -89,7 +96,19 @@ class ColumnMapping:
     @property
     def per_item(self) -> bool:
         """Filled once per source row, in the item array (``productListItems[].SKU``)."""
-        return self.path is not None and ITEMS in self.path
+        return self.path is not None and f"{ITEMS}." in self.path
+
+    @property
+    def list_leaf(self) -> bool:
+        """A list of scalars holding the value (``loyalty.loyaltyID[]`` -> ``["L-1"]``)."""
+        return self.path is not None and self.path.endswith(ITEMS)
+
+    @property
+    def target(self) -> str | None:
+        """The path the value is written at: a list leaf without its ``[]``."""
+        if self.path is None or not self.list_leaf:
+            return self.path
+        return self.path[: -len(ITEMS)]
 
 
 @dataclass(frozen=True)
@@ -237,7 +256,10 @@ def _check(mapping: OfflineMapping) -> None:
                 f"column {targets[column.path]!r}"
             )
         targets[column.path] = column.column
-        _check_path(schema, column.path, column.type, f"{src}: column {column.column!r}")
+        where = f"{src}: column {column.column!r}"
+        if column.list_leaf:
+            _check_list_leaf(schema, column.path, where)
+        _check_path(schema, column.path, column.type, where)
     for path, value in mapping.constants.items():
         _check_path(schema, path, _constant_type(value), f"{src}: constant {path}")
 
@@ -266,6 +288,17 @@ def leaf_schema(schema: Mapping[str, Any], path: str) -> Mapping[str, Any] | Non
             child = child["items"]
         node = child
     return node
+
+
+def _check_list_leaf(schema: Mapping[str, Any], path: str, where: str) -> None:
+    """``a.b[]`` is a list of scalars at a fixed place: not inside items, not of objects."""
+    if path.count(ITEMS) > 1:
+        raise MappingError(f"{where}: {path}: a list of values cannot sit inside array items")
+    leaf = leaf_schema(schema, path)
+    if leaf is not None and leaf.get("type") in ("object", "array"):
+        raise MappingError(
+            f"{where}: {path} holds objects: map their fields ({path}.<field>) with group_by"
+        )
 
 
 def _check_path(schema: Mapping[str, Any], path: str, kind: str, where: str) -> None:

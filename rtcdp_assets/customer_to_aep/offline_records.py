@@ -334,8 +334,8 @@ def _record(mapping: OfflineMapping, key: str, members: list[_Typed]) -> dict[st
             identity_map.setdefault(column.identity.namespace, []).append(
                 {"id": str(value), "primary": column.identity.primary}
             )
-        if column.path is not None and not column.per_item:
-            _set(record, column.path, value)
+        if column.target is not None and not column.per_item:
+            _set(record, column.target, [value] if column.list_leaf else value)
     if identity_map:
         record["identityMap"] = identity_map
     array = mapping.item_array

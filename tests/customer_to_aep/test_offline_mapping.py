@@ -21,7 +21,7 @@ def test_the_shipped_orders_mapping_loads_as_a_commerce_experience_event_dataset
     assert mapping.event_type == "commerce.purchases"
     assert mapping.item_array == "productListItems"
     assert [c.identity.namespace for c in mapping.identity_columns] == ["Email", "CRMID"]
-    assert [ds.dataset for ds in offline_datasets()] == ["offline_orders"]
+    assert [ds.dataset for ds in offline_datasets()] == ["loyalty_members", "offline_orders"]
 
 
 def test_an_unknown_xdm_path_is_refused_at_load_naming_column_and_path():
@@ -110,4 +110,42 @@ def test_a_loyalty_profile_mapping_is_checked_against_the_loyalty_field_group():
     assert mapping.record == "profile"
     document["columns"]["points"]["type"] = "date"
     with pytest.raises(MappingError, match=r"cannot fill loyalty\.points, which is number"):
+        parse_mapping(document, "loyalty.yaml")
+
+
+def test_the_shipped_loyalty_mapping_fills_the_loyalty_id_list_and_sends_no_names():
+    mapping = load_mapping(MAPPINGS_FOLDER / "loyalty_members.yaml")
+    assert (mapping.record, mapping.field_groups) == ("profile", ("loyalty",))
+    member = mapping.by_column["Member Number"]
+    assert (member.list_leaf, member.per_item, member.target) == (True, False, "loyalty.loyaltyID")
+    assert mapping.item_array is None
+    assert [(c.identity.namespace, c.identity.primary) for c in mapping.identity_columns] == [
+        ("CRMID", True),
+        ("Email", False),
+    ]
+    assert {"First Name", "Last Name", "Mobile Phone", "Postal Code"} <= mapping.ignore
+
+
+@pytest.mark.parametrize(
+    ("path", "kind", "message"),
+    [
+        # [] at the end is a list of scalars: the items' type is checked like any field
+        ("loyalty.loyaltyID[]", "number", r"cannot fill loyalty\.loyaltyID\[\], which is string"),
+        ("loyalty.program[]", "string", r"loyalty\.program\[\] is not a field"),
+        ("loyalty.pointsExpiration[]", "number", r"holds objects: map their fields"),
+        ("loyalty.cardsDetails[].tags[]", "string", "cannot sit inside array items"),
+    ],
+)
+def test_a_list_of_values_must_be_a_list_of_scalars_of_the_column_type(path, kind, message):
+    document = {
+        "dataset": "loyalty_members",
+        "record": "profile",
+        "field_groups": ["loyalty"],
+        "group_by": "crm_id",
+        "columns": {
+            "crm_id": {"identity": {"namespace": "CRMID", "primary": True}},
+            "value": {"path": path, "type": kind},
+        },
+    }
+    with pytest.raises(MappingError, match=message):
         parse_mapping(document, "loyalty.yaml")

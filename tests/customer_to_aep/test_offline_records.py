@@ -8,6 +8,7 @@ from rtcdp_assets.customer_to_aep.offline_assets import MAPPINGS_FOLDER
 from rtcdp_assets.customer_to_aep.offline_files import read_rows
 from rtcdp_assets.customer_to_aep.offline_mapping import MappingError, load_mapping, parse_mapping
 from rtcdp_assets.customer_to_aep.offline_records import SourceRow, map_rows
+from rtcdp_dev.sample_data.loyalty_members import members_csv
 from rtcdp_dev.sample_data.offline_orders import orders_csv
 
 MAPPING = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
@@ -77,6 +78,19 @@ def test_the_demo_orders_file_maps_with_only_its_deliberate_faults(day):
     assert result.reasons["missing_identity"] >= 1
     assert set(result.reasons) <= {"bad_number:Total", "missing_identity", "group_has_rejected_row"}
     assert len(result.records) == 22  # 24 orders, the two faulty ones quarantined
+
+
+def test_the_demo_members_file_maps_with_only_its_deliberate_faults():
+    day = date(2026, 11, 23)
+    data = members_csv(day)
+    assert members_csv(day) == data
+    mapping = load_mapping(MAPPINGS_FOLDER / "loyalty_members.yaml")
+    result = map_rows(mapping, read_rows("members_20261123.csv", data), mapping.timezone)
+    assert result.reconciles
+    assert result.reasons == {"bad_number:Points Balance": 1, "missing_value:CRM Customer ID": 1}
+    assert len(result.records) == 14  # 16 members, the two faulty ones quarantined
+    assert all(len(r["loyalty"]["loyaltyID"]) == 1 for r in result.records)
+    assert mapping.xdm_schema().validate_many(result.records).invalid == 0
 
 
 LOYALTY = {

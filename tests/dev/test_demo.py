@@ -78,6 +78,7 @@ def test_headless_demo_processes_the_sample_partitions(tmp_path):
         "campaign_audience_import",
         "campaign_audience_import_published",
         "file_ledger",  # every file version of the run and its fate, checked
+        "loyalty_members_published",  # the sample loyalty export, offline data to AEP
     ):
         assert asset in lines, out
     (import_file,) = (tmp_path / "campaign_sftp" / "import").glob("aep_audience_*.csv")
