@@ -2,9 +2,9 @@
 
 Modules: `contracts` (the identity contracts, normalisation, hashing, rejects),
 `duplicates` (one member per identity value), `member_sources` (members with their Campaign
-mobile phone), `staged_files` (building and reading the staged files), `membership_ledger` (ownership: the members the platform added per
-destination, the only ones it may remove; foreign members kept), `assets` (the two assets and
-the job built around the checks).
+mobile phone), `staged_files` (building and reading the staged files), `membership_ledger`
+(ownership: the members the platform added per destination, the only ones it may remove;
+foreign members kept), `assets` (the two assets and the job built around the checks).
 The checks are in asset_checks/aep_to_campaign/destination_checks.py.
 
     audience_membership ──▶ destination_exports ──(blocking checks)──▶ destination_exports_published
