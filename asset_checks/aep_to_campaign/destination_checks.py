@@ -18,6 +18,7 @@ from dagster import (
 
 from asset_checks.check_descriptions import count, of, plural
 from asset_checks.governance_checks import usage_policy_result
+from asset_checks.partition_reconciliation import partition_check_spec
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
@@ -31,6 +32,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     normalise_email,
     normalise_phone,
 )
+from rtcdp_assets.aep_to_campaign.destinations.duplicates import DUPLICATE_IDENTITY
 from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     DESTINATION_EXPORTS,
     read_destination_manifest,
@@ -154,6 +156,51 @@ def _contract_description(by_destination: dict[str, Any]) -> str:
     )
 
 
+def duplicate_identity_values(contract: Contract, staged: pa.Table) -> dict[str, int]:
+    """Per namespace, the rows of a written file repeating a non-empty value an earlier row
+    of the file holds (recomputed from the file; foreign rows included: the destination
+    receives them too)."""
+    duplicates = {}
+    for identity in contract.identities:
+        if identity.column not in staged.column_names:
+            continue  # wrong columns: identity_contract says so
+        values = staged.column(identity.column).combine_chunks()
+        present = values.filter(pc.not_equal(values, ""))
+        n = len(present) - len(pc.unique(present))
+        if n:
+            duplicates[identity.namespace] = n
+    return duplicates
+
+
+def unique_identities_result(
+    warehouse: Warehouse, audience_id: str, stamp: str
+) -> AssetCheckResult:
+    manifest = read_destination_manifest(warehouse, audience_id, stamp)
+    by_destination = {}
+    for f in manifest["files"]:
+        staged = read_staged_file(warehouse, audience_id, stamp, f["name"])
+        by_destination[f["destination"]] = {
+            "rows": staged.num_rows,
+            "duplicates": duplicate_identity_values(CONTRACTS_BY_NAME[f["destination"]], staged),
+            "excluded_as_duplicates": manifest["excluded_by_reason"]
+            .get(f["destination"], {})
+            .get(DUPLICATE_IDENTITY, 0),
+        }
+    total = sum(sum(d["duplicates"].values()) for d in by_destination.values())
+    return AssetCheckResult(
+        asset_key=EXPORTS_KEY,
+        check_name="unique_identities",
+        passed=total == 0,
+        severity=AssetCheckSeverity.ERROR,
+        description=(
+            f"{plural(total, 'row')} of {plural(len(by_destination), 'destination file')} "
+            "repeat an identity value another row already carries"
+        ),
+        # Counts only, never a value.
+        metadata={"destinations": MetadataValue.json(by_destination), "duplicates": total},
+    )
+
+
 def data_usage_policy_result() -> AssetCheckResult:
     """One blocking result over every destination: governance evaluates the member fields each
     file carries, hashed or not (a label stays with the data through hashing)."""
@@ -199,6 +246,19 @@ CHECK_SPECS = [
             "guardrail/limit": "0 contract violations, 0 plain identities on social_ads",
         },
     ),
+    partition_check_spec(
+        "unique_identities",
+        EXPORTS_KEY,
+        "No destination file holds an identity value twice (email lower-cased, phone E.164, "
+        "the hash for hashed identities): members sharing one are sent once, the smallest "
+        "member key, the others excluded as `duplicate_identity`; recounted from the written "
+        "files. Blocks publication.",
+        blocking=True,
+        source="pattern: one row per identity in an activation file (a shared phone texted "
+        "once, an ad audience counted once)",
+        limit="0 repeated identity values per destination file",
+        partitions_def=audience_partitions,
+    ),
     AssetCheckSpec(
         name="data_usage_policy",
         asset=EXPORTS_KEY,
@@ -224,4 +284,5 @@ def destination_exports_checks(
     audience_id = context.partition_key
     stamp = export_stamp_for_run(context.run.tags, warehouse, audience_id)
     yield identity_contract_result(warehouse, audience_id, stamp)
+    yield unique_identities_result(warehouse, audience_id, stamp)
     yield data_usage_policy_result()

@@ -103,7 +103,12 @@ OTHER_CHECKS = {
         "source_of_truth",
         "suppression",
     },
-    "destination_exports": {"consent_respected", "data_usage_policy", "identity_contract"},
+    "destination_exports": {
+        "consent_respected",
+        "data_usage_policy",
+        "identity_contract",
+        "unique_identities",
+    },
     "destination_exports_published": {"suppression_list_age"},
     "audience_reach": {"reach_funnel"},
     "profile_import": {"import_reconciliation"},

@@ -1,10 +1,10 @@
 """Audience members → one file per activation destination, each under an identity contract.
 
 Modules: `contracts` (the identity contracts, normalisation, hashing, rejects),
-`member_sources` (members with their Campaign mobile phone), `staged_files` (building and
-reading the staged files), `membership_ledger` (ownership: the members the platform added per
-destination, the only ones it may remove; foreign members kept), `assets` (the two assets and
-the job built around the checks).
+`duplicates` (one member per identity value), `member_sources` (members with their Campaign
+mobile phone), `staged_files` (building and reading the staged files), `membership_ledger`
+(ownership: the members the platform added per destination, the only ones it may remove;
+foreign members kept), `assets` (the two assets and the job built around the checks).
 The checks are in asset_checks/aep_to_campaign/destination_checks.py.
 
     audience_membership ──▶ destination_exports ──(blocking checks)──▶ destination_exports_published
@@ -44,8 +44,14 @@ social_ads file never holds a plain email or phone.
 
 **Rejects.** A row failing any identity of a destination's contract is left out of that
 destination's file with the first failing reason in contract order: `missing_identity:<ns>`,
-`invalid_email`, `invalid_phone`, `wrong_hash`. Per destination, current members in (`exited`
-rows are no longer members and are not activated) = rows exported + rows rejected by reason.
+`invalid_email`, `invalid_phone`, `wrong_hash`.
+
+**One row per identity value** (`duplicates`). Members sharing an identity value as the file
+holds it (two profiles with one phone, one email in two cases) are sent once, the smallest
+member key; the others are excluded as `duplicate_identity` (a shared optional social_ads phone
+is left empty on the later rows instead). Per destination, current members in (`exited` rows
+are no longer members and are not activated) = rows exported + rejected by reason + excluded
+by reason.
 
 Warehouse: `destination_exports/<audience>/<stamp>/` holds `<destination>_<audience>_<stamp>.csv`
 per destination (CSV as in campaign_import: UTF-8, header, `\\n`, quoted only where needed, rows

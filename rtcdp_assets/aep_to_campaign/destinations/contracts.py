@@ -185,8 +185,12 @@ def count_by_reason(rejects: pa.Table) -> dict[str, int]:
     return {c["values"]: int(c["counts"]) for c in sorted(counts, key=lambda c: c["values"])}
 
 
-def apply_contract(contract: Contract, sources: pa.Table) -> ContractResult:
-    """Split the member sources (key + source columns) into the destination's rows and rejects."""
+def contract_values(
+    contract: Contract, sources: pa.Table
+) -> tuple[dict[str, pa.Array], pa.Array, pa.Array]:
+    """Per member source row: the file's value of each contract column ("" when missing), the
+    first failing reason in contract order (null: the row meets the contract) and its
+    namespace."""
     reason = pa.nulls(sources.num_rows, pa.string())
     namespace = pa.nulls(sources.num_rows, pa.string())
     columns: dict[str, pa.Array] = {}
@@ -197,6 +201,12 @@ def apply_contract(contract: Contract, sources: pa.Table) -> ContractResult:
         namespace = pc.if_else(first, pa.scalar(identity.namespace), namespace)
         reason = pc.coalesce(reason, why)
         columns[identity.column] = pc.fill_null(value, "")
+    return columns, reason, namespace
+
+
+def apply_contract(contract: Contract, sources: pa.Table) -> ContractResult:
+    """Split the member sources (key + source columns) into the destination's rows and rejects."""
+    columns, reason, namespace = contract_values(contract, sources)
     ok = pc.is_null(reason)
     exported = pa.table(columns).filter(ok)
     failed = pc.invert(ok)

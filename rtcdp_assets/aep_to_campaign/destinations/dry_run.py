@@ -12,7 +12,8 @@ reason in `summary.json` and in the metadata (never a key, address or name there
 | `removed`  | `left_audience`                          | a member before, not any more            |
 | `excluded` | suppression / consent / contract reason  | a current member the destination may not |
 |            | (`quarantine`, `opted_out`, `missing_    | receive (destinations/exclusions.py,     |
-|            | consent`, `invalid_phone`, …);           | contracts.py); for `campaign`:           |
+|            | consent`, `duplicate_identity`,          | duplicates.py, contracts.py); for        |
+|            | `invalid_phone`, …);                     | `campaign`:                              |
 |            | `not_in_campaign`                        | no Campaign recipient for the key        |
 
 The activation destinations (email, sms, social_ads) are told by their membership ledger
@@ -75,6 +76,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     normalise_email,
 )
 from rtcdp_assets.aep_to_campaign.destinations.dry_run_ownership import destination_ownership
+from rtcdp_assets.aep_to_campaign.destinations.duplicates import drop_duplicate_identities
 from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
     ExclusionInputs,
     exclude_members,
@@ -219,6 +221,9 @@ def build_dry_run(
     ownership: dict[str, dict[str, int]] = {}
     for contract in CONTRACTS:
         allowed, left_out = exclude_members(contract, sources, inputs, audience_settings)
+        # The same one-member-per-identity rule as the real export: duplicates are excluded.
+        unique = drop_duplicate_identities(contract, allowed)
+        allowed, left_out = unique.sources, pa.concat_tables([left_out, unique.excluded])
         rejects = apply_contract(contract, allowed).rejects
         owned = destination_ownership(
             warehouse, contract, allowed, sources, leavers, audience_id, stamp

@@ -23,6 +23,7 @@ from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     apply_contract,
     count_by_reason,
 )
+from rtcdp_assets.aep_to_campaign.destinations.duplicates import drop_duplicate_identities
 from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
     exclude_members,
     load_exclusion_inputs,
@@ -84,7 +85,8 @@ def build_destination_exports(
     stamp: str,
 ) -> dict[str, Any]:
     """The staged files of one export: members filtered by `exclude_members` (suppression and
-    consent), then split by each destination's contract."""
+    consent) and `drop_duplicate_identities` (one member per identity value), then split by each
+    destination's contract."""
     exclusion_inputs, sources, leavers = export_members(
         warehouse, audience_settings, profile_partitions, preference_partitions, audience_id, stamp
     )
@@ -96,6 +98,10 @@ def build_destination_exports(
             allowed, left_out = exclude_members(
                 contract, sources, exclusion_inputs, audience_settings
             )
+            # One member per identity value; the others are excluded as duplicates.
+            unique = drop_duplicate_identities(contract, allowed)
+            allowed = unique.sources
+            left_out = pa.concat_tables([left_out, unique.excluded])
             result = apply_contract(contract, allowed)
             plan = plans[contract.destination] = plan_ownership(
                 contract,
@@ -123,6 +129,7 @@ def build_destination_exports(
             )
             counts[contract.destination] = {
                 **reconcile_destination(result, sources, left_out),
+                "cleared_duplicates": unique.cleared,
                 "ownership": plan.counts(),
             }
             rejects.append(result.rejects)
