@@ -46,16 +46,21 @@ class FailedRunRetries:
         reason: str,
         at: datetime,
         limits: GuardrailLimits,
+        moved_is_retried: bool = False,
     ) -> LedgerRow | None:
         """One failed run of `version` (counted once): pending, due again after the back-off
         (doubling per attempt), or `failed` after `failed_run_max_attempts`. None: left alone
         (settled by a later run, failed already, or moved out of its folder by the failed run:
-        its rows are in). Marked processed in place by the failed run: pending again."""
+        its rows are in). Marked processed in place by the failed run: pending again.
+
+        `moved_is_retried`: the wing's next run reads a moved version from where the failed run
+        put it (the offline data wing re-reads a day's archive), so a version the failed run
+        moved, or marked processed there, is pending again too."""
         with self._retry_engine.begin() as conn:
             r = conn.execute(sa.select(file_versions).where(key_clause(version))).first()
             if r is not None and (
                 r.failed_run_id == run_id
-                or not r.in_folder
+                or (not r.in_folder and not moved_is_retried)
                 or (r.status != "pending" and not (r.status == "processed" and r.run_id == run_id))
             ):
                 return None
@@ -102,6 +107,19 @@ class FailedRunRetries:
             c.in_folder.is_(True),
             # One format (UTC, microseconds) for every stamp: text order is time order.
             c.retry_after <= now.astimezone(UTC).isoformat(timespec="microseconds"),
+        )
+        with self._retry_engine.connect() as conn:
+            return [to_row(r) for r in conn.execute(query)]
+
+    def awaiting_retry(self, zone: str, dataset: str) -> list[LedgerRow]:
+        """Pending versions with a retry due (now or later), in their folder or moved: for a
+        sensor that requests a whole day again (`due_retries` reads only those in place)."""
+        c = file_versions.c
+        query = sa.select(file_versions).where(
+            c.zone == zone,
+            c.dataset == dataset,
+            c.status == "pending",
+            c.retry_after.is_not(None),
         )
         with self._retry_engine.connect() as conn:
             return [to_row(r) for r in conn.execute(query)]
