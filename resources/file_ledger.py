@@ -24,201 +24,46 @@ transactionally: a SQLite file in the embedded setup, the deployment's Postgres 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.drop_zones import Entry
-from resources.guardrail_settings import GuardrailLimits
 
-STATUSES = ("pending", "processed", "quarantined", "duplicate", "superseded", "uploaded", "failed")
-# Reason of a pending upload the Campaign SFTP storage guard refused (a sensor resumes it).
-UPLOAD_DEFERRED = "upload_deferred"
-
-_metadata = sa.MetaData()
-file_versions = sa.Table(
-    "rtcdp_file_versions",
-    _metadata,
-    sa.Column("zone", sa.String(512), primary_key=True),
-    sa.Column("folder", sa.String(1024), primary_key=True),
-    sa.Column("name", sa.String(512), primary_key=True),
-    sa.Column("identity", sa.String(256), primary_key=True),
-    sa.Column("dataset", sa.String(128), nullable=False, index=True),
-    sa.Column("size", sa.BigInteger, nullable=False),
-    sa.Column("modified", sa.String(40), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    # Whether the version still sits in the folder it arrived in (sensors read only those).
-    sa.Column("in_folder", sa.Boolean, nullable=False, default=True),
-    sa.Column("location", sa.String(2048)),
-    sa.Column("sha256", sa.String(64), index=True),
-    sa.Column("rows", sa.BigInteger),
-    sa.Column("partition", sa.String(64)),
-    sa.Column("run_id", sa.String(64)),
-    sa.Column("reason", sa.Text),
-    sa.Column("duplicate_of", sa.Text),
-    sa.Column("first_seen", sa.String(40), nullable=False),
-    sa.Column("updated", sa.String(40), nullable=False),
-    # Added after the first deployments: created by `_add_missing_columns` on older tables.
-    sa.Column("removed_at", sa.String(40)),
-    sa.Column("removed_reason", sa.Text),
-    # Failed runs of this version, the last one, and when a sensor may request it again.
-    sa.Column("attempts", sa.Integer),
-    sa.Column("failed_run_id", sa.String(64)),
-    sa.Column("retry_after", sa.String(40)),
+# The table and row types live in file_ledger_schema, the failed-run retries in
+# file_ledger_retries; callers import them from here, as before the split.
+from resources.file_ledger_retries import FailedRunRetries
+from resources.file_ledger_schema import (
+    STATUSES,
+    UPLOAD_DEFERRED,
+    FileVersion,
+    LedgerRow,
+    Presence,
+    fetch_row,
+    file_versions,
+    insert_ignoring_known,
+    key_clause,
+    ledger_engine,
+    now_stamp,
+    to_row,
 )
-# Columns a table created by an older release may lack; each is nullable, so adding it is safe
-# on SQLite and Postgres alike while runs read and write the table.
-_ADDED_COLUMNS = ("removed_at", "removed_reason", "attempts", "failed_run_id", "retry_after")
+
+__all__ = [
+    "STATUSES",
+    "UPLOAD_DEFERRED",
+    "FileLedger",
+    "FileVersion",
+    "LedgerRow",
+    "Presence",
+    "file_versions",
+]
 
 
-def _add_missing_columns(engine: sa.Engine) -> None:
-    present = {c["name"] for c in sa.inspect(engine).get_columns(file_versions.name)}
-    with engine.begin() as conn:
-        for name in _ADDED_COLUMNS:
-            if name in present:
-                continue
-            column = file_versions.c[name]
-            kind = column.type.compile(dialect=engine.dialect)
-            ddl = f"ALTER TABLE {file_versions.name} ADD COLUMN {name} {kind}"
-            # Two processes may race here: the loser's ALTER fails, the column is there.
-            try:
-                with conn.begin_nested():
-                    conn.execute(sa.text(ddl))
-            except (sa.exc.OperationalError, sa.exc.ProgrammingError):
-                columns = sa.inspect(conn).get_columns(file_versions.name)
-                if name not in {c["name"] for c in columns}:
-                    raise
-
-
-_engines: dict[str, sa.Engine] = {}
-_engines_lock = threading.Lock()
-
-
-def _engine(url: str) -> sa.Engine:
-    """One engine (and one table creation) per URL and process."""
-    with _engines_lock:
-        engine = _engines.get(url)
-        if engine is None:
-            if url.startswith("sqlite"):
-                # The sensor daemon and run processes write concurrently: wait for the lock
-                # instead of failing, and let readers proceed during a write (WAL).
-                engine = sa.create_engine(url, connect_args={"timeout": 60})
-
-                @sa.event.listens_for(engine, "connect")
-                def _wal(dbapi_connection: Any, _record: Any) -> None:
-                    cursor = dbapi_connection.cursor()
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.close()
-
-            else:
-                engine = sa.create_engine(url, pool_pre_ping=True)
-            _metadata.create_all(engine, checkfirst=True)
-            _add_missing_columns(engine)
-            _engines[url] = engine
-        return engine
-
-
-def _insert_ignoring_known(dialect: str) -> Any:
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(file_versions).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        return sqlite_insert(file_versions).on_conflict_do_nothing()
-    raise ValueError(f"the file ledger supports SQLite and PostgreSQL, not {dialect}")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-@dataclass(frozen=True)
-class FileVersion:
-    """The key of one version: where it arrived, under which name, with which content."""
-
-    zone: str
-    folder: str
-    name: str
-    identity: str
-
-    def __str__(self) -> str:
-        return f"{self.folder}/{self.name}@{self.identity}" if self.folder else self.name
-
-
-class Presence(NamedTuple):
-    """What a sensor tick needs to know of a version still in its folder."""
-
-    status: str
-    first_seen: str  # ISO 8601, parsed only when a tick needs it
-    run_id: str | None
-    partition: str | None
-    # Why a run left a pending version in place (e.g. "incomplete: ..."), if it did.
-    reason: str | None = None
-    attempts: int | None = None  # failed runs so far
-    retry_after: str | None = None  # ISO 8601: a retry is due from then (None: none due)
-
-
-@dataclass(frozen=True)
-class LedgerRow:
-    version: FileVersion
-    dataset: str
-    status: str
-    first_seen: datetime
-    in_folder: bool
-    sha256: str | None = None
-    rows: int | None = None
-    partition: str | None = None
-    run_id: str | None = None
-    reason: str | None = None
-    duplicate_of: str | None = None
-    location: str | None = None
-    removed_at: datetime | None = None
-    removed_reason: str | None = None
-    size: int | None = None
-    attempts: int | None = None
-    failed_run_id: str | None = None
-    retry_after: datetime | None = None
-
-
-def _row(r: Any) -> LedgerRow:
-    return LedgerRow(
-        version=FileVersion(r.zone, r.folder, r.name, r.identity),
-        dataset=r.dataset,
-        status=r.status,
-        first_seen=datetime.fromisoformat(r.first_seen),
-        in_folder=bool(r.in_folder),
-        sha256=r.sha256,
-        rows=r.rows,
-        partition=r.partition,
-        run_id=r.run_id,
-        reason=r.reason,
-        duplicate_of=r.duplicate_of,
-        location=r.location,
-        removed_at=datetime.fromisoformat(r.removed_at) if r.removed_at else None,
-        removed_reason=r.removed_reason,
-        size=r.size,
-        attempts=r.attempts,
-        failed_run_id=r.failed_run_id,
-        retry_after=datetime.fromisoformat(r.retry_after) if r.retry_after else None,
-    )
-
-
-def _key_clause(v: FileVersion) -> Any:
-    c = file_versions.c
-    return sa.and_(
-        c.zone == v.zone, c.folder == v.folder, c.name == v.name, c.identity == v.identity
-    )
-
-
-class FileLedger(ConfigurableResource):
+class FileLedger(ConfigurableResource, FailedRunRetries):
     """Where every drop-zone file version stands (see the module docstring)."""
 
     url: str = Field(
@@ -230,7 +75,7 @@ class FileLedger(ConfigurableResource):
 
     @property
     def _engine(self) -> sa.Engine:
-        return _engine(self.url)
+        return ledger_engine(self.url)
 
     # -- sensors -----------------------------------------------------------------------------
     def present(self, zone: str, folder: str, dataset: str) -> dict[tuple[str, str], Presence]:
@@ -276,19 +121,17 @@ class FileLedger(ConfigurableResource):
         with self._engine.begin() as conn:
             if rows:
                 # A version another tick recorded meanwhile stays as it is.
-                conn.execute(_insert_ignoring_known(conn.dialect.name), rows)
+                conn.execute(insert_ignoring_known(conn.dialect.name), rows)
             for v in gone:
                 conn.execute(
                     sa.update(file_versions)
-                    .where(_key_clause(v))
+                    .where(key_clause(v))
                     .values(in_folder=False, updated=stamp)
                 )
 
     # -- runs ------------------------------------------------------------------------------
     def get(self, version: FileVersion) -> LedgerRow | None:
-        with self._engine.connect() as conn:
-            r = conn.execute(sa.select(file_versions).where(_key_clause(version))).first()
-        return _row(r) if r is not None else None
+        return fetch_row(self._engine, version)
 
     def canonical_for(self, sha256: str, other_than: FileVersion) -> LedgerRow | None:
         """The earliest processed version with these bytes under another name, if any."""
@@ -305,7 +148,7 @@ class FileLedger(ConfigurableResource):
         )
         with self._engine.connect() as conn:
             r = conn.execute(query).first()
-        return _row(r) if r is not None else None
+        return to_row(r) if r is not None else None
 
     def record(
         self,
@@ -322,7 +165,7 @@ class FileLedger(ConfigurableResource):
         hand-launched run)."""
         if status not in STATUSES:
             raise ValueError(f"unknown ledger status {status!r}")
-        stamp = _now()
+        stamp = now_stamp()
         values = {
             "status": status,
             "location": location,
@@ -337,7 +180,7 @@ class FileLedger(ConfigurableResource):
         }
         with self._engine.begin() as conn:
             done = conn.execute(
-                sa.update(file_versions).where(_key_clause(version)).values(**values)
+                sa.update(file_versions).where(key_clause(version)).values(**values)
             )
             if done.rowcount == 0:
                 conn.execute(
@@ -372,100 +215,6 @@ class FileLedger(ConfigurableResource):
                     )
                 )
 
-    # -- failed runs -----------------------------------------------------------------------
-    def record_failed_run(
-        self,
-        version: FileVersion,
-        entry: Entry,
-        *,
-        dataset: str,
-        run_id: str,
-        reason: str,
-        at: datetime,
-        limits: GuardrailLimits,
-    ) -> LedgerRow | None:
-        """One failed run of `version` (counted once): pending, due again after the back-off
-        (doubling per attempt), or `failed` after `failed_run_max_attempts`. None: left alone
-        (settled by a later run, failed already, or moved out of its folder by the failed run:
-        its rows are in). Marked processed in place by the failed run: pending again."""
-        with self._engine.begin() as conn:
-            r = conn.execute(sa.select(file_versions).where(_key_clause(version))).first()
-            if r is not None and (
-                r.failed_run_id == run_id
-                or not r.in_folder
-                or (r.status != "pending" and not (r.status == "processed" and r.run_id == run_id))
-            ):
-                return None
-            attempts = (r.attempts or 0) + 1 if r is not None else 1
-            stamp = at.isoformat(timespec="microseconds")
-            max_attempts = limits.failed_run_max_attempts
-            if attempts >= max_attempts:
-                status, retry_after = "failed", None
-                why = f"run_failed: {attempts} of {max_attempts} attempts failed, last: {reason}"
-            else:
-                step = timedelta(seconds=limits.failed_run_retry_backoff_seconds)
-                due = (at + step * 2 ** (attempts - 1)).isoformat(timespec="microseconds")
-                status, retry_after = "pending", due
-                why = f"run_failed: attempt {attempts} of {max_attempts} failed: {reason}"
-            values = {
-                "status": status,
-                "attempts": attempts,
-                "failed_run_id": run_id,
-                "run_id": run_id,
-                "retry_after": retry_after,
-                "reason": why,
-                "updated": stamp,
-            }
-            if r is None:
-                key = {"zone": version.zone, "folder": version.folder, "name": version.name}
-                first = {"size": entry.size, "modified": entry.modified.isoformat()}
-                conn.execute(
-                    sa.insert(file_versions).values(
-                        **key, identity=version.identity, dataset=dataset, **first,
-                        in_folder=True, location=entry.path, first_seen=stamp, **values,
-                    )
-                )  # fmt: skip
-            else:
-                conn.execute(sa.update(file_versions).where(_key_clause(version)).values(**values))
-        return self.get(version)
-
-    def due_retries(self, zone: str, dataset: str, now: datetime) -> list[LedgerRow]:
-        """Pending versions still in their folder whose retry is due at `now`."""
-        c = file_versions.c
-        query = sa.select(file_versions).where(
-            c.zone == zone,
-            c.dataset == dataset,
-            c.status == "pending",
-            c.in_folder.is_(True),
-            # One format (UTC, microseconds) for every stamp: text order is time order.
-            c.retry_after <= now.astimezone(UTC).isoformat(timespec="microseconds"),
-        )
-        with self._engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
-
-    def retry_requested(self, versions: Iterable[FileVersion]) -> None:
-        """A sensor requested these again: no retry due until a run fails again."""
-        with self._engine.begin() as conn:
-            for v in versions:
-                conn.execute(
-                    sa.update(file_versions)
-                    .where(_key_clause(v), file_versions.c.status == "pending")
-                    .values(retry_after=None, updated=_now())
-                )
-
-    def request_retry(self, version: FileVersion, at: datetime) -> bool:
-        """An operator's retry of a pending or failed version: attempts reset, due at `at`."""
-        stamp = at.isoformat(timespec="microseconds")
-        why = "retry requested by an operator"
-        retry = {"attempts": 0, "retry_after": stamp, "reason": why, "updated": stamp}
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                sa.update(file_versions)
-                .where(_key_clause(version), file_versions.c.status.in_(("pending", "failed")))
-                .values(status="pending", **retry)
-            )
-        return done.rowcount > 0
-
     # -- people and checks -----------------------------------------------------------------
     def rows(self, dataset: str | None = None) -> list[LedgerRow]:
         c = file_versions.c
@@ -473,7 +222,7 @@ class FileLedger(ConfigurableResource):
         if dataset is not None:
             query = query.where(c.dataset == dataset)
         with self._engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return [to_row(r) for r in conn.execute(query)]
 
     # -- Campaign SFTP housekeeping and uploads -------------------------------------------
     def record_removal(self, version: FileVersion, at: datetime, reason: str) -> None:
@@ -482,7 +231,7 @@ class FileLedger(ConfigurableResource):
         with self._engine.begin() as conn:
             conn.execute(
                 sa.update(file_versions)
-                .where(_key_clause(version))
+                .where(key_clause(version))
                 .values(removed_at=stamp, removed_reason=reason, in_folder=False, updated=stamp)
             )
 
@@ -495,4 +244,4 @@ class FileLedger(ConfigurableResource):
             .order_by(c.folder, c.name, c.first_seen)
         )
         with self._engine.connect() as conn:
-            return [_row(r) for r in conn.execute(query)]
+            return [to_row(r) for r in conn.execute(query)]

@@ -82,8 +82,9 @@ def unaccounted_files(
 
 
 def failed_versions_result(rows: Sequence[LedgerRow], settings: PipelineSettings) -> Any:
-    """`no_failed_versions`: each failed version with its reason (masked when recorded; Campaign
-    export and AEP file names hold no personal data)."""
+    """`no_failed_versions`: each failed version of every zone and wing (Campaign exports,
+    AEP exports, customer imports, offline data files) with its reason (masked when recorded;
+    those file names hold no personal data)."""
     failed = [r for r in rows if r.status == "failed"]
     retrying = [r for r in rows if r.status == "pending" and (r.attempts or 0) > 0]
     return AssetCheckResult(

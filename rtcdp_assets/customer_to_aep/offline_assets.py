@@ -1,9 +1,12 @@
 """Offline data to AEP: every mapping file of ``mappings/`` made a dataset, like the Campaign
 → AEP datasets (campaign_to_aep/export_flow), on daily partitions::
 
-    <dataset>_sensor ──▶ <dataset> + <dataset>_xdm ──▶ <dataset>_published
-    (customer_source    accepted rows + rejects,      XDM Parquet (or JSON Lines) and
-     <folder>/)         XDM records (one op)          a manifest in the aep_landing zone
+    offline_data_sensor ──▶ <dataset> + <dataset>_xdm ──▶ <dataset>_published
+    (customer_source        accepted rows + rejects,      XDM Parquet (or JSON Lines) and
+     <folder>/, ledger)     XDM records (one op)          a manifest in the aep_landing zone
+
+The sensor and the file ledger (offline_sensor.py): each complete file version is a ledger row;
+a failed run's day comes back after the back-off under a new run key.
 
 Daily, not 4-hour, partitions: a customer's order, loyalty or CRM extract is an end-of-day
 batch named by its day (``orders_20261123.csv``); 4-hour windows would add five empty
@@ -20,7 +23,6 @@ import hashlib
 import json
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,26 +35,22 @@ from dagster import (
     AssetSelection,
     AssetSpec,
     DailyPartitionsDefinition,
-    DefaultSensorStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
     asset,
     define_asset_job,
     in_process_executor,
     multi_asset,
-    sensor,
 )
 
-from resources.drop_zones import DropZone, DropZoneUnavailable
+from resources.drop_zones import DropZone
+from resources.file_ledger import FileLedger
 from resources.settings import PipelineSettings, partitions_start
 from resources.warehouse import Warehouse
 from rtcdp_assets.customer_to_aep.offline_ingest import OfflineDataset, ingest_offline_partition
 from rtcdp_assets.customer_to_aep.offline_mapping import CLASSES, FIELD_GROUPS, load_mapping
+from rtcdp_assets.customer_to_aep.offline_sensor import build_offline_sensor, tagged_versions
 from rtcdp_assets.shared.check_outcome_tags import tag_failed_checks
 from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.xdm_json import json_lines
@@ -61,7 +59,6 @@ from rtcdp_assets.shared.xdm_parquet import aep_parquet_batch, parquet_type_prob
 GROUP = "customer_to_aep"
 MAPPINGS_FOLDER = Path(__file__).resolve().parent / "mappings"
 EXTENSIONS = {"parquet": ".parquet", "json-lines": ".json"}
-OFFLINE_FILE_TAG = "rtcdp/offline_file"
 
 # The first day is the day of the first 4-hour window (RTCDP_PARTITIONS_START).
 daily_partitions = DailyPartitionsDefinition(
@@ -110,10 +107,18 @@ def build_ingest_asset(ds: OfflineDataset) -> AssetsDefinition:
         customer_source: DropZone,
         warehouse: Warehouse,
         settings: PipelineSettings,
+        file_ledger: FileLedger,
     ) -> Any:
         pk = context.partition_key
         manifest = ingest_offline_partition(
-            ds, customer_source, warehouse, CompletionRule.customer_source(settings), pk
+            ds,
+            customer_source,
+            warehouse,
+            CompletionRule.customer_source(settings),
+            pk,
+            ledger=file_ledger,
+            run_id=context.run.run_id,
+            requested=tagged_versions(context.run.tags),
         )
         for note in manifest["notes"]:
             context.log.info(note)
@@ -235,46 +240,6 @@ def _already_published(zone: DropZone, manifest_path: str, data_path: str, diges
     return manifest.get("sha256") == digest and manifest.get("data_identity") == data.identity
 
 
-def plan_offline_tick(
-    datasets: list[OfflineDataset], zone: DropZone, rule: CompletionRule, now: datetime
-) -> tuple[list[RunRequest], list[str]]:
-    """One run per dataset and day whose complete files changed (the run key names them)."""
-    requests, notes = [], []
-    for ds in datasets:
-        listing = zone.list(ds.folder)
-        by_path = {e.path: e for e in listing}
-        days: dict[str, list[str]] = {}
-        for entry in listing:
-            if rule.is_temporary(entry.name):
-                notes.append(f"{entry.name}: temporary name, still being uploaded")
-                continue
-            if rule.is_marker(entry.name):
-                continue
-            pk = ds.partition_of(entry.name)
-            if pk is None:
-                notes.append(
-                    f"{ds.folder}/{entry.name}: not <{ds.mapping.file_prefix}>_"
-                    "<YYYYMMDD>[...].csv|.parquet, left in place"
-                )
-                continue
-            waiting = rule.wait_reason(entry, by_path, entry.modified, now)
-            if waiting:
-                notes.append(f"{entry.name}: {waiting}")
-                continue
-            days.setdefault(pk, []).append(f"{entry.name}@{entry.identity}")
-        for pk, versions in sorted(days.items()):
-            digest = hashlib.sha256("\n".join(sorted(versions)).encode()).hexdigest()[:16]
-            requests.append(
-                RunRequest(
-                    run_key=f"{ds.dataset}:{pk}:{digest}",
-                    partition_key=pk,
-                    job_name=f"{ds.dataset}_job",
-                    tags={OFFLINE_FILE_TAG: ",".join(sorted(v.split("@")[0] for v in versions))},
-                )
-            )
-    return requests, notes
-
-
 @dataclass
 class OfflineDefinitions:
     datasets: list[OfflineDataset]
@@ -299,34 +264,8 @@ def build_offline_defs(datasets: list[OfflineDataset]) -> OfflineDefinitions:
             )
         )
 
-    @sensor(
-        name="offline_data_sensor",
-        jobs=jobs,
-        minimum_interval_seconds=120,
-        default_status=DefaultSensorStatus.RUNNING,
-        description="Watches the offline data folders of the customer_source zone (one per "
-        "mapping file) and requests a run of a dataset's day whenever its complete files "
-        "change; run keys make each set of file versions run once.",
-    )
-    def offline_data_sensor(
-        context: SensorEvaluationContext, customer_source: DropZone, settings: PipelineSettings
-    ) -> SensorResult | SkipReason:
-        try:
-            requests, notes = plan_offline_tick(
-                datasets,
-                customer_source,
-                CompletionRule.customer_source(settings),
-                datetime.now(UTC),
-            )
-        except DropZoneUnavailable as exc:
-            return SkipReason(f"customer source unavailable, will retry: {exc}")
-        for note in notes:
-            context.log.info(note)
-        if not requests:
-            return SkipReason("; ".join(notes[:20]) or "no offline files")
-        return SensorResult(run_requests=requests)
-
-    return OfflineDefinitions(datasets, assets, jobs, [offline_data_sensor] if jobs else [])
+    sensors = [build_offline_sensor(datasets, jobs)] if jobs else []
+    return OfflineDefinitions(datasets, assets, jobs, sensors)
 
 
 # Built when the code location loads: a mapping that does not fit XDM stops the load.

@@ -14,13 +14,18 @@ The same storage as the Campaign → AEP datasets, so the same checks read it:
 Files move ``<folder>/`` → ``<folder>/archive/<day>/`` after the partition is stored (a re-run
 reads them there, so it gives the same records), a file that cannot be read at all →
 ``<folder>/quarantine/<name>@<identity>`` with a ``.reason.json``; nothing is deleted.
+
+Each move is recorded in the file ledger (zone ``customer_source``, dataset ``<dataset>``):
+``processed`` in the day's archive, or ``quarantined`` with the reason. A version the run was
+requested for that an earlier, failed attempt had already archived is settled here too: the
+day is re-read from the archive, so its rows are in this partition.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from resources.drop_zones import DropZone, Entry, join
+from resources.file_ledger import FileLedger, FileVersion
 from resources.warehouse import Warehouse
 from rtcdp_assets.customer_to_aep.offline_files import SUFFIXES, partition_for, read_rows
 from rtcdp_assets.customer_to_aep.offline_mapping import OfflineMapping
@@ -106,8 +112,13 @@ def ingest_offline_partition(
     rule: CompletionRule,
     pk: str,
     now: datetime | None = None,
+    *,
+    ledger: FileLedger | None = None,
+    run_id: str = "",
+    requested: Sequence[tuple[str, str]] = (),
 ) -> dict[str, Any]:
-    """Read, map and store one partition, then archive its files; returns the manifest."""
+    """Read, map and store one partition, then archive its files (recorded in `ledger`, with
+    the (name, identity) versions the run was `requested` for); returns the manifest."""
     moment = now or datetime.now(UTC)
     incoming, archived, notes = partition_sources(ds, zone, rule, pk, moment)
     files: list[dict[str, Any]] = []
@@ -155,7 +166,82 @@ def ingest_offline_partition(
     for entry in incoming:
         if all(entry.path != u.path for u, _ in unreadable):
             _archive(ds, zone, entry, pk, rule)
+    if ledger is not None:
+        outcome = _Outcome(ds, zone.describe(), pk, run_id, files)
+        outcome.record(ledger, incoming, unreadable, archived, requested)
     return manifest
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """Where a run put the partition's file versions, for the ledger."""
+
+    ds: OfflineDataset
+    zone_id: str
+    pk: str
+    run_id: str
+    files: list[dict[str, Any]]
+
+    def record(
+        self,
+        ledger: FileLedger,
+        incoming: Sequence[Entry],
+        unreadable: Sequence[tuple[Entry, UnreadableFile]],
+        archived: Sequence[Entry],
+        requested: Sequence[tuple[str, str]],
+    ) -> None:
+        bad = {entry.path: exc.reason for entry, exc in unreadable}
+        for entry in incoming:
+            reason = bad.get(entry.path)
+            if reason is None:
+                self._processed(ledger, entry.name, entry.identity, entry, self._archived(entry))
+            else:
+                where = join(self.ds.quarantine_folder(), f"{entry.name}@{entry.identity}")
+                self._settle(ledger, entry.name, entry.identity, entry, "quarantined", where,
+                             reason=reason)  # fmt: skip
+        # Archived by an earlier attempt that then failed (e.g. at publication): read again
+        # from the archive by this run. The archive copy may have another identity (a move on
+        # an object store is a copy), so the version is the requested one.
+        in_archive = {e.name: e for e in archived if e.path not in bad}
+        now_incoming = {(e.name, e.identity) for e in incoming}
+        for name, identity in requested:
+            entry = in_archive.get(name)
+            if entry is None or (name, identity) in now_incoming:
+                continue
+            row = ledger.get(FileVersion(self.zone_id, self.ds.folder, name, identity))
+            if row is not None and row.status == "pending":
+                self._processed(ledger, name, identity, entry, entry.path)
+
+    def _archived(self, entry: Entry) -> str:
+        return join(self.ds.archive_folder(self.pk), entry.name)
+
+    def _processed(
+        self, ledger: FileLedger, name: str, identity: str, entry: Entry, location: str
+    ) -> None:
+        rows = next((f["rows_in"] for f in self.files if f["source_file"] == name), None)
+        self._settle(ledger, name, identity, entry, "processed", location, rows=rows)
+
+    def _settle(
+        self,
+        ledger: FileLedger,
+        name: str,
+        identity: str,
+        entry: Entry,
+        status: str,
+        location: str,
+        **fields: Any,
+    ) -> None:
+        ledger.record(
+            FileVersion(self.zone_id, self.ds.folder, name, identity),
+            entry,
+            dataset=self.ds.dataset,
+            status=status,
+            location=location,
+            in_folder=False,
+            partition=self.pk,
+            run_id=self.run_id,
+            **fields,
+        )
 
 
 def _file(name: str, status: str, reason: str | None, rows_in: int | None = None) -> dict[str, Any]:

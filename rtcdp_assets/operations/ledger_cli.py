@@ -6,9 +6,10 @@
 
 A retry marks the version pending with its attempts reset and a retry due now; the next tick of
 the sensor that watches its folder (the Campaign export sensors, `aep_audience_export_sensor`,
-`customer_source_sensor`) requests it under a new run key (the due time is part of the key, so
-Dagster's run-key de-duplication does not swallow it). Lines show file names, which hold no
-personal data (Campaign export, AEP export and customer file names), and reasons, masked when
+`customer_source_sensor`, `offline_data_sensor` for the offline data days) requests it under a
+new run key (the due time is part of the key, so Dagster's run-key de-duplication does not
+swallow it). Lines show file names, which hold no personal data (Campaign export, AEP export,
+customer and offline data file names), and reasons, masked when
 they were recorded. The ledger is `RTCDP_LEDGER_URL`, else the embedded SQLite file.
 """
 
