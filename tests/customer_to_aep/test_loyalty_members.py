@@ -16,11 +16,8 @@ from dagster import DagsterInstance
 
 from asset_checks.customer_to_aep.offline_checks import offline_checks
 from resources import PipelineSettings, embedded_resources
-from rtcdp_assets.customer_to_aep.offline_assets import (
-    build_offline_defs,
-    offline_datasets,
-    plan_offline_tick,
-)
+from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
+from rtcdp_assets.customer_to_aep.offline_sensor import plan_offline_tick
 from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.xdm_conformance import (
     FG_IDENTITY_MAP,

@@ -25,7 +25,7 @@ from tests.results import materialization
 from tests.runs import evaluate_sensor
 
 NAME = "orders_20261123.csv"
-(DATASET,) = offline_datasets()
+(DATASET,) = [d for d in offline_datasets() if d.dataset == "offline_orders"]
 DEFS = build_offline_defs([DATASET])
 SENSOR = DEFS.sensors[0]
 
