@@ -9,4 +9,5 @@ bash scripts/install_test_services.sh
 # The import contracts in pyproject.toml: layers, independent wings, no cycles.
 .venv/bin/lint-imports
 .venv/bin/python -m dagster definitions validate -w workspace.yaml >/dev/null
-exec .venv/bin/python -m pytest "$@"
+# Two workers, one per core; a test file stays on one worker (its module fixtures start once).
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"
