@@ -113,7 +113,11 @@ def build_ingest_asset(ds: OfflineDataset) -> AssetsDefinition:
     ) -> Any:
         pk = context.partition_key
         manifest = ingest_offline_partition(
-            ds, customer_source, warehouse, CompletionRule.customer_source(settings), pk
+            ds.for_settings(settings),
+            customer_source,
+            warehouse,
+            CompletionRule.customer_source(settings),
+            pk,
         )
         for note in manifest["notes"]:
             context.log.info(note)

@@ -35,7 +35,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from rtcdp_assets.customer_to_aep.offline_mapping import ITEMS, ColumnMapping, OfflineMapping
+from rtcdp_assets.customer_to_aep.offline_mapping import (
+    ITEMS,
+    ColumnMapping,
+    MappingError,
+    OfflineMapping,
+)
 
 _NUMBER: Final = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _INTEGER: Final = re.compile(r"^[+-]?\d+$")
@@ -173,7 +178,13 @@ class _Typed:
 def map_rows(
     mapping: OfflineMapping, rows: Iterable[SourceRow], timezone: str = "UTC"
 ) -> OfflineResult:
-    """Type, group, map and validate ``rows``; the records come sorted by ``_id``."""
+    """Type, group, map and validate ``rows``; the records come sorted by ``_id``. The
+    mapping's namespace placeholders must be filled (``OfflineDataset.for_settings``)."""
+    if mapping.namespace_placeholders:
+        raise MappingError(
+            f"{mapping.source}: namespace {mapping.namespace_placeholders[0]} is not filled "
+            "from the settings (OfflineMapping.with_namespaces)"
+        )
     tz = ZoneInfo(timezone)
     known = set(mapping.by_column) | set(mapping.ignore)
     rejects: list[dict[str, Any]] = []
