@@ -158,3 +158,10 @@ def test_a_mapping_whose_namespace_placeholder_is_not_filled_maps_nothing():
     unfilled = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
     with pytest.raises(MappingError, match=r"\{campaign\} is not filled"):
         map_rows(unfilled, [line(2, **FIRST, Total="5")])
+
+
+def test_an_order_known_by_the_customer_id_alone_has_it_as_primary_identity():
+    # AEP refuses a record without a primary identity: the mapping's (Email) is empty here
+    row = line(2, **{**FIRST, "Email": "", "Customer ID": "C-9"}, Total="5")
+    (record,) = map_rows(MAPPING, [row]).records
+    assert record["identityMap"] == {"external_id": [{"id": "C-9", "primary": True}]}
