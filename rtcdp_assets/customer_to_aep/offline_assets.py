@@ -111,7 +111,7 @@ def build_ingest_asset(ds: OfflineDataset) -> AssetsDefinition:
     ) -> Any:
         pk = context.partition_key
         manifest = ingest_offline_partition(
-            ds,
+            ds.for_settings(settings),
             customer_source,
             warehouse,
             CompletionRule.customer_source(settings),

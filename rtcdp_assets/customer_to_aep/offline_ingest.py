@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from resources.drop_zones import DropZone, Entry, join
 from resources.file_ledger import FileLedger, FileVersion
+from resources.settings import PipelineSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.customer_to_aep.offline_files import SUFFIXES, partition_for, read_rows
 from rtcdp_assets.customer_to_aep.offline_mapping import OfflineMapping
@@ -53,6 +54,12 @@ class OfflineDataset:
     @property
     def dataset(self) -> str:
         return self.mapping.dataset
+
+    def for_settings(self, settings: PipelineSettings) -> OfflineDataset:
+        """The dataset with its mapping's namespace placeholders filled from the settings:
+        ``{campaign}`` is the namespace the Campaign profiles are published with."""
+        names = {"campaign": settings.campaign_identity_namespace}
+        return OfflineDataset(self.mapping.with_namespaces(names))
 
     @property
     def xdm_dataset(self) -> str:

@@ -12,6 +12,7 @@ and whether it is primary::
     columns:
       order_id: {path: commerce.order.purchaseID, type: string, required: true}
       email: {identity: {namespace: Email, primary: true}}
+      crm_id: {identity: {namespace: "{campaign}"}}  # the settings' Campaign namespace
       sku: {path: "productListItems[].SKU", type: string}
     constants: {commerce.purchases.value: 1}
     ignore: [internal_note]       # columns of the file that are known but not sent
@@ -36,7 +37,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -73,6 +74,11 @@ _COMPATIBLE: Final[dict[str, tuple[tuple[str, str | None], ...]]] = {
 }
 _DATES: Final = ("date", "date-time")
 ITEMS: Final = "[]"
+# Namespace placeholders a mapping may name, filled from the settings at run time
+# (`OfflineMapping.with_namespaces`): `{campaign}` is `campaign_identity_namespace`, the
+# namespace the Campaign profiles are published with, for a column holding that same id.
+NAMESPACE_PLACEHOLDERS: Final = frozenset({"campaign"})
+_PLACEHOLDER: Final = re.compile(r"\{(\w+)\}")
 
 
 class MappingError(ValueError):
@@ -141,6 +147,27 @@ class OfflineMapping:
         """The array path the per-row items go to (``productListItems``), if any."""
         paths = {c.path.split(ITEMS, 1)[0] for c in self.columns if c.per_item and c.path}
         return next(iter(paths), None)
+
+    @property
+    def namespace_placeholders(self) -> tuple[str, ...]:
+        """The placeholders its identity namespaces still name (``{campaign}``)."""
+        return tuple(
+            c.identity.namespace
+            for c in self.identity_columns
+            if c.identity is not None and _PLACEHOLDER.fullmatch(c.identity.namespace)
+        )
+
+    def with_namespaces(self, names: Mapping[str, str]) -> OfflineMapping:
+        """The mapping with its namespace placeholders filled (``{campaign}`` -> ``names``)."""
+        columns = tuple(
+            c
+            if c.identity is None
+            else replace(
+                c, identity=Identity(c.identity.namespace.format_map(names), c.identity.primary)
+            )
+            for c in self.columns
+        )
+        return replace(self, columns=columns)
 
     def xdm_schema(self) -> XdmSchema:
         groups = [FIELD_GROUPS[g] for g in self.field_groups]
@@ -211,6 +238,14 @@ def _column(name: str, spec: Any, source: str) -> ColumnMapping:
         if not isinstance(identity, dict) or not identity.get("namespace"):
             raise MappingError(f"{source}: column {name!r}: identity needs a namespace")
         identity = Identity(str(identity["namespace"]), bool(identity.get("primary", False)))
+        placeholder = _PLACEHOLDER.fullmatch(identity.namespace)
+        if ("{" in identity.namespace or "}" in identity.namespace) and (
+            placeholder is None or placeholder.group(1) not in NAMESPACE_PLACEHOLDERS
+        ):
+            raise MappingError(
+                f"{source}: column {name!r}: namespace {identity.namespace!r} is neither a code "
+                f"nor one of {sorted('{' + p + '}' for p in NAMESPACE_PLACEHOLDERS)}"
+            )
     if spec.get("path") is None and identity is None:
         raise MappingError(f"{source}: column {name!r}: give a path, an identity or both")
     return ColumnMapping(

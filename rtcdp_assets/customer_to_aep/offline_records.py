@@ -12,6 +12,8 @@ Value rules (decided here, the issue is silent):
 * dates are ISO 8601 (``2026-11-23``); date-times are ISO 8601 with or without an offset
   (``2026-11-23T09:30:00+01:00``, ``2026-11-23 09:30:00``), a time without an offset being in
   the mapping's ``timezone`` (UTC by default); they are published in UTC (``...Z``).
+* every record has exactly one primary identity: the mapping's, or, when that column is empty
+  in the record, the first identity it has in the mapping's column order.
 * rows sharing the ``group_by`` value (an order's lines) make ONE record: its order-level
   values must agree on every line, and one bad line quarantines the whole order (the other
   lines with ``group_has_rejected_row``): a published order is never missing a line.
@@ -35,7 +37,12 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from rtcdp_assets.customer_to_aep.offline_mapping import ITEMS, ColumnMapping, OfflineMapping
+from rtcdp_assets.customer_to_aep.offline_mapping import (
+    ITEMS,
+    ColumnMapping,
+    MappingError,
+    OfflineMapping,
+)
 
 _NUMBER: Final = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 _INTEGER: Final = re.compile(r"^[+-]?\d+$")
@@ -173,7 +180,13 @@ class _Typed:
 def map_rows(
     mapping: OfflineMapping, rows: Iterable[SourceRow], timezone: str = "UTC"
 ) -> OfflineResult:
-    """Type, group, map and validate ``rows``; the records come sorted by ``_id``."""
+    """Type, group, map and validate ``rows``; the records come sorted by ``_id``. The
+    mapping's namespace placeholders must be filled (``OfflineDataset.for_settings``)."""
+    if mapping.namespace_placeholders:
+        raise MappingError(
+            f"{mapping.source}: namespace {mapping.namespace_placeholders[0]} is not filled "
+            "from the settings (OfflineMapping.with_namespaces)"
+        )
     tz = ZoneInfo(timezone)
     known = set(mapping.by_column) | set(mapping.ignore)
     rejects: list[dict[str, Any]] = []
@@ -336,6 +349,11 @@ def _record(mapping: OfflineMapping, key: str, members: list[_Typed]) -> dict[st
             )
         if column.target is not None and not column.per_item:
             _set(record, column.target, [value] if column.list_leaf else value)
+    if identity_map and not any(i["primary"] for ids in identity_map.values() for i in ids):
+        # The mapping's primary identity is empty here (an order known by the customer id
+        # alone): AEP refuses a record without a primary identity, so the first identity the
+        # record has, in the mapping's column order, is primary in its place.
+        next(iter(identity_map.values()))[0]["primary"] = True
     if identity_map:
         record["identityMap"] = identity_map
     array = mapping.item_array

@@ -165,10 +165,12 @@ def test_members_become_loyalty_profiles_and_bad_rows_are_quarantined_with_reaso
         "status": "Active",
     }
     assert ana["identityMap"] == {
-        "CRMID": [{"id": "C-0001", "primary": True}],
+        "external_id": [{"id": "C-0001", "primary": True}],
         "Email": [{"id": "ana.lopez@example.org", "primary": False}],
     }
-    assert by_member["L-0001002"]["identityMap"] == {"CRMID": [{"id": "C-0002", "primary": True}]}
+    assert by_member["L-0001002"]["identityMap"] == {
+        "external_id": [{"id": "C-0002", "primary": True}]
+    }
     assert by_member["L-0002002"]["loyalty"]["lifetimePoints"] == 12.5
     # Campaign owns names, addresses and phones: nothing of the sort is published.
     assert all(set(r) == {"_id", "loyalty", "identityMap"} for r in published)

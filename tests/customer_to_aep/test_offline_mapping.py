@@ -20,7 +20,10 @@ def test_the_shipped_orders_mapping_loads_as_a_commerce_experience_event_dataset
     assert mapping.record == "event"
     assert mapping.event_type == "commerce.purchases"
     assert mapping.item_array == "productListItems"
-    assert [c.identity.namespace for c in mapping.identity_columns] == ["Email", "CRMID"]
+    # the customer id is the Campaign external ID: the Campaign profiles' namespace, a setting
+    assert [c.identity.namespace for c in mapping.identity_columns] == ["Email", "{campaign}"]
+    resolved = mapping.with_namespaces({"campaign": "CampaignID"})
+    assert [c.identity.namespace for c in resolved.identity_columns] == ["Email", "CampaignID"]
     assert [ds.dataset for ds in offline_datasets()] == ["loyalty_members", "offline_orders"]
 
 
@@ -120,7 +123,7 @@ def test_the_shipped_loyalty_mapping_fills_the_loyalty_id_list_and_sends_no_name
     assert (member.list_leaf, member.per_item, member.target) == (True, False, "loyalty.loyaltyID")
     assert mapping.item_array is None
     assert [(c.identity.namespace, c.identity.primary) for c in mapping.identity_columns] == [
-        ("CRMID", True),
+        ("{campaign}", True),
         ("Email", False),
     ]
     assert {"First Name", "Last Name", "Mobile Phone", "Postal Code"} <= mapping.ignore
@@ -149,3 +152,12 @@ def test_a_list_of_values_must_be_a_list_of_scalars_of_the_column_type(path, kin
     }
     with pytest.raises(MappingError, match=message):
         parse_mapping(document, "loyalty.yaml")
+
+
+def test_a_namespace_placeholder_must_be_a_known_one():
+    document = orders_document()
+    document["columns"]["Customer ID"]["identity"]["namespace"] = "{crm}"
+    with pytest.raises(
+        MappingError, match=r"Customer ID.*neither a code nor one of \['\{campaign\}'\]"
+    ):
+        parse_mapping(document, "orders.yaml")

@@ -155,7 +155,7 @@ def test_orders_become_commerce_events_and_bad_rows_are_quarantined_with_reasons
     ]
     assert order["identityMap"] == {
         "Email": [{"id": "ana.lopez@example.org", "primary": True}],
-        "CRMID": [{"id": "C-0001", "primary": False}],
+        "external_id": [{"id": "C-0001", "primary": False}],
     }
     pos = next(r for r in published if r["commerce"]["order"]["purchaseID"] == "#2001")
     assert len(pos["productListItems"]) == 2

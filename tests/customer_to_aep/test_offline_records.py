@@ -11,7 +11,9 @@ from rtcdp_assets.customer_to_aep.offline_records import SourceRow, map_rows
 from rtcdp_dev.sample_data.loyalty_members import members_csv
 from rtcdp_dev.sample_data.offline_orders import orders_csv
 
-MAPPING = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
+# `{campaign}` filled as the ingest does from the default settings
+NAMESPACES = {"campaign": "external_id"}
+MAPPING = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml").with_namespaces(NAMESPACES)
 
 
 def line(n: int, **values: str) -> SourceRow:
@@ -84,7 +86,7 @@ def test_the_demo_members_file_maps_with_only_its_deliberate_faults():
     day = date(2026, 11, 23)
     data = members_csv(day)
     assert members_csv(day) == data
-    mapping = load_mapping(MAPPINGS_FOLDER / "loyalty_members.yaml")
+    mapping = load_mapping(MAPPINGS_FOLDER / "loyalty_members.yaml").with_namespaces(NAMESPACES)
     result = map_rows(mapping, read_rows("members_20261123.csv", data), mapping.timezone)
     assert result.reconciles
     assert result.reasons == {"bad_number:Points Balance": 1, "missing_value:CRM Customer ID": 1}
@@ -150,3 +152,16 @@ def test_loyalty_rows_become_profile_records_valid_against_the_loyalty_field_gro
     }
     assert record["identityMap"] == {"Email": [{"id": "a@example.org", "primary": True}]}
     assert mapping.xdm_schema().validate_many(result.records).invalid == 0
+
+
+def test_a_mapping_whose_namespace_placeholder_is_not_filled_maps_nothing():
+    unfilled = load_mapping(MAPPINGS_FOLDER / "offline_orders.yaml")
+    with pytest.raises(MappingError, match=r"\{campaign\} is not filled"):
+        map_rows(unfilled, [line(2, **FIRST, Total="5")])
+
+
+def test_an_order_known_by_the_customer_id_alone_has_it_as_primary_identity():
+    # AEP refuses a record without a primary identity: the mapping's (Email) is empty here
+    row = line(2, **{**FIRST, "Email": "", "Customer ID": "C-9"}, Total="5")
+    (record,) = map_rows(MAPPING, [row]).records
+    assert record["identityMap"] == {"external_id": [{"id": "C-9", "primary": True}]}

@@ -76,7 +76,8 @@ def test_apply_creates_in_plan_order_and_a_second_run_only_looks_up(aep, plan_di
 
     # what AEP now holds: only the custom namespaces are new, one of each object per dataset
     assert {n["code"] for n in state.namespaces if n["custom"]} == {"external_id", "APNS", "FCM"}
-    assert len(state.schemas) == len(state.datasets) == 6
+    # six Campaign datasets and the two offline ones (offline_orders, loyalty_members)
+    assert len(state.schemas) == len(state.datasets) == 8
     assert all(s["meta:immutableTags"] == ["union"] for s in state.schemas.values())
     assert all(d["tags"]["unifiedProfile"] == ["enabled:true"] for d in state.datasets.values())
     assert {d["xdm:sourceProperty"] for d in state.descriptors} == {
@@ -86,20 +87,24 @@ def test_apply_creates_in_plan_order_and_a_second_run_only_looks_up(aep, plan_di
     }
     # IDs returned by earlier requests are the ones later bodies carry (the fake refuses others)
     flows = state.flow_objects["flows"]
-    assert len(flows) == 6
+    assert len(flows) == 8
     assert all(f["scheduleParams"]["startTime"] == "1795420800" for f in flows)
     [base] = state.flow_objects["connections"]
     assert base["auth"]["params"]["connectionString"] == CONNECTION_STRING
     sources = state.flow_objects["sourceConnections"]
     assert {s["baseConnectionId"] for s in sources} == {base["id"]}
-    assert {s["params"]["path"] for s in sources} >= {"/aep-landing/campaign/broadlog/*.parquet"}
+    assert {s["params"]["path"] for s in sources} >= {
+        "/aep-landing/campaign/broadlog/*.parquet",
+        "/aep-landing/campaign/offline_orders/*.parquet",
+        "/aep-landing/campaign/loyalty_members/*.parquet",
+    }
 
     # second run: lookups only, every object found, nothing created or changed
     before = len(state.writes())
     second = apply(requests, credentials(aep), report=lines.append)
     assert [o.action for o in second] == ["exists"] * len(requests)
     assert len(state.writes()) == before
-    assert len(state.schemas) == 6 and len(state.flow_objects["flows"]) == 6
+    assert len(state.schemas) == 8 and len(state.flow_objects["flows"]) == 8
 
     output = "\n".join(lines)
     assert CLIENT_SECRET not in output and TOKEN not in output and "AccountKey" not in output

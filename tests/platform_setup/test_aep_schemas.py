@@ -1,7 +1,9 @@
 """The generated schemas accept every record the pipeline publishes.
 
 Each Campaign dataset is materialized from a generated export (its assets and blocking checks,
-as in tests/campaign_to_aep/test_publication_forms.py), the published file is read back, and
+as in tests/campaign_to_aep/test_publication_forms.py), each offline dataset from the
+hand-written files of tests/customer_to_aep (a shop's CSV and point-of-sale Parquet, a loyalty
+platform's morning and evening CSV and an app's Parquet), the published file is read back, and
 every record is validated against the schema the *plan* creates: the class and field groups of
 its Schema Registry request body, composed from the official XDM schemas vendored in the
 repository. Dropping any one field group from that body makes records fail: the test can fail.
@@ -18,13 +20,16 @@ from typing import Any
 
 import pytest
 
-from resources import PipelineSettings
+from asset_checks.customer_to_aep.offline_checks import offline_checks
+from resources import PipelineSettings, embedded_resources
 from rtcdp_assets.campaign_to_aep.broadlog import broadlog_defs
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_defs
 from rtcdp_assets.campaign_to_aep.tracking_log import tracking_log_defs
+from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
+from rtcdp_assets.customer_to_aep.offline_mapping import CLASSES, FIELD_GROUPS
 from rtcdp_assets.platform_setup.aep.blueprint import (
     CAMPAIGN_FLOWS,
     STANDARD_NAMESPACES,
@@ -33,8 +38,16 @@ from rtcdp_assets.platform_setup.aep.blueprint import (
 )
 from rtcdp_assets.platform_setup.aep.field_homes import compose_for
 from rtcdp_assets.platform_setup.aep.plan_files import build_plan
-from rtcdp_assets.shared.xdm_conformance import EXPERIENCE_EVENT, XdmSchema
+from rtcdp_assets.shared.xdm_conformance import (
+    EXPERIENCE_EVENT,
+    FG_COMMERCE,
+    FG_IDENTITY_MAP,
+    FG_PROFILE_LOYALTY,
+    XdmSchema,
+)
 from rtcdp_dev import sample_data as sd
+from tests.customer_to_aep import test_loyalty_members as loyalty_inputs
+from tests.customer_to_aep import test_offline_orders as orders_inputs
 from tests.drop_files import drop_campaign_export, flow_csv
 from tests.results import read_published
 from tests.runs import campaign_assets_and_checks, materialize_partition
@@ -118,13 +131,56 @@ def published_records(root: Path, resources: dict[str, Any], instance: Any, data
     return records
 
 
+# The files each offline dataset's tests in tests/customer_to_aep hand-write, by folder.
+OFFLINE_INPUTS = {
+    "offline_orders": {
+        "offline/orders/orders_20261123.csv": orders_inputs.SHOP_CSV,
+        "offline/orders/orders_20261123_pos.parquet": orders_inputs.pos_parquet(),
+    },
+    "loyalty_members": {
+        "offline/loyalty/members_20261123.csv": loyalty_inputs.export_csv(loyalty_inputs.MORNING),
+        "offline/loyalty/members_20261123_1800.csv": loyalty_inputs.export_csv(
+            loyalty_inputs.EVENING
+        ),
+        "offline/loyalty/members_20261123_app.parquet": loyalty_inputs.app_parquet(),
+    },
+}
+
+
+def published_offline_records(root: Path, dataset: str) -> tuple[PipelineSettings, list]:
+    """The dataset's day materialized (assets and blocking checks) and read back."""
+    resources = embedded_resources(root, file_settle_seconds=0)
+    for name, data in OFFLINE_INPUTS[dataset].items():
+        path = root / "customer_source" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    (ds,) = [d for d in offline_datasets() if d.dataset == dataset]
+    defs = build_offline_defs([ds])
+    result = materialize_partition([*defs.assets, *offline_checks(ds)], resources, "2026-11-23")
+    assert result.success
+    settings: PipelineSettings = resources["settings"]
+    path, _ = ds.landing_paths(settings.aep_landing_folder, "2026-11-23", ".parquet")
+    records = read_published(root / "aep_landing", path)
+    assert records
+    return settings, records
+
+
 @pytest.mark.parametrize("dataset", [flow.dataset for flow in CAMPAIGN_FLOWS])
 def test_the_generated_schema_accepts_every_published_record(embedded_env_with_instance, dataset):
     root, resources, instance = embedded_env_with_instance
-    settings: PipelineSettings = resources["settings"]
+    records = published_records(root, resources, instance, dataset)
+    assert_the_plan_fits(resources["settings"], dataset, records)
+
+
+@pytest.mark.parametrize("dataset", [ds.dataset for ds in offline_datasets()])
+def test_the_generated_schema_accepts_every_published_offline_record(tmp_path, dataset):
+    settings, records = published_offline_records(tmp_path, dataset)
+    assert_the_plan_fits(settings, dataset, records)
+
+
+def assert_the_plan_fits(settings: PipelineSettings, dataset: str, records: list) -> None:
     plan = build_plan(settings, LandingSource("azure", "aep-landing"))
     class_id, field_groups = planned_schema(plan, dataset)
-    records = published_records(root, resources, instance, dataset)
 
     report = XdmSchema.compose(class_id, field_groups).validate_many(records, fast=False)
     assert report.invalid == 0, report.examples
@@ -174,10 +230,26 @@ def test_the_derived_field_groups_are_the_ones_the_mappings_validate_against():
     """The plan derives the field groups from the vendored schemas; the pipeline's own
     conformance check uses the ones each dataset declares. They agree."""
     blueprint = build_blueprint(PipelineSettings(), LandingSource("azure", "aep-landing"))
-    for flow, setup in zip(CAMPAIGN_FLOWS, blueprint.datasets, strict=True):
+    campaign = blueprint.datasets[: len(CAMPAIGN_FLOWS)]
+    for flow, setup in zip(CAMPAIGN_FLOWS, campaign, strict=True):
         assert setup.composition.class_id == flow.xdm_class
         assert set(setup.composition.field_groups) == set(flow.xdm_field_groups), flow.dataset
         assert setup.composition.homeless == ()
+    # an offline dataset: its mapping's class and field groups (identityMap where the class
+    # lacks it), every field with a standard home
+    offline = {d.dataset: d for d in blueprint.datasets[len(CAMPAIGN_FLOWS) :]}
+    assert sorted(offline) == sorted(ds.dataset for ds in offline_datasets())
+    for ds in offline_datasets():
+        composition = offline[ds.dataset].composition
+        assert composition.class_id == CLASSES[ds.mapping.record]
+        declared = {FIELD_GROUPS[g] for g in ds.mapping.field_groups}
+        assert declared <= set(composition.field_groups) <= declared | {FG_IDENTITY_MAP}
+        assert composition.homeless == ()
+    assert offline["loyalty_members"].composition.field_groups == (
+        FG_PROFILE_LOYALTY,
+        FG_IDENTITY_MAP,
+    )
+    assert offline["offline_orders"].composition.field_groups == (FG_COMMERCE,)
 
 
 def test_a_field_without_a_standard_home_is_listed_for_a_tenant_field_group():

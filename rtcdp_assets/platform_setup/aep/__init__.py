@@ -1,5 +1,6 @@
 """AEP setup as code: everything Experience Platform needs to ingest what this platform
-publishes, derived from the Campaign datasets' XDM mappings (docs/formats.md §i).
+publishes, derived from the Campaign datasets' XDM mappings and the offline data wing's
+mapping files (customer_to_aep/mappings, docs/formats.md §i).
 
 - `field_homes`: for each published XDM field, the class or standard field group of the
   vendored official schemas that defines it; the fewest field groups per schema; fields with

@@ -125,7 +125,7 @@ def schema_requests(setup: DatasetSetup) -> Iterator[ApiRequest]:
         path=f"{SCHEMA_REGISTRY}/tenant/schemas",
         body={
             "title": setup.schema_title,
-            "description": f"Campaign {setup.dataset} records published by rtcdp-dagster.",
+            "description": f"{setup.origin} {setup.dataset} records published by rtcdp-dagster.",
             "type": "object",
             "allOf": [{"$ref": c} for c in (composition.class_id, *composition.field_groups)],
         },
@@ -186,7 +186,7 @@ def schema_requests(setup: DatasetSetup) -> Iterator[ApiRequest]:
 def dataset_request(setup: DatasetSetup) -> ApiRequest:
     body: dict[str, Any] = {
         "name": setup.dataset_name,
-        "description": f"Campaign {setup.dataset} (rtcdp-dagster publication).",
+        "description": f"{setup.origin} {setup.dataset} (rtcdp-dagster publication).",
         "schemaRef": {
             "id": f"{{{{schema:{setup.dataset}.$id}}}}",
             "contentType": "application/vnd.adobe.xed+json;version=1",

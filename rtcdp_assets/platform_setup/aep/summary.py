@@ -37,8 +37,10 @@ def _dataset_rows(blueprint: AepBlueprint) -> list[str]:
     for d in blueprint.datasets:
         groups = ", ".join(component_title(g) for g in d.composition.field_groups)
         primary = " / ".join(f"`{n}`" for n in d.primary_namespaces)
-        if len(d.primary_namespaces) > 1:
+        if len(d.primary_namespaces) > 1 and d.origin == "Campaign":
             primary += " (per record: the address's namespace)"
+        elif len(d.primary_namespaces) > 1:
+            primary += " (per record: the first, else the next one the record has)"
         descriptors = ", ".join(f"`{x.path}` → {x.namespace}" for x in d.descriptors) or "-"
         profile = "enabled" if d.profile_enabled else "no"
         rows.append(
