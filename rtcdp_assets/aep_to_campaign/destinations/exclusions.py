@@ -15,12 +15,13 @@ A member of destination d is excluded, with the first reason that applies:
    shared address; value_consents.py), or for the member's own Campaign recipient (found by the
    export's join identity in `profiles`, like the phone): `opted_out`;
 3. no recipient with a known consent holds that value (no recipient, no preferences row, an
-   empty flag) and d's setting `missing_consent` is `exclude` (the default): `missing_consent`.
+   empty flag; without a value: the member's own recipient has none) and d's setting
+   `missing_consent` is `exclude` (the default): `missing_consent`.
 
 Rules 2 and 3 on the value are `consent_reasons`, the very function the blocking check
 `consent_respected` re-derives the files with; the member's own "n" only adds exclusions, so the
-filter never sends a row the check fails. A member whose first identity has no file value (it
-does not meet the contract) is left to the contract's reject.
+filter never sends a row the check fails. A member whose first identity has no file value (the
+contract would reject it; no file ever holds it) is judged by its own recipient's consent alone.
 """
 
 from dataclasses import dataclass
@@ -130,7 +131,12 @@ def exclusion_reasons(
     first = contract.identities[0]
     value, _ = evaluate_identity(first, sources.column(first.source).combine_chunks())
     by_value = consent_reasons(contract, value, inputs.people, preferences, audience_settings)
-    return pc.coalesce(reason, by_value)
+    reason = pc.coalesce(reason, by_value)
+    if audience_settings.activation_consent(contract.destination).missing_consent == "exclude":
+        # No value to judge (the contract rejects the row): the member's own consent decides.
+        unknown = pc.and_(pc.is_null(value), pc.is_null(own))
+        reason = pc.coalesce(reason, pc.if_else(unknown, MISSING_CONSENT, null_str))
+    return reason
 
 
 def consent_reasons(
