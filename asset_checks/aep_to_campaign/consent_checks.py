@@ -161,10 +161,11 @@ CONSENT_SPECS = [
         "consent_respected",
         EXPORTS_KEY,
         "No row of a destination file belongs to an address the suppression list holds on its "
-        "channel (quarantine, denylisted, opted_out), to a member whose consent for the "
-        "destination's use is 'n', or, where the destination excludes a missing consent, to "
-        "an identity without a known consent; re-derived from the written files. Blocks "
-        "publication.",
+        "channel (quarantine, denylisted, opted_out), to an identity value any Campaign "
+        "recipient holding it said 'n' to for the destination's use (a shared phone or "
+        "address), or, where the destination excludes a missing consent, to an identity "
+        "without a known consent; re-derived from the written files with the export filter's "
+        "own rule. Blocks publication.",
         blocking=True,
         source="pattern: Campaign's quarantine and consents honoured on every exit "
         "(docs/formats.md §c5)",
