@@ -3,11 +3,14 @@ publication) and `suppression_list_age` (after each publication).
 
 `consent_respected` re-derives the exclusions from the written files, not from the asset's
 counts: each row's identities are looked up, in the file's own form (plain, or SHA-256 of the
-normalised value), among the suppressed addresses and among the Campaign recipients (latest
-profile) with their latest consent. A row fails when one of its identities is suppressed on
-its channel, when a recipient holding its first identity said "n" to the destination's consent,
-or, where the destination excludes a missing consent, when no recipient with a known consent
-holds it. Rows are never shown, only counted.
+normalised value), among the suppressed addresses, and its first identity among the Campaign
+recipients (latest profile) with their latest consent. A row fails when one of its identities
+is suppressed on its channel, when any recipient holding its first identity said "n" to the
+destination's consent (a family phone, a shared address), or, where the destination excludes a
+missing consent, when no recipient with a known consent holds it. That consent rule is
+`consent_reasons` (rtcdp_assets/aep_to_campaign/destinations/exclusions.py), the function the
+export's filter excludes members with, so a file the filter built passes. Rows are never shown,
+only counted.
 """
 
 from collections.abc import Iterator
@@ -16,7 +19,6 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -34,18 +36,15 @@ from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
-from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import normalise_phone
 from rtcdp_assets.aep_to_campaign.destinations.contracts import (
     CONTRACTS_BY_NAME,
     Contract,
-    normalise_email,
     sha256_hex,
 )
 from rtcdp_assets.aep_to_campaign.destinations.exclusions import (
-    MISSING_CONSENT,
-    OPTED_OUT,
     SUPPRESSION_CHANNEL,
     consent_for,
+    consent_reasons,
     normalised_suppression,
 )
 from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import without_foreign
@@ -59,38 +58,12 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
 from rtcdp_assets.aep_to_campaign.destinations.suppression_freshness import (
     suppression_freshness,
 )
-from rtcdp_assets.shared.consents import consent_values, latest_preferences, latest_rows
+from rtcdp_assets.aep_to_campaign.destinations.value_consents import campaign_people
+from rtcdp_assets.shared.consents import latest_preferences
 from rtcdp_assets.shared.suppression import load_suppression
 
 EXPORTS_KEY = AssetKey(DESTINATION_EXPORTS)
 PUBLISHED_KEY = AssetKey(PUBLISHED)
-
-
-def campaign_people(warehouse: Warehouse, profile_partitions: set[str]) -> pd.DataFrame:
-    """recipient_id, email (normalised), phone (E.164) of the latest version of each recipient."""
-    tables = []
-    for pk in sorted(profile_partitions):
-        with warehouse.local_copy("profiles", pk, "data.parquet") as local:
-            if local is not None:
-                columns = ["recipient_id", "email", "mobile_phone", "last_modified"]
-                tables.append(pq.read_table(local, columns=columns))
-    if not tables:
-        return pd.DataFrame(columns=["recipient_id", "email", "phone"])
-    rows = pa.concat_tables(tables, promote_options="permissive")
-    rows = rows.set_column(0, "recipient_id", pc.cast(rows.column("recipient_id"), pa.string()))
-    latest = latest_rows(rows, "recipient_id")
-    email, email_ok = normalise_email(pc.cast(latest.column("email").combine_chunks(), pa.string()))
-    phone, phone_ok = normalise_phone(
-        pc.cast(latest.column("mobile_phone").combine_chunks(), pa.string())
-    )
-    null = pa.scalar(None, pa.string())
-    return pd.DataFrame(
-        {
-            "recipient_id": latest.column("recipient_id").to_pylist(),
-            "email": pc.if_else(email_ok, email, null).to_pylist(),
-            "phone": pc.if_else(phone_ok, phone, null).to_pylist(),
-        }
-    )
 
 
 def _in_file_form(values: pd.Series, hashed: bool) -> pd.Series:
@@ -103,11 +76,13 @@ def contract_consent_violations(
     contract: Contract,
     staged: pa.Table,
     suppression: pd.DataFrame,
-    people: pd.DataFrame,
+    people: pa.Table,
+    preferences: pa.Table,
     audience_settings: AudienceSettings,
 ) -> dict[str, int]:
     """Rows of a written file that an exclusion should have kept out, by reason. `people`:
-    recipient_id, email, phone and `consent` ("y", "n", None) for this destination."""
+    every Campaign recipient's email and phone (`campaign_people`); `preferences`: the latest
+    preferences row of each recipient."""
     reason = pd.Series([None] * staged.num_rows, dtype=object)
     for identity in contract.identities:
         values = pd.Series(staged.column(identity.column).to_pylist(), dtype=object)
@@ -118,21 +93,10 @@ def contract_consent_violations(
         )
         held = held[~held.index.duplicated()]
         reason = reason.fillna(values.map(held))
-    first = contract.identities[0]
-    column = "email" if first.kind == "email" else "phone"
-    known = people.dropna(subset=[column])
-    keys = _in_file_form(known[column], first.hashed)
-    # Per identity value: "n" if any recipient holding it said no, else "y" if one said yes.
-    consent = (
-        pd.DataFrame({"value": keys.to_numpy(), "consent": known["consent"].to_numpy()})
-        .dropna(subset=["consent"])
-        .groupby("value")["consent"]
-        .min()
-    )
-    given = pd.Series(staged.column(first.column).to_pylist(), dtype=object).map(consent)
-    reason = reason.fillna(given.map({"n": OPTED_OUT}))
-    if audience_settings.activation_consent(contract.destination).missing_consent == "exclude":
-        reason = reason.fillna(given.isna().map({True: MISSING_CONSENT, False: None}))
+    first = pc.cast(staged.column(contract.identities[0].column).combine_chunks(), pa.string())
+    # The filter's own rule (exclusions.py), per value of the first identity.
+    by_value = consent_reasons(contract, first, people, preferences, audience_settings)
+    reason = reason.fillna(pd.Series(by_value.to_pylist(), dtype=object))
     counts = reason.dropna().value_counts()
     return {str(k): int(v) for k, v in sorted(counts.items())}
 
@@ -157,11 +121,6 @@ def consent_respected_result(
     for f in manifest["files"]:
         contract = CONTRACTS_BY_NAME[f["destination"]]
         consent_name = consent_for(contract, audience_settings)
-        consents = pd.Series(
-            consent_values(preferences, consent_name).to_pylist(),
-            index=preferences.column("recipient_id").to_pylist(),
-            dtype=object,
-        )
         written = read_staged_file(warehouse, audience_id, stamp, f["name"])
         # Foreign rows were added elsewhere: their consent is whoever added them's, and we
         # never remove them (membership_ledger), so only our rows are judged.
@@ -170,7 +129,8 @@ def consent_respected_result(
             contract,
             staged,
             suppression,
-            people.assign(consent=people["recipient_id"].map(consents)),
+            people,
+            preferences,
             audience_settings,
         )
         by_destination[f["destination"]] = {
@@ -201,10 +161,11 @@ CONSENT_SPECS = [
         "consent_respected",
         EXPORTS_KEY,
         "No row of a destination file belongs to an address the suppression list holds on its "
-        "channel (quarantine, denylisted, opted_out), to a member whose consent for the "
-        "destination's use is 'n', or, where the destination excludes a missing consent, to "
-        "an identity without a known consent; re-derived from the written files. Blocks "
-        "publication.",
+        "channel (quarantine, denylisted, opted_out), to an identity value any Campaign "
+        "recipient holding it said 'n' to for the destination's use (a shared phone or "
+        "address), or, where the destination excludes a missing consent, to an identity "
+        "without a known consent; re-derived from the written files with the export filter's "
+        "own rule. Blocks publication.",
         blocking=True,
         source="pattern: Campaign's quarantine and consents honoured on every exit "
         "(docs/formats.md §c5)",

@@ -63,13 +63,16 @@ def preference_rows(people: list[dict[str, str]], **flags: dict[int, str]) -> li
     return rows
 
 
-def campaign_side(root, resources, instance, people) -> None:
+def campaign_side(root, resources, instance, people, **flags: dict[int, str]) -> None:
+    """`flags`: more preferences values (flag -> {recipient index: value}) than 2's and 3's."""
     load_campaign_side(
         root, resources, instance, people, partition_key=PK, quarantined=[0], opted_out=[1]
     )
     # The sample's preferences file holds the opt-out of recipient 1; Campaign's next export of
     # the same window adds everyone else's flags (a second file of the partition).
-    rows = preference_rows(people, blacklist_mobile={2: "1"}, blacklist={3: "1"})
+    base: dict[str, dict[int, str]] = {"blacklist_mobile": {2: "1"}, "blacklist": {3: "1"}}
+    merged = {f: {**base.get(f, {}), **flags.get(f, {})} for f in {*base, *flags}}
+    rows = preference_rows(people, **merged)
     drop_campaign_export(
         root, "preferences_20261123_0801.csv", sample.campaign_csv(PREFERENCES_FORMAT, rows)
     )
@@ -79,8 +82,10 @@ def campaign_side(root, resources, instance, people) -> None:
     assert materialize([suppression_list], resources=resources, instance=instance).success
 
 
-def run_destinations(root, resources, instance, people):
-    members = sample.audience_members(people, in_campaign=N)
+def run_destinations(root, resources, instance, people, in_audience=None):
+    """The audience holds every recipient, or only those of `in_audience`."""
+    chosen = people if in_audience is None else [people[i] for i in in_audience]
+    members = sample.audience_members(chosen, in_campaign=len(chosen))
     put(
         root,
         f"aep_destination/{FOLDER}",

@@ -9,6 +9,10 @@ of email, 2 of sms, 3 of everything, 4 without consent), with
   "0033 6.12.34.56.78" (the leading international 00 and dot separators normalise to the same
   E.164; a national "06…" has no country and is rejected as invalid_phone, never guessed);
 - recipients 7 and 8 sharing one email differing only in case.
+
+A shared value is sent only when no Campaign recipient holding it said "n" (exclusions.py
+`consent_reasons`, the rule `consent_respected` checks): a family phone one of whose holders
+opted out of sms is not texted, whoever of them is in the audience.
 """
 
 import hashlib
@@ -22,8 +26,10 @@ from asset_checks.aep_to_campaign.destination_checks import (
     duplicate_identity_values,
     unique_identities_result,
 )
+from resources.audience_settings import ActivationConsentOptions, AudienceSettings
 from rtcdp_assets.aep_to_campaign.destinations.contracts import CONTRACTS_BY_NAME, apply_contract
 from rtcdp_assets.aep_to_campaign.destinations.duplicates import drop_duplicate_identities
+from rtcdp_assets.aep_to_campaign.destinations.exclusions import consent_reasons
 from rtcdp_assets.aep_to_campaign.destinations.membership_ledger import (
     LEDGER_SCHEMA,
     plan_ownership,
@@ -183,3 +189,111 @@ def test_duplicates_are_excluded_shown_by_the_dry_run_and_a_rerun_is_identical(t
             warehouse.zone.read_bytes(warehouse.path("destination_exports", folder, name)) == data
         )
     assert unique_identities_result(warehouse, AUD, STAMP).metadata["duplicates"].value == 0
+
+
+def test_a_shared_value_is_sent_only_when_no_recipient_holding_it_said_no(tmp_path):
+    resources = env(tmp_path)
+    instance = DagsterInstance.ephemeral()
+    people = recipients()
+    # A family phone: 5 (in the audience) consents to sms, 6 (not in it) opted out of sms.
+    people[6]["mobile_phone"] = people[5]["mobile_phone"]
+    # A family address: 7 (in the audience) consents to email, 8 (not in it) opted out of email;
+    # 7's later preferences row is the address's latest, so the suppression list (latest state
+    # per address) does not hold it: only the consent rule keeps 7 out.
+    people[8]["email"] = people[7]["email"]
+    # A phone shared by two consenting recipients, 9 in the audience: sent.
+    people[10]["mobile_phone"] = people[9]["mobile_phone"]
+    campaign_side(
+        tmp_path,
+        resources,
+        instance,
+        people,
+        blacklist_mobile={6: "1"},
+        blacklist_email={8: "1"},
+        last_modified={7: "2026-11-23 08:30:00"},
+    )
+    audience = [i for i in range(len(people)) if i not in (6, 8, 10)]
+    _, run = run_destinations(tmp_path, resources, instance, people, in_audience=audience)
+    assert run.success
+    assert excluded_by_reason(run) == {
+        # 0 quarantined; 1 and 3 opted out (suppression list), 7 by 8's "n"; 4 no consent
+        "email": {"missing_consent": 1, "opted_out": 3, "quarantine": 1},
+        # 2 and 3 opted out, 5 by 6's "n"; 4 no consent
+        "sms": {"missing_consent": 1, "opted_out": 3},
+        # the general consent: 8 said no to email only, so 7 is sent
+        "social_ads": {"missing_consent": 1, "opted_out": 2, "quarantine": 1},
+    }
+    phone = {i: "+" + "".join(c for c in people[i]["mobile_phone"] if c.isdigit()) for i in (5, 9)}
+    sms = landed(tmp_path, "sms")["phone_e164"]
+    assert len(sms) == 17 - 4
+    assert phone[5] not in set(sms) and list(sms).count(phone[9]) == 1
+    email = landed(tmp_path, "email")["email"]
+    assert len(email) == 17 - 5 and people[7]["email"] not in set(email)
+    social = landed(tmp_path, "social_ads")["email_lc_sha256"]
+    assert len(social) == 17 - 4 and sha(people[7]["email"]) in set(social)
+    checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert checks["consent_respected"].passed
+    assert checks["identity_contract"].passed
+
+    warehouse = resources["warehouse"]
+    folder = f"{AUD}/{STAMP}"
+    stored = warehouse.read_table("destination_exports", folder, "excluded.parquet")
+    key = {i: people[i]["external_id"] for i in (5, 7, 9)}
+    reasons = {(r["destination"], r["key"]): r["reason"] for r in stored.to_pylist()}
+    assert reasons[("sms", key[5])] == "opted_out"
+    assert reasons[("email", key[7])] == "opted_out"
+    assert ("social_ads", key[7]) not in reasons and ("sms", key[9]) not in reasons
+    with warehouse.local_copy("activation_dry_run", folder, "members.parquet") as local:
+        dry_run = pq.read_table(local).to_pylist()
+    shown = {(r["destination"], r["key"]): (r["outcome"], r["reason"]) for r in dry_run}
+    assert shown[("sms", key[5])] == ("excluded", "opted_out")
+    assert shown[("email", key[7])] == ("excluded", "opted_out")
+    assert shown[("sms", key[9])][0] == "added"
+
+
+def test_the_consent_of_a_value_is_no_when_any_holder_said_no():
+    people = pa.table(
+        {
+            "recipient_id": ["r1", "r2", "r3", "r4", "r5"],
+            "email": ["a@x.fr", "a@x.fr", "b@x.fr", "b@x.fr", "c@x.fr"],
+            "phone": [PHONE, PHONE, "+33700000001", "+33700000001", None],
+        }
+    )
+    # r1 says no to sms and email, r2 yes; r3 has no preferences row, r4 yes; r5 an empty flag.
+    preferences = pa.table(
+        {
+            "recipient_id": ["r1", "r2", "r4", "r5"],
+            "blacklist": [False, False, False, False],
+            "blacklist_email": [True, False, False, None],
+            "blacklist_mobile": [True, False, False, None],
+        }
+    )
+    phones = pa.array([PHONE, "+33700000001", "+33700000002", None], pa.string())
+    settings = AudienceSettings()
+    assert consent_reasons(SMS, phones, people, preferences, settings).to_pylist() == [
+        "opted_out",  # r1's "n" wins over r2's "y"
+        None,  # r3 unknown, r4 "y": the value has a known consent
+        "missing_consent",  # nobody holds it
+        None,  # no value: the contract rejects it
+    ]
+    lenient = AudienceSettings(
+        activation_consents={"sms": ActivationConsentOptions(missing_consent="include")}
+    )
+    assert consent_reasons(SMS, phones, people, preferences, lenient).to_pylist() == [
+        "opted_out",
+        None,
+        None,
+        None,
+    ]
+    # social_ads: the file's form is the hash; the general consent ("any") is everyone's yes.
+    hashes = pa.array([sha("a@x.fr"), sha("c@x.fr")], pa.string())
+    assert consent_reasons(SOCIAL, hashes, people, preferences, settings).to_pylist() == [
+        None,
+        None,
+    ]
+    email = CONTRACTS_BY_NAME["email"]
+    plain = pa.array(["a@x.fr", "c@x.fr"], pa.string())
+    assert consent_reasons(email, plain, people, preferences, settings).to_pylist() == [
+        "opted_out",
+        "missing_consent",  # r5's empty email flag is not a consent
+    ]

@@ -49,9 +49,11 @@ destination's file with the first failing reason in contract order: `missing_ide
 **One row per identity value** (`duplicates`). Members sharing an identity value as the file
 holds it (two profiles with one phone, one email in two cases) are sent once, the smallest
 member key; the others are excluded as `duplicate_identity` (a shared optional social_ads phone
-is left empty on the later rows instead). Per destination, current members in (`exited` rows
-are no longer members and are not activated) = rows exported + rejected by reason + excluded
-by reason.
+is left empty on the later rows instead). The exclusions come first (`exclusions`), so the kept
+member is a sendable one; a shared value is sent only when no Campaign recipient holding it
+said "n" to the destination's consent (`opted_out` otherwise, the rule `consent_respected`
+checks). Per destination, current members in (`exited` rows are no longer members and are not
+activated) = rows exported + rejected by reason + excluded by reason.
 
 Warehouse: `destination_exports/<audience>/<stamp>/` holds `<destination>_<audience>_<stamp>.csv`
 per destination (CSV as in campaign_import: UTF-8, header, `\\n`, quoted only where needed, rows

@@ -1,17 +1,27 @@
 """Who must not reach a destination file: suppressed addresses and members without consent.
 
-One function, `exclude_members`, applied by `build_destination_exports` before any contract is
-evaluated, so every build (the first one, or a re-run after a late quarantine or opt-out)
-filters with the suppression list and the consents as they are at that run.
+One function, `exclude_members`, applied by `build_destination_exports` (and the dry run) before
+the duplicate selection (duplicates.py) and before any contract is evaluated, so the member kept
+for a shared identity value is a sendable one, and every build (the first one, or a re-run after
+a late quarantine or opt-out) filters with the suppression list and the consents as they are at
+that run.
 
 A member of destination d is excluded, with the first reason that applies:
 1. an identity d would receive is suppressed on its channel in the `suppression_list` (email →
    `email`, phone → `sms`): reason `quarantine`, `denylisted` or `opted_out`, the reasons the
    Campaign audience import uses (rtcdp_assets/shared/suppression.py);
-2. the consent d asks for (`consent_for`) is "n" for the member's Campaign recipient (found by
-   the export's join identity in `profiles`, like the phone): `opted_out`;
-3. that consent is missing (no recipient, no preferences row, an empty flag) and d's setting
+2. the consent d asks for (`consent_for`) is "n" for ANY Campaign recipient holding the value
+   d receives first (the contract's first identity, as the file holds it: a family phone, a
+   shared address; value_consents.py), or for the member's own Campaign recipient (found by the
+   export's join identity in `profiles`, like the phone): `opted_out`;
+3. no recipient with a known consent holds that value (no recipient, no preferences row, an
+   empty flag; without a value: the member's own recipient has none) and d's setting
    `missing_consent` is `exclude` (the default): `missing_consent`.
+
+Rules 2 and 3 on the value are `consent_reasons`, the very function the blocking check
+`consent_respected` re-derives the files with; the member's own "n" only adds exclusions, so the
+filter never sends a row the check fails. A member whose first identity has no file value (the
+contract would reject it; no file ever holds it) is judged by its own recipient's consent alone.
 """
 
 from dataclasses import dataclass
@@ -22,7 +32,16 @@ import pyarrow.compute as pc
 from resources.audience_settings import AudienceSettings
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.join_identities import normalise_phone
-from rtcdp_assets.aep_to_campaign.destinations.contracts import Contract, normalise_email
+from rtcdp_assets.aep_to_campaign.destinations.contracts import (
+    Contract,
+    evaluate_identity,
+    normalise_email,
+)
+from rtcdp_assets.aep_to_campaign.destinations.value_consents import (
+    campaign_people,
+    consent_of,
+    value_consents,
+)
 from rtcdp_assets.shared.consents import GENERAL_CONSENT, consent_values, latest_preferences
 from rtcdp_assets.shared.suppression import (
     first_reason_per_address,
@@ -45,13 +64,17 @@ class ExclusionInputs:
 
     suppression: pa.Table  # channel, address (email lower-case, phone E.164), reason
     preferences: pa.Table  # latest preferences row per recipient (shared/consents.py)
+    people: pa.Table  # every Campaign recipient's email and phone (value_consents.py)
 
 
-def load_exclusion_inputs(warehouse: Warehouse, preference_partitions: set[str]) -> ExclusionInputs:
+def load_exclusion_inputs(
+    warehouse: Warehouse, profile_partitions: set[str], preference_partitions: set[str]
+) -> ExclusionInputs:
     suppression = load_suppression(warehouse, tuple(sorted(set(SUPPRESSION_CHANNEL.values()))))
     return ExclusionInputs(
         suppression=normalised_suppression(suppression),
         preferences=latest_preferences(warehouse, preference_partitions),
+        people=campaign_people(warehouse, profile_partitions),
     )
 
 
@@ -103,10 +126,39 @@ def exclusion_reasons(
     at = pc.index_in(
         recipient, value_set=preferences.column("recipient_id").combine_chunks(), skip_nulls=True
     )
-    consent = consent_values(preferences, consent_for(contract, audience_settings)).take(at)
-    reason = pc.coalesce(reason, pc.if_else(pc.equal(consent, "n"), OPTED_OUT, null_str))
+    own = consent_values(preferences, consent_for(contract, audience_settings)).take(at)
+    reason = pc.coalesce(reason, pc.if_else(pc.equal(own, "n"), OPTED_OUT, null_str))
+    first = contract.identities[0]
+    value, _ = evaluate_identity(first, sources.column(first.source).combine_chunks())
+    by_value = consent_reasons(contract, value, inputs.people, preferences, audience_settings)
+    reason = pc.coalesce(reason, by_value)
     if audience_settings.activation_consent(contract.destination).missing_consent == "exclude":
-        reason = pc.coalesce(reason, pc.if_else(pc.is_null(consent), MISSING_CONSENT, null_str))
+        # No value to judge (the contract rejects the row): the member's own consent decides.
+        unknown = pc.and_(pc.is_null(value), pc.is_null(own))
+        reason = pc.coalesce(reason, pc.if_else(unknown, MISSING_CONSENT, null_str))
+    return reason
+
+
+def consent_reasons(
+    contract: Contract,
+    values: pa.Array,
+    people: pa.Table,
+    preferences: pa.Table,
+    audience_settings: AudienceSettings,
+) -> pa.Array:
+    """The consent rule of the filter and of `consent_respected`, per value of the contract's
+    first identity in the file's form (null: no value, nothing to judge): `opted_out` when a
+    recipient holding it said "n" to the destination's consent, `missing_consent` when none
+    with a known consent holds it and the destination excludes a missing consent, else null."""
+    null_str = pa.scalar(None, pa.string())
+    consents = value_consents(
+        contract.identities[0], people, preferences, consent_for(contract, audience_settings)
+    )
+    given = consent_of(consents, values)
+    reason = pc.if_else(pc.equal(given, "n"), OPTED_OUT, null_str)
+    if audience_settings.activation_consent(contract.destination).missing_consent == "exclude":
+        unknown = pc.and_(pc.is_valid(values), pc.is_null(given))
+        reason = pc.coalesce(reason, pc.if_else(unknown, MISSING_CONSENT, null_str))
     return reason
 
 

@@ -68,7 +68,7 @@ def export_members(
             "membership yet; materialize audience_membership for it first."
         )
     identity = recorded_identity(applied, audience_settings)
-    exclusion_inputs = load_exclusion_inputs(warehouse, preference_partitions)
+    exclusion_inputs = load_exclusion_inputs(warehouse, profile_partitions, preference_partitions)
     members = read_members(warehouse, audience_id, stamp)
     recipients = campaign_recipients(warehouse, profile_partitions, identity)
     sources = member_sources(members, recipients)
