@@ -38,9 +38,7 @@ from resources.sftp import SftpDropZone
 from resources.warehouse import Warehouse
 
 if TYPE_CHECKING:
-    from dagster_azure.blob import AzureBlobStorageResource
-
-    from resources.azure_blob import AzureBlobDropZone
+    from resources.azure_blob import AzureBlobAccount, AzureBlobDropZone
     from resources.s3 import S3DropZone
 
 __all__ = [
@@ -108,13 +106,14 @@ def embedded_resources(root: Path | None = None, **settings: Any) -> dict[str, A
     }
 
 
-def _azure_storage() -> AzureBlobStorageResource:
+def _azure_storage() -> AzureBlobAccount:
     from dagster_azure.blob import (
         AzureBlobStorageDefaultCredential,
         AzureBlobStorageKeyCredential,
-        AzureBlobStorageResource,
         AzureBlobStorageSASTokenCredential,
     )
+
+    from resources.azure_blob import AzureBlobAccount
 
     # Which credential to use is decided by which variables exist; the values themselves are
     # EnvVars, resolved only inside the run or sensor process.
@@ -124,8 +123,12 @@ def _azure_storage() -> AzureBlobStorageResource:
         credential = AzureBlobStorageSASTokenCredential(token=EnvVar("AZURE_STORAGE_SAS_TOKEN"))
     else:
         credential = AzureBlobStorageDefaultCredential()
-    return AzureBlobStorageResource(
-        account_url=EnvVar("AZURE_STORAGE_ACCOUNT_URL"), credential=credential
+    # Not a secret, and only needed where the URL does not name the account (a custom domain,
+    # a private endpoint alias): read here, as the credential's kind is.
+    return AzureBlobAccount(
+        account_url=EnvVar("AZURE_STORAGE_ACCOUNT_URL"),
+        credential=credential,
+        account_name=os.environ.get("AZURE_STORAGE_ACCOUNT_NAME", "").strip(),
     )
 
 

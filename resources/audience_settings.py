@@ -203,10 +203,6 @@ class AudienceSettings(ConfigurableResource):
             "publishes it once that file appears. Off: published at once."
         ),
     )
-    campaign_import_subfolder: str = Field(
-        default="aep_audiences",
-        description="Subfolder of settings.campaign_import_folder for the audience import files.",
-    )
     max_audiences_campaign_destination: int = Field(
         default=25,
         description="Audiences per Campaign Managed Services destination "

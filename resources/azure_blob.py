@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -25,6 +25,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient
 from dagster_azure.blob import AzureBlobStorageResource
+from pydantic import Field
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from resources.drop_zones import (
@@ -60,6 +61,28 @@ def _classified(exc: Exception) -> Exception:
     if isinstance(exc, HttpResponseError) and exc.status_code in (401, 403):
         return DropZoneAccessDenied(f"Azure Blob refused access ({exc.status_code})")
     return exc
+
+
+class AzureBlobAccount(AzureBlobStorageResource):
+    """dagster-azure's Blob resource, with the account name given rather than derived.
+
+    With an account key the SDK signs with the account name, which it takes from the URL: the
+    host's first label for `<account>.blob.core.<cloud>`, the path for 127.0.0.1/localhost.
+    A custom domain, a private endpoint alias or an emulator under another host name yields
+    none ("Unable to determine account name"); `account_name` then names it. A SAS token or
+    an Entra ID credential does not sign with the name: left as they are.
+    """
+
+    account_name: str = Field(
+        default="",
+        description="Storage account name (AZURE_STORAGE_ACCOUNT_NAME); empty: from the URL.",
+    )
+
+    def _raw_credential(self) -> Any:
+        raw = super()._raw_credential()
+        if self.account_name and self.credential.credential_type == "key":
+            return {"account_name": self.account_name, "account_key": raw}
+        return raw
 
 
 class _StreamingBlobReader:

@@ -14,7 +14,6 @@ from dagster import (
     AssetCheckKey,
     AssetChecksDefinition,
     AssetKey,
-    AssetRecordsFilter,
     AssetSelection,
     DagsterInstance,
     DefaultSensorStatus,
@@ -36,6 +35,7 @@ from dagster._core.storage.asset_check_execution_record import (
 
 from asset_checks.campaign_to_aep.tracking_checks import BROADLOG, BROADLOG_NOT_LOADED
 from resources.settings import PipelineSettings
+from rtcdp_assets.shared.new_materializations import materializations_after, storage_id_cursor
 from rtcdp_assets.shared.partitions import PARTITION_KEY_FORMAT, four_hourly_partitions
 
 TRACKING_LOG = AssetKey("tracking_log")
@@ -73,12 +73,8 @@ def build_orphan_recheck(
     def orphan_recheck_sensor(
         context: SensorEvaluationContext, settings: PipelineSettings
     ) -> SensorResult | SkipReason:
-        after = int(context.cursor) if context.cursor else None
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=BROADLOG, after_storage_id=after),
-            limit=BATCH,
-            ascending=True,
-        ).records
+        after = storage_id_cursor(context.cursor)
+        records = materializations_after(context.instance, BROADLOG, after, BATCH)
         if not records:
             return SkipReason("no new broadlog partition")
         last = records[-1].storage_id

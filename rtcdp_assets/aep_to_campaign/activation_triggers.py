@@ -64,6 +64,7 @@ from rtcdp_assets.aep_to_campaign.dry_run_approval import (
     CAMPAIGN_DESTINATION,
     approval,
 )
+from rtcdp_assets.shared.new_materializations import materializations_after
 
 DRY_RUN_KEY = AssetKey(ACTIVATION_DRY_RUN)
 PUBLISHED_KEY = AssetKey(PUBLISHED)
@@ -83,11 +84,7 @@ def export_requests(
 ) -> tuple[list[RunRequest], int | None]:
     """One destination run per `activation_dry_run` materialization after storage id `after`
     (oldest first), and the new cursor."""
-    records = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=DRY_RUN_KEY, after_storage_id=after),
-        limit=DRY_RUNS_PER_TICK,
-        ascending=True,
-    ).records
+    records = materializations_after(instance, DRY_RUN_KEY, after, DRY_RUNS_PER_TICK)
     requests: dict[str, RunRequest] = {}
     for record in records:
         audience_id = record.partition_key

@@ -34,7 +34,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     DagsterEventType,
     DagsterInstance,
     DefaultSensorStatus,
@@ -55,6 +54,7 @@ from rtcdp_assets.campaign_to_aep.non_deliverables import (
 from rtcdp_assets.campaign_to_aep.push_subscriptions import push_subscriptions_flow
 from rtcdp_assets.shared import push_token_formats, xdm
 from rtcdp_assets.shared.late_suppression import run_tags
+from rtcdp_assets.shared.new_materializations import materializations_after, storage_id_cursor
 
 NON_DELIVERABLES = AssetKey("non_deliverables")
 PUSH_XDM = push_subscriptions_flow.xdm_key
@@ -166,12 +166,8 @@ def build_late_quarantine_sensor(job: Any) -> SensorDefinition:
     def late_quarantine_sensor(
         context: SensorEvaluationContext, warehouse: Warehouse, settings: PipelineSettings
     ) -> SensorResult | SkipReason:
-        after = int(context.cursor) if context.cursor else None
-        records = context.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=NON_DELIVERABLES, after_storage_id=after),
-            limit=BATCH,
-            ascending=True,
-        ).records
+        after = storage_id_cursor(context.cursor)
+        records = materializations_after(context.instance, NON_DELIVERABLES, after, BATCH)
         if not records:
             return SkipReason("no new non_deliverables partition")
         last = records[-1].storage_id

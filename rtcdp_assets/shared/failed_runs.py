@@ -82,3 +82,9 @@ def failure_reason(instance: DagsterInstance, run_id: str) -> str:
 def _short(text: str) -> str:
     text = mask_text(" ".join(text.split()))
     return text if len(text) <= _REASON_CHARS else text[: _REASON_CHARS - 1] + "…"
+
+
+def requested_again_at(due: datetime) -> str:
+    """How a sensor's note says when a failed run's work is requested again (`due` in UTC, as
+    the file ledger keeps it)."""
+    return f"requested again at {due:%Y-%m-%d %H:%M:%S}Z"

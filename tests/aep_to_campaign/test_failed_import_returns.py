@@ -15,6 +15,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports import job_and_sensor
 from rtcdp_assets.campaign_to_aep.non_deliverables import non_deliverables_defs, suppression_list
 from rtcdp_assets.campaign_to_aep.preferences import preferences_defs
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
+from rtcdp_assets.shared.failed_runs import failed_runs_after
 from rtcdp_dev import sample_audiences as sample
 from tests.aep_to_campaign.campaign_side import run_audience_export
 from tests.aep_to_campaign.test_audience_exports import AUD, DEST, FOLDER, PK, SENSOR, T0, put
@@ -62,6 +63,12 @@ def tick(monkeypatch, resources, instance, cursor, now):
     return list(result.run_requests or []), result.cursor, skip
 
 
+def row_failed_at(instance, run_id):
+    """When the run failed, as the sensor reads it (`failed_runs_after`)."""
+    runs, _ = failed_runs_after(instance, None, None)
+    return next(r.failed_at for r in runs if r.run_id == run_id)
+
+
 def export_rows(resources):
     return [r for r in resources["file_ledger"].rows() if r.dataset == "segment_exports"]
 
@@ -74,16 +81,22 @@ def test_import_waiting_for_the_suppression_list_comes_back_and_succeeds(env, mo
     assert not failed.success
 
     # The issue's case: the next ticks said "no new audience exports" and never asked again.
+    # Now they say that a retry waits, and when it is due (no audience or export id).
     requests, cursor, skip = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(0, 60))
-    assert requests == [] and skip == "no new audience exports"
     [row] = export_rows(resources)
     assert (row.status, row.attempts, row.failed_run_id) == ("pending", 1, failed.run_id)
     assert row.reason.startswith("run_failed: attempt 1 of 2 failed: step ")
     assert "suppression_list" in row.reason
+    assert row.retry_after == row_failed_at(instance, failed.run_id) + timedelta(0, BACKOFF)
+    waiting = (
+        "1 audience export(s) waiting for a retry after a failed run, the first requested "
+        f"again at {row.retry_after:%Y-%m-%d %H:%M:%S}Z"
+    )
+    assert requests == [] and skip == waiting
 
     assert materialize([suppression_list], resources=resources, instance=instance).success
-    requests, cursor, _ = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(0, 300))
-    assert requests == []  # the back-off still runs
+    requests, cursor, skip = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(0, 300))
+    assert requests == [] and skip == waiting  # the back-off still runs
     (retry,), cursor, _ = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(0, 700))
     assert retry.run_key.startswith(f"{request.run_key}#attempt2@")
     assert retry.tags == request.tags and retry.partition_key == AUD

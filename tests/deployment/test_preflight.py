@@ -249,6 +249,8 @@ def test_a_bad_azure_key_fails_every_container_without_printing_it(deployment, c
     for role in CONTAINER_ROLES:
         (line,) = lines(out, "FAIL", f"zone.{role}")
         assert "refused" in line and "AZURE_STORAGE_KEY must be a key" in line
+        # The account the key signed for, and how to name another one.
+        assert "(account 'devstoreaccount1')" in line and "AZURE_STORAGE_ACCOUNT_NAME" in line
     assert lines(out, "OK", "zone.warehouse")  # the S3 bucket does not use that key
     assert_no_secret(out, bad_key)
 

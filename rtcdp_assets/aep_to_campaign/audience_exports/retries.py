@@ -20,7 +20,7 @@ from rtcdp_assets.aep_to_campaign.audience_exports.datasets import (
     SEGMENT_EXPORTS,
     TAG_EXPORT_FILES,
 )
-from rtcdp_assets.shared.failed_runs import failed_runs_after
+from rtcdp_assets.shared.failed_runs import failed_runs_after, requested_again_at
 
 # Cursor key: update time of the newest failed run read.
 FAILURES_AFTER = "failures_after"
@@ -75,12 +75,30 @@ class Retries:
 def retry_requests(
     ledger: FileLedger, zone_id: str, entries: Sequence[Entry], now: datetime
 ) -> Retries:
-    """One request per export with a file whose retry is due, under a new run key."""
+    """One request per export with a file whose retry is due, under a new run key; a note for
+    the exports whose retry waits for its back-off (how many, when the first is due)."""
     due = {r.version: r for r in ledger.due_retries(zone_id, SEGMENT_EXPORTS, now)}
+    later = {
+        r.version: r.retry_after
+        for r in ledger.awaiting_retry(zone_id, SEGMENT_EXPORTS)
+        if r.in_folder and r.retry_after is not None and r.retry_after > now
+    }
     retries = Retries()
-    if not due:
+    if not due and not later:
         return retries
-    for export in group_listing(entries).exports.values():
+    exports = group_listing(entries).exports.values()
+    waiting: list[datetime] = []
+    for export in exports:
+        dues = [later[v] for _, e in export.files if (v := _version(zone_id, e)) in later]
+        if dues:
+            waiting.append(min(dues))
+    if waiting:
+        # A count and a time only: which exports wait is in the ledger (`rtcdp-ledger`).
+        retries.notes.append(
+            f"{len(waiting)} audience export(s) waiting for a retry after a failed run, the "
+            f"first {requested_again_at(min(waiting))}"
+        )
+    for export in exports:
         rows = [due[v] for _, e in export.files if (v := _version(zone_id, e)) in due]
         if not rows:
             continue

@@ -25,7 +25,7 @@ from resources.drop_zones import DropZone, DropZoneUnavailable, Entry
 from resources.file_ledger import FileLedger, FileVersion, Presence
 from resources.settings import PipelineSettings
 from rtcdp_assets.campaign_to_aep.export_flow.description import CampaignExportDescription
-from rtcdp_assets.shared.failed_runs import FailedRun, failed_runs_after
+from rtcdp_assets.shared.failed_runs import FailedRun, failed_runs_after, requested_again_at
 from rtcdp_assets.shared.file_completion import (
     INCOMPLETE_IS_FINAL_TAG,
     INCOMPLETE_REASON_PREFIX,
@@ -180,7 +180,7 @@ def _retry_request(
     due = datetime.fromisoformat(row.retry_after or "")
     pk = flow.partition_for(entry.name)
     if now < due or pk is None:
-        return f"{entry.name}: {row.reason}; requested again at {due:%Y-%m-%d %H:%M:%S}Z"
+        return f"{entry.name}: {row.reason}; {requested_again_at(due)}"
     # The due time makes the key unique: an operator's retry starts the attempts again.
     attempt = f"#attempt{(row.attempts or 0) + 1}@{row.retry_after}"
     return RunRequest(run_key=f"{run_key}{attempt}", partition_key=pk, tags=tags)

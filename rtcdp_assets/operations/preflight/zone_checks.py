@@ -36,8 +36,13 @@ _NO_SDK_RETRY = {"retry_total": 0}
 
 AZURE_CREDENTIAL_FIX = (
     "AZURE_STORAGE_KEY must be a key of the account in AZURE_STORAGE_ACCOUNT_URL (a non-Azure "
-    "endpoint such as Azurite names the account in the path: http://host:10000/<account>), or "
+    "endpoint such as Azurite names the account in the path: http://host:10000/<account>; a "
+    "custom domain or private endpoint does not: set AZURE_STORAGE_ACCOUNT_NAME), or "
     "AZURE_STORAGE_SAS_TOKEN a valid SAS with read, add, create, write, delete and list"
+)
+AZURE_NO_ACCOUNT_FIX = (
+    "set AZURE_STORAGE_ACCOUNT_NAME to the storage account's name (the URL is a custom domain "
+    "or private endpoint that does not name it), or use https://<account>.blob.core.windows.net"
 )
 
 
@@ -50,6 +55,9 @@ def azure_checks(role: str, zone: AzureBlobDropZone, writes: bool) -> list[Check
     where = f"container '{zone.container}' at {zone.storage.account_url}"
     try:
         with zone.storage.get_client() as service:
+            # The account the key signs for: a wrong one is refused like a wrong key.
+            if service.account_name:
+                where += f" (account '{service.account_name}')"
             container = service.get_container_client(zone.container)
             container.get_container_properties(**_NO_SDK_RETRY)
             pages = container.list_blobs(
@@ -74,6 +82,11 @@ def azure_checks(role: str, zone: AzureBlobDropZone, writes: bool) -> list[Check
                 f"--account-name <account>`), or correct {role.upper()}_CONTAINER",
             )
         ]
+    except ValueError as exc:
+        # The SDK's refusal to sign with a key for a URL that names no account, before any call.
+        if "account name" not in str(exc):
+            raise
+        return [fail(check, f"{where}: the URL names no storage account", AZURE_NO_ACCOUNT_FIX)]
     except ClientAuthenticationError as exc:
         return [
             fail(check, f"{where}: credentials refused ({_azure_code(exc)})", AZURE_CREDENTIAL_FIX)
