@@ -161,6 +161,8 @@ class LedgerRow:
     attempts: int | None = None
     failed_run_id: str | None = None
     retry_after: datetime | None = None
+    # The file's modification time as the zone listed it when the version was first seen.
+    modified: datetime | None = None
 
 
 def to_row(r: Any) -> LedgerRow:
@@ -183,6 +185,7 @@ def to_row(r: Any) -> LedgerRow:
         attempts=r.attempts,
         failed_run_id=r.failed_run_id,
         retry_after=datetime.fromisoformat(r.retry_after) if r.retry_after else None,
+        modified=datetime.fromisoformat(r.modified),
     )
 
 

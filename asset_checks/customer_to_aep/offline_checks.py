@@ -3,6 +3,11 @@ recount on the accepted rows, and XDM conformance of the stored records, both bl
 partition whose counts do not add up or whose records AEP would refuse is never published.
 
 `offline_checks(ds)` builds them; the dataset's job runs them by selecting its assets.
+
+A day with an unreadable file is held: its manifest lists the version quarantined by an earlier
+run too (rtcdp_assets/customer_to_aep/offline_ingest.py), so ``reconciliation`` fails on every
+retry and re-run. The operator resolves it by uploading a corrected file with the same name;
+that run publishes the day with every file's rows. Nothing is deleted.
 """
 
 from collections.abc import Iterator
@@ -30,7 +35,11 @@ def offline_checks(ds: OfflineDataset) -> list[AssetChecksDefinition]:
             "reconciliation",
             typed,
             "Per source file: rows in the file = accepted rows + quarantined rows, and no file "
-            "was quarantined as unreadable. Blocks publication of an incomplete day.",
+            "was quarantined as unreadable. Blocks publication of an incomplete day, on every "
+            "run of it: a day whose file an earlier run quarantined stays held on retries and "
+            "re-runs (which end `failed`, see no_failed_versions). To resolve a held day, upload "
+            "the corrected file under the same name to the dataset's folder: its run publishes "
+            "the day; the unreadable version stays in <folder>/quarantine/.",
             blocking=True,
             source="project: nothing lost, counts reconcile",
             limit="rows in = rows out + rows rejected",

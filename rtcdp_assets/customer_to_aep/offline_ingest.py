@@ -19,6 +19,17 @@ Each move is recorded in the file ledger (zone ``customer_source``, dataset ``<d
 ``processed`` in the day's archive, or ``quarantined`` with the reason. A version the run was
 requested for that an earlier, failed attempt had already archived is settled here too: the
 day is re-read from the archive, so its rows are in this partition.
+
+A day with an unreadable file stays held on every run, not only the first: the manifest also
+lists, as ``quarantined``, the day's versions an earlier run quarantined as unreadable (the
+ledger's ``quarantined`` rows; the quarantine folder when there is no ledger), so the blocking
+``reconciliation`` check fails again on a retry or a hand-launched re-run, which re-read the
+archive where that file is not. Retries then end ``failed`` after
+``failed_run_max_attempts`` (flagged by ``no_failed_versions``). How an operator resolves a held
+day: upload a corrected file under the same name to ``<folder>/``; a version of that name
+read by a later run (incoming, or archived after the quarantine) supersedes the unreadable one,
+that run publishes the day with both files' rows, and the day's versions that had ended
+``failed`` are settled ``processed``. The unreadable version stays in the quarantine folder.
 """
 
 from __future__ import annotations
@@ -128,6 +139,7 @@ def ingest_offline_partition(
     the (name, identity) versions the run was `requested` for); returns the manifest."""
     moment = now or datetime.now(UTC)
     incoming, archived, notes = partition_sources(ds, zone, rule, pk, moment)
+    held = still_held(quarantined_versions(ds, zone, pk, ledger), incoming, archived)
     files: list[dict[str, Any]] = []
     rows: list[SourceRow] = []
     unreadable: list[tuple[Entry, UnreadableFile]] = []
@@ -140,6 +152,12 @@ def ingest_offline_partition(
             continue
         rows.extend(file_rows)
         files.append(_file(entry.name, "processed", None, len(file_rows)))
+    for version in held:
+        files.append({**_file(version.name, "quarantined", version.reason), "held": True})
+        notes.append(
+            f"{version.name}: quarantined as unreadable by an earlier run ({version.reason}); "
+            f"the day is held until a corrected {version.name} is uploaded to {ds.folder}/"
+        )
     result = map_rows(ds.mapping, rows, ds.mapping.timezone)
     accepted = _accepted_rows(ds.mapping, rows, result)
     for item in files:
@@ -177,6 +195,67 @@ def ingest_offline_partition(
         outcome = _Outcome(ds, zone.describe(), pk, run_id, files)
         outcome.record(ledger, incoming, unreadable, archived, requested)
     return manifest
+
+
+@dataclass(frozen=True)
+class QuarantinedVersion:
+    """A version of the day an earlier run quarantined as unreadable."""
+
+    name: str
+    identity: str
+    reason: str
+    # The file's time as the zone listed it: a same-name file listed later replaced it.
+    modified: datetime
+
+
+def quarantined_versions(
+    ds: OfflineDataset, zone: DropZone, pk: str, ledger: FileLedger | None = None
+) -> list[QuarantinedVersion]:
+    """The day's versions quarantined as unreadable: the ledger's ``quarantined`` rows of the
+    zone and dataset when there is a ledger (its record of every move), else the quarantine
+    folder's ``<name>@<identity>`` files with their ``.reason.json``."""
+    if ledger is not None:
+        return [
+            QuarantinedVersion(r.version.name, r.version.identity, _code(r.reason), r.modified)
+            for r in ledger.in_zone(zone.describe(), ("quarantined",))
+            if r.dataset == ds.dataset
+            and r.version.folder == ds.folder
+            and (r.partition or ds.partition_of(r.version.name)) == pk
+            and r.modified is not None
+        ]
+    found = []
+    for entry in zone.list(ds.quarantine_folder()):
+        name, at, identity = entry.name.partition("@")
+        if not at or identity.endswith(".reason.json") or ds.partition_of(name) != pk:
+            continue
+        sidecar = f"{entry.path}.reason.json"
+        reason = None
+        if zone.stat(sidecar) is not None:
+            reason = json.loads(zone.read_bytes(sidecar)).get("reason")
+        found.append(QuarantinedVersion(name, identity, _code(reason), entry.modified))
+    return found
+
+
+def still_held(
+    quarantined: Sequence[QuarantinedVersion], incoming: Sequence[Entry], archived: Sequence[Entry]
+) -> list[QuarantinedVersion]:
+    """The versions no later file of the same name replaced: one in the incoming folder now
+    (the unreadable one left it), or one in the day's archive listed as newer."""
+    waiting = {e.name for e in incoming}
+    in_archive = {e.name: e for e in archived}
+    held = []
+    for version in sorted(quarantined, key=lambda v: (v.name, v.identity)):
+        replacement = in_archive.get(version.name)
+        if version.name in waiting or (
+            replacement is not None and replacement.modified > version.modified
+        ):
+            continue
+        held.append(version)
+    return held
+
+
+def _code(reason: str | None) -> str:
+    return reason or "unreadable"
 
 
 @dataclass(frozen=True)
@@ -218,6 +297,20 @@ class _Outcome:
             row = ledger.get(FileVersion(self.zone_id, self.ds.folder, name, identity))
             if row is not None and row.status == "pending":
                 self._processed(ledger, name, identity, entry, entry.path)
+        if any(f["status"] == "quarantined" for f in self.files):
+            return
+        # Nothing holds the day any more (a corrected file replaced an unreadable one): the
+        # archived versions whose retries ended `failed` while it was held are in it now.
+        for row in ledger.in_zone(self.zone_id, ("failed",)):
+            entry = in_archive.get(row.version.name)
+            if (
+                entry is not None
+                and row.dataset == self.ds.dataset
+                and row.version.folder == self.ds.folder
+                and row.partition == self.pk
+                and row.location == entry.path
+            ):
+                self._processed(ledger, row.version.name, row.version.identity, entry, entry.path)
 
     def _archived(self, entry: Entry) -> str:
         return join(self.ds.archive_folder(self.pk), entry.name)

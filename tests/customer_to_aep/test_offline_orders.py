@@ -16,6 +16,7 @@ from asset_checks.customer_to_aep.offline_checks import offline_checks
 from resources import PipelineSettings, embedded_resources
 from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
 from rtcdp_assets.customer_to_aep.offline_files import partition_for
+from rtcdp_assets.customer_to_aep.offline_ingest import ingest_offline_partition
 from rtcdp_assets.customer_to_aep.offline_sensor import plan_offline_tick
 from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.xdm_conformance import (
@@ -24,6 +25,7 @@ from rtcdp_assets.shared.xdm_conformance import (
     FG_IDENTITY_MAP,
     XdmSchema,
 )
+from tests.drop_files import write_settled
 from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import materialize_partition
 
@@ -196,7 +198,7 @@ def test_a_re_run_gives_the_same_records_and_leaves_the_landing_alone(env):
 def test_an_unreadable_file_is_quarantined_whole_and_blocks_publication(env):
     root, resources = env
     folder = root / "customer_source" / FOLDER
-    (folder / "orders_20261123_broken.parquet").write_bytes(b"PAR1 not really")
+    write_settled(folder / "orders_20261123_broken.parquet", b"PAR1 not really", 3600)
     result = run_day(resources)
     checks = check_evaluations_by_name(result)
     assert not checks["reconciliation"].passed
@@ -205,6 +207,24 @@ def test_an_unreadable_file_is_quarantined_whole_and_blocks_publication(env):
     assert len(quarantined) == 2 and quarantined[1].endswith(".reason.json")
     reason = json.loads((folder / "quarantine" / quarantined[1]).read_text())
     assert reason["reason"] == "bad_parquet"
+
+    # Without a ledger the quarantine folder holds the day on a re-run just the same.
+    (orders,) = [d for d in offline_datasets() if d.dataset == "offline_orders"]
+    ds = orders.for_settings(resources["settings"])
+    rule = CompletionRule.customer_source(resources["settings"])
+    zone, warehouse = resources["customer_source"], resources["warehouse"]
+    manifest = ingest_offline_partition(ds, zone, warehouse, rule, DAY)
+    assert [(f["source_file"], f["reason"]) for f in manifest["files"] if f["reason"]] == [
+        ("orders_20261123_broken.parquet", "bad_parquet")
+    ]
+    assert manifest["rows_read"] == 14
+    # Until a corrected file of that name is uploaded: read now, and again from the archive.
+    write_settled(folder / "orders_20261123_broken.parquet", pos_parquet(), 60)
+    for _ in range(2):
+        manifest = ingest_offline_partition(ds, zone, warehouse, rule, DAY)
+        assert [f["status"] for f in manifest["files"]] == ["processed"] * 4
+        assert manifest["rows_read"] == 17
+    assert sorted(p.name for p in (folder / "quarantine").iterdir()) == quarantined
 
 
 def test_the_sensor_requests_one_run_per_day_of_complete_files(env):

@@ -19,9 +19,9 @@ from resources import embedded_resources
 from rtcdp_assets.customer_to_aep import offline_sensor
 from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
 from rtcdp_assets.operations import ledger_cli
-from tests.customer_to_aep.test_offline_orders import DAY, FOLDER, LANDING, SHOP_CSV
+from tests.customer_to_aep.test_offline_orders import DAY, FOLDER, LANDING, SHOP_CSV, pos_parquet
 from tests.drop_files import write_settled
-from tests.results import materialization
+from tests.results import check_evaluations_by_name, materialization, read_published
 from tests.runs import evaluate_sensor
 
 NAME = "orders_20261123.csv"
@@ -152,3 +152,75 @@ def test_a_day_failing_n_times_is_failed_listed_and_retried_by_an_operator(
     assert again.run_key.startswith(f"{request.run_key}#attempt1@")
     assert run(resources, instance, again).success
     assert ledger_row(resources).status == "processed"
+
+
+def test_a_day_held_by_an_unreadable_file_stays_held_on_retries_until_it_is_replaced(
+    env, monkeypatch
+):
+    root, resources, instance = env
+    folder = root / "customer_source" / FOLDER
+    # The point-of-sale extract cut off mid-upload: Parquet's magic, not its footer.
+    broken = "orders_20261123_pos.parquet"
+    write_settled(folder / broken, pos_parquet()[:200], 60)
+    t0 = datetime.now(UTC)
+    (request,), cursor = tick(monkeypatch, resources, instance, None, t0)
+    first = run(resources, instance, request)
+    assert not first.success
+    assert not check_evaluations_by_name(first)["reconciliation"].passed
+    [held] = [p.name for p in (folder / "quarantine").iterdir() if p.suffix != ".json"]
+    assert held.startswith(f"{broken}@")
+
+    # The retry re-reads the day's archive, where the unreadable file is not: still held.
+    requests, cursor = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(seconds=60))
+    assert requests == []
+    (retry,), cursor = tick(monkeypatch, resources, instance, cursor, t0 + timedelta(seconds=700))
+    second = run(resources, instance, retry)
+    assert not second.success
+    check = check_evaluations_by_name(second)["reconciliation"]
+    assert not check.passed
+    assert check.metadata["files_quarantined"].value == [f"{broken}: bad_parquet"]
+    assert check.metadata["rows_in"].value == 9
+    assert not (root / LANDING).parent.exists()
+    # A hand-launched re-run too.
+    assert not check_evaluations_by_name(run(resources, instance))["reconciliation"].passed
+    assert not (root / LANDING).parent.exists()
+
+    next_day = t0 + timedelta(days=1)
+    requests, cursor = tick(monkeypatch, resources, instance, cursor, next_day)
+    assert requests == []
+    row = ledger_row(resources)
+    assert (row.status, row.attempts) == ("failed", 2)
+    assert row.reason.startswith("run_failed: 2 of 2 attempts failed, last: step offline_orders_")
+    check = failed_versions_result(resources["file_ledger"].rows(), resources["settings"])
+    assert check.metadata["failed"].value == [f"offline_orders: {row.version} ({row.reason})"]
+
+    # The operator uploads the corrected extract under the same name: that run publishes the day.
+    write_settled(folder / broken, pos_parquet(), 30)
+    (fixed,), cursor = tick(monkeypatch, resources, instance, cursor, next_day)
+    assert fixed.tags["rtcdp/offline_file"] == broken
+    result = run(resources, instance, fixed)
+    assert result.success
+    checks = check_evaluations_by_name(result)
+    assert checks["reconciliation"].passed
+    assert checks["reconciliation"].metadata["rows_in"].value == 12
+    published = read_published(root, LANDING)
+    assert published is not None
+    assert sorted(r["commerce"]["order"]["purchaseID"] for r in published) == [
+        "#1001",
+        "#1002",
+        "#2001",
+        "#2002",
+    ]
+    # Nothing deleted: the unreadable version stays in quarantine with its reason.
+    assert sorted(p.name for p in (folder / "quarantine").iterdir()) == [
+        held,
+        f"{held}.reason.json",
+    ]
+    by_status = sorted((r.version.name, r.status) for r in resources["file_ledger"].rows())
+    assert by_status == [
+        (NAME, "processed"),
+        (broken, "processed"),
+        (broken, "quarantined"),
+    ]
+    requests, _ = tick(monkeypatch, resources, instance, cursor, next_day + timedelta(hours=1))
+    assert requests == []
