@@ -12,7 +12,8 @@ of email, 2 of sms, 3 of everything, 4 without consent), with
 
 A shared value is sent only when no Campaign recipient holding it said "n" (exclusions.py
 `consent_reasons`, the rule `consent_respected` checks): a family phone one of whose holders
-opted out of sms is not texted, whoever of them is in the audience.
+opted out of sms is not texted, whoever of them is in the audience; and a member who never
+gave a consent is not sent because another holder of the phone did.
 """
 
 import hashlib
@@ -203,6 +204,9 @@ def test_a_shared_value_is_sent_only_when_no_recipient_holding_it_said_no(tmp_pa
     people[8]["email"] = people[7]["email"]
     # A phone shared by two consenting recipients, 9 in the audience: sent.
     people[10]["mobile_phone"] = people[9]["mobile_phone"]
+    # 4 (in the audience) never gave a consent; 11 (not in it), holding the same phone, did:
+    # consent is personal, so 4 stays out as missing_consent.
+    people[11]["mobile_phone"] = people[4]["mobile_phone"]
     campaign_side(
         tmp_path,
         resources,
@@ -212,7 +216,7 @@ def test_a_shared_value_is_sent_only_when_no_recipient_holding_it_said_no(tmp_pa
         blacklist_email={8: "1"},
         last_modified={7: "2026-11-23 08:30:00"},
     )
-    audience = [i for i in range(len(people)) if i not in (6, 8, 10)]
+    audience = [i for i in range(len(people)) if i not in (6, 8, 10, 11)]
     _, run = run_destinations(tmp_path, resources, instance, people, in_audience=audience)
     assert run.success
     assert excluded_by_reason(run) == {
@@ -225,12 +229,12 @@ def test_a_shared_value_is_sent_only_when_no_recipient_holding_it_said_no(tmp_pa
     }
     phone = {i: "+" + "".join(c for c in people[i]["mobile_phone"] if c.isdigit()) for i in (5, 9)}
     sms = landed(tmp_path, "sms")["phone_e164"]
-    assert len(sms) == 17 - 4
+    assert len(sms) == 16 - 4
     assert phone[5] not in set(sms) and list(sms).count(phone[9]) == 1
     email = landed(tmp_path, "email")["email"]
-    assert len(email) == 17 - 5 and people[7]["email"] not in set(email)
+    assert len(email) == 16 - 5 and people[7]["email"] not in set(email)
     social = landed(tmp_path, "social_ads")["email_lc_sha256"]
-    assert len(social) == 17 - 4 and sha(people[7]["email"]) in set(social)
+    assert len(social) == 16 - 4 and sha(people[7]["email"]) in set(social)
     checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
     assert checks["consent_respected"].passed
     assert checks["identity_contract"].passed
@@ -238,10 +242,11 @@ def test_a_shared_value_is_sent_only_when_no_recipient_holding_it_said_no(tmp_pa
     warehouse = resources["warehouse"]
     folder = f"{AUD}/{STAMP}"
     stored = warehouse.read_table("destination_exports", folder, "excluded.parquet")
-    key = {i: people[i]["external_id"] for i in (5, 7, 9)}
+    key = {i: people[i]["external_id"] for i in (4, 5, 7, 9)}
     reasons = {(r["destination"], r["key"]): r["reason"] for r in stored.to_pylist()}
     assert reasons[("sms", key[5])] == "opted_out"
     assert reasons[("email", key[7])] == "opted_out"
+    assert reasons[("sms", key[4])] == "missing_consent"
     assert ("social_ads", key[7]) not in reasons and ("sms", key[9]) not in reasons
     with warehouse.local_copy("activation_dry_run", folder, "members.parquet") as local:
         dry_run = pq.read_table(local).to_pylist()

@@ -14,14 +14,14 @@ A member of destination d is excluded, with the first reason that applies:
    d receives first (the contract's first identity, as the file holds it: a family phone, a
    shared address; value_consents.py), or for the member's own Campaign recipient (found by the
    export's join identity in `profiles`, like the phone): `opted_out`;
-3. no recipient with a known consent holds that value (no recipient, no preferences row, an
-   empty flag; without a value: the member's own recipient has none) and d's setting
-   `missing_consent` is `exclude` (the default): `missing_consent`.
+3. d's setting `missing_consent` is `exclude` (the default), and either no recipient with a
+   known consent holds that value, or the member's own recipient has no known consent (no
+   recipient, no preferences row, an empty flag): `missing_consent`. Consent is personal:
+   another holder's "y" on a family phone does not stand in for a member who never gave one.
 
 Rules 2 and 3 on the value are `consent_reasons`, the very function the blocking check
-`consent_respected` re-derives the files with; the member's own "n" only adds exclusions, so the
-filter never sends a row the check fails. A member whose first identity has no file value (the
-contract would reject it; no file ever holds it) is judged by its own recipient's consent alone.
+`consent_respected` re-derives the files with (it sees values, not members); the member's own
+"n" or missing consent only adds exclusions, so the filter never sends a row the check fails.
 """
 
 from dataclasses import dataclass
@@ -133,9 +133,9 @@ def exclusion_reasons(
     by_value = consent_reasons(contract, value, inputs.people, preferences, audience_settings)
     reason = pc.coalesce(reason, by_value)
     if audience_settings.activation_consent(contract.destination).missing_consent == "exclude":
-        # No value to judge (the contract rejects the row): the member's own consent decides.
-        unknown = pc.and_(pc.is_null(value), pc.is_null(own))
-        reason = pc.coalesce(reason, pc.if_else(unknown, MISSING_CONSENT, null_str))
+        # Consent is the member's own: another holder's "y" on a shared phone does not stand
+        # in for a member who never gave one (stricter than the check, which sees values only).
+        reason = pc.coalesce(reason, pc.if_else(pc.is_null(own), MISSING_CONSENT, null_str))
     return reason
 
 
