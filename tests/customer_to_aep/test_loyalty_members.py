@@ -12,11 +12,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance
 
-from asset_checks.customer_to_aep.offline_checks import offline_checks
-from resources import PipelineSettings, embedded_resources
-from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
+from resources import PipelineSettings
+from rtcdp_assets.customer_to_aep.offline_assets import offline_datasets
 from rtcdp_assets.customer_to_aep.offline_sensor import plan_offline_tick
 from rtcdp_assets.shared.file_completion import CompletionRule
 from rtcdp_assets.shared.xdm_conformance import (
@@ -25,8 +23,13 @@ from rtcdp_assets.shared.xdm_conformance import (
     PROFILE,
     XdmSchema,
 )
+from tests.customer_to_aep.offline_steps import (
+    archived,
+    offline_env,
+    rerun_changes_nothing,
+    run_offline_day,
+)
 from tests.results import check_evaluations_by_name, materialization, read_published
-from tests.runs import materialize_partition
 
 DAY = "2026-11-23"
 FOLDER = "offline/loyalty"
@@ -105,19 +108,19 @@ def app_parquet() -> bytes:
 
 @pytest.fixture
 def env(tmp_path: Path):
-    resources = embedded_resources(tmp_path, file_settle_seconds=0)
-    folder = tmp_path / "customer_source" / FOLDER
-    folder.mkdir(parents=True)
-    (folder / "members_20261123.csv").write_bytes(export_csv(MORNING))
-    (folder / "members_20261123_1800.csv").write_bytes(export_csv(EVENING))
-    (folder / "members_20261123_app.parquet").write_bytes(app_parquet())
-    return tmp_path, resources
+    return offline_env(
+        tmp_path,
+        FOLDER,
+        {
+            "members_20261123.csv": export_csv(MORNING),
+            "members_20261123_1800.csv": export_csv(EVENING),
+            "members_20261123_app.parquet": app_parquet(),
+        },
+    )
 
 
 def run_day(resources, instance=None):
-    (ds,) = [d for d in offline_datasets() if d.dataset == "loyalty_members"]
-    defs = build_offline_defs([ds])
-    return materialize_partition([*defs.assets, *offline_checks(ds)], resources, DAY, instance)
+    return run_offline_day("loyalty_members", resources, DAY, instance)
 
 
 def test_members_become_loyalty_profiles_and_bad_rows_are_quarantined_with_reasons(env):
@@ -183,9 +186,7 @@ def test_members_become_loyalty_profiles_and_bad_rows_are_quarantined_with_reaso
     assert manifest["xdm_class"] == PROFILE
     assert manifest["xdm_field_groups"] == [FG_PROFILE_LOYALTY]
 
-    source = root / "customer_source" / FOLDER
-    assert [p.name for p in source.iterdir() if p.is_file()] == []
-    assert sorted(p.name for p in (source / "archive" / DAY).iterdir()) == [
+    assert archived(root, FOLDER, DAY) == [
         "members_20261123.csv",
         "members_20261123_1800.csv",
         "members_20261123_app.parquet",
@@ -194,16 +195,7 @@ def test_members_become_loyalty_profiles_and_bad_rows_are_quarantined_with_reaso
 
 def test_a_re_run_gives_the_same_records_and_leaves_the_landing_alone(env):
     root, resources = env
-    instance = DagsterInstance.ephemeral()
-    first = run_day(resources, instance)
-    landed = (root / LANDING).read_bytes()
-    stored = (root / "warehouse/loyalty_members_xdm" / DAY / "data.parquet").read_bytes()
-    second = run_day(resources, instance)
-    assert first.success and second.success
-    published = materialization(second, "loyalty_members_published").metadata
-    assert published["already_published"].value is True
-    assert (root / LANDING).read_bytes() == landed
-    assert (root / "warehouse/loyalty_members_xdm" / DAY / "data.parquet").read_bytes() == stored
+    second = rerun_changes_nothing(root, resources, "loyalty_members", DAY, LANDING)
     again = materialization(second, "loyalty_members").metadata
     assert (again["rows_read"].value, again["rows_quarantined"].value) == (12, 7)
 

@@ -10,11 +10,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import DagsterInstance
 
-from asset_checks.customer_to_aep.offline_checks import offline_checks
-from resources import PipelineSettings, embedded_resources
-from rtcdp_assets.customer_to_aep.offline_assets import build_offline_defs, offline_datasets
+from resources import PipelineSettings
+from rtcdp_assets.customer_to_aep.offline_assets import offline_datasets
 from rtcdp_assets.customer_to_aep.offline_files import partition_for
 from rtcdp_assets.customer_to_aep.offline_ingest import ingest_offline_partition
 from rtcdp_assets.customer_to_aep.offline_sensor import plan_offline_tick
@@ -25,9 +23,14 @@ from rtcdp_assets.shared.xdm_conformance import (
     FG_IDENTITY_MAP,
     XdmSchema,
 )
+from tests.customer_to_aep.offline_steps import (
+    archived,
+    offline_env,
+    rerun_changes_nothing,
+    run_offline_day,
+)
 from tests.drop_files import write_settled
 from tests.results import check_evaluations_by_name, materialization, read_published
-from tests.runs import materialize_partition
 
 DAY = "2026-11-23"
 FOLDER = "offline/orders"
@@ -95,20 +98,20 @@ def pos_parquet() -> bytes:
 
 @pytest.fixture
 def env(tmp_path: Path):
-    resources = embedded_resources(tmp_path, file_settle_seconds=0)
-    folder = tmp_path / "customer_source" / FOLDER
-    folder.mkdir(parents=True)
-    (folder / "orders_20261123.csv").write_bytes(SHOP_CSV)
-    (folder / "orders_20261123_1800_shop2.csv").write_bytes(EXTRA_CSV)
-    (folder / "orders_20261123_pos.parquet").write_bytes(pos_parquet())
-    return tmp_path, resources
+    return offline_env(
+        tmp_path,
+        FOLDER,
+        {
+            "orders_20261123.csv": SHOP_CSV,
+            "orders_20261123_1800_shop2.csv": EXTRA_CSV,
+            "orders_20261123_pos.parquet": pos_parquet(),
+        },
+    )
 
 
 def run_day(resources, instance=None):
     # Every shipped mapping is a dataset (orders, loyalty members): this file runs the orders.
-    (ds,) = [d for d in offline_datasets() if d.dataset == "offline_orders"]
-    defs = build_offline_defs([ds])
-    return materialize_partition([*defs.assets, *offline_checks(ds)], resources, DAY, instance)
+    return run_offline_day("offline_orders", resources, DAY, instance)
 
 
 def test_orders_become_commerce_events_and_bad_rows_are_quarantined_with_reasons(env):
@@ -171,9 +174,7 @@ def test_orders_become_commerce_events_and_bad_rows_are_quarantined_with_reasons
     assert manifest["xdm_field_groups"] == [FG_COMMERCE]
 
     # The files left the incoming folder for the day's archive; nothing was deleted.
-    source = root / "customer_source" / FOLDER
-    assert sorted(p.name for p in source.iterdir() if p.is_file()) == []
-    assert sorted(p.name for p in (source / "archive" / DAY).iterdir()) == [
+    assert archived(root, FOLDER, DAY) == [
         "orders_20261123.csv",
         "orders_20261123_1800_shop2.csv",
         "orders_20261123_pos.parquet",
@@ -182,16 +183,7 @@ def test_orders_become_commerce_events_and_bad_rows_are_quarantined_with_reasons
 
 def test_a_re_run_gives_the_same_records_and_leaves_the_landing_alone(env):
     root, resources = env
-    instance = DagsterInstance.ephemeral()
-    first = run_day(resources, instance)
-    landed = (root / LANDING).read_bytes()
-    stored = (root / "warehouse/offline_orders_xdm" / DAY / "data.parquet").read_bytes()
-    second = run_day(resources, instance)
-    assert first.success and second.success
-    published = materialization(second, "offline_orders_published").metadata
-    assert published["already_published"].value is True
-    assert (root / LANDING).read_bytes() == landed
-    assert (root / "warehouse/offline_orders_xdm" / DAY / "data.parquet").read_bytes() == stored
+    second = rerun_changes_nothing(root, resources, "offline_orders", DAY, LANDING)
     assert materialization(second, "offline_orders").metadata["rows_read"].value == 14
 
 
