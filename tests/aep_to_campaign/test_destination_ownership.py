@@ -147,26 +147,32 @@ def _ledger(warehouse, destination: str) -> list[str]:
     return sorted(latest_ledger(warehouse, destination, AUD).column("member_hash").to_pylist())
 
 
-def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
-    root, resources = env
-    warehouse = resources["warehouse"]
-    instance = DagsterInstance.ephemeral()
+def seeded_destination(
+    root, resources, instance
+) -> tuple[list[dict[str, str]], list[str], dict[str | None, sample.AudienceMember]]:
+    """20 Campaign recipients, all consenting but recipient 10 (a member of the audience we
+    never send), and an email destination that already holds three foreign members and
+    recipient 8, all added elsewhere, as the destination lists them (its file columns).
+    Returns the recipients, their addresses and the audience members by external ID."""
     recipients = sample.campaign_recipients(20)
-    # Everyone consents but recipient 10: a member of the audience we never sent.
     consenting = [i for i in range(20) if i != 10]
     load_campaign_side(
         root, resources, instance, recipients, partition_key=PK, consenting=consenting
     )
     instance.add_dynamic_partitions("audiences", [AUD])
     address = [r["email"].strip().lower() for r in recipients]
-    # The destination already holds three foreign members and recipient 8, all added elsewhere,
-    # as the destination lists them (its file columns).
     state = root / "warehouse" / "destination_state" / "email" / AUD / "members.csv"
     state.parent.mkdir(parents=True)
     state.write_text("email\n" + "".join(f"{e}\n" for e in [*FOREIGN, address[8]]))
-
     members = sample.audience_members(recipients, in_campaign=20, seed=3)
-    by_id = {m.external_id: m for m in members}
+    return recipients, address, {m.external_id: m for m in members}
+
+
+def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
+    root, resources = env
+    warehouse = resources["warehouse"]
+    instance = DagsterInstance.ephemeral()
+    recipients, address, by_id = seeded_destination(root, resources, instance)
     first = [by_id[recipients[i]["external_id"]] for i in [*range(9), 10]]
     request, cursor = _export(root, resources, instance, first, T0)
     _build(resources, instance, request)

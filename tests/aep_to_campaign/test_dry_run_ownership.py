@@ -34,10 +34,15 @@ from rtcdp_assets.aep_to_campaign.destinations.staged_files import (
     read_destination_manifest,
     read_ownership,
 )
-from rtcdp_dev import sample_audiences as sample
-from tests.aep_to_campaign.campaign_side import load_campaign_side
-from tests.aep_to_campaign.test_audience_exports import AUD, FOLDER, PK, T0
-from tests.aep_to_campaign.test_destination_ownership import FOREIGN, STAMP_1, STAMP_2, _export, sha
+from tests.aep_to_campaign.test_audience_exports import AUD, FOLDER, T0
+from tests.aep_to_campaign.test_destination_ownership import (
+    FOREIGN,
+    STAMP_1,
+    STAMP_2,
+    _export,
+    seeded_destination,
+    sha,
+)
 
 
 @pytest.fixture
@@ -96,19 +101,7 @@ def test_dry_run_counts_what_the_export_adds_removes_and_keeps(seeded_env):
     root, resources = seeded_env
     warehouse = resources["warehouse"]
     instance = DagsterInstance.ephemeral()
-    recipients = sample.campaign_recipients(20)
-    consenting = [i for i in range(20) if i != 10]  # 10: a member we never send
-    load_campaign_side(
-        root, resources, instance, recipients, partition_key=PK, consenting=consenting
-    )
-    instance.add_dynamic_partitions("audiences", [AUD])
-    address = [r["email"].strip().lower() for r in recipients]
-    state = root / "warehouse" / "destination_state" / "email" / AUD / "members.csv"
-    state.parent.mkdir(parents=True)
-    state.write_text("email\n" + "".join(f"{e}\n" for e in [*FOREIGN, address[8]]))
-    members = sample.audience_members(recipients, in_campaign=20, seed=3)
-    by_id = {m.external_id: m for m in members}
-
+    recipients, address, by_id = seeded_destination(root, resources, instance)
     first = [by_id[recipients[i]["external_id"]] for i in [*range(9), 10]]
     request, cursor = _export(root, resources, instance, first, T0)
     dry_run = dry_run_metadata(build(resources, instance, request))
