@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from dagster import DagsterInstance, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 
 from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
 from asset_checks.aep_to_campaign.consent_checks import consent_respected_result
@@ -132,7 +132,8 @@ def _export(root: Path, resources: dict, instance: DagsterInstance, members, whe
     return request, result.cursor
 
 
-def _build(resources: dict, instance: DagsterInstance, request) -> None:
+def build(resources: dict, instance: DagsterInstance, request) -> ExecuteInProcessResult:
+    """The audience run of the export (its dry run first) and its destination files."""
     run = materialize(
         [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS, destination_exports],
         partition_key=request.partition_key,
@@ -141,6 +142,7 @@ def _build(resources: dict, instance: DagsterInstance, request) -> None:
         instance=instance,
     )
     assert run.success
+    return run
 
 
 def _ledger(warehouse, destination: str) -> list[str]:
@@ -175,7 +177,7 @@ def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
     recipients, address, by_id = seeded_destination(root, resources, instance)
     first = [by_id[recipients[i]["external_id"]] for i in [*range(9), 10]]
     request, cursor = _export(root, resources, instance, first, T0)
-    _build(resources, instance, request)
+    build(resources, instance, request)
     manifest = read_destination_manifest(warehouse, AUD, STAMP_1)
     assert manifest["ownership"]["email"] == {
         "added": 8,  # recipients 0-7
@@ -196,7 +198,7 @@ def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
     request_2, _ = _export(
         root, resources, instance, left + joined, T0 + timedelta(hours=12), cursor
     )
-    _build(resources, instance, request_2)
+    build(resources, instance, request_2)
     expected = {
         "added": 1,
         "already_present": 0,
@@ -228,7 +230,7 @@ def test_seeded_foreign_members_stay_and_only_our_leavers_are_removed(env):
         root / "warehouse" / MEMBERSHIP_LEDGER / "email" / AUD / STAMP_2 / "ledger.parquet"
     )
     ledger_bytes = ledger_file.read_bytes()
-    _build(resources, instance, request_2)
+    build(resources, instance, request_2)
     assert (root / "warehouse" / "destination_exports" / AUD / STAMP_2 / name).read_bytes() == data
     assert ledger_file.read_bytes() == ledger_bytes
     assert read_destination_manifest(warehouse, AUD, STAMP_2)["ownership"]["email"] == expected

@@ -15,13 +15,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from dagster import DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import DagsterInstance, ExecuteInProcessResult
 
-from asset_checks.aep_to_campaign.audience_checks import PARTITIONED_AUDIENCE_CHECKS
-from asset_checks.aep_to_campaign.wiring import audience_defs
 from resources import PipelineSettings, embedded_resources
 from resources.audience_settings import AepDestinationOptions, AudienceSettings
-from rtcdp_assets.aep_to_campaign.destinations.assets import destination_exports
 from rtcdp_assets.aep_to_campaign.destinations.contracts import CONTRACTS_BY_NAME
 from rtcdp_assets.aep_to_campaign.destinations.dry_run import ACTIVATION_DRY_RUN
 from rtcdp_assets.aep_to_campaign.destinations.dry_run_ownership import destination_ownership
@@ -40,6 +37,7 @@ from tests.aep_to_campaign.test_destination_ownership import (
     STAMP_1,
     STAMP_2,
     _export,
+    build,
     seeded_destination,
     sha,
 )
@@ -55,19 +53,6 @@ def seeded_env(tmp_path) -> tuple[Path, dict]:
         default_destination=AepDestinationOptions(export_mode="incremental"),
     )
     return tmp_path, resources
-
-
-def build(resources: dict, instance: DagsterInstance, request) -> ExecuteInProcessResult:
-    """The audience run of the export (its dry run first) and its destination files."""
-    run = materialize(
-        [*audience_defs.assets, *PARTITIONED_AUDIENCE_CHECKS, destination_exports],
-        partition_key=request.partition_key,
-        tags=request.tags,
-        resources=resources,
-        instance=instance,
-    )
-    assert run.success
-    return run
 
 
 def dry_run_metadata(run: ExecuteInProcessResult) -> dict:
