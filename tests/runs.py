@@ -10,7 +10,9 @@ from dagster import (
     AssetsDefinition,
     DagsterInstance,
     ExecuteInProcessResult,
+    RunRequest,
     SensorDefinition,
+    SensorResult,
     build_sensor_context,
     materialize,
 )
@@ -58,3 +60,16 @@ def evaluate_sensor(
     required = {key: resources[key] for key in sensor_def.required_resource_keys}
     with build_sensor_context(instance=instance, cursor=cursor, resources=required) as context:
         return sensor_def(context)
+
+
+def sensor_requests(
+    sensor_def: SensorDefinition,
+    resources: Mapping[str, Any],
+    instance: DagsterInstance,
+    cursor: str | None,
+) -> tuple[list[RunRequest], str | None]:
+    """One tick's run requests and the cursor after it (unchanged on a skip)."""
+    result = evaluate_sensor(sensor_def, resources, instance, cursor)
+    if isinstance(result, SensorResult):
+        return list(result.run_requests or []), result.cursor or cursor
+    return [], cursor

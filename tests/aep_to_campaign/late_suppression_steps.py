@@ -12,7 +12,6 @@ from dagster import (
     DagsterInstance,
     ExecuteInProcessResult,
     RunRequest,
-    SensorResult,
     materialize,
 )
 
@@ -27,7 +26,7 @@ from rtcdp_assets.campaign_to_aep.preferences import PREFERENCES_FORMAT, prefere
 from rtcdp_assets.campaign_to_aep.profiles import profiles_defs
 from rtcdp_assets.definitions import late_suppression_sensor
 from rtcdp_dev import sample_audiences as sample
-from tests.runs import evaluate_sensor
+from tests.runs import sensor_requests
 
 EVERY_AUDIENCE_ASSET = [
     *audience_defs.assets,
@@ -118,10 +117,7 @@ def run_audience_export(
 def tick(
     resources: Mapping[str, Any], instance: DagsterInstance, cursor: str | None
 ) -> tuple[list[RunRequest], str | None]:
-    result = evaluate_sensor(late_suppression_sensor, resources, instance, cursor)
-    if isinstance(result, SensorResult):
-        return list(result.run_requests or []), result.cursor or cursor
-    return [], cursor
+    return sensor_requests(late_suppression_sensor, resources, instance, cursor)
 
 
 def run_request(

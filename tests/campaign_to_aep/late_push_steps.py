@@ -13,7 +13,6 @@ from dagster import (
     DagsterInstance,
     ExecuteInProcessResult,
     RunRequest,
-    SensorResult,
     materialize,
 )
 
@@ -25,7 +24,7 @@ from rtcdp_assets.campaign_to_aep.push_subscriptions import (
 from rtcdp_assets.definitions import late_quarantine_sensor
 from tests.drop_files import flow_csv
 from tests.results import read_published
-from tests.runs import campaign_assets_and_checks, evaluate_sensor
+from tests.runs import campaign_assets_and_checks, sensor_requests
 
 APNS_A = "9f" * 32
 APNS_B = "AB12" * 16  # Campaign may export an APNs token in upper case; published lower-case
@@ -86,10 +85,7 @@ def load(defs: Any, resources: Mapping[str, Any], instance: DagsterInstance, pk:
 def tick(
     resources: Mapping[str, Any], instance: DagsterInstance, cursor: str | None
 ) -> tuple[list[RunRequest], str | None]:
-    result = evaluate_sensor(late_quarantine_sensor, resources, instance, cursor)
-    if isinstance(result, SensorResult):
-        return list(result.run_requests or []), result.cursor or cursor
-    return [], cursor
+    return sensor_requests(late_quarantine_sensor, resources, instance, cursor)
 
 
 def run_request(
