@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dagster import (
-    AllPartitionMapping,
     AssetChecksDefinition,
-    AssetDep,
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
@@ -31,11 +29,11 @@ from resources.drop_zones import DropZone, join
 from resources.warehouse import Warehouse
 from rtcdp_assets.aep_to_campaign.audience_exports.datasets import GROUP, audience_partitions
 from rtcdp_assets.aep_to_campaign.audience_exports.export_records import export_stamp_for_run
-from rtcdp_assets.aep_to_campaign.audience_exports.membership import audience_membership
 from rtcdp_assets.aep_to_campaign.destinations.dry_run import (
     ACTIVATION_DRY_RUN,
     APPROVAL_FILE,
     CAMPAIGN_DESTINATION,
+    MEMBER_SOURCE_DEPS,
     approval,
     dry_run_id,
     review_first_destinations,
@@ -52,7 +50,6 @@ from rtcdp_assets.aep_to_campaign.destinations.suppression_freshness import (
 )
 from rtcdp_assets.shared.campaign_import_files import upload_verified
 from rtcdp_assets.shared.late_suppression import note_metadata
-from rtcdp_assets.shared.suppression import SUPPRESSION_LIST
 
 
 @asset(
@@ -60,16 +57,8 @@ from rtcdp_assets.shared.suppression import SUPPRESSION_LIST
     partitions_def=audience_partitions,
     group_name=GROUP,
     kinds={"parquet", "csv"},
-    deps=[
-        audience_membership,
-        # Written only after the dry run said who each destination gains, loses or excludes.
-        AssetKey(ACTIVATION_DRY_RUN),
-        # Phones and recipients come from the Campaign profiles, whatever window brought them;
-        # consents from the preferences, the same way.
-        AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
-        AssetDep(AssetKey("preferences"), partition_mapping=AllPartitionMapping()),
-        AssetKey(SUPPRESSION_LIST),
-    ],
+    # Written only after the dry run said who each destination gains, loses or excludes.
+    deps=[*MEMBER_SOURCE_DEPS, AssetKey(ACTIVATION_DRY_RUN)],
     description=(
         "The audience's current members as one CSV per activation destination (email, sms, "
         "social_ads), each holding exactly its identity contract's columns. Suppressed "

@@ -285,17 +285,23 @@ def write_dry_run(
     warehouse.put_json(ACTIVATION_DRY_RUN, folder, "summary.json", summary)
 
 
+# What the dry run and the destination files both read: the export's members; phones and
+# recipients from the Campaign profiles and consents from the preferences, whatever window
+# brought them; the suppression list.
+MEMBER_SOURCE_DEPS: list[Any] = [
+    audience_membership,
+    AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
+    AssetDep(AssetKey("preferences"), partition_mapping=AllPartitionMapping()),
+    AssetKey(SUPPRESSION_LIST),
+]
+
+
 @asset(
     name=ACTIVATION_DRY_RUN,
     partitions_def=audience_partitions,
     group_name=GROUP,
     kinds={"parquet"},
-    deps=[
-        audience_membership,
-        AssetDep(AssetKey("profiles"), partition_mapping=AllPartitionMapping()),
-        AssetDep(AssetKey("preferences"), partition_mapping=AllPartitionMapping()),
-        AssetKey(SUPPRESSION_LIST),
-    ],
+    deps=MEMBER_SOURCE_DEPS,
     description=(
         "Before the Campaign import or any destination file of an audience export is written: "
         "per destination (campaign, email, sms, social_ads), who would be added, kept, removed "
